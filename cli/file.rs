@@ -1,0 +1,279 @@
+//! `cfgstore file put | get | rm | ls` and `cfgstore import`
+
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cfgstore::store::{tree, FilePath, Store, WriteOutcome};
+use clap::{Args, Subcommand};
+use walkdir::WalkDir;
+
+use crate::output::{self, print_json, print_table, UsageError};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Save a file (snapshot first); the content comes from --from or stdin
+    Put {
+        /// OWNER/PROJECT
+        project: String,
+        branch: String,
+        /// Path inside the branch, e.g. config/app.json
+        path: String,
+        /// Read the content from this file instead of stdin
+        #[arg(long, value_name = "FILE")]
+        from: Option<PathBuf>,
+        /// Only write if the branch is still at this short_id
+        #[arg(long, value_name = "SHORT_ID")]
+        if_match: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a file's exact bytes to stdout
+    Get {
+        /// OWNER/PROJECT
+        project: String,
+        branch: String,
+        path: String,
+        /// Read from this snapshot instead of the live branch
+        #[arg(long, value_name = "vNNNN")]
+        version: Option<String>,
+    },
+    /// Remove a file (snapshot first)
+    Rm {
+        /// OWNER/PROJECT
+        project: String,
+        branch: String,
+        path: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List files and folders of a branch
+    Ls {
+        /// OWNER/PROJECT
+        project: String,
+        branch: String,
+        /// Folder to list (default: the root)
+        path: Option<String>,
+        /// Descend into sub-folders
+        #[arg(long, short)]
+        recursive: bool,
+        /// List this snapshot instead of the live branch
+        #[arg(long, value_name = "vNNNN")]
+        version: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct ImportArgs {
+    /// OWNER/PROJECT
+    project: String,
+    branch: String,
+    /// Directory whose files are saved, keeping their relative paths
+    dir: PathBuf,
+    /// Make the branch hold exactly the directory's files (others removed)
+    #[arg(long)]
+    replace: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::Put {
+            project,
+            branch,
+            path,
+            from,
+            if_match,
+            json,
+        } => {
+            let (project, branch, path) = (
+                output::project(&project)?,
+                output::branch(&branch)?,
+                output::path(&path)?,
+            );
+            let bytes = read_content(from.as_deref())?;
+            let outcome = store.put_file(
+                &project,
+                &branch,
+                &path,
+                &bytes,
+                &crate::actor(),
+                if_match.as_deref(),
+            )?;
+            report_write(
+                &outcome,
+                &format!("saved {path} ({})", output::size(bytes.len() as u64)),
+                json,
+            )?;
+        }
+        Command::Get {
+            project,
+            branch,
+            path,
+            version,
+        } => {
+            let (project, branch, path) = (
+                output::project(&project)?,
+                output::branch(&branch)?,
+                output::path(&path)?,
+            );
+            let bytes = match version {
+                None => store.read_file(&project, &branch, &path)?,
+                Some(v) => {
+                    let gen = store.snapshot(&project, &branch, output::version(&v)?)?;
+                    let entry = gen
+                        .find(&path)
+                        .ok_or_else(|| cfgstore::Error::not_found("file", &path))?;
+                    store.read_entry(&project, entry)?
+                }
+            };
+            let mut out = io::stdout().lock();
+            out.write_all(&bytes)?;
+            out.flush()?;
+        }
+        Command::Rm {
+            project,
+            branch,
+            path,
+            json,
+        } => {
+            let (project, branch, path) = (
+                output::project(&project)?,
+                output::branch(&branch)?,
+                output::path(&path)?,
+            );
+            let outcome = store.delete_file(&project, &branch, &path, &crate::actor(), None)?;
+            report_write(&outcome, &format!("removed {path}"), json)?;
+        }
+        Command::Ls {
+            project,
+            branch,
+            path,
+            recursive,
+            version,
+            json,
+        } => {
+            let (project, branch) = (output::project(&project)?, output::branch(&branch)?);
+            let under = path.as_deref().map(output::path).transpose()?;
+            let gen = match version {
+                None => store.live(&project, &branch)?.as_ref().clone(),
+                Some(v) => store.snapshot(&project, &branch, output::version(&v)?)?,
+            };
+            let entries = tree::list(&gen, under.as_ref(), recursive)?;
+            if json {
+                print_json(&entries)?;
+            } else {
+                let rows: Vec<Vec<String>> = entries
+                    .iter()
+                    .map(|e| {
+                        let size = e.size.map(output::size).unwrap_or_default();
+                        let path = if e.kind == tree::Kind::Tree {
+                            format!("{}/", e.path)
+                        } else {
+                            e.path.clone()
+                        };
+                        vec![format!("{:?}", e.kind).to_lowercase(), size, path]
+                    })
+                    .collect();
+                print_table(&["TYPE", "SIZE", "PATH"], &rows);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
+    let (project, branch) = (
+        output::project(&args.project)?,
+        output::branch(&args.branch)?,
+    );
+    if !args.dir.is_dir() {
+        return Err(UsageError(format!("{} is not a directory", args.dir.display())).into());
+    }
+    let files = collect_files(&args.dir)?;
+    let count = files.len();
+    let dir = args.dir.clone();
+    let reading = files.into_iter().map(move |(path, source)| {
+        let bytes = std::fs::read(&source).map_err(|e| cfgstore::Error::io(&source, e))?;
+        Ok((path, bytes))
+    });
+    let outcome = store.import(&project, &branch, reading, args.replace, &crate::actor())?;
+    report_write(
+        &outcome,
+        &format!("imported {count} files from {}", dir.display()),
+        args.json,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Every regular file under `dir` with its store path. Symlinks and special
+/// files are refused rather than followed: an import must never read
+/// outside the directory it was given.
+fn collect_files(dir: &Path) -> anyhow::Result<Vec<(FilePath, PathBuf)>> {
+    let mut files = Vec::new();
+    for entry in WalkDir::new(dir).follow_links(false).sort_by_file_name() {
+        let entry = entry.with_context(|| format!("cannot read {}", dir.display()))?;
+        let kind = entry.file_type();
+        if kind.is_dir() {
+            continue;
+        }
+        let relative = entry
+            .path()
+            .strip_prefix(dir)
+            .expect("walkdir stays under its root");
+        if !kind.is_file() {
+            return Err(UsageError(format!(
+                "{} is not a regular file (symlinks and special files are not imported)",
+                entry.path().display()
+            ))
+            .into());
+        }
+        let text = relative
+            .to_str()
+            .ok_or_else(|| UsageError(format!("{} is not valid UTF-8", relative.display())))?;
+        files.push((FilePath::parse(text)?, entry.into_path()));
+    }
+    Ok(files)
+}
+
+fn read_content(from: Option<&Path>) -> anyhow::Result<Vec<u8>> {
+    match from {
+        Some(path) => {
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+        }
+        None => {
+            if io::stdin().is_terminal() {
+                return Err(UsageError("no --from FILE given and stdin is a terminal: pipe the content in, or use --from".into()).into());
+            }
+            let mut bytes = Vec::new();
+            io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .context("cannot read stdin")?;
+            Ok(bytes)
+        }
+    }
+}
+
+pub fn report_write(outcome: &WriteOutcome, what: &str, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(outcome);
+    }
+    if !outcome.changed {
+        println!(
+            "{what}: no change, still {} ({})",
+            outcome.version, outcome.short_id
+        );
+        return Ok(());
+    }
+    let snapshot = outcome.snapshot.map(|s| s.to_string()).unwrap_or_default();
+    println!(
+        "{what}: now {} (previous state kept as snapshot {snapshot}), short_id {} -> {}",
+        outcome.version, outcome.old_short_id, outcome.short_id
+    );
+    Ok(())
+}

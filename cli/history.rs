@@ -1,0 +1,345 @@
+//! `cfgstore history list | show | diff` and `cfgstore rollback`
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+
+use cfgstore::store::{Generation, ProjectRef, Store};
+use clap::{Args, Subcommand};
+
+use crate::output::{self, print_json, print_table};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// List a branch's snapshots, newest first
+    List {
+        /// OWNER/PROJECT
+        project: String,
+        branch: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one snapshot: its metadata and files
+    Show {
+        /// OWNER/PROJECT
+        project: String,
+        branch: String,
+        /// vNNNN
+        version: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare two versions: files added, removed, changed, with line diffs
+    Diff {
+        /// OWNER/PROJECT
+        project: String,
+        branch: String,
+        /// The older version, vNNNN
+        from: String,
+        /// The newer version, vNNNN (the live version number works too)
+        to: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    /// OWNER/PROJECT
+    project: String,
+    branch: String,
+    /// The snapshot to restore
+    #[arg(long, value_name = "vNNNN")]
+    to: String,
+    /// Do not ask for confirmation
+    #[arg(long)]
+    yes: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
+    match cmd {
+        Command::List {
+            project,
+            branch,
+            json,
+        } => {
+            let (project, branch) = (output::project(&project)?, output::branch(&branch)?);
+            let history = store.history(&project, &branch)?;
+            if json {
+                print_json(&history)?;
+            } else {
+                let live = store.branch(&project, &branch)?;
+                println!(
+                    "{project} {branch}: live {} ({}, {} files)",
+                    live.version, live.short_id, live.file_count
+                );
+                let rows: Vec<Vec<String>> = history
+                    .iter()
+                    .map(|s| {
+                        vec![
+                            s.version.to_string(),
+                            s.created_at.clone(),
+                            s.actor.clone(),
+                            s.file_count.to_string(),
+                            s.short_id.clone(),
+                            format!("before {}", s.reason),
+                        ]
+                    })
+                    .collect();
+                print_table(
+                    &["SNAPSHOT", "TAKEN", "BY", "FILES", "SHORT_ID", "REASON"],
+                    &rows,
+                );
+            }
+        }
+        Command::Show {
+            project,
+            branch,
+            version,
+            json,
+        } => {
+            let (project, branch, version) = (
+                output::project(&project)?,
+                output::branch(&branch)?,
+                output::version(&version)?,
+            );
+            let gen = store.snapshot(&project, &branch, version)?;
+            let info = store
+                .history(&project, &branch)?
+                .into_iter()
+                .find(|s| s.version == version);
+            if json {
+                let files: Vec<_> = gen
+                    .entries
+                    .iter()
+                    .map(|e| serde_json::json!({ "path": e.path, "size": e.size, "md5": e.md5 }))
+                    .collect();
+                print_json(&serde_json::json!({ "snapshot": info, "files": files }))?;
+            } else {
+                println!("snapshot  {version} of {project} {branch}");
+                if let Some(info) = &info {
+                    println!(
+                        "taken     {} by {} before {}",
+                        info.created_at, info.actor, info.reason
+                    );
+                }
+                println!("short_id  {}", gen.meta.short_id);
+                println!("files     {}", gen.meta.file_count);
+                println!();
+                let rows: Vec<Vec<String>> = gen
+                    .entries
+                    .iter()
+                    .map(|e| vec![output::size(e.size), e.md5.clone(), e.path.to_string()])
+                    .collect();
+                print_table(&["SIZE", "MD5", "PATH"], &rows);
+            }
+        }
+        Command::Diff {
+            project,
+            branch,
+            from,
+            to,
+            json,
+        } => {
+            let (project, branch) = (output::project(&project)?, output::branch(&branch)?);
+            let old = store.generation(&project, &branch, output::version(&from)?)?;
+            let new = store.generation(&project, &branch, output::version(&to)?)?;
+            diff(store, &project, &old, &new, json)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rollback(store: &Store, args: RollbackArgs) -> anyhow::Result<ExitCode> {
+    let (project, branch, to) = (
+        output::project(&args.project)?,
+        output::branch(&args.branch)?,
+        output::version(&args.to)?,
+    );
+    // Fail on an unknown snapshot before asking anything.
+    let target = store.snapshot(&project, &branch, to)?;
+    if !args.yes {
+        let live = store.branch(&project, &branch)?;
+        let question = format!(
+            "Roll back {project} {branch} from {} ({} files) to {to} ({} files)? The current state is kept as a snapshot.",
+            live.version, live.file_count, target.meta.file_count
+        );
+        if !output::confirm(&question)? {
+            eprintln!("not rolled back");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let outcome = store.rollback(&project, &branch, to, &crate::actor())?;
+    crate::file::report_write(&outcome, &format!("rolled back to {to}"), args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+#[derive(serde::Serialize)]
+struct DiffJson {
+    from: String,
+    to: String,
+    added: Vec<String>,
+    removed: Vec<String>,
+    changed: Vec<String>,
+}
+
+fn diff(
+    store: &Store,
+    project: &ProjectRef,
+    old: &Generation,
+    new: &Generation,
+    json: bool,
+) -> anyhow::Result<()> {
+    let paths: BTreeSet<_> = old
+        .entries
+        .iter()
+        .chain(&new.entries)
+        .map(|e| &e.path)
+        .collect();
+    let mut result = DiffJson {
+        from: old.meta.version.to_string(),
+        to: new.meta.version.to_string(),
+        added: vec![],
+        removed: vec![],
+        changed: vec![],
+    };
+    let mut patches = Vec::new();
+    for path in paths {
+        match (old.find(path), new.find(path)) {
+            (None, Some(_)) => result.added.push(path.to_string()),
+            (Some(_), None) => result.removed.push(path.to_string()),
+            (Some(a), Some(b)) if a.hash != b.hash => {
+                result.changed.push(path.to_string());
+                if !json {
+                    let (a, b) = (store.read_entry(project, a)?, store.read_entry(project, b)?);
+                    patches.push((path.to_string(), line_diff(&a, &b)));
+                }
+            }
+            _ => {}
+        }
+    }
+    if json {
+        return print_json(&result);
+    }
+    println!(
+        "{} -> {}: {} added, {} removed, {} changed",
+        result.from,
+        result.to,
+        result.added.len(),
+        result.removed.len(),
+        result.changed.len()
+    );
+    for p in &result.added {
+        println!("  added    {p}");
+    }
+    for p in &result.removed {
+        println!("  removed  {p}");
+    }
+    for p in &result.changed {
+        println!("  changed  {p}");
+    }
+    for (path, patch) in patches {
+        println!("\n--- {path} ({})\n+++ {path} ({})", result.from, result.to);
+        print!("{patch}");
+    }
+    Ok(())
+}
+
+/// A unified diff (3 lines of context) of two texts, or a one-line note
+/// for binary or very large files.
+fn line_diff(old: &[u8], new: &[u8]) -> String {
+    let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
+        return format!(
+            "binary files differ ({} -> {} bytes)\n",
+            old.len(),
+            new.len()
+        );
+    };
+    let a: Vec<&str> = old.lines().collect();
+    let b: Vec<&str> = new.lines().collect();
+    if a.len().saturating_mul(b.len()) > 4_000_000 {
+        return format!(
+            "too large for a line diff ({} -> {} lines)\n",
+            a.len(),
+            b.len()
+        );
+    }
+    // Longest common subsequence table, suffix form: lcs[i][j] is the LCS
+    // of a[i..] and b[j..].
+    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
+        }
+    }
+    // Walk it into a list of (tag, old line no, new line no, text).
+    let mut ops: Vec<(char, usize, usize, &str)> = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            ops.push((' ', i, j, a[i]));
+            i += 1;
+            j += 1;
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            ops.push(('-', i, j, a[i]));
+            i += 1;
+        } else {
+            ops.push(('+', i, j, b[j]));
+            j += 1;
+        }
+    }
+    const CONTEXT: usize = 3;
+    let mut out = String::new();
+    let mut k = 0;
+    while k < ops.len() {
+        if ops[k].0 == ' ' {
+            k += 1;
+            continue;
+        }
+        // A hunk: from CONTEXT lines before the change to CONTEXT lines
+        // after the last change that is within 2*CONTEXT of the previous.
+        let start = k.saturating_sub(CONTEXT);
+        let mut end = k;
+        let mut last_change = k;
+        while end < ops.len() && end <= last_change + 2 * CONTEXT {
+            if ops[end].0 != ' ' {
+                last_change = end;
+            }
+            end += 1;
+        }
+        let end = (last_change + CONTEXT + 1).min(ops.len());
+        let hunk = &ops[start..end];
+        let old_count = hunk.iter().filter(|o| o.0 != '+').count();
+        let new_count = hunk.iter().filter(|o| o.0 != '-').count();
+        out.push_str(&format!(
+            "@@ -{},{} +{},{} @@\n",
+            hunk[0].1 + 1,
+            old_count,
+            hunk[0].2 + 1,
+            new_count
+        ));
+        for (tag, _, _, text) in hunk {
+            out.push_str(&format!("{tag}{text}\n"));
+        }
+        k = end;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_diff;
+
+    #[test]
+    fn unified_diff_marks_changed_lines() {
+        let d = line_diff(b"a\nb\nc\n", b"a\nB\nc\nd\n");
+        assert_eq!(d, "@@ -1,3 +1,4 @@\n a\n-b\n+B\n c\n+d\n");
+        assert_eq!(line_diff(b"same\n", b"same\n"), "");
+        assert!(line_diff(b"\xff", b"x").starts_with("binary files differ"));
+    }
+}

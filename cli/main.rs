@@ -1,0 +1,196 @@
+//! The `cfgstore` command: argument parsing, output, exit codes.
+//!
+//! Every subcommand is a thin layer over the library: it parses its
+//! arguments into validated names, calls `Store`, and prints a table for
+//! people or JSON for scripts. Exit codes: 0 ok, 1 failure, 2 usage
+//! (including malformed names and versions).
+
+mod branch;
+mod example;
+mod file;
+mod history;
+mod output;
+mod project;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use cfgstore::store::Store;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "cfgstore",
+    version,
+    about = "A configuration store for a single box",
+    long_about = "A configuration store for a single box.\n\n\
+        ERP systems poll config files over HTTP; operators manage projects, branches,\n\
+        files, history and rollbacks from this command, on the same data directory,\n\
+        safely, while the daemon runs. Every write keeps a snapshot of the state\n\
+        before it, so any change can be rolled back.",
+    after_help = "Examples:\n  \
+        cfgstore --data /tmp/demo init --example\n  \
+        cfgstore --data /tmp/demo branch list demo/b2b-cnc.erp-config\n  \
+        echo '{\"debug\": true}' | cfgstore --data /tmp/demo file put demo/b2b-cnc.erp-config main app.json\n  \
+        cfgstore --data /tmp/demo history list demo/b2b-cnc.erp-config main\n  \
+        cfgstore --data /tmp/demo rollback demo/b2b-cnc.erp-config main --to v0002"
+)]
+struct Cli {
+    /// Data directory
+    #[arg(
+        long,
+        global = true,
+        env = "CFGSTORE_DATA",
+        default_value = "/var/lib/cfgstore",
+        value_name = "DIR"
+    )]
+    data: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the data directory (or complete a partial one)
+    Init {
+        /// Also create the example project demo/b2b-cnc.erp-config with history
+        #[arg(long)]
+        example: bool,
+    },
+    /// Create, list and show projects
+    #[command(subcommand)]
+    Project(project::Command),
+    /// Create and list branches
+    #[command(subcommand)]
+    Branch(branch::Command),
+    /// Put, get, remove and list files
+    #[command(subcommand)]
+    File(file::Command),
+    /// Save every file under a directory as one write (one snapshot)
+    Import(file::ImportArgs),
+    /// List, show and compare snapshots
+    #[command(subcommand)]
+    History(history::Command),
+    /// Restore a snapshot (the current state is kept as a snapshot first)
+    Rollback(history::RollbackArgs),
+    /// Verify every manifest, object and permission in the data directory
+    Fsck {
+        /// Repair what is safe to repair: roll HEADs forward, tighten
+        /// permissions, remove temp folders of dead processes
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("cfgstore: {err:#}");
+            exit_code_for(&err)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let data = cli.data;
+    match cli.command {
+        Command::Init { example } => init(&data, example),
+        Command::Project(cmd) => project::run(&open(&data)?, cmd),
+        Command::Branch(cmd) => branch::run(&open(&data)?, cmd),
+        Command::File(cmd) => file::run(&open(&data)?, cmd),
+        Command::Import(args) => file::import(&open(&data)?, args),
+        Command::History(cmd) => history::run(&open(&data)?, cmd),
+        Command::Rollback(args) => history::rollback(&open(&data)?, args),
+        Command::Fsck { repair, json } => fsck(&open(&data)?, repair, json),
+    }
+}
+
+fn open(data: &Path) -> anyhow::Result<Store> {
+    Store::open(data).with_context(|| format!("cannot open data directory {}", data.display()))
+}
+
+fn init(data: &Path, example: bool) -> anyhow::Result<ExitCode> {
+    let (store, created) = Store::init(data)?;
+    if created {
+        println!("initialised {}", data.display());
+    } else {
+        println!("{} is already initialised", data.display());
+    }
+    if example {
+        example::create(&store, &actor())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fsck(store: &Store, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let report = store.fsck(repair)?;
+    if json {
+        output::print_json(&report)?;
+    } else {
+        for p in &report.problems {
+            let tag = if p.repaired { "repaired" } else { "PROBLEM" };
+            println!("{tag}: {}: {}", p.path.display(), p.detail);
+        }
+        println!(
+            "checked {} projects, {} branches, {} generations, {} objects ({} unreferenced): {}",
+            report.projects,
+            report.branches,
+            report.generations,
+            report.objects_verified,
+            report.unreferenced_objects,
+            if report.is_clean() {
+                "clean"
+            } else {
+                "PROBLEMS FOUND"
+            }
+        );
+    }
+    Ok(if report.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The audit actor for this process: `cli:{unix user}`.
+pub fn actor() -> String {
+    format!("cli:{}", unix_user())
+}
+
+fn unix_user() -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+    if let (Some(uid), Ok(passwd)) = (uid, std::fs::read_to_string("/etc/passwd")) {
+        for line in passwd.lines() {
+            let fields: Vec<&str> = line.split(':').collect();
+            if fields.len() > 2 && fields[2].parse() == Ok(uid) {
+                return fields[0].to_string();
+            }
+        }
+    }
+    match uid {
+        Some(uid) => format!("uid{uid}"),
+        None => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+    }
+}
+
+/// Malformed input is a usage error (2); everything else a failure (1).
+fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    use cfgstore::Error;
+    let usage = err.chain().any(|cause| {
+        matches!(cause.downcast_ref::<Error>(), Some(Error::Invalid(_)))
+            || cause.downcast_ref::<output::UsageError>().is_some()
+    });
+    if usage {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}

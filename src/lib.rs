@@ -1,0 +1,24 @@
+//! cfgstore: a configuration store for a single box.
+//!
+//! ERP systems poll config files over a GitLab-v4-shaped HTTP read API;
+//! operators manage projects, branches, files, history and tokens with the
+//! `cfgstore` command on the same data directory, safely, while the daemon
+//! runs.
+//!
+//! # Layout
+//!
+//! - [`store`]: the only code that touches the data directory. Validated
+//!   names (`store::names`), immutable generations and snapshots, the
+//!   durable write path, recovery and `fsck`.
+//! - [`error`]: the one error enum; HTTP statuses and exit codes are
+//!   assigned where the error leaves the library.
+//!
+//! The binary lives in `cli/` and holds no logic the library lacks: it
+//! parses arguments, calls the store and prints.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod store;
+
+pub use error::{Error, Result};

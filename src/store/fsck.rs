@@ -1,0 +1,320 @@
+//! `fsck`: verifies the whole data directory against what the store
+//! promises, and optionally repairs what can be repaired safely.
+//!
+//! Checked: every generation parses and its `short_id`, `commit_id`, file
+//! count and parent summary recompute; every object a manifest names exists,
+//! is a regular file and hashes to its name, size and md5; every HEAD names
+//! the newest generation; no symlinks, hard links, FIFOs or other special
+//! files; no temp leftovers; files 0600 and folders 0700.
+//!
+//! Repairs (`--repair`): HEAD rolled forward, permissions tightened,
+//! abandoned scratch folders removed. Nothing that holds data is deleted:
+//! unreferenced objects are reported, not collected, because a concurrent
+//! writer may be about to reference them.
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use md5::{Digest, Md5};
+use serde::Serialize;
+use walkdir::WalkDir;
+
+use super::fsutil::{self, hex, open_regular, LockGuard};
+use super::generation::{compute_ids, Generation};
+use super::layout::{self, HEAD_FILE, LOCK_FILE};
+use super::{read_head, ProjectRef, Store};
+use crate::error::{Error, Result};
+
+/// One thing fsck found wrong.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub path: PathBuf,
+    pub detail: String,
+    pub repaired: bool,
+}
+
+/// What fsck looked at and what it found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    pub projects: usize,
+    pub branches: usize,
+    pub generations: usize,
+    pub objects_verified: usize,
+    pub unreferenced_objects: usize,
+    pub problems: Vec<Problem>,
+}
+
+impl Report {
+    /// True when nothing is wrong that was not repaired.
+    pub fn is_clean(&self) -> bool {
+        self.problems.iter().all(|p| p.repaired)
+    }
+
+    fn problem(&mut self, path: impl Into<PathBuf>, detail: impl Into<String>, repaired: bool) {
+        self.problems.push(Problem {
+            path: path.into(),
+            detail: detail.into(),
+            repaired,
+        });
+    }
+}
+
+impl Store {
+    /// Verifies every manifest against the files. With `repair`, fixes what
+    /// is safe to fix (see the module docs).
+    pub fn fsck(&self, repair: bool) -> Result<Report> {
+        let mut report = Report::default();
+        self.check_entries(repair, &mut report)?;
+        for project in self.list_projects(None)? {
+            report.projects += 1;
+            self.check_project(&project.project_ref(), repair, &mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Walks every entry under the root: kinds, links, permissions, strays.
+    fn check_entries(&self, repair: bool, report: &mut Report) -> Result<()> {
+        let root = self.root();
+        let scratch_parent = self.layout().scratch_parent();
+        let own_scratch = self.scratch().dir().to_path_buf();
+        let mut walker = WalkDir::new(root).follow_links(false).into_iter();
+        while let Some(item) = walker.next() {
+            let entry = match item {
+                Ok(entry) => entry,
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.to_path_buf());
+                    report.problem(path, format!("cannot read: {e}"), false);
+                    continue;
+                }
+            };
+            let path = entry.path();
+            if path == own_scratch {
+                walker.skip_current_dir();
+                continue;
+            }
+            if path.parent() == Some(scratch_parent.as_path()) {
+                let abandoned = LockGuard::try_acquire(&path.join(".lock"))?.is_some();
+                if abandoned {
+                    if repair {
+                        fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
+                    }
+                    report.problem(path, "leftover temp folder of a dead process", repair);
+                }
+                walker.skip_current_dir();
+                continue;
+            }
+            let meta = entry.metadata().map_err(|e| Error::io(path, e.into()))?;
+            let kind = meta.file_type();
+            if kind.is_symlink() {
+                report.problem(path, "unexpected symbolic link", false);
+                continue;
+            }
+            if !kind.is_file() && !kind.is_dir() {
+                report.problem(
+                    path,
+                    "unexpected special file (FIFO, socket or device)",
+                    false,
+                );
+                continue;
+            }
+            if kind.is_file() && meta.nlink() > 1 {
+                report.problem(
+                    path,
+                    format!(
+                        "file has {} hard links; the store never makes any",
+                        meta.nlink()
+                    ),
+                    false,
+                );
+            }
+            let want = if kind.is_dir() {
+                fsutil::DIR_MODE
+            } else {
+                fsutil::FILE_MODE
+            };
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                if repair {
+                    fs::set_permissions(path, fs::Permissions::from_mode(want))
+                        .map_err(|e| Error::io(path, e))?;
+                }
+                report.problem(
+                    path,
+                    format!("permissions {mode:o}, expected {want:o}"),
+                    repair,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn check_project(&self, project: &ProjectRef, repair: bool, report: &mut Report) -> Result<()> {
+        let mut referenced: HashSet<String> = HashSet::new();
+        let mut verified: HashSet<String> = HashSet::new();
+        let branches_dir = self.layout().branches_dir(project);
+        for name in super::sorted_names(&branches_dir, |n| Some(n.to_string()))? {
+            let dir = branches_dir.join(&name);
+            report.branches += 1;
+            if super::BranchName::from_folder_name(&name)
+                .map(|b| b.folder_name() != name)
+                .unwrap_or(true)
+            {
+                report.problem(&dir, "folder name is not a valid branch", false);
+                continue;
+            }
+            self.check_branch(
+                project,
+                &dir,
+                repair,
+                report,
+                &mut referenced,
+                &mut verified,
+            )?;
+        }
+        let objects_dir = self.layout().objects_dir(project);
+        for entry in WalkDir::new(&objects_dir).min_depth(2).max_depth(2) {
+            let Ok(entry) = entry else { continue };
+            let name = entry.file_name().to_string_lossy();
+            if !referenced.contains(name.as_ref()) {
+                report.unreferenced_objects += 1;
+            }
+        }
+        report.objects_verified += verified.len();
+        Ok(())
+    }
+
+    fn check_branch(
+        &self,
+        project: &ProjectRef,
+        dir: &Path,
+        repair: bool,
+        report: &mut Report,
+        referenced: &mut HashSet<String>,
+        verified: &mut HashSet<String>,
+    ) -> Result<()> {
+        let mut versions = BTreeSet::new();
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            match layout::parse_generation_name(&name) {
+                Some(v) => {
+                    versions.insert(v);
+                }
+                None if name == HEAD_FILE || name == LOCK_FILE => {}
+                None => report.problem(entry.path(), "unexpected entry in a branch folder", false),
+            }
+        }
+        let Some(&newest) = versions.iter().next_back() else {
+            report.problem(dir, "branch has no generations", false);
+            return Ok(());
+        };
+        let expected: Vec<_> = (1..=newest.number()).collect();
+        if versions.iter().map(|v| v.number()).collect::<Vec<_>>() != expected {
+            report.problem(dir, "generation numbers have gaps", false);
+        }
+        match read_head(dir) {
+            Ok(head) if head == newest => {}
+            other => {
+                let what = match other {
+                    Ok(head) => {
+                        format!("HEAD names {head} but {newest} is the newest complete generation")
+                    }
+                    Err(e) => format!("HEAD unreadable ({e})"),
+                };
+                let mut repaired = false;
+                if repair {
+                    if let Some(_lock) = LockGuard::try_acquire(&dir.join(LOCK_FILE))? {
+                        self.recover_branch(dir)?;
+                        repaired = true;
+                    }
+                }
+                report.problem(dir.join(HEAD_FILE), what, repaired);
+            }
+        }
+        let mut previous: Option<Generation> = None;
+        for &version in &versions {
+            report.generations += 1;
+            let path = self.layout().generation_file(dir, version);
+            let gen = match Generation::read(&path) {
+                Ok(gen) => gen,
+                Err(e) => {
+                    report.problem(&path, e.to_string(), false);
+                    previous = None;
+                    continue;
+                }
+            };
+            if gen.meta.version != version {
+                report.problem(
+                    &path,
+                    format!("file says it is {}", gen.meta.version),
+                    false,
+                );
+            }
+            let (short_id, commit_id) = compute_ids(&gen.entries);
+            if short_id != gen.meta.short_id || commit_id != gen.meta.commit_id {
+                report.problem(
+                    &path,
+                    format!(
+                        "short_id recomputes to {short_id}, recorded {}",
+                        gen.meta.short_id
+                    ),
+                    false,
+                );
+            }
+            if let (Some(prev), Some(parent)) = (&previous, &gen.meta.parent) {
+                if parent.version != prev.meta.version
+                    || parent.short_id != prev.meta.short_id
+                    || parent.file_count != prev.meta.file_count
+                {
+                    report.problem(
+                        &path,
+                        "parent summary does not match the previous generation",
+                        false,
+                    );
+                }
+            }
+            for entry in &gen.entries {
+                referenced.insert(entry.hash.clone());
+                if verified.contains(&entry.hash) {
+                    continue;
+                }
+                let object = self.layout().object_file(project, &entry.hash);
+                match verify_object(&object, &entry.hash, entry.size, &entry.md5) {
+                    Ok(()) => {
+                        verified.insert(entry.hash.clone());
+                    }
+                    Err(detail) => report.problem(
+                        &object,
+                        format!("{detail} (file {} in {version})", entry.path),
+                        false,
+                    ),
+                }
+            }
+            previous = Some(gen);
+        }
+        Ok(())
+    }
+}
+
+/// Reads an object whole and checks it against the manifest's record.
+fn verify_object(path: &Path, hash: &str, size: u64, md5: &str) -> std::result::Result<(), String> {
+    let mut file = open_regular(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::with_capacity(size as usize);
+    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    if bytes.len() as u64 != size {
+        return Err(format!("size {} but the manifest says {size}", bytes.len()));
+    }
+    if blake3::hash(&bytes).to_hex().as_str() != hash {
+        return Err("content does not match its hash".into());
+    }
+    if hex(&Md5::digest(&bytes)) != md5 {
+        return Err("content does not match its md5".into());
+    }
+    Ok(())
+}

@@ -1,0 +1,281 @@
+//! Durable filesystem primitives: the durable replace, directory fsync,
+//! safe opens, and the per-process scratch folder temp files are born in.
+//!
+//! The durable replace is, in order: create the temp file (`O_EXCL`,
+//! `O_NOFOLLOW`, 0600) in the scratch folder, write it all, `fsync` it,
+//! `rename` it over the target, `fsync` the target's directory. Only after
+//! the last step may a caller report success. A failed `fsync` is never
+//! retried: Linux marks the pages clean after reporting the error, so a
+//! retry would "succeed" without the data.
+
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+pub const FILE_MODE: u32 = 0o600;
+pub const DIR_MODE: u32 = 0o700;
+
+/// Opens an existing file for reading, refusing symlinks (`O_NOFOLLOW`) and
+/// never blocking on a planted FIFO (`O_NONBLOCK`), then checks that what
+/// was opened is a regular file.
+pub fn open_regular(path: &Path) -> Result<File> {
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => Error::corrupt(path, "symbolic link where a file was expected"),
+            _ => Error::io(path, e),
+        })?;
+    let meta = file.metadata().map_err(|e| Error::io(path, e))?;
+    if !meta.is_file() {
+        return Err(Error::corrupt(path, "not a regular file"));
+    }
+    Ok(file)
+}
+
+/// Reads a whole small file through `open_regular`.
+pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    let mut file = open_regular(path)?;
+    let mut buf = Vec::new();
+    file.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
+    Ok(buf)
+}
+
+/// `fsync` of a directory, so that entries created, renamed or removed in
+/// it survive a power cut.
+pub fn fsync_dir(path: &Path) -> Result<()> {
+    let dir = File::open(path).map_err(|e| Error::io(path, e))?;
+    dir.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// Creates one directory with mode 0700. An existing directory is fine.
+pub fn create_dir(path: &Path) -> Result<()> {
+    match DirBuilder::new().mode(DIR_MODE).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Creates a directory (and its parent's entry) durably: mkdir, then fsync
+/// of the parent. Returns whether it was created.
+pub fn create_dir_durable(path: &Path) -> Result<bool> {
+    match DirBuilder::new().mode(DIR_MODE).create(path) {
+        Ok(()) => {
+            if let Some(parent) = path.parent() {
+                fsync_dir(parent)?;
+            }
+            Ok(true)
+        }
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(false),
+        Err(e) => Err(Error::io(path, e)),
+    }
+}
+
+/// Writes `bytes` to a new file (`O_EXCL`, mode 0600) and fsyncs it.
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    file.sync_all().map_err(|e| Error::io(path, e))
+}
+
+/// `rename`, with the error naming the target.
+pub fn rename(from: &Path, to: &Path) -> Result<()> {
+    fs::rename(from, to).map_err(|e| Error::io(to, e))
+}
+
+/// Exclusive cross-process lock on a dedicated lock file (flock through
+/// fs2), released when dropped or when the process dies, so SIGKILL leaves
+/// no stale lock. The lock file is never replaced by rename.
+#[derive(Debug)]
+pub struct LockGuard {
+    file: File,
+}
+
+impl LockGuard {
+    /// Waits up to `timeout` for the lock, polling so that a stuck holder
+    /// turns into `Error::Busy` instead of a hung caller.
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<LockGuard> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(FILE_MODE)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(1);
+        loop {
+            // Called through fs2 explicitly: std's File::try_lock has a
+            // different signature and would shadow a method call.
+            match fs2::FileExt::try_lock_exclusive(&file) {
+                Ok(()) => return Ok(LockGuard { file }),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.raw_os_error() == Some(libc::EWOULDBLOCK) =>
+                {
+                    if Instant::now() >= deadline {
+                        return Err(Error::Busy(format!(
+                            "{} is held by another writer",
+                            path.display()
+                        )));
+                    }
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+                Err(e) => return Err(Error::io(path, e)),
+            }
+        }
+    }
+
+    /// Takes the lock only if it is free right now.
+    pub fn try_acquire(path: &Path) -> Result<Option<LockGuard>> {
+        match LockGuard::acquire(path, Duration::ZERO) {
+            Ok(guard) => Ok(Some(guard)),
+            Err(Error::Busy(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Closing the file releases the flock anyway; unlocking first makes
+        // the release independent of other handles to the same file.
+        let _ = fs2::FileExt::unlock(&self.file);
+    }
+}
+
+/// This process's scratch folder under `.cfgstore/tmp/`. It holds a lock for
+/// its whole life; the recovery sweep removes every scratch folder whose
+/// lock it can take, i.e. whose process is gone. Temp files therefore never
+/// appear inside a branch, project or object folder.
+#[derive(Debug)]
+pub struct Scratch {
+    dir: PathBuf,
+    counter: AtomicU64,
+    _lock: LockGuard,
+}
+
+impl Scratch {
+    pub fn create(parent: &Path) -> Result<Scratch> {
+        create_dir(parent)?;
+        let mut random = [0u8; 6];
+        getrandom::getrandom(&mut random).map_err(|e| Error::io(parent, io::Error::other(e)))?;
+        let name = format!("{}.{}", std::process::id(), hex(&random));
+        let dir = parent.join(name);
+        create_dir(&dir)?;
+        let lock = LockGuard::acquire(&dir.join(".lock"), Duration::from_secs(1))?;
+        Ok(Scratch {
+            dir,
+            counter: AtomicU64::new(0),
+            _lock: lock,
+        })
+    }
+
+    /// A fresh path inside the scratch folder (nothing is created).
+    pub fn temp_path(&self) -> PathBuf {
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        self.dir.join(format!("t{n}"))
+    }
+
+    /// Writes `bytes` durably to `target`: temp file, fsync, rename, fsync
+    /// of the target's folder.
+    pub fn replace_file(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+        self.place_file(target, bytes)?;
+        fsync_dir(target.parent().expect("target has a parent"))
+    }
+
+    /// Like `replace_file` but leaves the folder fsync to the caller, who
+    /// may place several files in one folder and fsync it once.
+    pub fn place_file(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+        let temp = self.temp_path();
+        let guard = TempGuard(&temp);
+        write_new(&temp, bytes)?;
+        rename(&temp, target)?;
+        std::mem::forget(guard);
+        Ok(())
+    }
+
+    /// Removes every scratch folder left by processes that are gone.
+    /// Returns how many were removed.
+    pub fn sweep_abandoned(parent: &Path) -> Result<usize> {
+        let entries = match fs::read_dir(parent) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(Error::io(parent, e)),
+        };
+        let mut removed = 0;
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(parent, e))?;
+            let path = entry.path();
+            let lock_path = path.join(".lock");
+            if !lock_path.exists() {
+                // A folder without a lock is one whose creator died between
+                // mkdir and taking the lock; nobody can be using it.
+                if path.is_dir()
+                    && entry
+                        .metadata()
+                        .map(|m| m.modified().ok())
+                        .ok()
+                        .flatten()
+                        .is_some_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
+                {
+                    fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                    removed += 1;
+                }
+                continue;
+            }
+            if let Some(guard) = LockGuard::try_acquire(&lock_path)? {
+                fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+                drop(guard);
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes a temp file when an error unwinds past it.
+struct TempGuard<'a>(&'a Path);
+
+impl Drop for TempGuard<'_> {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(self.0);
+    }
+}
+
+/// Lowercase hex of some bytes.
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}

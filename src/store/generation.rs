@@ -1,0 +1,350 @@
+//! Generations: the immutable states of a branch, and `short_id`.
+//!
+//! A generation file is text, readable with `less`:
+//!
+//! ```text
+//! cfgstore-generation 1
+//! {"version":"v0003","created_at":"2026-11-22T10:00:00Z","actor":"cli:root",...}
+//! <md5>\t<blake3>\t<size>\t<path>
+//! ...
+//! ```
+//!
+//! The second line is the metadata; every further line is one file, sorted
+//! bytewise by path. Paths cannot contain tabs or newlines (`FilePath`
+//! forbids control characters), so the format needs no escaping. The
+//! metadata alone (two lines) is enough for listings and history; the
+//! manifest is read only when files are.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+
+use md5::Md5;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::fsutil::{hex, open_regular};
+use super::names::{FilePath, SnapshotId};
+use crate::error::{Error, Result};
+
+const MAGIC: &str = "cfgstore-generation 1";
+
+/// One file of a branch state. Content lives in the project's object store
+/// under `hash` (blake3); `md5` and `size` feed `short_id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: FilePath,
+    pub size: u64,
+    pub md5: String,
+    pub hash: String,
+}
+
+impl Entry {
+    /// A stable 40-hex id for the file's content, used as the API's blob id.
+    pub fn blob_id(&self) -> &str {
+        &self.hash[..40]
+    }
+}
+
+/// The content digests of some bytes, computed once at write time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentId {
+    pub size: u64,
+    pub md5: String,
+    pub hash: String,
+}
+
+impl ContentId {
+    pub fn of(bytes: &[u8]) -> ContentId {
+        ContentId {
+            size: bytes.len() as u64,
+            md5: hex(&Md5::digest(bytes)),
+            hash: blake3::hash(bytes).to_hex().to_string(),
+        }
+    }
+}
+
+/// What a generation records about itself and about the write that made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerationMeta {
+    /// This generation's version. It becomes snapshot `version` once a later
+    /// write supersedes it.
+    pub version: SnapshotId,
+    /// When the write that produced this generation happened (RFC 3339 UTC).
+    pub created_at: String,
+    /// Who wrote it: a user, a token id, or `cli:{unix user}`.
+    pub actor: String,
+    /// What the write was, e.g. `file.put config/app.json`.
+    pub reason: String,
+    pub file_count: u64,
+    pub short_id: String,
+    pub commit_id: String,
+    /// The previous generation, now a snapshot; absent for a branch's first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentSummary>,
+}
+
+/// Enough of the previous generation to list it as a snapshot without
+/// opening its file: history reads one header per entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentSummary {
+    pub version: SnapshotId,
+    pub file_count: u64,
+    pub short_id: String,
+}
+
+/// A complete branch state: metadata plus the sorted manifest.
+#[derive(Debug, Clone)]
+pub struct Generation {
+    pub meta: GenerationMeta,
+    pub entries: Vec<Entry>,
+}
+
+impl Serialize for SnapshotId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SnapshotId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        SnapshotId::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `short_id` and `commit_id` of a set of files, exactly per SPEC §3:
+/// sha256 over `"{path}|{size}|{md5}\n"` for each file sorted bytewise by
+/// path; the first 8 and 40 hex digits. Metadata only, never content.
+pub fn compute_ids<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> (String, String) {
+    let mut hasher = Sha256::new();
+    for e in entries {
+        hasher.update(e.path.as_str().as_bytes());
+        hasher.update(b"|");
+        hasher.update(e.size.to_string().as_bytes());
+        hasher.update(b"|");
+        hasher.update(e.md5.as_bytes());
+        hasher.update(b"\n");
+    }
+    let digest = hex(&hasher.finalize());
+    (digest[..8].to_string(), digest[..40].to_string())
+}
+
+impl Generation {
+    /// Builds a generation from a path-keyed file set (already sorted).
+    pub fn build(
+        version: SnapshotId,
+        created_at: String,
+        actor: &str,
+        reason: String,
+        files: &BTreeMap<FilePath, Entry>,
+        parent: Option<ParentSummary>,
+    ) -> Generation {
+        let entries: Vec<Entry> = files.values().cloned().collect();
+        let (short_id, commit_id) = compute_ids(&entries);
+        Generation {
+            meta: GenerationMeta {
+                version,
+                created_at,
+                actor: actor.to_string(),
+                reason,
+                file_count: entries.len() as u64,
+                short_id,
+                commit_id,
+                parent,
+            },
+            entries,
+        }
+    }
+
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(128 + self.entries.len() * 120);
+        out.extend_from_slice(MAGIC.as_bytes());
+        out.push(b'\n');
+        out.extend_from_slice(&serde_json::to_vec(&self.meta).expect("metadata serialises"));
+        out.push(b'\n');
+        for e in &self.entries {
+            out.extend_from_slice(
+                format!("{}\t{}\t{}\t{}\n", e.md5, e.hash, e.size, e.path).as_bytes(),
+            );
+        }
+        out
+    }
+
+    /// Reads and checks a whole generation file.
+    pub fn read(path: &Path) -> Result<Generation> {
+        let mut reader = BufReader::with_capacity(64 * 1024, open_regular(path)?);
+        let meta = read_header(&mut reader, path)?;
+        let mut rest = String::new();
+        reader
+            .read_to_string(&mut rest)
+            .map_err(|e| Error::io(path, e))?;
+        let mut entries = Vec::with_capacity(meta.file_count as usize);
+        for line in rest.lines() {
+            entries.push(
+                parse_entry(line)
+                    .ok_or_else(|| Error::corrupt(path, format!("bad manifest line {line:?}")))?,
+            );
+        }
+        if entries.windows(2).any(|w| w[0].path >= w[1].path) {
+            return Err(Error::corrupt(
+                path,
+                "manifest not sorted by path or has duplicates",
+            ));
+        }
+        if entries.len() as u64 != meta.file_count {
+            return Err(Error::corrupt(
+                path,
+                "file count does not match the manifest",
+            ));
+        }
+        Ok(Generation { meta, entries })
+    }
+
+    /// Reads only the metadata line: enough for listings and history.
+    pub fn read_meta(path: &Path) -> Result<GenerationMeta> {
+        let mut reader = BufReader::with_capacity(4096, open_regular(path)?);
+        read_header(&mut reader, path)
+    }
+
+    /// The files as a path-keyed map, the form writes edit.
+    pub fn file_map(&self) -> BTreeMap<FilePath, Entry> {
+        self.entries
+            .iter()
+            .map(|e| (e.path.clone(), e.clone()))
+            .collect()
+    }
+
+    /// Looks a file up by path (binary search over the sorted manifest).
+    pub fn find(&self, path: &FilePath) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| e.path.cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+}
+
+fn read_header(reader: &mut impl BufRead, path: &Path) -> Result<GenerationMeta> {
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| Error::io(path, e))?;
+    if line.trim_end() != MAGIC {
+        return Err(Error::corrupt(path, "not a generation file"));
+    }
+    line.clear();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(line.trim_end())
+        .map_err(|e| Error::corrupt(path, format!("bad metadata: {e}")))
+}
+
+fn parse_entry(line: &str) -> Option<Entry> {
+    let mut parts = line.splitn(4, '\t');
+    let md5 = parts.next()?;
+    let hash = parts.next()?;
+    let size = parts.next()?.parse().ok()?;
+    let path = FilePath::parse(parts.next()?).ok()?;
+    let is_hex = |s: &str, len: usize| {
+        s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
+    if !is_hex(md5, 32) || !is_hex(hash, 64) {
+        return None;
+    }
+    Some(Entry {
+        path,
+        size,
+        md5: md5.to_string(),
+        hash: hash.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, bytes: &[u8]) -> Entry {
+        let id = ContentId::of(bytes);
+        Entry {
+            path: FilePath::parse(path).unwrap(),
+            size: id.size,
+            md5: id.md5,
+            hash: id.hash,
+        }
+    }
+
+    #[test]
+    fn short_id_of_empty_branch_is_sha256_of_nothing() {
+        let (short, commit) = compute_ids(&[]);
+        // printf '' | sha256sum
+        assert_eq!(short, "e3b0c442");
+        assert_eq!(commit, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4");
+    }
+
+    #[test]
+    fn short_id_matches_an_independent_computation() {
+        // Vector computed outside the code, in a shell:
+        //   a=$(printf 'hello\n' | md5sum | cut -d' ' -f1)   # b1946ac92492d2347c6235b4d2611184
+        //   b=$(printf '{"x":1}' | md5sum | cut -d' ' -f1)    # ac3ef48caa08fa3ed5e025da69edc645
+        //   printf 'a.txt|6|%s\nconf/b.json|7|%s\n' "$a" "$b" | sha256sum
+        // The expected values below are the literal output of those lines.
+        let entries = [
+            entry("a.txt", b"hello\n"),
+            entry("conf/b.json", b"{\"x\":1}"),
+        ];
+        assert_eq!(entries[0].md5, "b1946ac92492d2347c6235b4d2611184");
+        assert_eq!(entries[1].md5, EXPECTED_MD5_B);
+        let (short, commit) = compute_ids(&entries);
+        assert_eq!(short, &EXPECTED_DIGEST[..8]);
+        assert_eq!(commit, &EXPECTED_DIGEST[..40]);
+    }
+
+    const EXPECTED_MD5_B: &str = "ac3ef48caa08fa3ed5e025da69edc645";
+    const EXPECTED_DIGEST: &str =
+        "cbb97f031803a34adb3f8c8a4ad53ebc2289cf723d58992dca5ecc688abc4c82";
+
+    #[test]
+    fn sort_order_is_bytewise() {
+        // 'B' (0x42) sorts before 'a' (0x61); '.' (0x2e) before '/' (0x2f).
+        let mut paths = vec!["a/b", "a.b", "B", "a"];
+        paths.sort_by(|x, y| {
+            FilePath::parse(x)
+                .unwrap()
+                .cmp(&FilePath::parse(y).unwrap())
+        });
+        assert_eq!(paths, ["B", "a", "a.b", "a/b"]);
+    }
+
+    #[test]
+    fn generation_round_trips_through_its_file() {
+        let dir = std::env::temp_dir().join(format!("cfgstore-gen-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let files: BTreeMap<_, _> = [entry("x/y z.json", b"{}"), entry("café.txt", b"bonjour")]
+            .into_iter()
+            .map(|e| (e.path.clone(), e))
+            .collect();
+        let gen = Generation::build(
+            SnapshotId::new(3).unwrap(),
+            "2026-01-01T00:00:00Z".into(),
+            "cli:t",
+            "test".into(),
+            &files,
+            None,
+        );
+        let path = dir.join("v0003");
+        std::fs::write(&path, gen.to_bytes()).unwrap();
+        let back = Generation::read(&path).unwrap();
+        assert_eq!(back.meta, gen.meta);
+        assert_eq!(back.entries, gen.entries);
+        assert_eq!(Generation::read_meta(&path).unwrap(), gen.meta);
+        assert!(back.find(&FilePath::parse("café.txt").unwrap()).is_some());
+        assert!(back.find(&FilePath::parse("nope").unwrap()).is_none());
+        std::fs::write(&path, b"cfgstore-generation 1\n{}\n").unwrap();
+        assert!(matches!(
+            Generation::read(&path),
+            Err(Error::Corrupt { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,121 @@
+//! Every path inside the data directory is built here, and only here.
+//!
+//! ```text
+//! DATA/
+//!   .cfgstore/                 the store's own state (no owner can be named so)
+//!     format                   "cfgstore-data 1"
+//!     lock                     serialises project creation
+//!     server.key               HMAC key for token and fingerprint hashes (0600)
+//!     tokens/                  one JSON record per read token
+//!     tmp/{pid}.{random}/      one scratch folder per open Store; temp files
+//!                              are born here and renamed into place
+//!   {owner}/{repoId}/
+//!     project.json             name, type, created_at
+//!     lock                     serialises branch creation in this project
+//!     objects/{ab}/{blake3}    file contents, immutable, shared by every
+//!                              branch and snapshot of the project
+//!     branches/{folder}/       one folder per branch ('/' written as %2F)
+//!       lock                   serialises writers of this branch (flock)
+//!       HEAD                   the live version, e.g. "v0007"
+//!       v0001 ... v0007        immutable generations: metadata + manifest
+//! ```
+//!
+//! Callers hand in validated names (`store::names`), so every path built
+//! here stays inside the data directory.
+
+use std::path::{Path, PathBuf};
+
+use super::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
+
+pub const INTERNAL_DIR: &str = ".cfgstore";
+pub const FORMAT_FILE: &str = "format";
+pub const FORMAT_LINE: &str = "cfgstore-data 1";
+pub const HEAD_FILE: &str = "HEAD";
+pub const LOCK_FILE: &str = "lock";
+pub const PROJECT_FILE: &str = "project.json";
+pub const OBJECTS_DIR: &str = "objects";
+pub const BRANCHES_DIR: &str = "branches";
+
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn internal_dir(&self) -> PathBuf {
+        self.root.join(INTERNAL_DIR)
+    }
+
+    pub fn format_file(&self) -> PathBuf {
+        self.internal_dir().join(FORMAT_FILE)
+    }
+
+    pub fn store_lock(&self) -> PathBuf {
+        self.internal_dir().join(LOCK_FILE)
+    }
+
+    pub fn server_key(&self) -> PathBuf {
+        self.internal_dir().join("server.key")
+    }
+
+    pub fn tokens_dir(&self) -> PathBuf {
+        self.internal_dir().join("tokens")
+    }
+
+    pub fn scratch_parent(&self) -> PathBuf {
+        self.internal_dir().join("tmp")
+    }
+
+    pub fn owner_dir(&self, owner: &OwnerName) -> PathBuf {
+        self.root.join(owner.as_str())
+    }
+
+    pub fn project_dir(&self, project: &ProjectRef) -> PathBuf {
+        self.owner_dir(&project.owner).join(project.repo.as_str())
+    }
+
+    pub fn project_file(&self, project: &ProjectRef) -> PathBuf {
+        self.project_dir(project).join(PROJECT_FILE)
+    }
+
+    pub fn project_lock(&self, project: &ProjectRef) -> PathBuf {
+        self.project_dir(project).join(LOCK_FILE)
+    }
+
+    pub fn objects_dir(&self, project: &ProjectRef) -> PathBuf {
+        self.project_dir(project).join(OBJECTS_DIR)
+    }
+
+    /// Objects fan out over 256 folders by the first two hex digits.
+    pub fn object_file(&self, project: &ProjectRef, hash: &str) -> PathBuf {
+        self.objects_dir(project).join(&hash[..2]).join(hash)
+    }
+
+    pub fn branches_dir(&self, project: &ProjectRef) -> PathBuf {
+        self.project_dir(project).join(BRANCHES_DIR)
+    }
+
+    pub fn branch_dir(&self, project: &ProjectRef, branch: &BranchName) -> PathBuf {
+        self.branches_dir(project).join(branch.folder_name())
+    }
+
+    pub fn generation_file(&self, branch_dir: &Path, version: SnapshotId) -> PathBuf {
+        branch_dir.join(version.to_string())
+    }
+}
+
+/// Reads a generation file name (`v0001`) back into its version, for
+/// listings of a branch folder. Anything else is `None`.
+pub fn parse_generation_name(name: &str) -> Option<SnapshotId> {
+    let id = SnapshotId::parse(name).ok()?;
+    // Only the canonical spelling is ours: `v1` next to `v0001` is not.
+    (id.to_string() == name).then_some(id)
+}

@@ -1,0 +1,923 @@
+//! The store: the only code that touches the data directory.
+//!
+//! # Design
+//!
+//! Every branch state is an immutable *generation*: one file holding the
+//! write's metadata and a manifest of `md5, blake3, size, path` per file
+//! (`generation.rs`). File contents live once per project in a
+//! content-addressed object folder, so a write stores only the bytes that
+//! changed; a put into a 20,000-file branch writes one object and one
+//! manifest, never touching the other files.
+//!
+//! A write, under the branch's cross-process lock:
+//! 1. stores new contents as objects (temp, fsync, rename, fsync folder),
+//! 2. writes generation `v(N+1)` beside `vN` the same way — this rename is
+//!    the commit point: once its folder is fsynced the write is durable,
+//! 3. points `HEAD` at `v(N+1)`.
+//!
+//! The superseded generation `vN` *is* the snapshot of the state before the
+//! write, so "snapshot first" costs nothing: it was durable before the
+//! write began. `HEAD` is a hint readers use to avoid listing the folder;
+//! if a crash lands between steps 2 and 3 the recovery sweep (at open and
+//! before every write) rolls `HEAD` forward to the newest complete
+//! generation. Version numbers come from `HEAD + 1` under the lock, after
+//! that roll-forward, so they never repeat.
+//!
+//! Readers take no lock: they read `HEAD`, then the immutable generation,
+//! then immutable objects, so a listing, the files and `short_id` always
+//! describe one state. Temp files are born in a per-process scratch folder
+//! (`fsutil::Scratch`) and so are never visible inside a branch.
+//!
+//! The two narrow seams a distributed backend would replace are
+//! `read_head`/`commit` ("switch the head") and the object/generation
+//! reads and writes ("immutable content").
+
+pub mod fsck;
+pub mod fsutil;
+pub mod generation;
+pub mod layout;
+pub mod names;
+pub mod tree;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use fsutil::{
+    create_dir, create_dir_durable, fsync_dir, open_regular, read_regular, LockGuard, Scratch,
+};
+pub use generation::{ContentId, Entry, Generation, GenerationMeta, ParentSummary};
+use layout::{Layout, FORMAT_LINE, HEAD_FILE, LOCK_FILE};
+pub use names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
+
+/// How long a writer waits for a branch lock before answering `Busy`.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The data directory, opened.
+#[derive(Debug)]
+pub struct Store {
+    layout: Layout,
+    scratch: Scratch,
+    lock_timeout: Duration,
+    /// The live generation last read per branch folder. Generations are
+    /// immutable, so an entry is valid for as long as `HEAD` names it.
+    live_cache: Mutex<HashMap<PathBuf, Arc<Generation>>>,
+}
+
+/// A project as listed.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProjectInfo {
+    pub owner: OwnerName,
+    #[serde(rename = "id")]
+    pub repo: RepoId,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: String,
+}
+
+impl ProjectInfo {
+    pub fn project_ref(&self) -> ProjectRef {
+        ProjectRef::new(self.owner.clone(), self.repo.clone())
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct ProjectFile {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    created_at: String,
+}
+
+/// A branch as listed: its live state and whether it is the default.
+#[derive(Debug, Clone, Serialize)]
+pub struct BranchInfo {
+    pub name: BranchName,
+    pub version: SnapshotId,
+    pub short_id: String,
+    pub commit_id: String,
+    pub file_count: u64,
+    pub updated_at: String,
+    pub default: bool,
+}
+
+/// One snapshot in a branch's history: a state that a later write
+/// superseded, with who made that write, when and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct SnapshotInfo {
+    pub version: SnapshotId,
+    pub created_at: String,
+    pub actor: String,
+    pub reason: String,
+    pub file_count: u64,
+    pub short_id: String,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Serialize)]
+pub struct WriteOutcome {
+    /// False when the write changed nothing (same bytes put again): no
+    /// snapshot was taken and the version did not move.
+    pub changed: bool,
+    /// The snapshot holding the state before the write.
+    pub snapshot: Option<SnapshotId>,
+    /// The live version after the write.
+    pub version: SnapshotId,
+    pub old_short_id: String,
+    pub short_id: String,
+    pub file_count: u64,
+}
+
+/// Whether `commit` may skip a write that changes nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unchanged {
+    Skip,
+    Commit,
+}
+
+impl Store {
+    /// Creates (or completes) a data directory: the folder itself (0700),
+    /// `.cfgstore/`, the format marker and the server key. Never overwrites
+    /// an existing key. Returns the opened store and whether anything new
+    /// was created.
+    pub fn init(root: &Path) -> Result<(Store, bool)> {
+        let layout = Layout::new(root);
+        let mut created = false;
+        if !root.exists() {
+            fs::create_dir_all(root).map_err(|e| Error::io(root, e))?;
+            set_mode(root, fsutil::DIR_MODE)?;
+            created = true;
+        }
+        created |= create_dir_durable(&layout.internal_dir())?;
+        created |= create_dir_durable(&layout.tokens_dir())?;
+        create_dir(&layout.scratch_parent())?;
+        let scratch = Scratch::create(&layout.scratch_parent())?;
+        if !layout.server_key().exists() {
+            let mut key = [0u8; 32];
+            getrandom::getrandom(&mut key)
+                .map_err(|e| Error::io(layout.server_key(), io::Error::other(e)))?;
+            scratch.replace_file(&layout.server_key(), fsutil::hex(&key).as_bytes())?;
+            created = true;
+        }
+        if !layout.format_file().exists() {
+            scratch.replace_file(&layout.format_file(), format!("{FORMAT_LINE}\n").as_bytes())?;
+            created = true;
+        }
+        drop(scratch);
+        Ok((Store::open(root)?, created))
+    }
+
+    /// Opens an initialised data directory and runs the recovery sweep:
+    /// scratch folders of dead processes are removed and every branch whose
+    /// lock is free has its `HEAD` rolled forward to its newest complete
+    /// generation.
+    pub fn open(root: &Path) -> Result<Store> {
+        let layout = Layout::new(root);
+        match fs::read_to_string(layout.format_file()) {
+            Ok(s) if s.trim_end() == FORMAT_LINE => {}
+            Ok(_) => return Err(Error::corrupt(layout.format_file(), "unknown data format")),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound {
+                    what: "store",
+                    name: format!("{} (run `cfgstore init` first)", root.display()),
+                })
+            }
+            Err(e) => return Err(Error::io(layout.format_file(), e)),
+        }
+        check_private(root)?;
+        Scratch::sweep_abandoned(&layout.scratch_parent())?;
+        let scratch = Scratch::create(&layout.scratch_parent())?;
+        let store = Store {
+            layout,
+            scratch,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            live_cache: Mutex::new(HashMap::new()),
+        };
+        store.sweep_branches()?;
+        Ok(store)
+    }
+
+    /// Sets how long writers wait for a busy branch before `Error::Busy`.
+    pub fn set_lock_timeout(&mut self, timeout: Duration) {
+        self.lock_timeout = timeout;
+    }
+
+    pub fn root(&self) -> &Path {
+        self.layout.root()
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub(crate) fn scratch(&self) -> &Scratch {
+        &self.scratch
+    }
+
+    fn sweep_branches(&self) -> Result<()> {
+        for project in self.list_projects(None)? {
+            let project = project.project_ref();
+            for branch in self.branch_names(&project)? {
+                let dir = self.layout.branch_dir(&project, &branch);
+                if let Some(_lock) = LockGuard::try_acquire(&dir.join(LOCK_FILE))? {
+                    self.recover_branch(&dir)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ----- projects -------------------------------------------------------
+
+    /// Creates project `{name}.{type}` of `owner` with an empty `main`.
+    /// Errors: `Invalid` for a bad name or type, `Conflict` if it exists.
+    pub fn create_project(
+        &self,
+        owner: &OwnerName,
+        name: &str,
+        kind: &str,
+        actor: &str,
+    ) -> Result<ProjectInfo> {
+        let repo = RepoId::from_name_and_type(name, kind)?;
+        let project = ProjectRef::new(owner.clone(), repo);
+        let _lock = LockGuard::acquire(&self.layout.store_lock(), self.lock_timeout)?;
+        let target = self.layout.project_dir(&project);
+        if target.exists() {
+            return Err(Error::Conflict(format!("project {project} already exists")));
+        }
+        let now = now_rfc3339();
+        let info = ProjectFile {
+            name: name.to_string(),
+            kind: kind.to_string(),
+            created_at: now.clone(),
+        };
+
+        // Build the whole project folder in scratch, then move it into
+        // place with one rename: a crash leaves either no project or a
+        // complete one.
+        let staging = self.scratch.temp_path();
+        create_dir(&staging)?;
+        let guard = RemoveOnDrop(staging.clone());
+        let project_json = serde_json::to_vec_pretty(&info).expect("project file serialises");
+        fsutil::write_new(&staging.join(layout::PROJECT_FILE), &project_json)?;
+        create_dir(&staging.join(layout::OBJECTS_DIR))?;
+        let branches = staging.join(layout::BRANCHES_DIR);
+        create_dir(&branches)?;
+        let main = BranchName::parse("main").expect("main is a valid branch name");
+        self.stage_branch(
+            &branches.join(main.folder_name()),
+            &BTreeMap::new(),
+            &now,
+            actor,
+            "project.create".into(),
+        )?;
+        fsync_dir(&branches)?;
+        fsync_dir(&staging.join(layout::OBJECTS_DIR))?;
+        fsync_dir(&staging)?;
+        let owner_dir = self.layout.owner_dir(owner);
+        create_dir_durable(&owner_dir)?;
+        fsutil::rename(&staging, &target)?;
+        std::mem::forget(guard);
+        fsync_dir(&owner_dir)?;
+        Ok(ProjectInfo {
+            owner: owner.clone(),
+            repo: project.repo,
+            name: info.name,
+            kind: info.kind,
+            created_at: now,
+        })
+    }
+
+    /// One project. Errors: `NotFound`.
+    pub fn project(&self, project: &ProjectRef) -> Result<ProjectInfo> {
+        let path = self.layout.project_file(project);
+        let bytes = match read_regular(&path) {
+            Ok(bytes) => bytes,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::not_found("project", project))
+            }
+            Err(e) => return Err(e),
+        };
+        let file: ProjectFile =
+            serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&path, e.to_string()))?;
+        Ok(ProjectInfo {
+            owner: project.owner.clone(),
+            repo: project.repo.clone(),
+            name: file.name,
+            kind: file.kind,
+            created_at: file.created_at,
+        })
+    }
+
+    /// Every project, or one owner's, sorted by owner then id.
+    pub fn list_projects(&self, owner: Option<&OwnerName>) -> Result<Vec<ProjectInfo>> {
+        let owners: Vec<OwnerName> = match owner {
+            Some(o) => vec![o.clone()],
+            None => sorted_names(self.layout.root(), |n| OwnerName::parse(n).ok())?,
+        };
+        let mut out = Vec::new();
+        for owner in owners {
+            for repo in sorted_names(&self.layout.owner_dir(&owner), |n| RepoId::parse(n).ok())? {
+                out.push(self.project(&ProjectRef::new(owner.clone(), repo))?);
+            }
+        }
+        Ok(out)
+    }
+
+    // ----- branches -------------------------------------------------------
+
+    /// The branch names of a project, sorted bytewise.
+    pub fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>> {
+        sorted_names(&self.layout.branches_dir(project), |n| {
+            BranchName::from_folder_name(n).ok()
+        })
+    }
+
+    /// The default branch per SPEC §4: `master`, else `main`, else the
+    /// first by name. `None` for a project without branches.
+    pub fn default_branch(&self, project: &ProjectRef) -> Result<Option<BranchName>> {
+        self.project(project)?;
+        Ok(pick_default(&self.branch_names(project)?).cloned())
+    }
+
+    /// Every branch with its live state, sorted by name.
+    /// Errors: `NotFound` for an unknown project.
+    pub fn list_branches(&self, project: &ProjectRef) -> Result<Vec<BranchInfo>> {
+        self.project(project)?;
+        let names = self.branch_names(project)?;
+        let default = pick_default(&names).cloned();
+        names
+            .iter()
+            .map(|name| self.branch_info(project, name, default.as_ref() == Some(name)))
+            .collect()
+    }
+
+    /// One branch. Errors: `NotFound` for the project or the branch.
+    pub fn branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<BranchInfo> {
+        self.require_branch(project, branch)?;
+        let default = pick_default(&self.branch_names(project)?).cloned();
+        self.branch_info(project, branch, default.as_ref() == Some(branch))
+    }
+
+    fn branch_info(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        default: bool,
+    ) -> Result<BranchInfo> {
+        let meta = self.live(project, branch)?.meta.clone();
+        Ok(BranchInfo {
+            name: branch.clone(),
+            version: meta.version,
+            short_id: meta.short_id,
+            commit_id: meta.commit_id,
+            file_count: meta.file_count,
+            updated_at: meta.created_at,
+            default,
+        })
+    }
+
+    /// Creates a branch, empty or holding a copy of `from`'s live files
+    /// (a manifest copy: contents are shared, not duplicated).
+    /// Errors: `NotFound` (project, `from`), `Conflict` when the name exists
+    /// or nests with an existing branch (`a` vs `a/b`).
+    pub fn create_branch(
+        &self,
+        project: &ProjectRef,
+        name: &BranchName,
+        from: Option<&BranchName>,
+        actor: &str,
+    ) -> Result<BranchInfo> {
+        self.project(project)?;
+        let _lock = LockGuard::acquire(&self.layout.project_lock(project), self.lock_timeout)?;
+        let existing = self.branch_names(project)?;
+        if existing.contains(name) {
+            return Err(Error::Conflict(format!(
+                "branch {name} already exists in {project}"
+            )));
+        }
+        if let Some(other) = existing.iter().find(|b| b.conflicts_with(name)) {
+            return Err(Error::Conflict(format!(
+                "branch {name} conflicts with existing branch {other}: one name cannot be both a branch and a folder of branches"
+            )));
+        }
+        let (files, reason) = match from {
+            Some(source) => (
+                self.live(project, source)?.file_map(),
+                format!("branch.create from {source}"),
+            ),
+            None => (BTreeMap::new(), "branch.create".to_string()),
+        };
+        let staging = self.scratch.temp_path();
+        let guard = RemoveOnDrop(staging.clone());
+        self.stage_branch(&staging, &files, &now_rfc3339(), actor, reason)?;
+        let target = self.layout.branch_dir(project, name);
+        fsutil::rename(&staging, &target)?;
+        std::mem::forget(guard);
+        fsync_dir(&self.layout.branches_dir(project))?;
+        self.branch(project, name)
+    }
+
+    /// Writes a complete branch folder (first generation and HEAD) at `dir`.
+    fn stage_branch(
+        &self,
+        dir: &Path,
+        files: &BTreeMap<FilePath, Entry>,
+        now: &str,
+        actor: &str,
+        reason: String,
+    ) -> Result<()> {
+        create_dir(dir)?;
+        let first = SnapshotId::new(1).expect("1 is a valid version");
+        let gen = Generation::build(first, now.to_string(), actor, reason, files, None);
+        fsutil::write_new(&dir.join(first.to_string()), &gen.to_bytes())?;
+        fsutil::write_new(&dir.join(HEAD_FILE), format!("{first}\n").as_bytes())?;
+        fsutil::write_new(&dir.join(LOCK_FILE), b"")?;
+        fsync_dir(dir)
+    }
+
+    fn require_branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<PathBuf> {
+        let dir = self.layout.branch_dir(project, branch);
+        if dir.is_dir() {
+            return Ok(dir);
+        }
+        self.project(project)?;
+        Err(Error::not_found("branch", branch))
+    }
+
+    // ----- reading --------------------------------------------------------
+
+    /// The live state of a branch. Errors: `NotFound`.
+    pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Result<Arc<Generation>> {
+        let dir = self.require_branch(project, branch)?;
+        let version = read_head(&dir)?;
+        if let Some(gen) = self.live_cache.lock().expect("cache lock").get(&dir) {
+            if gen.meta.version == version {
+                return Ok(Arc::clone(gen));
+            }
+        }
+        let gen = Arc::new(Generation::read(
+            &self.layout.generation_file(&dir, version),
+        )?);
+        self.live_cache
+            .lock()
+            .expect("cache lock")
+            .insert(dir, Arc::clone(&gen));
+        Ok(gen)
+    }
+
+    /// A snapshot: a state some write superseded (version below the live
+    /// one). Errors: `NotFound` for an unknown branch or snapshot.
+    pub fn snapshot(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Generation> {
+        let dir = self.require_branch(project, branch)?;
+        if version >= read_head(&dir)? {
+            return Err(Error::not_found("snapshot", version));
+        }
+        Generation::read(&self.layout.generation_file(&dir, version))
+    }
+
+    /// Any generation of a branch: a snapshot or the live state.
+    /// Errors: `NotFound` for an unknown branch or version.
+    pub fn generation(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Generation> {
+        let dir = self.require_branch(project, branch)?;
+        if version > read_head(&dir)? {
+            return Err(Error::not_found("snapshot", version));
+        }
+        Generation::read(&self.layout.generation_file(&dir, version))
+    }
+
+    /// History of a branch, newest snapshot first.
+    pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<SnapshotInfo>> {
+        let dir = self.require_branch(project, branch)?;
+        let head = read_head(&dir)?;
+        let mut out = Vec::with_capacity(head.number() as usize);
+        let mut version = head;
+        while version.number() > 1 {
+            let meta = Generation::read_meta(&self.layout.generation_file(&dir, version))?;
+            let parent = meta.parent.ok_or_else(|| {
+                Error::corrupt(
+                    self.layout.generation_file(&dir, version),
+                    "generation without parent summary",
+                )
+            })?;
+            out.push(SnapshotInfo {
+                version: parent.version,
+                created_at: meta.created_at,
+                actor: meta.actor,
+                reason: meta.reason,
+                file_count: parent.file_count,
+                short_id: parent.short_id,
+            });
+            version = parent.version;
+        }
+        Ok(out)
+    }
+
+    /// The bytes of one file of a generation of `project`.
+    /// Errors: `Corrupt` if the object is missing or has the wrong size.
+    pub fn read_entry(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
+        let path = self.layout.object_file(project, &entry.hash);
+        let mut file = open_regular(&path).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Error::corrupt(&path, format!("object of {} is missing", entry.path))
+            }
+            other => other,
+        })?;
+        let mut bytes = Vec::with_capacity(entry.size as usize);
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&path, e))?;
+        if bytes.len() as u64 != entry.size {
+            return Err(Error::corrupt(
+                &path,
+                format!("object of {} has the wrong size", entry.path),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// Reads one file of the live branch. Errors: `NotFound`.
+    pub fn read_file(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+    ) -> Result<Vec<u8>> {
+        let gen = self.live(project, branch)?;
+        let entry = gen
+            .find(path)
+            .ok_or_else(|| Error::not_found("file", path))?;
+        self.read_entry(project, entry)
+    }
+
+    // ----- writing --------------------------------------------------------
+
+    /// Saves one file. `expect_short_id` makes the write conditional on the
+    /// branch's current `short_id` (`Conflict` when stale).
+    /// Errors: `NotFound`, `Conflict`, `Busy`, `Io`.
+    pub fn put_file(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+        bytes: &[u8],
+        actor: &str,
+        expect_short_id: Option<&str>,
+    ) -> Result<WriteOutcome> {
+        self.require_branch(project, branch)?;
+        let mut objects = ObjectBatch::default();
+        let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
+        objects.sync()?;
+        self.commit(
+            project,
+            branch,
+            actor,
+            format!("file.put {path}"),
+            expect_short_id,
+            Unchanged::Skip,
+            |files, _| {
+                files.insert(path.clone(), entry);
+                Ok(())
+            },
+        )
+    }
+
+    /// Removes one file. Errors: `NotFound` (also for the file), `Conflict`.
+    pub fn delete_file(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+        actor: &str,
+        expect_short_id: Option<&str>,
+    ) -> Result<WriteOutcome> {
+        self.commit(
+            project,
+            branch,
+            actor,
+            format!("file.delete {path}"),
+            expect_short_id,
+            Unchanged::Skip,
+            |files, _| {
+                files
+                    .remove(path)
+                    .map(|_| ())
+                    .ok_or_else(|| Error::not_found("file", path))
+            },
+        )
+    }
+
+    /// Saves many files as one write and one snapshot. With `replace`, the
+    /// branch afterwards holds exactly these files; otherwise they are
+    /// added to (or overwrite) what is there.
+    pub fn import(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        files: impl IntoIterator<Item = Result<(FilePath, Vec<u8>)>>,
+        replace: bool,
+        actor: &str,
+    ) -> Result<WriteOutcome> {
+        self.require_branch(project, branch)?;
+        let mut objects = ObjectBatch::default();
+        let mut incoming = BTreeMap::new();
+        for item in files {
+            let (path, bytes) = item?;
+            let entry = self.store_object(project, path.clone(), &bytes, &mut objects)?;
+            incoming.insert(path, entry);
+        }
+        objects.sync()?;
+        let reason = format!("import {} files", incoming.len());
+        self.commit(
+            project,
+            branch,
+            actor,
+            reason,
+            None,
+            Unchanged::Skip,
+            |files, _| {
+                if replace {
+                    files.clear();
+                }
+                files.extend(incoming);
+                Ok(())
+            },
+        )
+    }
+
+    /// Restores a snapshot. The state before the rollback becomes a
+    /// snapshot itself, so a rollback can be rolled back.
+    /// Errors: `NotFound` for the branch or the snapshot.
+    pub fn rollback(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        to: SnapshotId,
+        actor: &str,
+    ) -> Result<WriteOutcome> {
+        let dir = self.require_branch(project, branch)?;
+        let target = self.layout.generation_file(&dir, to);
+        self.commit(
+            project,
+            branch,
+            actor,
+            format!("rollback to {to}"),
+            None,
+            Unchanged::Commit,
+            |files, head| {
+                if to >= head {
+                    return Err(Error::not_found("snapshot", to));
+                }
+                *files = Generation::read(&target)?.file_map();
+                Ok(())
+            },
+        )
+    }
+
+    /// The one write path: lock, recover, edit the file set, write the next
+    /// generation, switch HEAD.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        actor: &str,
+        reason: String,
+        expect_short_id: Option<&str>,
+        unchanged: Unchanged,
+        edit: impl FnOnce(&mut BTreeMap<FilePath, Entry>, SnapshotId) -> Result<()>,
+    ) -> Result<WriteOutcome> {
+        let dir = self.require_branch(project, branch)?;
+        let _lock = LockGuard::acquire(&dir.join(LOCK_FILE), self.lock_timeout)?;
+        let head = self.recover_branch(&dir)?;
+        let current = self.live(project, branch)?;
+        debug_assert_eq!(current.meta.version, head);
+        if let Some(expected) = expect_short_id {
+            if expected != current.meta.short_id {
+                return Err(Error::Conflict(format!(
+                    "branch {branch} is at {} now, not {expected}",
+                    current.meta.short_id
+                )));
+            }
+        }
+        let mut files = current.file_map();
+        edit(&mut files, head)?;
+        if unchanged == Unchanged::Skip && files.values().eq(current.entries.iter()) {
+            return Ok(WriteOutcome {
+                changed: false,
+                snapshot: None,
+                version: head,
+                old_short_id: current.meta.short_id.clone(),
+                short_id: current.meta.short_id.clone(),
+                file_count: current.meta.file_count,
+            });
+        }
+        let next = head.next();
+        let parent = ParentSummary {
+            version: head,
+            file_count: current.meta.file_count,
+            short_id: current.meta.short_id.clone(),
+        };
+        let gen = Generation::build(next, now_rfc3339(), actor, reason, &files, Some(parent));
+        // The commit point: the generation file renamed into place and its
+        // folder fsynced. After this the write survives a crash.
+        self.scratch
+            .replace_file(&self.layout.generation_file(&dir, next), &gen.to_bytes())?;
+        self.write_head(&dir, next)?;
+        let outcome = WriteOutcome {
+            changed: true,
+            snapshot: Some(head),
+            version: next,
+            old_short_id: current.meta.short_id.clone(),
+            short_id: gen.meta.short_id.clone(),
+            file_count: gen.meta.file_count,
+        };
+        self.live_cache
+            .lock()
+            .expect("cache lock")
+            .insert(dir, Arc::new(gen));
+        Ok(outcome)
+    }
+
+    /// HEAD is replaced atomically (temp, fsync, rename). Its folder is not
+    /// fsynced: a lost HEAD update is repaired by `recover_branch`, because
+    /// the generation it names is already durable.
+    fn write_head(&self, dir: &Path, version: SnapshotId) -> Result<()> {
+        self.scratch
+            .place_file(&dir.join(HEAD_FILE), format!("{version}\n").as_bytes())
+    }
+
+    /// Under the branch lock: rolls HEAD forward over complete generations
+    /// a crashed writer committed but did not announce. Returns the head.
+    fn recover_branch(&self, dir: &Path) -> Result<SnapshotId> {
+        let recorded = read_head(dir).or_else(|_| newest_generation(dir))?;
+        let mut head = recorded;
+        while self.layout.generation_file(dir, head.next()).exists() {
+            head = head.next();
+        }
+        if head != recorded || read_head(dir).is_err() {
+            self.write_head(dir, head)?;
+            fsync_dir(dir)?;
+        }
+        Ok(head)
+    }
+
+    /// Stores content in the project's object folder unless it is there
+    /// already. Objects are immutable and named by their hash, so this is
+    /// safe without the branch lock and concurrent writers of the same
+    /// bytes do not interfere.
+    fn store_object(
+        &self,
+        project: &ProjectRef,
+        path: FilePath,
+        bytes: &[u8],
+        batch: &mut ObjectBatch,
+    ) -> Result<Entry> {
+        let id = ContentId::of(bytes);
+        let target = self.layout.object_file(project, &id.hash);
+        let present =
+            fs::symlink_metadata(&target).is_ok_and(|m| m.is_file() && m.len() == id.size);
+        if !present {
+            let fan = target.parent().expect("object has a fan-out folder");
+            if create_dir_durable(fan)? {
+                batch.dirs.insert(
+                    fan.parent()
+                        .expect("fan-out folder has a parent")
+                        .to_path_buf(),
+                );
+            }
+            self.scratch.place_file(&target, bytes)?;
+            batch.dirs.insert(fan.to_path_buf());
+        }
+        Ok(Entry {
+            path,
+            size: id.size,
+            md5: id.md5,
+            hash: id.hash,
+        })
+    }
+}
+
+/// Folders whose new entries must be fsynced before a write commits.
+#[derive(Default)]
+struct ObjectBatch {
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl ObjectBatch {
+    fn sync(&self) -> Result<()> {
+        self.dirs.iter().try_for_each(|d| fsync_dir(d))
+    }
+}
+
+/// Removes a staging folder when an error unwinds past it.
+struct RemoveOnDrop(PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The live version a branch's HEAD names, checked to exist.
+fn read_head(dir: &Path) -> Result<SnapshotId> {
+    let path = dir.join(HEAD_FILE);
+    let bytes = read_regular(&path)?;
+    let text = std::str::from_utf8(&bytes).unwrap_or("");
+    let version = layout::parse_generation_name(text.trim_end())
+        .ok_or_else(|| Error::corrupt(&path, format!("HEAD holds {text:?}")))?;
+    Ok(version)
+}
+
+/// The newest generation in a branch folder, for a missing or broken HEAD.
+fn newest_generation(dir: &Path) -> Result<SnapshotId> {
+    let mut newest = None;
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if let Some(v) = entry
+            .file_name()
+            .to_str()
+            .and_then(layout::parse_generation_name)
+        {
+            newest = newest.max(Some(v));
+        }
+    }
+    newest.ok_or_else(|| Error::corrupt(dir, "branch has no generations"))
+}
+
+fn pick_default(names: &[BranchName]) -> Option<&BranchName> {
+    names
+        .iter()
+        .find(|b| b.as_str() == "master")
+        .or_else(|| names.iter().find(|b| b.as_str() == "main"))
+        .or_else(|| names.first())
+}
+
+/// The entries of a folder that parse as `T`, sorted; a missing folder is
+/// empty. Names that do not parse (our own files, strays) are skipped.
+fn sorted_names<T: Ord>(dir: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if !entry.file_type().map_err(|e| Error::io(dir, e))?.is_dir() {
+            continue;
+        }
+        if let Some(value) = entry.file_name().to_str().and_then(&parse) {
+            out.push(value);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|e| Error::io(path, e))
+}
+
+/// Refuses a data directory others may write to: anyone who can write
+/// there can plant files the daemon would serve.
+fn check_private(root: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    if meta.permissions().mode() & 0o022 != 0 {
+        return Err(Error::Invalid(format!(
+            "data directory {} is group- or world-writable; run `chmod 700 {}`",
+            root.display(),
+            root.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The current time as RFC 3339 UTC with second precision.
+pub fn now_rfc3339() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    let t = t.replace_nanosecond(0).expect("0 ns is valid");
+    t.format(&time::format_description::well_known::Rfc3339)
+        .expect("UTC times format")
+}
