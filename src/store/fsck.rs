@@ -79,7 +79,9 @@ impl Store {
     fn check_entries(&self, repair: bool, report: &mut Report) -> Result<()> {
         let root = self.root();
         let scratch_parent = self.layout().scratch_parent();
-        let own_scratch = self.scratch().dir().to_path_buf();
+        for leftover in fsutil::Scratch::sweep_abandoned(&scratch_parent, repair)? {
+            report.problem(leftover, "leftover temp space of a dead process", repair);
+        }
         let mut walker = WalkDir::new(root).follow_links(false).into_iter();
         while let Some(item) = walker.next() {
             let entry = match item {
@@ -94,18 +96,8 @@ impl Store {
                 }
             };
             let path = entry.path();
-            if path == own_scratch {
-                walker.skip_current_dir();
-                continue;
-            }
-            if path.parent() == Some(scratch_parent.as_path()) {
-                let abandoned = LockGuard::try_acquire(&path.join(".lock"))?.is_some();
-                if abandoned {
-                    if repair {
-                        fs::remove_dir_all(path).map_err(|e| Error::io(path, e))?;
-                    }
-                    report.problem(path, "leftover temp folder of a dead process", repair);
-                }
+            if path == scratch_parent {
+                // Temp space of live processes: theirs, not ours to judge.
                 walker.skip_current_dir();
                 continue;
             }
@@ -218,8 +210,12 @@ impl Store {
         if versions.iter().map(|v| v.number()).collect::<Vec<_>>() != expected {
             report.problem(dir, "generation numbers have gaps", false);
         }
+        // A writer between its commit rename and its HEAD update holds the
+        // lock; only a HEAD behind with the lock free is a problem.
+        let quiet = LockGuard::try_acquire(&dir.join(LOCK_FILE))?;
         match read_head(dir) {
             Ok(head) if head == newest => {}
+            _ if quiet.is_none() => {}
             other => {
                 let what = match other {
                     Ok(head) => {
@@ -229,14 +225,13 @@ impl Store {
                 };
                 let mut repaired = false;
                 if repair {
-                    if let Some(_lock) = LockGuard::try_acquire(&dir.join(LOCK_FILE))? {
-                        self.recover_branch(dir)?;
-                        repaired = true;
-                    }
+                    self.recover_branch(dir)?;
+                    repaired = true;
                 }
                 report.problem(dir.join(HEAD_FILE), what, repaired);
             }
         }
+        drop(quiet);
         let mut previous: Option<Generation> = None;
         for &version in &versions {
             report.generations += 1;

@@ -160,10 +160,15 @@ impl Drop for LockGuard {
     }
 }
 
-/// This process's scratch folder under `.cfgstore/tmp/`. It holds a lock for
-/// its whole life; the recovery sweep removes every scratch folder whose
-/// lock it can take, i.e. whose process is gone. Temp files therefore never
+/// This process's scratch folder, `.cfgstore/tmp/{pid}.{random}/`, guarded
+/// by the sibling lock file `{pid}.{random}.lock`, held for the Store's whole
+/// life. The recovery sweep removes every scratch folder whose lock it can
+/// take, i.e. whose process is gone, so temp files never linger and never
 /// appear inside a branch, project or object folder.
+///
+/// The lock file is created and locked under a name sweepers ignore
+/// (`.lock.new`) and only then renamed to `.lock`, so a sweeper can never
+/// take the lock of a folder whose owner is still starting up.
 #[derive(Debug)]
 pub struct Scratch {
     dir: PathBuf,
@@ -171,15 +176,23 @@ pub struct Scratch {
     _lock: LockGuard,
 }
 
+const SCRATCH_LOCK_SUFFIX: &str = ".lock";
+const SCRATCH_NEW_LOCK_SUFFIX: &str = ".lock.new";
+
 impl Scratch {
     pub fn create(parent: &Path) -> Result<Scratch> {
         create_dir(parent)?;
         let mut random = [0u8; 6];
         getrandom::getrandom(&mut random).map_err(|e| Error::io(parent, io::Error::other(e)))?;
         let name = format!("{}.{}", std::process::id(), hex(&random));
+        let new_lock = parent.join(format!("{name}{SCRATCH_NEW_LOCK_SUFFIX}"));
+        let lock = LockGuard::acquire(&new_lock, Duration::from_secs(1))?;
+        rename(
+            &new_lock,
+            &parent.join(format!("{name}{SCRATCH_LOCK_SUFFIX}")),
+        )?;
         let dir = parent.join(name);
         create_dir(&dir)?;
-        let lock = LockGuard::acquire(&dir.join(".lock"), Duration::from_secs(1))?;
         Ok(Scratch {
             dir,
             counter: AtomicU64::new(0),
@@ -211,42 +224,51 @@ impl Scratch {
         Ok(())
     }
 
-    /// Removes every scratch folder left by processes that are gone.
-    /// Returns how many were removed.
-    pub fn sweep_abandoned(parent: &Path) -> Result<usize> {
+    /// Finds (and with `remove`, deletes) the scratch space of processes
+    /// that are gone. Returns what was found.
+    pub fn sweep_abandoned(parent: &Path, remove: bool) -> Result<Vec<PathBuf>> {
         let entries = match fs::read_dir(parent) {
             Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(parent, e)),
         };
-        let mut removed = 0;
+        let old = |path: &Path| {
+            fs::symlink_metadata(path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
+        };
+        let mut found = Vec::new();
         for entry in entries {
             let entry = entry.map_err(|e| Error::io(parent, e))?;
             let path = entry.path();
-            let lock_path = path.join(".lock");
-            if !lock_path.exists() {
-                // A folder without a lock is one whose creator died between
-                // mkdir and taking the lock; nobody can be using it.
-                if path.is_dir()
-                    && entry
-                        .metadata()
-                        .map(|m| m.modified().ok())
-                        .ok()
-                        .flatten()
-                        .is_some_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(60))
-                {
-                    fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-                    removed += 1;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(SCRATCH_LOCK_SUFFIX) {
+                if let Some(guard) = LockGuard::try_acquire(&path)? {
+                    let dir = parent.join(stem);
+                    if remove {
+                        remove_tree(&dir)?;
+                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    }
+                    drop(guard);
+                    found.push(dir);
                 }
-                continue;
-            }
-            if let Some(guard) = LockGuard::try_acquire(&lock_path)? {
-                fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
-                drop(guard);
-                removed += 1;
+            } else if name.ends_with(SCRATCH_NEW_LOCK_SUFFIX) {
+                // A process died while starting up.
+                if old(&path) {
+                    if remove {
+                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                    }
+                    found.push(path);
+                }
+            } else if !parent.join(format!("{name}{SCRATCH_LOCK_SUFFIX}")).exists() && old(&path) {
+                // A folder whose lock a sweeper removed before it died.
+                if remove {
+                    remove_tree(&path)?;
+                }
+                found.push(path);
             }
         }
-        Ok(removed)
+        Ok(found)
     }
 
     pub fn dir(&self) -> &Path {
@@ -254,9 +276,19 @@ impl Scratch {
     }
 }
 
+fn remove_tree(path: &Path) -> Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.dir);
+        let mut lock = self.dir.clone().into_os_string();
+        lock.push(SCRATCH_LOCK_SUFFIX);
+        let _ = fs::remove_file(lock);
     }
 }
 

@@ -192,7 +192,7 @@ impl Store {
             Err(e) => return Err(Error::io(layout.format_file(), e)),
         }
         check_private(root)?;
-        Scratch::sweep_abandoned(&layout.scratch_parent())?;
+        Scratch::sweep_abandoned(&layout.scratch_parent(), true)?;
         let scratch = Scratch::create(&layout.scratch_parent())?;
         let store = Store {
             layout,
@@ -215,10 +215,6 @@ impl Store {
 
     pub fn layout(&self) -> &Layout {
         &self.layout
-    }
-
-    pub(crate) fn scratch(&self) -> &Scratch {
-        &self.scratch
     }
 
     fn sweep_branches(&self) -> Result<()> {
