@@ -11,6 +11,8 @@ mod file;
 mod history;
 mod output;
 mod project;
+mod serve;
+mod token;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,12 +55,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the daemon: the HTTP read API over the data directory
+    Serve(serve::ServeArgs),
+    /// Serve the example store from a temp dir with a ready-made token
+    Demo(serve::DemoArgs),
     /// Create the data directory (or complete a partial one)
     Init {
         /// Also create the example project demo/b2b-cnc.erp-config with history
         #[arg(long)]
         example: bool,
     },
+    /// Create, list, update, revoke and rotate read tokens
+    #[command(subcommand)]
+    Token(token::Command),
     /// Create, list and show projects
     #[command(subcommand)]
     Project(project::Command),
@@ -101,6 +110,9 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let data = cli.data;
     match cli.command {
+        Command::Serve(args) => serve::serve(&data, args),
+        Command::Demo(args) => serve::demo(args),
+        Command::Token(cmd) => token::run(&open(&data)?, cmd),
         Command::Init { example } => init(&data, example),
         Command::Project(cmd) => project::run(&open(&data)?, cmd),
         Command::Branch(cmd) => branch::run(&open(&data)?, cmd),

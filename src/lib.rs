@@ -10,6 +10,11 @@
 //! - [`store`]: the only code that touches the data directory. Validated
 //!   names (`store::names`), immutable generations and snapshots, the
 //!   durable write path, recovery and `fsck`.
+//! - [`auth`]: token and fingerprint decisions (HMAC under the server key,
+//!   constant-time compares, expiry, scope). No I/O of its own.
+//! - [`api`]: the HTTP API. `Endpoint` parsed from the raw path, one
+//!   authentication step, one handler per endpoint, one error → status table.
+//! - [`server`]: `run(listener, app, shutdown)`, the hyper accept loop.
 //! - [`error`]: the one error enum; HTTP statuses and exit codes are
 //!   assigned where the error leaves the library.
 //!
@@ -18,7 +23,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod api;
+pub mod auth;
 pub mod error;
+pub mod server;
 pub mod store;
 
 pub use error::{Error, Result};

@@ -37,6 +37,7 @@ pub mod fsutil;
 pub mod generation;
 pub mod layout;
 pub mod names;
+pub mod tokens;
 pub mod tree;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -68,6 +69,7 @@ pub struct Store {
     /// The live generation last read per branch folder. Generations are
     /// immutable, so an entry is valid for as long as `HEAD` names it.
     live_cache: Mutex<HashMap<PathBuf, Arc<Generation>>>,
+    server_key: std::sync::OnceLock<crate::auth::ServerKey>,
 }
 
 /// A project as listed.
@@ -105,6 +107,9 @@ pub struct BranchInfo {
     pub commit_id: String,
     pub file_count: u64,
     pub updated_at: String,
+    /// What the write that made the live state was, e.g. `file.put a.json`.
+    pub reason: String,
+    pub actor: String,
     pub default: bool,
 }
 
@@ -199,6 +204,7 @@ impl Store {
             scratch,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             live_cache: Mutex::new(HashMap::new()),
+            server_key: Default::default(),
         };
         store.sweep_branches()?;
         Ok(store)
@@ -376,6 +382,8 @@ impl Store {
             commit_id: meta.commit_id,
             file_count: meta.file_count,
             updated_at: meta.created_at,
+            reason: meta.reason,
+            actor: meta.actor,
             default,
         })
     }
@@ -546,6 +554,39 @@ impl Store {
             ));
         }
         Ok(bytes)
+    }
+
+    /// The bytes of the object whose blob id (the first 40 hex digits of
+    /// its hash) is `blob_id`. Errors: `NotFound("blob")`.
+    pub fn read_blob(&self, project: &ProjectRef, blob_id: &str) -> Result<Vec<u8>> {
+        let valid = blob_id.len() == 40
+            && blob_id
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !valid {
+            return Err(Error::not_found("blob", blob_id));
+        }
+        let fan = self.layout.objects_dir(project).join(&blob_id[..2]);
+        let names = match fs::read_dir(&fan) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::not_found("blob", blob_id))
+            }
+            Err(e) => return Err(Error::io(&fan, e)),
+        };
+        for name in names {
+            let name = name.map_err(|e| Error::io(&fan, e))?.file_name();
+            let name = name.to_string_lossy();
+            if name.len() == 64 && name.starts_with(blob_id) {
+                let path = fan.join(name.as_ref());
+                let bytes = read_regular(&path)?;
+                if blake3::hash(&bytes).to_hex().as_str() != name {
+                    return Err(Error::corrupt(&path, "object does not match its hash"));
+                }
+                return Ok(bytes);
+            }
+        }
+        Err(Error::not_found("blob", blob_id))
     }
 
     /// Reads one file of the live branch. Errors: `NotFound`.

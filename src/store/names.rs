@@ -343,6 +343,18 @@ macro_rules! serialize_as_str {
 }
 serialize_as_str!(OwnerName, RepoId, BranchName, FilePath, ProjectRef);
 
+macro_rules! deserialize_by_parse {
+    ($($t:ty),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+                let s = String::deserialize(d)?;
+                <$t>::parse(&s).map_err(serde::de::Error::custom)
+            }
+        }
+    )*};
+}
+deserialize_by_parse!(OwnerName, RepoId, BranchName, FilePath);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,278 @@
+//! `cfgstore token create | list | show | update | revoke | rotate | unbind`
+
+use std::process::ExitCode;
+
+use cfgstore::auth::{self, TokenRecord};
+use cfgstore::store::tokens::TokenUpdate;
+use cfgstore::store::{OwnerName, RepoId, Store};
+use clap::Subcommand;
+
+use crate::output::{self, print_json, print_table, UsageError};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create a read token; the secret is printed once and never again
+    Create {
+        /// Owner whose projects the token reads
+        #[arg(long)]
+        owner: String,
+        /// A name to recognise the token by, e.g. the ERP host
+        #[arg(long)]
+        name: String,
+        /// Comma-separated project ids it may read (default: all of the owner's)
+        #[arg(long, value_delimiter = ',')]
+        repos: Vec<String>,
+        /// Expiry: YYYY-MM-DD (00:00 UTC that day) or an RFC 3339 time
+        #[arg(long, value_name = "DATE|RFC3339")]
+        expires: Option<String>,
+        /// Require X-Instance-Id; the first request binds it
+        #[arg(long)]
+        fingerprint: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their secrets)
+    List {
+        #[arg(long)]
+        owner: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one token
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Change a token; in force for the daemon's next request
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        /// Comma-separated project ids (replaces the list)
+        #[arg(long, value_delimiter = ',', conflicts_with = "all_repos")]
+        repos: Option<Vec<String>>,
+        /// Allow every project of the owner
+        #[arg(long)]
+        all_repos: bool,
+        #[arg(long, value_name = "DATE|RFC3339", conflicts_with = "no_expiry")]
+        expires: Option<String>,
+        #[arg(long)]
+        no_expiry: bool,
+        /// Require X-Instance-Id (true) or not (false, which also unbinds)
+        #[arg(long, value_name = "true|false")]
+        fingerprint: Option<bool>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token: refused from the next request on
+    Revoke {
+        id: String,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Issue a successor with the same scope; the old one expires after the grace period
+    Rotate {
+        id: String,
+        /// How long the old token keeps working, e.g. 30m, 24h, 7d (default: stops at once)
+        #[arg(long, value_name = "DURATION")]
+        grace: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Forget the bound fingerprint so the next request binds again (an ERP moved host)
+    Unbind {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn repos(list: Vec<String>) -> anyhow::Result<Vec<RepoId>> {
+    list.iter()
+        .filter(|r| !r.is_empty())
+        .map(|r| Ok(RepoId::parse(r)?))
+        .collect()
+}
+
+pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
+    let now = time::OffsetDateTime::now_utc();
+    match cmd {
+        Command::Create {
+            owner,
+            name,
+            repos: list,
+            expires,
+            fingerprint,
+            json,
+        } => {
+            let owner = OwnerName::parse(&owner)?;
+            let (record, secret) =
+                store.create_token(&owner, &name, repos(list)?, expires, fingerprint)?;
+            if json {
+                let mut value = serde_json::to_value(record.view(now))?;
+                value["token"] = secret.into();
+                print_json(&value)?;
+            } else {
+                println!(
+                    "created token {} ({}) for {}",
+                    record.id, record.name, record.owner
+                );
+                println!("token: {secret}");
+                println!("This is the only time the token is shown. Store it now.");
+            }
+        }
+        Command::List { owner, json } => {
+            let owner = owner.map(|o| OwnerName::parse(&o)).transpose()?;
+            let tokens = store.list_tokens(owner.as_ref())?;
+            if json {
+                print_json(&tokens.iter().map(|t| t.view(now)).collect::<Vec<_>>())?;
+            } else {
+                let rows: Vec<Vec<String>> = tokens.iter().map(|t| row(t, now)).collect();
+                print_table(
+                    &[
+                        "ID",
+                        "OWNER",
+                        "NAME",
+                        "TOKEN",
+                        "REPOS",
+                        "EXPIRES",
+                        "FINGERPRINT",
+                        "LAST USED",
+                        "STATE",
+                    ],
+                    &rows,
+                );
+            }
+        }
+        Command::Show { id, json } => show(&store.token(&id)?, now, json)?,
+        Command::Update {
+            id,
+            name,
+            repos: list,
+            all_repos,
+            expires,
+            no_expiry,
+            fingerprint,
+            json,
+        } => {
+            let update = TokenUpdate {
+                name,
+                repos: if all_repos {
+                    Some(Vec::new())
+                } else {
+                    list.map(repos).transpose()?
+                },
+                expires_at: if no_expiry {
+                    Some(None)
+                } else {
+                    expires.map(Some)
+                },
+                fingerprint_required: fingerprint,
+            };
+            if update.name.is_none()
+                && update.repos.is_none()
+                && update.expires_at.is_none()
+                && update.fingerprint_required.is_none()
+            {
+                return Err(UsageError("nothing to update: give --name, --repos, --all-repos, --expires, --no-expiry or --fingerprint".into()).into());
+            }
+            show(&store.update_token(&id, update)?, now, json)?;
+        }
+        Command::Revoke { id, yes } => {
+            let record = store.token(&id)?;
+            if !yes
+                && !output::confirm(&format!(
+                    "Revoke token {} ({}) of {}?",
+                    record.id, record.name, record.owner
+                ))?
+            {
+                eprintln!("not revoked");
+                return Ok(ExitCode::FAILURE);
+            }
+            store.revoke_token(&id)?;
+            println!("revoked token {id}");
+        }
+        Command::Rotate { id, grace, json } => {
+            let grace = grace
+                .as_deref()
+                .map(auth::parse_duration)
+                .transpose()?
+                .unwrap_or(time::Duration::ZERO);
+            let (successor, secret, old) = store.rotate_token(&id, grace, now)?;
+            if json {
+                let mut value = serde_json::to_value(successor.view(now))?;
+                value["token"] = secret.into();
+                value["previous"] = serde_json::to_value(old.view(now))?;
+                print_json(&value)?;
+            } else {
+                println!(
+                    "created token {} ({}) replacing {}",
+                    successor.id, successor.name, old.id
+                );
+                println!("token: {secret}");
+                match (&old.revoked_at, &old.expires_at) {
+                    (Some(_), _) => println!("the old token {} stopped working now", old.id),
+                    (None, Some(until)) => {
+                        println!("the old token {} keeps working until {until}", old.id)
+                    }
+                    (None, None) => {}
+                }
+                println!("This is the only time the token is shown. Store it now.");
+            }
+        }
+        Command::Unbind { id, json } => show(&store.unbind_token(&id)?, now, json)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn row(t: &TokenRecord, now: time::OffsetDateTime) -> Vec<String> {
+    let v = t.view(now);
+    vec![
+        v.id,
+        v.owner,
+        v.name,
+        v.suffix,
+        if v.repos.is_empty() {
+            "(all)".into()
+        } else {
+            v.repos.join(",")
+        },
+        v.expires_at.unwrap_or_else(|| "never".into()),
+        match (v.fingerprint_required, v.fingerprint_bound) {
+            (false, _) => "-".into(),
+            (true, false) => "required, unbound".into(),
+            (true, true) => "bound".into(),
+        },
+        v.last_used_at.unwrap_or_else(|| "never".into()),
+        if v.revoked {
+            "revoked".into()
+        } else if v.active {
+            "active".into()
+        } else {
+            "expired".into()
+        },
+    ]
+}
+
+fn show(t: &TokenRecord, now: time::OffsetDateTime, json: bool) -> anyhow::Result<()> {
+    if json {
+        return print_json(&t.view(now));
+    }
+    let header = [
+        "ID",
+        "OWNER",
+        "NAME",
+        "TOKEN",
+        "REPOS",
+        "EXPIRES",
+        "FINGERPRINT",
+        "LAST USED",
+        "STATE",
+    ];
+    for (k, v) in header.iter().zip(row(t, now)) {
+        println!("{:<12} {v}", k.to_lowercase());
+    }
+    Ok(())
+}

@@ -1,0 +1,425 @@
+//! Read API handlers (SPEC §4): GitLab v4 shapes over the store.
+//!
+//! Every handler resolves the project through `resolve_project`, which
+//! applies the token's scope before looking anything up, so a token never
+//! learns whether a project outside its scope exists (403 either way).
+//! A handler reads one live generation and answers from it alone, so the
+//! tree, the files and the ids in one response describe one state.
+
+use std::sync::Arc;
+
+use hyper::{Response, StatusCode};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use super::response::{json, paginated, set_header, with_body};
+use super::{App, Body, Request};
+use crate::error::{Error, Result};
+use crate::store::{tree, BranchInfo, BranchName, FilePath, Generation, ProjectRef, RepoId};
+
+pub fn health(app: &App) -> Result<Response<Body>> {
+    let now = crate::store::format_time(app.now());
+    Ok(json(&serde_json::json!({ "status": "ok", "time": now })))
+}
+
+/// A project id as the client wrote it: `repoId` (the token owner's) or
+/// `owner/repoId`. Scope first (403), then existence (404).
+fn resolve_project(app: &App, req: &Request, id: &str) -> Result<ProjectRef> {
+    let token = req
+        .token
+        .as_ref()
+        .expect("read endpoints are authenticated");
+    let project = if id.contains('/') {
+        ProjectRef::parse(id)?
+    } else {
+        ProjectRef::new(token.owner.clone(), RepoId::parse(id)?)
+    };
+    if !token.covers(&project) {
+        return Err(Error::Forbidden(format!("token does not cover {project}")));
+    }
+    app.store.project(&project)?;
+    Ok(project)
+}
+
+/// The branch a `ref` names; absent, empty or `HEAD` is the default branch.
+/// A branch that does not exist is reported as `missing` (each endpoint
+/// words its 404 the way GitLab does).
+fn resolve_ref(
+    app: &App,
+    project: &ProjectRef,
+    reference: Option<&str>,
+    missing: &'static str,
+) -> Result<(BranchName, Arc<Generation>)> {
+    let branch = match reference {
+        None | Some("") | Some("HEAD") => app
+            .store
+            .default_branch(project)?
+            .ok_or_else(|| Error::not_found(missing, "default branch"))?,
+        Some(name) => BranchName::parse(name)?,
+    };
+    match app.store.live(project, &branch) {
+        Ok(gen) => Ok((branch, gen)),
+        Err(Error::NotFound {
+            what: "branch",
+            name,
+        }) => Err(Error::NotFound {
+            what: missing,
+            name,
+        }),
+        Err(e) => Err(e),
+    }
+}
+
+#[derive(Serialize)]
+struct GitlabBranch {
+    name: String,
+    commit: GitlabCommit,
+    default: bool,
+    protected: bool,
+    merged: bool,
+    developers_can_push: bool,
+    developers_can_merge: bool,
+    can_push: bool,
+}
+
+#[derive(Serialize)]
+struct GitlabCommit {
+    id: String,
+    short_id: String,
+    title: String,
+    message: String,
+    created_at: String,
+    committed_date: String,
+    authored_date: String,
+    author_name: String,
+    committer_name: String,
+    parent_ids: Vec<String>,
+}
+
+impl From<BranchInfo> for GitlabBranch {
+    fn from(b: BranchInfo) -> GitlabBranch {
+        GitlabBranch {
+            name: b.name.to_string(),
+            commit: GitlabCommit {
+                id: b.commit_id,
+                short_id: b.short_id,
+                title: b.reason.clone(),
+                message: b.reason,
+                created_at: b.updated_at.clone(),
+                committed_date: b.updated_at.clone(),
+                authored_date: b.updated_at,
+                author_name: b.actor.clone(),
+                committer_name: b.actor,
+                parent_ids: Vec::new(),
+            },
+            default: b.default,
+            protected: false,
+            merged: false,
+            developers_can_push: false,
+            developers_can_merge: false,
+            can_push: false,
+        }
+    }
+}
+
+/// `GET projects/:id/repository/branches?search=`: `^term` is a prefix,
+/// `term$` a suffix, otherwise a substring; case-insensitive.
+pub fn branches(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let search = req.query.get("search").unwrap_or("").to_lowercase();
+    let (prefix, rest) = match search.strip_prefix('^') {
+        Some(rest) => (true, rest),
+        None => (false, search.as_str()),
+    };
+    let (suffix, term) = match rest.strip_suffix('$') {
+        Some(term) => (true, term),
+        None => (false, rest),
+    };
+    let matches = |name: &str| {
+        let name = name.to_lowercase();
+        match (prefix, suffix) {
+            (true, true) => name == term,
+            (true, false) => name.starts_with(term),
+            (false, true) => name.ends_with(term),
+            (false, false) => name.contains(term),
+        }
+    };
+    let list: Vec<GitlabBranch> = app
+        .store
+        .list_branches(&project)?
+        .into_iter()
+        .filter(|b| matches(b.name.as_str()))
+        .map(GitlabBranch::from)
+        .collect();
+    paginated(req.parts, &req.query, &list)
+}
+
+pub fn branch(app: &App, req: &Request, id: &str, name: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let name = BranchName::parse(name)?;
+    Ok(json(&GitlabBranch::from(
+        app.store.branch(&project, &name)?,
+    )))
+}
+
+/// `GET projects/:id/repository/tree?ref=&path=&recursive=`
+pub fn tree(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let recursive = req.query.flag("recursive", false)?;
+    let (_, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
+    let under = match req.query.get("path").map(|p| p.trim_end_matches('/')) {
+        None | Some("") => None,
+        Some(p) => Some(FilePath::parse(p)?),
+    };
+    let entries = tree::list(&gen, under.as_ref(), recursive)?;
+    paginated(req.parts, &req.query, &entries)
+}
+
+fn find_file<'g>(gen: &'g Generation, path: &str) -> Result<&'g crate::store::Entry> {
+    let path = FilePath::parse(path)?;
+    gen.find(&path)
+        .ok_or_else(|| Error::not_found("file", path))
+}
+
+/// UTF-8 text is served as `text/plain` (gitbeaker then yields a string),
+/// anything else as bytes.
+fn content_type(bytes: &[u8]) -> &'static str {
+    if std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0) {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+fn gitlab_file_headers(
+    r: &mut Response<Body>,
+    entry: &crate::store::Entry,
+    gen: &Generation,
+    branch: &BranchName,
+) {
+    set_header(r, "etag", &format!("\"{}\"", entry.blob_id()));
+    set_header(r, "x-gitlab-blob-id", entry.blob_id());
+    set_header(r, "x-gitlab-commit-id", &gen.meta.commit_id);
+    set_header(r, "x-gitlab-last-commit-id", &gen.meta.commit_id);
+    set_header(r, "x-gitlab-file-name", entry.path.file_name());
+    set_header(r, "x-gitlab-file-path", entry.path.as_str());
+    set_header(r, "x-gitlab-ref", branch.as_str());
+    set_header(r, "x-gitlab-size", &entry.size.to_string());
+    set_header(r, "x-gitlab-encoding", "base64");
+    set_header(r, "x-gitlab-execute-filemode", "false");
+}
+
+/// `GET|HEAD projects/:id/repository/files/:path/raw?ref=` (ref optional).
+pub fn file_raw(app: &App, req: &Request, id: &str, path: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
+    let entry = find_file(&gen, path)?;
+    let bytes = app.store.read_entry(&project, entry)?;
+    let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
+    gitlab_file_headers(&mut r, entry, &gen, &branch);
+    Ok(r)
+}
+
+#[derive(Serialize)]
+struct GitlabFile {
+    file_name: String,
+    file_path: String,
+    size: u64,
+    encoding: &'static str,
+    content: String,
+    content_sha256: String,
+    #[serde(rename = "ref")]
+    reference: String,
+    blob_id: String,
+    commit_id: String,
+    last_commit_id: String,
+    execute_filemode: bool,
+}
+
+/// `GET|HEAD projects/:id/repository/files/:path?ref=` — GitLab's file
+/// JSON, where `ref` is required.
+pub fn file_meta(app: &App, req: &Request, id: &str, path: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let reference = req
+        .query
+        .get("ref")
+        .filter(|r| !r.is_empty())
+        .ok_or_else(|| Error::invalid("ref is missing"))?;
+    let (branch, gen) = resolve_ref(app, &project, Some(reference), "file")?;
+    let entry = find_file(&gen, path)?;
+    let bytes = app.store.read_entry(&project, entry)?;
+    let file = GitlabFile {
+        file_name: entry.path.file_name().to_string(),
+        file_path: entry.path.to_string(),
+        size: entry.size,
+        encoding: "base64",
+        content: base64(&bytes),
+        content_sha256: crate::store::fsutil::hex(&Sha256::digest(&bytes)),
+        reference: reference.to_string(),
+        blob_id: entry.blob_id().to_string(),
+        commit_id: gen.meta.commit_id.clone(),
+        last_commit_id: gen.meta.commit_id.clone(),
+        execute_filemode: false,
+    };
+    let mut r = json(&file);
+    gitlab_file_headers(&mut r, entry, &gen, &branch);
+    set_header(&mut r, "x-gitlab-content-sha256", &file.content_sha256);
+    // The JSON body differs with `ref`, the blob does not: tag the body.
+    r.headers_mut().remove("etag");
+    Ok(r)
+}
+
+/// `GET projects/:id/repository/blobs/:sha/raw`
+pub fn blob_raw(app: &App, req: &Request, id: &str, sha: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let bytes = app.store.read_blob(&project, sha)?;
+    let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
+    set_header(&mut r, "etag", &format!("\"{sha}\""));
+    Ok(r)
+}
+
+/// `GET projects/:id/repository/blobs/:sha`
+pub fn blob(app: &App, req: &Request, id: &str, sha: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let bytes = app.store.read_blob(&project, sha)?;
+    Ok(json(&serde_json::json!({
+        "size": bytes.len(),
+        "encoding": "base64",
+        "content": base64(&bytes),
+        "sha": sha,
+    })))
+}
+
+/// `GET projects/:id/repository/archive[.tar.gz]?sha=`: every file of one
+/// generation, so the archive is one consistent state of the branch.
+pub fn archive(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let (branch, gen) = resolve_ref(app, &project, req.query.get("sha"), "file")?;
+    let folder = format!(
+        "{}-{}-{}",
+        project.repo,
+        branch.as_str().replace('/', "-"),
+        gen.meta.commit_id
+    );
+    let encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut builder = tar::Builder::new(encoder);
+    let mtime = time::OffsetDateTime::parse(
+        &gen.meta.created_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| t.unix_timestamp().max(0) as u64)
+    .unwrap_or(0);
+    let tar_error = |e: std::io::Error| Error::io("archive", e);
+    for entry in &gen.entries {
+        let bytes = app.store.read_entry(&project, entry)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o644);
+        header.set_mtime(mtime);
+        header.set_entry_type(tar::EntryType::Regular);
+        builder
+            .append_data(
+                &mut header,
+                format!("{folder}/{}", entry.path),
+                bytes.as_slice(),
+            )
+            .map_err(tar_error)?;
+    }
+    let gz = builder
+        .into_inner()
+        .map_err(tar_error)?
+        .finish()
+        .map_err(tar_error)?;
+    let mut r = with_body(StatusCode::OK, "application/gzip", gz);
+    set_header(
+        &mut r,
+        "content-disposition",
+        &format!("attachment; filename=\"{folder}.tar.gz\""),
+    );
+    set_header(&mut r, "etag", &format!("\"{}\"", gen.meta.commit_id));
+    Ok(r)
+}
+
+/// `GET projects/:id`: `id` echoes the id the client used, so non-lazy
+/// python-gitlab objects address later calls the same way.
+pub fn project(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, req, id)?;
+    let info = app.store.project(&project)?;
+    let default_branch = app.store.default_branch(&project)?;
+    Ok(json(&serde_json::json!({
+        "id": id,
+        "name": info.repo,
+        "path": info.repo,
+        "description": "",
+        "path_with_namespace": project.to_string(),
+        "name_with_namespace": format!("{} / {}", project.owner, project.repo),
+        "default_branch": default_branch,
+        "visibility": if project.owner.is_public() { "public" } else { "private" },
+        "created_at": info.created_at,
+        "archived": false,
+        "empty_repo": default_branch.is_none(),
+        "namespace": {
+            "id": project.owner,
+            "name": project.owner,
+            "path": project.owner,
+            "full_path": project.owner,
+            "kind": "user",
+        },
+        "cfgstore": { "owner": project.owner, "repo_id": project.repo, "type": info.kind },
+    })))
+}
+
+/// Standard base64 with padding (RFC 4648), for GitLab's `content` fields.
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(TABLE[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc_4648_vectors() {
+        for (input, want) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foob", "Zm9vYg=="),
+            ("fooba", "Zm9vYmE="),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(super::base64(input.as_bytes()), want);
+        }
+        assert_eq!(super::base64(&[0xff, 0xfe, 0x00]), "//4A");
+    }
+
+    #[test]
+    fn text_or_bytes() {
+        assert_eq!(
+            super::content_type(b"{\"a\":1}"),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(
+            super::content_type("café".as_bytes()),
+            "text/plain; charset=utf-8"
+        );
+        assert_eq!(super::content_type(b"\xff\xfe"), "application/octet-stream");
+        assert_eq!(super::content_type(b"a\0b"), "application/octet-stream");
+    }
+}

@@ -1,0 +1,309 @@
+//! Building responses: JSON bodies, the one error → status table,
+//! GitLab-style pagination, and the ETag / `304` / `HEAD` finishing step.
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::http::request::Parts;
+use hyper::{Method, Response, StatusCode};
+use serde::Serialize;
+
+use super::request::Query;
+use super::Body;
+use crate::error::{Error, Unauthorized};
+
+pub const JSON: &str = "application/json";
+
+/// A 200 response with a JSON body.
+pub fn json(value: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).expect("response values serialise");
+    with_body(StatusCode::OK, JSON, bytes)
+}
+
+pub fn with_body(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response<Body> {
+    let mut r = Response::new(Bytes::from(bytes));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(content_type).expect("static content type"),
+    );
+    r
+}
+
+/// Sets a header whose value we built ourselves; a value that is not a
+/// valid header (it cannot be, but never panic on it) is skipped.
+pub fn set_header(r: &mut Response<Body>, name: &'static str, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+/// The one place errors become statuses. No `_ =>` arm: a new variant
+/// must be given its status here.
+pub fn error(err: &Error) -> Response<Body> {
+    let (status, message, code) = match err {
+        Error::NotFound { what, .. } => (
+            StatusCode::NOT_FOUND,
+            format!("404 {} Not Found", title(what)),
+            "NOT_FOUND",
+        ),
+        Error::Invalid(msg) => (
+            StatusCode::BAD_REQUEST,
+            format!("400 Bad request - {msg}"),
+            "BAD_REQUEST",
+        ),
+        Error::Unauthorized(Unauthorized::FingerprintMismatch) => (
+            StatusCode::UNAUTHORIZED,
+            "401 FINGERPRINT_MISMATCH".to_string(),
+            "FINGERPRINT_MISMATCH",
+        ),
+        Error::Unauthorized(Unauthorized::FingerprintMissing) => (
+            StatusCode::UNAUTHORIZED,
+            "401 Unauthorized".to_string(),
+            "FINGERPRINT_REQUIRED",
+        ),
+        Error::Unauthorized(
+            Unauthorized::MissingToken | Unauthorized::UnknownToken | Unauthorized::Expired,
+        ) => (
+            StatusCode::UNAUTHORIZED,
+            "401 Unauthorized".to_string(),
+            "UNAUTHORIZED",
+        ),
+        Error::Forbidden(_) => (
+            StatusCode::FORBIDDEN,
+            "403 Forbidden".to_string(),
+            "FORBIDDEN",
+        ),
+        Error::Conflict(msg) => (
+            StatusCode::CONFLICT,
+            format!("409 Conflict - {msg}"),
+            "CONFLICT",
+        ),
+        Error::Busy(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "503 Service Unavailable - another writer holds the branch; retry shortly".to_string(),
+            "BUSY",
+        ),
+        Error::Corrupt { .. } | Error::Io { .. } => {
+            // The detail (paths, OS errors) goes to the log, never to the client.
+            tracing::warn!(error = %err, "storage error");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "500 Internal Server Error".to_string(),
+                "INTERNAL",
+            )
+        }
+    };
+    let mut r = error_body(status, &message, code);
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        set_header(&mut r, "retry-after", "1");
+    }
+    r
+}
+
+fn error_body(status: StatusCode, message: &str, code: &str) -> Response<Body> {
+    let body = serde_json::json!({ "message": message, "code": code });
+    with_body(
+        status,
+        JSON,
+        serde_json::to_vec(&body).expect("error body serialises"),
+    )
+}
+
+pub fn route_not_found() -> Response<Body> {
+    error_body(StatusCode::NOT_FOUND, "404 Not Found", "NOT_FOUND")
+}
+
+pub fn method_not_allowed() -> Response<Body> {
+    let mut r = error_body(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "405 Method Not Allowed",
+        "METHOD_NOT_ALLOWED",
+    );
+    set_header(&mut r, "allow", "GET, HEAD");
+    r
+}
+
+fn title(what: &str) -> String {
+    let mut chars = what.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
+
+/// GitLab pagination, only when asked for (SPEC §4): with `page` or
+/// `per_page` the list is cut into pages with `Link` and `X-*` headers;
+/// with neither, every item comes back in one response.
+pub fn paginated<T: Serialize>(
+    parts: &Parts,
+    query: &Query,
+    items: &[T],
+) -> crate::Result<Response<Body>> {
+    let total = items.len() as u64;
+    let asked = query.has("page") || query.has("per_page");
+    if !asked {
+        let mut r = json(&items);
+        set_header(&mut r, "x-total", &total.to_string());
+        set_header(&mut r, "x-total-pages", "1");
+        set_header(&mut r, "x-page", "1");
+        set_header(&mut r, "x-per-page", &total.max(1).to_string());
+        return Ok(r);
+    }
+    let per_page = query
+        .number("per_page")?
+        .filter(|&n| n > 0)
+        .unwrap_or(20)
+        .min(100);
+    let page = query.number("page")?.filter(|&n| n > 0).unwrap_or(1);
+    let pages = total.div_ceil(per_page).max(1);
+    let start = ((page - 1).saturating_mul(per_page)).min(total) as usize;
+    let end = (start as u64 + per_page).min(total) as usize;
+    let mut r = json(&&items[start..end]);
+    let base = request_url_without_query(parts);
+    let link = |p: u64, rel: &str| format!("<{base}?{}>; rel=\"{rel}\"", query.with_page(p));
+    let mut links = Vec::new();
+    if page > 1 {
+        links.push(link((page - 1).min(pages), "prev"));
+    }
+    if page < pages {
+        links.push(link(page + 1, "next"));
+    }
+    links.push(link(1, "first"));
+    links.push(link(pages, "last"));
+    set_header(&mut r, "link", &links.join(", "));
+    set_header(&mut r, "x-total", &total.to_string());
+    set_header(&mut r, "x-total-pages", &pages.to_string());
+    set_header(&mut r, "x-page", &page.to_string());
+    set_header(&mut r, "x-per-page", &per_page.to_string());
+    set_header(
+        &mut r,
+        "x-next-page",
+        &if page < pages {
+            (page + 1).to_string()
+        } else {
+            String::new()
+        },
+    );
+    set_header(
+        &mut r,
+        "x-prev-page",
+        &if page > 1 {
+            (page - 1).to_string()
+        } else {
+            String::new()
+        },
+    );
+    Ok(r)
+}
+
+/// The absolute URL the client used, without its query: scheme, the Host
+/// it sent, and the raw path (so the mount, `/api/v4` or not, is kept).
+fn request_url_without_query(parts: &Parts) -> String {
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
+        .unwrap_or("localhost");
+    format!("http://{host}{}", parts.uri.path())
+}
+
+/// Finishes a successful response: an `ETag` (the handler's, or a digest of
+/// the body), `304` when `If-None-Match` matches, and no body for `HEAD`
+/// (with the `Content-Length` a `GET` would have).
+pub fn finish(parts: &Parts, mut r: Response<Body>) -> Response<Body> {
+    if r.status() != StatusCode::OK {
+        return r;
+    }
+    let bytes = std::mem::take(r.body_mut());
+    if !r.headers().contains_key(header::ETAG) {
+        let tag = format!("\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
+        set_header(&mut r, "etag", &tag);
+    }
+    let etag = r
+        .headers()
+        .get(header::ETAG)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if let Some(inm) = parts
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+    {
+        if inm
+            .split(',')
+            .map(str::trim)
+            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str()))
+        {
+            let mut not_modified = super::status_only(StatusCode::NOT_MODIFIED);
+            set_header(&mut not_modified, "etag", &etag);
+            return not_modified;
+        }
+    }
+    set_header(&mut r, "content-length", &bytes.len().to_string());
+    if parts.method != Method::HEAD {
+        *r.body_mut() = bytes;
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_table() {
+        let cases: Vec<(Error, u16, &str)> = vec![
+            (Error::not_found("file", "x"), 404, "404 File Not Found"),
+            (Error::not_found("branch", "x"), 404, "404 Branch Not Found"),
+            (
+                Error::not_found("project", "x"),
+                404,
+                "404 Project Not Found",
+            ),
+            (Error::not_found("tree", "x"), 404, "404 Tree Not Found"),
+            (
+                Error::Unauthorized(Unauthorized::Expired),
+                401,
+                "401 Unauthorized",
+            ),
+            (
+                Error::Unauthorized(Unauthorized::FingerprintMismatch),
+                401,
+                "401 FINGERPRINT_MISMATCH",
+            ),
+            (Error::Forbidden("x".into()), 403, "403 Forbidden"),
+            (Error::invalid("bad"), 400, "400 Bad request - bad"),
+            (Error::Conflict("c".into()), 409, "409 Conflict - c"),
+            (
+                Error::Busy("b".into()),
+                503,
+                "503 Service Unavailable - another writer holds the branch; retry shortly",
+            ),
+            (
+                Error::corrupt("/secret/path", "detail"),
+                500,
+                "500 Internal Server Error",
+            ),
+            (
+                Error::io("/secret/path", std::io::Error::other("disk")),
+                500,
+                "500 Internal Server Error",
+            ),
+        ];
+        for (err, status, message) in cases {
+            let r = error(&err);
+            assert_eq!(r.status().as_u16(), status, "{err}");
+            assert_eq!(r.headers()[header::CONTENT_TYPE], JSON);
+            let body: serde_json::Value = serde_json::from_slice(r.body()).unwrap();
+            assert_eq!(body["message"], message);
+            assert!(body["code"].is_string());
+            assert!(!body.to_string().contains("/secret/path"));
+        }
+    }
+}

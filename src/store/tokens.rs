@@ -1,0 +1,303 @@
+//! Read tokens on disk: `.cfgstore/tokens/{mac}.json`, one record per
+//! token, named by the HMAC of its secret so a request finds its token with
+//! one file read and the daemon never serves a stale copy (SPEC §2
+//! invariant 7). Every change is a durable replace under the tokens lock.
+
+use std::fs;
+use std::io;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::fsutil::{read_regular, LockGuard};
+use super::{format_time, OwnerName, RepoId, Store};
+use crate::auth::{self, ServerKey, TokenRecord};
+use crate::error::{Error, Result};
+
+/// A partial update, as `token update` and `PATCH /tokens/{id}` take it.
+#[derive(Debug, Default, Clone)]
+pub struct TokenUpdate {
+    pub name: Option<String>,
+    pub repos: Option<Vec<RepoId>>,
+    /// `Some(None)` removes the expiry.
+    pub expires_at: Option<Option<String>>,
+    pub fingerprint_required: Option<bool>,
+}
+
+/// What binding a fingerprint did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BindOutcome {
+    /// This request's fingerprint is now the bound one.
+    Bound,
+    /// Another request bound first, with this same fingerprint.
+    AlreadyBound,
+    /// Another request bound first, with a different fingerprint.
+    Mismatch,
+}
+
+impl Store {
+    /// The server key tokens are hashed under (read once per process).
+    pub fn server_key(&self) -> Result<ServerKey> {
+        if let Some(key) = self.server_key.get() {
+            return Ok(key.clone());
+        }
+        let path = self.layout().server_key();
+        let text = read_regular(&path).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Error::corrupt(
+                &path,
+                "server key missing: run `cfgstore init` to create one",
+            ),
+            other => other,
+        })?;
+        let key = std::str::from_utf8(&text)
+            .ok()
+            .and_then(ServerKey::from_hex)
+            .ok_or_else(|| Error::corrupt(&path, "server key is not 64 hex digits"))?;
+        Ok(self.server_key.get_or_init(|| key).clone())
+    }
+
+    fn tokens_lock(&self) -> Result<LockGuard> {
+        super::fsutil::create_dir(&self.layout().tokens_dir())?;
+        LockGuard::acquire(
+            &self.layout().internal_dir().join("tokens.lock"),
+            Duration::from_secs(10),
+        )
+    }
+
+    fn token_path(&self, mac: &str) -> std::path::PathBuf {
+        self.layout().tokens_dir().join(format!("{mac}.json"))
+    }
+
+    fn write_token(&self, record: &TokenRecord) -> Result<()> {
+        let bytes = serde_json::to_vec_pretty(record).expect("token record serialises");
+        self.scratch
+            .replace_file(&self.token_path(&record.mac), &bytes)
+    }
+
+    /// Creates a token. Returns the record and the secret, which is never
+    /// stored and cannot be shown again.
+    pub fn create_token(
+        &self,
+        owner: &OwnerName,
+        name: &str,
+        repos: Vec<RepoId>,
+        expires_at: Option<String>,
+        fingerprint_required: bool,
+    ) -> Result<(TokenRecord, String)> {
+        check_token_name(name)?;
+        if let Some(e) = &expires_at {
+            auth::parse_expiry(e)?;
+        }
+        let key = self.server_key()?;
+        let secret = auth::new_secret()?;
+        let record = TokenRecord {
+            id: auth::new_secret()?[..12].to_string(),
+            owner: owner.clone(),
+            name: name.to_string(),
+            repos,
+            expires_at,
+            fingerprint_required,
+            fingerprint: None,
+            created_at: super::now_rfc3339(),
+            last_used_at: None,
+            suffix: secret[secret.len() - 4..].to_string(),
+            mac: key.token_mac(&secret),
+            revoked_at: None,
+            rotated_to: None,
+        };
+        let _lock = self.tokens_lock()?;
+        self.write_token(&record)?;
+        Ok((record, secret))
+    }
+
+    /// Every token (or one owner's), oldest first.
+    pub fn list_tokens(&self, owner: Option<&OwnerName>) -> Result<Vec<TokenRecord>> {
+        let dir = self.layout().tokens_dir();
+        let entries = match fs::read_dir(&dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(&dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let record: TokenRecord = serde_json::from_slice(&read_regular(&path)?)
+                .map_err(|e| Error::corrupt(&path, format!("bad token record: {e}")))?;
+            if owner.is_none_or(|o| *o == record.owner) {
+                out.push(record);
+            }
+        }
+        out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+        Ok(out)
+    }
+
+    /// One token by id. Errors: `NotFound`.
+    pub fn token(&self, id: &str) -> Result<TokenRecord> {
+        self.list_tokens(None)?
+            .into_iter()
+            .find(|t| t.id == id)
+            .ok_or_else(|| Error::not_found("token", id))
+    }
+
+    /// The token a secret belongs to, if any. One file read, no listing.
+    pub fn token_by_secret(&self, secret: &str) -> Result<Option<TokenRecord>> {
+        if !auth::is_token_shaped(secret) {
+            return Ok(None);
+        }
+        let path = self.token_path(&self.server_key()?.token_mac(secret));
+        match read_regular(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::corrupt(&path, format!("bad token record: {e}"))),
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies a partial update. Turning `fingerprint_required` off clears
+    /// the binding; turning it on lets the next request bind.
+    pub fn update_token(&self, id: &str, update: TokenUpdate) -> Result<TokenRecord> {
+        let _lock = self.tokens_lock()?;
+        let mut record = self.token(id)?;
+        if let Some(name) = update.name {
+            check_token_name(&name)?;
+            record.name = name;
+        }
+        if let Some(repos) = update.repos {
+            record.repos = repos;
+        }
+        if let Some(expires_at) = update.expires_at {
+            if let Some(e) = &expires_at {
+                auth::parse_expiry(e)?;
+            }
+            record.expires_at = expires_at;
+        }
+        if let Some(required) = update.fingerprint_required {
+            if !required || !record.fingerprint_required {
+                record.fingerprint = None;
+            }
+            record.fingerprint_required = required;
+        }
+        self.write_token(&record)?;
+        Ok(record)
+    }
+
+    /// Forgets the bound fingerprint so the next request binds again.
+    pub fn unbind_token(&self, id: &str) -> Result<TokenRecord> {
+        let _lock = self.tokens_lock()?;
+        let mut record = self.token(id)?;
+        record.fingerprint = None;
+        self.write_token(&record)?;
+        Ok(record)
+    }
+
+    /// Revokes a token: refused from the next request on.
+    pub fn revoke_token(&self, id: &str) -> Result<TokenRecord> {
+        let _lock = self.tokens_lock()?;
+        let mut record = self.token(id)?;
+        if record.revoked_at.is_none() {
+            record.revoked_at = Some(super::now_rfc3339());
+            self.write_token(&record)?;
+        }
+        Ok(record)
+    }
+
+    /// Issues a successor with the same scope, named `{name}-v2` (`-v3`...),
+    /// and lets the old token expire after `grace` (at once when zero).
+    /// Returns the successor, its secret, and the old record as updated.
+    pub fn rotate_token(
+        &self,
+        id: &str,
+        grace: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<(TokenRecord, String, TokenRecord)> {
+        let old = self.token(id)?;
+        if old.revoked_at.is_some() {
+            return Err(Error::Conflict(format!("token {id} is revoked")));
+        }
+        let (mut successor, secret) = self.create_token(
+            &old.owner,
+            &auth::successor_name(&old.name),
+            old.repos.clone(),
+            old.expires_at.clone(),
+            old.fingerprint_required,
+        )?;
+        let _lock = self.tokens_lock()?;
+        let mut old = self.token(id)?;
+        // The successor starts bound to the same host: rotation is about
+        // the secret, not about moving the ERP.
+        successor.fingerprint = old.fingerprint.clone();
+        self.write_token(&successor)?;
+        if grace <= time::Duration::ZERO {
+            old.revoked_at = Some(format_time(now));
+        } else {
+            let until = now + grace;
+            let current = old
+                .expires_at
+                .as_deref()
+                .and_then(|e| auth::parse_expiry(e).ok());
+            if current.is_none_or(|c| until < c) {
+                old.expires_at = Some(format_time(until));
+            }
+        }
+        old.rotated_to = Some(successor.id.clone());
+        self.write_token(&old)?;
+        Ok((successor, secret, old))
+    }
+
+    /// Binds a fingerprint MAC to the token with MAC `token_mac` unless one
+    /// is bound already. Serialised by the tokens lock, so exactly one of
+    /// any number of racing first requests binds.
+    pub fn bind_fingerprint(&self, token_mac: &str, fingerprint_mac: &str) -> Result<BindOutcome> {
+        let _lock = self.tokens_lock()?;
+        let path = self.token_path(token_mac);
+        let mut record: TokenRecord = serde_json::from_slice(&read_regular(&path)?)
+            .map_err(|e| Error::corrupt(&path, format!("bad token record: {e}")))?;
+        match &record.fingerprint {
+            Some(bound) if bound == fingerprint_mac => Ok(BindOutcome::AlreadyBound),
+            Some(_) => Ok(BindOutcome::Mismatch),
+            None => {
+                record.fingerprint = Some(fingerprint_mac.to_string());
+                self.write_token(&record)?;
+                Ok(BindOutcome::Bound)
+            }
+        }
+    }
+
+    /// Records when tokens were last used, many at once: the daemon
+    /// collects uses in memory and calls this every so often, so a request
+    /// never pays a disk write for it.
+    pub fn record_token_use(&self, uses: &[(String, OffsetDateTime)]) -> Result<()> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let _lock = self.tokens_lock()?;
+        for (mac, at) in uses {
+            let path = self.token_path(mac);
+            let Ok(bytes) = read_regular(&path) else {
+                continue;
+            };
+            let Ok(mut record) = serde_json::from_slice::<TokenRecord>(&bytes) else {
+                continue;
+            };
+            let at = format_time(*at);
+            if record.last_used_at.as_ref().is_none_or(|old| *old < at) {
+                record.last_used_at = Some(at);
+                self.write_token(&record)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_token_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+        return Err(Error::invalid(
+            "token name must be 1-100 characters without control characters",
+        ));
+    }
+    Ok(())
+}
