@@ -156,12 +156,6 @@ pub fn create(store: &Store, actor: &str) -> anyhow::Result<()> {
     let info = store.create_project(&demo, "b2b-cnc", "erp-config", actor)?;
     let project = info.project_ref();
     let main = BranchName::parse("main")?;
-    let files =
-        |list: &[(&str, &str)]| -> anyhow::Result<Vec<cfgstore::Result<(FilePath, Vec<u8>)>>> {
-            list.iter()
-                .map(|(p, c)| Ok(Ok((FilePath::parse(p)?, c.as_bytes().to_vec()))))
-                .collect()
-        };
 
     let initial = files(&[
         ("operations.config.json", OPERATIONS_V1),
@@ -243,4 +237,13 @@ fn put(
         None,
     )?;
     Ok(())
+}
+
+/// Files as `Store::import` takes them.
+type ImportItems = Vec<cfgstore::Result<(FilePath, Vec<u8>)>>;
+
+fn files(list: &[(&str, &str)]) -> anyhow::Result<ImportItems> {
+    list.iter()
+        .map(|(p, c)| Ok(Ok((FilePath::parse(p)?, c.as_bytes().to_vec()))))
+        .collect()
 }

@@ -26,7 +26,8 @@ use crate::api::{self, App};
 pub struct ServerOptions {
     /// A client must send its complete request head within this time.
     pub header_read_timeout: Duration,
-    /// Largest request head (bytes); beyond it hyper answers 431.
+    /// Largest request head (bytes), roughly: hyper checks it between reads,
+    /// so a head may run somewhat past it before the 431.
     pub max_header_bytes: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
@@ -38,7 +39,7 @@ impl Default for ServerOptions {
     fn default() -> Self {
         ServerOptions {
             header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 64 * 1024,
+            max_header_bytes: 32 * 1024,
             drain_timeout: Duration::from_secs(10),
             token_use_flush: Duration::from_secs(10),
         }

@@ -1,6 +1,8 @@
-//! Integration tests: the real `cfgstore` binary on real data directories.
-//! One binary, so helpers in `util` are compiled once.
+//! Integration tests: the real `cfgstore` binary and the real server on
+//! real data directories. One binary, so helpers in `util` compile once.
 
 mod cli;
 mod crash;
+mod gitlab_client;
+mod read_api;
 mod util;

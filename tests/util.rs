@@ -127,3 +127,230 @@ pub fn check_body(body: &[u8]) -> Option<(String, usize)> {
     let mut parts = head.splitn(3, ':');
     Some((parts.next()?.to_string(), parts.next()?.parse().ok()?))
 }
+
+/// The real server (`cfgstore::server::run`) on 127.0.0.1:0 in a thread of
+/// its own; stopped and joined when dropped.
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    pub fn start(data: &Path) -> TestServer {
+        TestServer::start_with_clock(data, std::sync::Arc::new(time::OffsetDateTime::now_utc))
+    }
+
+    pub fn start_with_clock(data: &Path, clock: cfgstore::api::Clock) -> TestServer {
+        let store = cfgstore::store::Store::open(data).expect("open store");
+        let app = std::sync::Arc::new(cfgstore::api::App::with_clock(
+            std::sync::Arc::new(store),
+            clock,
+        ));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                cfgstore::server::run(listener, app, async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+            });
+        });
+        TestServer {
+            addr,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        request(self.addr, "GET", path, headers)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The `cfgstore serve` binary as operators run it, on 127.0.0.1:0, with
+/// its log captured to a file. Killed when dropped.
+pub struct Daemon {
+    pub addr: std::net::SocketAddr,
+    child: std::process::Child,
+}
+
+impl Daemon {
+    pub fn start(data: &Path, log: PathBuf) -> Daemon {
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = cfgstore(data)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env("CFGSTORE_LOG", "debug")
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("spawn cfgstore serve");
+        // Ready when the log names the address it listens on.
+        for _ in 0..1000 {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            if let Some(line) = text.lines().find(|l| l.contains("listening")) {
+                let addr = line
+                    .split("address=")
+                    .nth(1)
+                    .unwrap()
+                    .split_whitespace()
+                    .next()
+                    .unwrap();
+                return Daemon {
+                    addr: addr.parse().unwrap(),
+                    child,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!(
+            "daemon did not start: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    pub fn get(&self, path: &str, headers: &[(&str, &str)]) -> Resp {
+        request(self.addr, "GET", path, headers)
+    }
+
+    /// SIGTERM, then wait: the daemon must drain and exit 0.
+    pub fn stop(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response as read off the wire.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn message(&self) -> String {
+        self.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection, path sent byte for byte as
+/// given (no client-side normalisation: tests need `%2F`, `//`, `..`).
+pub fn request(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Resp {
+    raw_request(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n{}\r\n",
+            headers
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}\r\n"))
+                .collect::<String>()
+        )
+        .as_bytes(),
+    )
+}
+
+/// Sends raw bytes and parses the response (Content-Length or to EOF).
+pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(bytes).unwrap();
+    let mut raw = Vec::new();
+    let _ = stream.read_to_end(&mut raw);
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)));
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(": "))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: raw[split + 4..].to_vec(),
+    }
+}
+
+/// A token for `owner` made through the CLI, as an operator would.
+pub fn create_token(data: &Path, owner: &str, extra: &[&str]) -> (String, String) {
+    let mut args = vec!["token", "create", "--owner", owner, "--name", "test"];
+    args.extend_from_slice(extra);
+    let v = json(data, &args);
+    (
+        v["id"].as_str().unwrap().to_string(),
+        v["token"].as_str().unwrap().to_string(),
+    )
+}
+
+pub const API: &str = "/site-builder/api/erp-config";
+pub const V4: &str = "/site-builder/api/erp-config/api/v4";

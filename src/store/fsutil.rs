@@ -246,8 +246,10 @@ impl Scratch {
                 if let Some(guard) = LockGuard::try_acquire(&path)? {
                     let dir = parent.join(stem);
                     if remove {
+                        // Several processes may sweep at once; whoever comes
+                        // second finds things gone, which is fine.
                         remove_tree(&dir)?;
-                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                        remove_file(&path)?;
                     }
                     drop(guard);
                     found.push(dir);
@@ -256,7 +258,7 @@ impl Scratch {
                 // A process died while starting up.
                 if old(&path) {
                     if remove {
-                        fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                        remove_file(&path)?;
                     }
                     found.push(path);
                 }
@@ -273,6 +275,13 @@ impl Scratch {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
     }
 }
 
