@@ -130,20 +130,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 print_json(&tokens.iter().map(|t| t.view(now)).collect::<Vec<_>>())?;
             } else {
                 let rows: Vec<Vec<String>> = tokens.iter().map(|t| row(t, now)).collect();
-                print_table(
-                    &[
-                        "ID",
-                        "OWNER",
-                        "NAME",
-                        "TOKEN",
-                        "REPOS",
-                        "EXPIRES",
-                        "FINGERPRINT",
-                        "LAST USED",
-                        "STATE",
-                    ],
-                    &rows,
-                );
+                print_table(&COLUMNS, &rows);
             }
         }
         Command::Show { id, json } => show(&store.token(&id)?, now, json)?,
@@ -227,6 +214,19 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The columns of `row`, for the list table and the `show` layout.
+const COLUMNS: [&str; 9] = [
+    "ID",
+    "OWNER",
+    "NAME",
+    "TOKEN",
+    "REPOS",
+    "EXPIRES",
+    "FINGERPRINT",
+    "LAST USED",
+    "STATE",
+];
+
 fn row(t: &TokenRecord, now: time::OffsetDateTime) -> Vec<String> {
     let v = t.view(now);
     vec![
@@ -260,18 +260,7 @@ fn show(t: &TokenRecord, now: time::OffsetDateTime, json: bool) -> anyhow::Resul
     if json {
         return print_json(&t.view(now));
     }
-    let header = [
-        "ID",
-        "OWNER",
-        "NAME",
-        "TOKEN",
-        "REPOS",
-        "EXPIRES",
-        "FINGERPRINT",
-        "LAST USED",
-        "STATE",
-    ];
-    for (k, v) in header.iter().zip(row(t, now)) {
+    for (k, v) in COLUMNS.iter().zip(row(t, now)) {
         println!("{:<12} {v}", k.to_lowercase());
     }
     Ok(())

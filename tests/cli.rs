@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use crate::util::{self, json, ok, run, run_with_input, store_with_project, TestDir, PROJECT};
+use crate::util::{self, json, ok, put, run, run_with_input, store_with_project, TestDir, PROJECT};
 
 #[test]
 fn example_store_has_what_the_readme_promises() {
@@ -219,11 +219,7 @@ fn short_id_changes_exactly_when_content_changes() {
     };
     // An empty branch has the digest of the empty string.
     assert_eq!(short(&data), "e3b0c442");
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "a.txt"],
-        b"hello\n",
-    );
+    put(&data, "a.txt", b"hello\n");
     run_with_input(
         &data,
         &["file", "put", PROJECT, "main", "conf/b.json"],
@@ -231,11 +227,7 @@ fn short_id_changes_exactly_when_content_changes() {
     );
     // Same vector as the unit test, computed with md5sum/sha256sum.
     assert_eq!(short(&data), "cbb97f03");
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "a.txt"],
-        b"hello\n",
-    );
+    put(&data, "a.txt", b"hello\n");
     assert_eq!(short(&data), "cbb97f03");
     ok(&data, &["file", "rm", PROJECT, "main", "a.txt"]);
     assert_ne!(short(&data), "cbb97f03");
@@ -255,11 +247,7 @@ fn rollback_restores_exact_bytes_and_takes_a_snapshot() {
         &["file", "put", PROJECT, "main", "app.json"],
         b"{\"v\":2}\n",
     );
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "extra.yaml"],
-        b"k: v\n",
-    );
+    put(&data, "extra.yaml", b"k: v\n");
     let before = json(&data, &["history", "list", PROJECT, "main"])
         .as_array()
         .unwrap()
@@ -404,7 +392,7 @@ fn import_of_fifty_files_is_one_snapshot() {
 fn branches_nest_like_git_and_copy_from_another() {
     let dir = TestDir::new("branches");
     let data = store_with_project(&dir);
-    run_with_input(&data, &["file", "put", PROJECT, "main", "a.txt"], b"A");
+    put(&data, "a.txt", b"A");
     ok(
         &data,
         &[
@@ -436,11 +424,7 @@ fn branches_nest_like_git_and_copy_from_another() {
         .collect();
     assert_eq!(names, ["a", "main", "release/2026.1"]);
     // The copy is independent of its source.
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "a.txt"],
-        b"changed",
-    );
+    put(&data, "a.txt", b"changed");
     assert_eq!(
         ok(&data, &["file", "get", PROJECT, "release/2026.1", "a.txt"]),
         "A"
@@ -590,11 +574,7 @@ fn data_dir_falls_back_to_the_environment() {
 fn files_are_private() {
     let dir = TestDir::new("perms");
     let data = store_with_project(&dir);
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "secret.yaml"],
-        b"password: hunter2\n",
-    );
+    put(&data, "secret.yaml", b"password: hunter2\n");
     for entry in walkdir::WalkDir::new(&data) {
         let entry = entry.unwrap();
         let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
@@ -616,23 +596,11 @@ fn files_are_private() {
 fn history_show_and_diff() {
     let dir = TestDir::new("diff");
     let data = store_with_project(&dir);
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "a.yaml"],
-        b"one\ntwo\nthree\n",
-    );
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "b.bin"],
-        b"\xff\xfe",
-    );
-    run_with_input(
-        &data,
-        &["file", "put", PROJECT, "main", "a.yaml"],
-        b"one\nTWO\nthree\n",
-    );
+    put(&data, "a.yaml", b"one\ntwo\nthree\n");
+    put(&data, "b.bin", b"\xff\xfe");
+    put(&data, "a.yaml", b"one\nTWO\nthree\n");
     ok(&data, &["file", "rm", PROJECT, "main", "b.bin"]);
-    run_with_input(&data, &["file", "put", PROJECT, "main", "c.json"], b"{}");
+    put(&data, "c.json", b"{}");
     let d = json(
         &data,
         &["history", "diff", PROJECT, "main", "v0003", "v0006"],

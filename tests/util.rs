@@ -102,6 +102,16 @@ pub fn store_with_project(dir: &TestDir) -> PathBuf {
 
 pub const PROJECT: &str = "demo/app.cfg";
 
+/// `cfgstore file put PROJECT main PATH` with `bytes` on stdin; asserts success.
+pub fn put(data: &Path, path: &str, bytes: &[u8]) {
+    let out = run_with_input(data, &["file", "put", PROJECT, "main", path], bytes);
+    assert!(
+        out.status.success(),
+        "put {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A self-verifying body: `writer:seq:padding` then `#sha256=<hex>` of
 /// everything before it, so a reader can tell a whole body from a torn one.
 pub fn verifiable_body(writer: &str, seq: usize, padding: usize) -> Vec<u8> {
