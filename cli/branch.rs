@@ -54,6 +54,12 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let name = output::branch(&name)?;
             let from = from.as_deref().map(output::branch).transpose()?;
             let info = store.create_branch(&project, &name, from.as_ref(), &crate::actor())?;
+            crate::audit(
+                store,
+                "branch.create",
+                format!("{project}@{name}"),
+                serde_json::json!({"from": from, "short_id": info.short_id}),
+            )?;
             if json {
                 print_json(&to_json(&info))?;
             } else {

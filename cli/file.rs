@@ -104,6 +104,14 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 &crate::actor(),
                 if_match.as_deref(),
             )?;
+            let mut details = outcome.audit_details();
+            details["size"] = bytes.len().into();
+            crate::audit(
+                store,
+                "file.put",
+                format!("{project}@{branch}:{path}"),
+                details,
+            )?;
             report_write(
                 &outcome,
                 &format!("saved {path} ({})", output::size(bytes.len() as u64)),
@@ -147,6 +155,12 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 output::path(&path)?,
             );
             let outcome = store.delete_file(&project, &branch, &path, &crate::actor(), None)?;
+            crate::audit(
+                store,
+                "file.delete",
+                format!("{project}@{branch}:{path}"),
+                outcome.audit_details(),
+            )?;
             report_write(&outcome, &format!("removed {path}"), json)?;
         }
         Command::Ls {
@@ -202,6 +216,10 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
         Ok((path, bytes))
     });
     let outcome = store.import(&project, &branch, reading, args.replace, &crate::actor())?;
+    let mut details = outcome.audit_details();
+    details["files"] = count.into();
+    details["replace"] = args.replace.into();
+    crate::audit(store, "file.import", format!("{project}@{branch}"), details)?;
     report_write(
         &outcome,
         &format!("imported {count} files from {}", dir.display()),

@@ -5,6 +5,7 @@
 //! people or JSON for scripts. Exit codes: 0 ok, 1 failure, 2 usage
 //! (including malformed names and versions).
 
+mod audit;
 mod branch;
 mod example;
 mod file;
@@ -13,6 +14,7 @@ mod output;
 mod project;
 mod serve;
 mod token;
+mod user;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -68,6 +70,11 @@ enum Command {
     /// Create, list, update, revoke and rotate read tokens
     #[command(subcommand)]
     Token(token::Command),
+    /// Add users and manage their passwords and roles (the admin API's logins)
+    #[command(subcommand)]
+    User(user::Command),
+    /// Read the audit trail
+    Audit(audit::AuditArgs),
     /// Create, list and show projects
     #[command(subcommand)]
     Project(project::Command),
@@ -113,6 +120,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(&data, args),
         Command::Demo(args) => serve::demo(args),
         Command::Token(cmd) => token::run(&open(&data)?, cmd),
+        Command::User(cmd) => user::run(&open(&data)?, cmd),
+        Command::Audit(args) => audit::run(&open(&data)?, args),
         Command::Init { example } => init(&data, example),
         Command::Project(cmd) => project::run(&open(&data)?, cmd),
         Command::Branch(cmd) => branch::run(&open(&data)?, cmd),
@@ -169,6 +178,18 @@ fn fsck(store: &Store, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Appends a durable audit record for a change made from the command line.
+pub fn audit(
+    store: &Store,
+    action: &str,
+    target: impl Into<String>,
+    details: serde_json::Value,
+) -> anyhow::Result<()> {
+    let record = cfgstore::store::audit::AuditRecord::new(&actor(), action, target, details);
+    store.append_audit(&record, true)?;
+    Ok(())
 }
 
 /// The audit actor for this process: `cli:{unix user}`.

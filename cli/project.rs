@@ -49,6 +49,12 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
         } => {
             let owner = OwnerName::parse(&owner)?;
             let info = store.create_project(&owner, &name, &kind, &crate::actor())?;
+            crate::audit(
+                store,
+                "project.create",
+                info.project_ref().to_string(),
+                serde_json::json!({"branch": "main"}),
+            )?;
             if json {
                 print_json(&info)?;
             } else {

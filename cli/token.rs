@@ -6,6 +6,7 @@ use cfgstore::auth::{self, TokenRecord};
 use cfgstore::store::tokens::TokenUpdate;
 use cfgstore::store::{OwnerName, RepoId, Store};
 use clap::Subcommand;
+use serde_json::json;
 
 use crate::output::{self, print_json, print_table, UsageError};
 
@@ -110,6 +111,8 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let owner = OwnerName::parse(&owner)?;
             let (record, secret) =
                 store.create_token(&owner, &name, repos(list)?, expires, fingerprint)?;
+            let details = json!({"owner": owner, "name": record.name, "repos": record.repos});
+            crate::audit(store, "token.create", record.id.clone(), details)?;
             if json {
                 let mut value = serde_json::to_value(record.view(now))?;
                 value["token"] = secret.into();
@@ -165,7 +168,10 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             {
                 return Err(UsageError("nothing to update: give --name, --repos, --all-repos, --expires, --no-expiry or --fingerprint".into()).into());
             }
-            show(&store.update_token(&id, update)?, now, json)?;
+            let record = store.update_token(&id, update)?;
+            let details = json!({"repos": record.repos, "expires_at": record.expires_at, "fingerprint_required": record.fingerprint_required});
+            crate::audit(store, "token.update", id, details)?;
+            show(&record, now, json)?;
         }
         Command::Revoke { id, yes } => {
             let record = store.token(&id)?;
@@ -179,6 +185,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             store.revoke_token(&id)?;
+            crate::audit(store, "token.revoke", id.clone(), json!({}))?;
             println!("revoked token {id}");
         }
         Command::Rotate { id, grace, json } => {
@@ -188,6 +195,9 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 .transpose()?
                 .unwrap_or(time::Duration::ZERO);
             let (successor, secret, old) = store.rotate_token(&id, grace, now)?;
+            let details =
+                json!({"successor": successor.id, "grace_seconds": grace.whole_seconds()});
+            crate::audit(store, "token.rotate", id, details)?;
             if json {
                 let mut value = serde_json::to_value(successor.view(now))?;
                 value["token"] = secret.into();
@@ -209,7 +219,11 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("This is the only time the token is shown. Store it now.");
             }
         }
-        Command::Unbind { id, json } => show(&store.unbind_token(&id)?, now, json)?,
+        Command::Unbind { id, json } => {
+            let record = store.unbind_token(&id)?;
+            crate::audit(store, "token.update", id, json!({"fingerprint": "unbound"}))?;
+            show(&record, now, json)?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,10 @@ pub enum Error {
     Conflict(String),
     /// Another writer holds the branch lock longer than we are willing to wait.
     Busy(String),
+    /// Too many failed attempts; try again after this many seconds.
+    TooManyRequests { retry_after: u64 },
+    /// A request body over the configured limit.
+    TooLarge(String),
     /// Something on disk is not what the store wrote: a manifest that does
     /// not parse, an object with the wrong size, a planted special file.
     Corrupt { path: PathBuf, detail: String },
@@ -84,6 +88,10 @@ impl fmt::Display for Error {
             Error::Forbidden(msg) => write!(f, "forbidden: {msg}"),
             Error::Conflict(msg) => write!(f, "conflict: {msg}"),
             Error::Busy(msg) => write!(f, "busy: {msg}"),
+            Error::TooManyRequests { retry_after } => {
+                write!(f, "too many attempts; retry in {retry_after} s")
+            }
+            Error::TooLarge(msg) => write!(f, "too large: {msg}"),
             Error::Corrupt { path, detail } => {
                 write!(f, "store corrupt at {}: {detail}", path.display())
             }

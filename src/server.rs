@@ -33,6 +33,10 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// How often token `last_used_at` updates are written.
     pub token_use_flush: Duration,
+    /// Largest request body; a larger one is answered 413 before it is read.
+    pub max_body_bytes: u64,
+    /// A request body must arrive within this time.
+    pub body_read_timeout: Duration,
 }
 
 impl Default for ServerOptions {
@@ -42,6 +46,8 @@ impl Default for ServerOptions {
             max_header_bytes: 32 * 1024,
             drain_timeout: Duration::from_secs(10),
             token_use_flush: Duration::from_secs(10),
+            max_body_bytes: 10 * 1024 * 1024,
+            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -76,11 +82,16 @@ pub async fn run_with(
                 Ok((stream, peer)) => {
                     backoff = Duration::from_millis(5);
                     let app = Arc::clone(&app);
+                    let limits = (options.max_body_bytes, options.body_read_timeout);
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                         let app = Arc::clone(&app);
                         async move {
-                            let (parts, _body) = req.into_parts();
-                            let response = tokio::task::spawn_blocking(move || api::handle(&app, &parts, Some(peer)))
+                            let (parts, body) = req.into_parts();
+                            let body = match read_body(&parts, body, limits.0, limits.1).await {
+                                Ok(body) => body,
+                                Err(err) => return Ok::<_, Infallible>(api::response::error(&err).map(Full::new)),
+                            };
+                            let response = tokio::task::spawn_blocking(move || api::handle(&app, &parts, body, Some(peer)))
                                 .await
                                 .unwrap_or_else(|e| {
                                     tracing::error!(error = %e, "request handler panicked");
@@ -119,6 +130,44 @@ pub async fn run_with(
     let app_for_flush = Arc::clone(&app);
     let _ = tokio::task::spawn_blocking(move || app_for_flush.flush_token_uses()).await;
     Ok(())
+}
+
+/// Reads a request body whole, refusing (413) one whose declared length is
+/// over the limit before reading a byte of it, and one that turns out
+/// longer while being read. A body that trickles in too slowly is a 408.
+async fn read_body(
+    parts: &hyper::http::request::Parts,
+    body: hyper::body::Incoming,
+    limit: u64,
+    timeout: Duration,
+) -> crate::Result<bytes::Bytes> {
+    use http_body_util::BodyExt;
+    let too_large =
+        || crate::Error::TooLarge(format!("request bodies are limited to {limit} bytes"));
+    let declared = parts
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let limited = http_body_util::Limited::new(body, limit as usize);
+    match tokio::time::timeout(timeout, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Ok(Err(e)) => Err(crate::Error::invalid(format!(
+            "could not read the request body: {e}"
+        ))),
+        Err(_) => Err(crate::Error::invalid(
+            "the request body did not arrive in time",
+        )),
+    }
 }
 
 async fn flush_token_uses(app: Arc<App>, every: Duration) {

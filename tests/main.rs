@@ -1,6 +1,7 @@
 //! Integration tests: the real `cfgstore` binary and the real server on
 //! real data directories. One binary, so helpers in `util` compile once.
 
+mod admin_api;
 mod cli;
 mod crash;
 mod gitlab_client;

@@ -323,7 +323,9 @@ pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
-    stream.write_all(bytes).unwrap();
+    // A server may answer (413) and close before taking the whole request:
+    // the response is still there to read.
+    let _ = stream.write_all(bytes);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let split = raw
@@ -364,3 +366,85 @@ pub fn create_token(data: &Path, owner: &str, extra: &[&str]) -> (String, String
 
 pub const API: &str = "/site-builder/api/erp-config";
 pub const V4: &str = "/site-builder/api/erp-config/api/v4";
+
+/// A request with a body (Content-Length set).
+pub fn send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Resp {
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut bytes = head.into_bytes();
+    bytes.extend_from_slice(body);
+    raw_request(addr, &bytes)
+}
+
+/// A user added through the CLI, as operators do.
+pub fn add_user(data: &Path, name: &str, password: &str, roles: &[&str]) {
+    let mut args = vec!["user", "add", name, "--password-stdin"];
+    for r in roles {
+        args.push("--role");
+        args.push(r);
+    }
+    let out = run_with_input(data, &args, format!("{password}\n").as_bytes());
+    assert!(
+        out.status.success(),
+        "user add: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A logged-in admin session: the cookie header and the CSRF token.
+pub struct Login {
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Login {
+    pub fn new(addr: std::net::SocketAddr, user: &str, password: &str) -> Login {
+        let body = serde_json::json!({ "username": user, "password": password }).to_string();
+        let r = send(
+            addr,
+            "POST",
+            "/site-builder/api/user/login",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200, "login {user}: {}", r.text());
+        let cookie = r
+            .header("set-cookie")
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_string();
+        Login {
+            cookie,
+            csrf: r.json()["csrf_token"].as_str().unwrap().to_string(),
+        }
+    }
+
+    /// Sends with the cookie, and the CSRF header on unsafe methods.
+    pub fn send(&self, addr: std::net::SocketAddr, method: &str, path: &str, body: &[u8]) -> Resp {
+        let mut headers = vec![("Cookie", self.cookie.as_str())];
+        if method != "GET" && method != "HEAD" {
+            headers.push(("X-CSRF-Token", self.csrf.as_str()));
+        }
+        send(
+            addr,
+            method,
+            &format!("/site-builder/api{path}"),
+            &headers,
+            body,
+        )
+    }
+}

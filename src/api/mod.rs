@@ -10,6 +10,7 @@
 //! The read API (SPEC §4, GITLAB-COMPAT.md) is mounted at
 //! `/site-builder/api/erp-config` and at `/site-builder/api/erp-config/api/v4`.
 
+pub mod admin;
 pub mod read;
 pub mod request;
 pub mod response;
@@ -43,8 +44,33 @@ pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
 pub struct App {
     pub store: Arc<Store>,
     pub clock: Clock,
+    pub sessions: SessionOptions,
     /// Token uses not yet written to disk: MAC → last use.
     token_uses: Mutex<HashMap<String, OffsetDateTime>>,
+    /// Recent failed logins per `user:{name}` and `ip:{addr}`.
+    pub(crate) login_failures: Mutex<HashMap<String, Vec<OffsetDateTime>>>,
+}
+
+/// Session cookie settings and timeouts.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// A session unused this long ends.
+    pub idle_timeout: time::Duration,
+    /// A session ends this long after login, used or not.
+    pub absolute_timeout: time::Duration,
+    /// Mark the cookie `Secure` (set when served over TLS, e.g. behind a
+    /// TLS-terminating proxy).
+    pub secure_cookie: bool,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            idle_timeout: time::Duration::hours(2),
+            absolute_timeout: time::Duration::hours(24),
+            secure_cookie: false,
+        }
+    }
 }
 
 impl App {
@@ -56,7 +82,9 @@ impl App {
         App {
             store,
             clock,
+            sessions: SessionOptions::default(),
             token_uses: Mutex::new(HashMap::new()),
+            login_failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -77,16 +105,102 @@ impl App {
 /// Every route the API answers, parsed from method and raw path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    // The read API (token).
     Health,
-    Project { id: String },
-    Branches { id: String },
-    Branch { id: String, branch: String },
-    Tree { id: String },
-    FileRaw { id: String, path: String },
-    FileMeta { id: String, path: String },
-    BlobRaw { id: String, sha: String },
-    Blob { id: String, sha: String },
-    Archive { id: String },
+    Project {
+        id: String,
+    },
+    Branches {
+        id: String,
+    },
+    Branch {
+        id: String,
+        branch: String,
+    },
+    Tree {
+        id: String,
+    },
+    FileRaw {
+        id: String,
+        path: String,
+    },
+    FileMeta {
+        id: String,
+        path: String,
+    },
+    BlobRaw {
+        id: String,
+        sha: String,
+    },
+    Blob {
+        id: String,
+        sha: String,
+    },
+    Archive {
+        id: String,
+    },
+    // The admin API (session cookie).
+    Login,
+    Logout,
+    Me,
+    AdminProjects,
+    CreateProject,
+    AdminBranches {
+        id: String,
+    },
+    CreateBranch {
+        id: String,
+    },
+    AdminTree {
+        id: String,
+        branch: String,
+    },
+    GetFile {
+        id: String,
+        branch: String,
+        path: String,
+    },
+    PutFile {
+        id: String,
+        branch: String,
+        path: String,
+    },
+    DeleteFile {
+        id: String,
+        branch: String,
+        path: String,
+    },
+    History {
+        id: String,
+        branch: String,
+    },
+    SnapshotTree {
+        id: String,
+        branch: String,
+        version: String,
+    },
+    SnapshotFile {
+        id: String,
+        branch: String,
+        version: String,
+        path: String,
+    },
+    Rollback {
+        id: String,
+        branch: String,
+    },
+    Tokens,
+    CreateToken,
+    UpdateToken {
+        token: String,
+    },
+    RevokeToken {
+        token: String,
+    },
+    RotateToken {
+        token: String,
+    },
+    Audit,
 }
 
 /// Why a path is not an endpoint.
@@ -100,69 +214,25 @@ pub enum RouteError {
     UnsupportedArchive(String),
 }
 
+/// Where the admin API lives.
+pub const ADMIN_PREFIX: &str = "/site-builder/api";
+
 impl Endpoint {
     /// Routes on the raw path. Repeated slashes are tolerated (a client
     /// configured with a trailing slash sends `//api/v4`).
     pub fn parse(method: &Method, raw_path: &str) -> std::result::Result<Endpoint, RouteError> {
-        let rest = raw_path
-            .strip_prefix(READ_PREFIX)
-            .ok_or(RouteError::NotFound)?;
-        if !rest.is_empty() && !rest.starts_with('/') {
-            return Err(RouteError::NotFound);
-        }
-        let mut segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-        let mounted_v4 = segments.len() >= 2 && segments[0] == "api" && segments[1] == "v4";
-        if mounted_v4 {
-            segments.drain(..2);
-        }
-        let endpoint = match segments.as_slice() {
-            ["health"] if !mounted_v4 => Endpoint::Health,
-            ["projects", id] => Endpoint::Project {
-                id: decode_segment(id)?,
-            },
-            ["projects", id, "repository", rest @ ..] => {
-                let id = decode_segment(id)?;
-                match rest {
-                    ["branches"] => Endpoint::Branches { id },
-                    ["branches", branch] => Endpoint::Branch {
-                        id,
-                        branch: decode_segment(branch)?,
-                    },
-                    ["tree"] => Endpoint::Tree { id },
-                    ["files", path @ .., "raw"] if !path.is_empty() => Endpoint::FileRaw {
-                        id,
-                        path: decode_path(path)?,
-                    },
-                    ["files", path @ ..] if !path.is_empty() => Endpoint::FileMeta {
-                        id,
-                        path: decode_path(path)?,
-                    },
-                    ["blobs", sha, "raw"] => Endpoint::BlobRaw {
-                        id,
-                        sha: decode_segment(sha)?,
-                    },
-                    ["blobs", sha] => Endpoint::Blob {
-                        id,
-                        sha: decode_segment(sha)?,
-                    },
-                    ["archive"] | ["archive.tar.gz"] | ["archive.tgz"] => Endpoint::Archive { id },
-                    [other] if other.starts_with("archive.") => {
-                        return Err(RouteError::UnsupportedArchive(
-                            other.trim_start_matches("archive.").to_string(),
-                        ))
-                    }
-                    _ => return Err(RouteError::NotFound),
-                }
+        if let Some(rest) = raw_path.strip_prefix(READ_PREFIX) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return parse_read(method, rest);
             }
-            _ => return Err(RouteError::NotFound),
-        };
-        if method != Method::GET && method != Method::HEAD {
-            return Err(RouteError::MethodNotAllowed);
         }
-        Ok(endpoint)
+        match raw_path.strip_prefix(ADMIN_PREFIX) {
+            Some(rest) if rest.starts_with('/') => parse_admin(method, rest),
+            _ => Err(RouteError::NotFound),
+        }
     }
 
-    /// The route's name for logs: no ids, no paths, no secrets.
+    /// The route's name for logs and metrics: no ids, no paths, no secrets.
     pub fn name(&self) -> &'static str {
         match self {
             Endpoint::Health => "health",
@@ -175,16 +245,206 @@ impl Endpoint {
             Endpoint::BlobRaw { .. } => "blob_raw",
             Endpoint::Blob { .. } => "blob",
             Endpoint::Archive { .. } => "archive",
+            Endpoint::Login => "admin.login",
+            Endpoint::Logout => "admin.logout",
+            Endpoint::Me => "admin.me",
+            Endpoint::AdminProjects => "admin.projects",
+            Endpoint::CreateProject => "admin.project_create",
+            Endpoint::AdminBranches { .. } => "admin.branches",
+            Endpoint::CreateBranch { .. } => "admin.branch_create",
+            Endpoint::AdminTree { .. } => "admin.tree",
+            Endpoint::GetFile { .. } => "admin.file_get",
+            Endpoint::PutFile { .. } => "admin.file_put",
+            Endpoint::DeleteFile { .. } => "admin.file_delete",
+            Endpoint::History { .. } => "admin.history",
+            Endpoint::SnapshotTree { .. } => "admin.snapshot_tree",
+            Endpoint::SnapshotFile { .. } => "admin.snapshot_file",
+            Endpoint::Rollback { .. } => "admin.rollback",
+            Endpoint::Tokens => "admin.tokens",
+            Endpoint::CreateToken => "admin.token_create",
+            Endpoint::UpdateToken { .. } => "admin.token_update",
+            Endpoint::RevokeToken { .. } => "admin.token_revoke",
+            Endpoint::RotateToken { .. } => "admin.token_rotate",
+            Endpoint::Audit => "admin.audit",
         }
     }
 
-    fn needs_token(&self) -> bool {
-        !matches!(self, Endpoint::Health)
+    /// Read-API endpoints take a token; admin ones a session cookie.
+    pub fn is_admin(&self) -> bool {
+        self.name().starts_with("admin.")
+    }
+}
+
+fn parse_read(method: &Method, rest: &str) -> std::result::Result<Endpoint, RouteError> {
+    let mut segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let mounted_v4 = segments.len() >= 2 && segments[0] == "api" && segments[1] == "v4";
+    if mounted_v4 {
+        segments.drain(..2);
+    }
+    let endpoint = match segments.as_slice() {
+        ["health"] if !mounted_v4 => Endpoint::Health,
+        ["projects", id] => Endpoint::Project {
+            id: decode_segment(id)?,
+        },
+        ["projects", id, "repository", rest @ ..] => {
+            let id = decode_segment(id)?;
+            match rest {
+                ["branches"] => Endpoint::Branches { id },
+                ["branches", branch] => Endpoint::Branch {
+                    id,
+                    branch: decode_segment(branch)?,
+                },
+                ["tree"] => Endpoint::Tree { id },
+                ["files", path @ .., "raw"] if !path.is_empty() => Endpoint::FileRaw {
+                    id,
+                    path: decode_path(path)?,
+                },
+                ["files", path @ ..] if !path.is_empty() => Endpoint::FileMeta {
+                    id,
+                    path: decode_path(path)?,
+                },
+                ["blobs", sha, "raw"] => Endpoint::BlobRaw {
+                    id,
+                    sha: decode_segment(sha)?,
+                },
+                ["blobs", sha] => Endpoint::Blob {
+                    id,
+                    sha: decode_segment(sha)?,
+                },
+                ["archive"] | ["archive.tar.gz"] | ["archive.tgz"] => Endpoint::Archive { id },
+                [other] if other.starts_with("archive.") => {
+                    return Err(RouteError::UnsupportedArchive(
+                        other.trim_start_matches("archive.").to_string(),
+                    ))
+                }
+                _ => return Err(RouteError::NotFound),
+            }
+        }
+        _ => return Err(RouteError::NotFound),
+    };
+    if method != Method::GET && method != Method::HEAD {
+        return Err(RouteError::MethodNotAllowed);
+    }
+    Ok(endpoint)
+}
+
+fn parse_admin(method: &Method, rest: &str) -> std::result::Result<Endpoint, RouteError> {
+    use Method as M;
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let get = method == M::GET || method == M::HEAD;
+    // (endpoint for this method, whether the path exists at all)
+    let pick = |options: Vec<(bool, Endpoint)>| -> std::result::Result<Endpoint, RouteError> {
+        options
+            .into_iter()
+            .find(|(ok, _)| *ok)
+            .map(|(_, e)| e)
+            .ok_or(RouteError::MethodNotAllowed)
+    };
+    match segments.as_slice() {
+        ["user", "login"] => pick(vec![(method == M::POST, Endpoint::Login)]),
+        ["user", "logout"] => pick(vec![(method == M::POST, Endpoint::Logout)]),
+        ["user", "me"] => pick(vec![(get, Endpoint::Me)]),
+        ["projects"] => pick(vec![
+            (get, Endpoint::AdminProjects),
+            (method == M::POST, Endpoint::CreateProject),
+        ]),
+        ["projects", id, "branches", rest @ ..] => {
+            let id = decode_segment(id)?;
+            match rest {
+                [] => pick(vec![
+                    (get, Endpoint::AdminBranches { id: id.clone() }),
+                    (method == M::POST, Endpoint::CreateBranch { id }),
+                ]),
+                [branch, tail @ ..] => {
+                    let branch = decode_segment(branch)?;
+                    match tail {
+                        ["tree"] => pick(vec![(get, Endpoint::AdminTree { id, branch })]),
+                        ["history"] => pick(vec![(get, Endpoint::History { id, branch })]),
+                        ["rollback"] => {
+                            pick(vec![(method == M::POST, Endpoint::Rollback { id, branch })])
+                        }
+                        ["files", path @ ..] if !path.is_empty() => {
+                            let path = decode_path(path)?;
+                            pick(vec![
+                                (
+                                    get,
+                                    Endpoint::GetFile {
+                                        id: id.clone(),
+                                        branch: branch.clone(),
+                                        path: path.clone(),
+                                    },
+                                ),
+                                (
+                                    method == M::PUT,
+                                    Endpoint::PutFile {
+                                        id: id.clone(),
+                                        branch: branch.clone(),
+                                        path: path.clone(),
+                                    },
+                                ),
+                                (
+                                    method == M::DELETE,
+                                    Endpoint::DeleteFile { id, branch, path },
+                                ),
+                            ])
+                        }
+                        ["snapshots", version, "tree"] => {
+                            let version = decode_segment(version)?;
+                            pick(vec![(
+                                get,
+                                Endpoint::SnapshotTree {
+                                    id,
+                                    branch,
+                                    version,
+                                },
+                            )])
+                        }
+                        ["snapshots", version, "files", path @ ..] if !path.is_empty() => {
+                            let (version, path) = (decode_segment(version)?, decode_path(path)?);
+                            pick(vec![(
+                                get,
+                                Endpoint::SnapshotFile {
+                                    id,
+                                    branch,
+                                    version,
+                                    path,
+                                },
+                            )])
+                        }
+                        _ => Err(RouteError::NotFound),
+                    }
+                }
+            }
+        }
+        ["tokens"] => pick(vec![
+            (get, Endpoint::Tokens),
+            (method == M::POST, Endpoint::CreateToken),
+        ]),
+        ["tokens", token] => {
+            let token = decode_segment(token)?;
+            pick(vec![
+                (
+                    method == M::PATCH,
+                    Endpoint::UpdateToken {
+                        token: token.clone(),
+                    },
+                ),
+                (method == M::DELETE, Endpoint::RevokeToken { token }),
+            ])
+        }
+        ["tokens", token, "rotate"] => pick(vec![(
+            method == M::POST,
+            Endpoint::RotateToken {
+                token: decode_segment(token)?,
+            },
+        )]),
+        ["audit"] => pick(vec![(get, Endpoint::Audit)]),
+        _ => Err(RouteError::NotFound),
     }
 }
 
 /// A file path given as one encoded segment (`a%2Fb.json`, as clients
-/// send it) or, leniently, as several literal segments.
+/// send it) or as several literal segments.
 fn decode_path(segments: &[&str]) -> std::result::Result<String, RouteError> {
     let decoded: std::result::Result<Vec<String>, RouteError> =
         segments.iter().map(|s| decode_segment(s)).collect();
@@ -195,36 +455,71 @@ fn decode_path(segments: &[&str]) -> std::result::Result<String, RouteError> {
 pub struct Request<'a> {
     pub parts: &'a Parts,
     pub query: Query,
+    pub body: Bytes,
     pub token: Option<TokenRecord>,
+    pub session: Option<admin::Session>,
     pub peer: Option<SocketAddr>,
 }
 
+impl Request<'_> {
+    /// Client address and user agent for the audit trail.
+    pub fn origin(&self) -> (Option<String>, Option<String>) {
+        let agent = self
+            .parts
+            .headers
+            .get(hyper::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(200).collect());
+        (self.peer.map(|p| p.ip().to_string()), agent)
+    }
+
+    /// Appends an audit record with this request's origin.
+    pub fn audit(
+        &self,
+        app: &App,
+        actor: &str,
+        action: &str,
+        target: impl Into<String>,
+        details: serde_json::Value,
+        durable: bool,
+    ) -> Result<()> {
+        let mut record = crate::store::audit::AuditRecord::new(actor, action, target, details);
+        (record.ip, record.user_agent) = self.origin();
+        app.store.append_audit(&record, durable)
+    }
+}
+
 /// Handles one request, start to finish. Never panics on input: every
-/// malformed path, header or query is a 4xx.
-pub fn handle(app: &App, parts: &Parts, peer: Option<SocketAddr>) -> Response<Body> {
+/// malformed path, header, query or body is a 4xx.
+pub fn handle(app: &App, parts: &Parts, body: Bytes, peer: Option<SocketAddr>) -> Response<Body> {
     let started = Instant::now();
     let route = Endpoint::parse(&parts.method, parts.uri.path());
     let route_name = route.as_ref().map(Endpoint::name).unwrap_or("unrouted");
-    let mut token_id = None;
-    let response = match route {
+    let mut who = None;
+    let mut response = match &route {
         Err(RouteError::NotFound) => response::route_not_found(),
         Err(RouteError::MethodNotAllowed) => response::method_not_allowed(),
-        Err(RouteError::BadEncoding(what)) => response::error(&Error::invalid(what)),
+        Err(RouteError::BadEncoding(what)) => response::error(&Error::invalid(what.clone())),
         Err(RouteError::UnsupportedArchive(format)) => response::error(&Error::invalid(format!(
             "archive format {format:?} is not supported; use tar.gz"
         ))),
-        Ok(endpoint) => match dispatch(app, parts, peer, &endpoint, &mut token_id) {
+        Ok(endpoint) => match dispatch(app, parts, body, peer, endpoint, &mut who) {
             Ok(response) => response::finish(parts, response),
             Err(err) => response::error(&err),
         },
     };
+    if route.as_ref().is_ok_and(Endpoint::is_admin)
+        || parts.uri.path().starts_with(ADMIN_PREFIX) && !parts.uri.path().starts_with(READ_PREFIX)
+    {
+        response::set_header(&mut response, "cache-control", "no-store");
+    }
     let status = response.status();
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let token = token_id.as_deref().unwrap_or("-");
+    let who = who.as_deref().unwrap_or("-");
     if status.is_server_error() {
-        tracing::warn!(method = %parts.method, route = route_name, status = status.as_u16(), ms = elapsed_ms, token, "request");
+        tracing::warn!(method = %parts.method, route = route_name, status = status.as_u16(), ms = elapsed_ms, who, "request");
     } else {
-        tracing::info!(method = %parts.method, route = route_name, status = status.as_u16(), ms = elapsed_ms, token, "request");
+        tracing::info!(method = %parts.method, route = route_name, status = status.as_u16(), ms = elapsed_ms, who, "request");
     }
     response
 }
@@ -232,25 +527,44 @@ pub fn handle(app: &App, parts: &Parts, peer: Option<SocketAddr>) -> Response<Bo
 fn dispatch(
     app: &App,
     parts: &Parts,
+    body: Bytes,
     peer: Option<SocketAddr>,
     endpoint: &Endpoint,
-    token_id: &mut Option<String>,
+    who: &mut Option<String>,
 ) -> Result<Response<Body>> {
     let query = Query::parse(parts.uri.query())?;
-    let token = if endpoint.needs_token() {
-        let record = authenticate(app, parts, &query)?;
-        *token_id = Some(record.id.clone());
-        Some(record)
-    } else {
-        None
-    };
-    let req = Request {
+    let mut req = Request {
         parts,
         query,
-        token,
+        body,
+        token: None,
+        session: None,
         peer,
     };
-    match endpoint {
+    if endpoint.is_admin() {
+        if *endpoint != Endpoint::Login {
+            let session = admin::authenticate(app, &req)?;
+            *who = Some(format!("user:{}", session.user.name));
+            if !matches!(parts.method, Method::GET | Method::HEAD) {
+                admin::check_csrf(app, &req, &session)?;
+            }
+            req.session = Some(session);
+        }
+        return admin::dispatch(app, &req, endpoint);
+    }
+    if *endpoint != Endpoint::Health {
+        match authenticate(app, &req) {
+            Ok(record) => {
+                *who = Some(format!("token:{}", record.id));
+                req.token = Some(record);
+            }
+            Err(err) => {
+                audit_denied(app, &req, &err, None);
+                return Err(err);
+            }
+        }
+    }
+    let result = match endpoint {
         Endpoint::Health => read::health(app),
         Endpoint::Project { id } => read::project(app, &req, id),
         Endpoint::Branches { id } => read::branches(app, &req, id),
@@ -261,15 +575,44 @@ fn dispatch(
         Endpoint::BlobRaw { id, sha } => read::blob_raw(app, &req, id, sha),
         Endpoint::Blob { id, sha } => read::blob(app, &req, id, sha),
         Endpoint::Archive { id } => read::archive(app, &req, id),
+        _ => unreachable!("admin endpoints are dispatched above"),
+    };
+    if let Err(err @ Error::Forbidden(_)) = &result {
+        audit_denied(app, &req, err, req.token.as_ref());
+    }
+    result
+}
+
+/// Records a refused read-API request (not fsynced: see `store::audit`).
+fn audit_denied(app: &App, req: &Request, err: &Error, token: Option<&TokenRecord>) {
+    let action = match err {
+        Error::Unauthorized(Unauthorized::FingerprintMismatch) => "fingerprint.mismatch",
+        Error::Unauthorized(_) | Error::Forbidden(_) => "auth.denied",
+        _ => return,
+    };
+    let actor = token
+        .map(|t| format!("token:{}", t.id))
+        .unwrap_or_else(|| "anonymous".into());
+    let details = serde_json::json!({ "reason": err.to_string(), "route": req.parts.uri.path() });
+    if let Err(e) = req.audit(
+        app,
+        &actor,
+        action,
+        req.parts.uri.path().to_string(),
+        details,
+        false,
+    ) {
+        tracing::warn!(error = %e, "could not append to the audit trail");
     }
 }
 
 /// The token checks of SPEC §4, in order: a token must be present, known,
 /// not revoked, not expired (401); then the fingerprint (401). Scope (403)
 /// is checked per project by the handlers.
-fn authenticate(app: &App, parts: &Parts, query: &Query) -> Result<TokenRecord> {
-    let secret =
-        presented_token(parts, query)?.ok_or(Error::Unauthorized(Unauthorized::MissingToken))?;
+fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
+    let parts = req.parts;
+    let secret = presented_token(parts, &req.query)?
+        .ok_or(Error::Unauthorized(Unauthorized::MissingToken))?;
     let record = app
         .store
         .token_by_secret(&secret)?
@@ -286,10 +629,21 @@ fn authenticate(app: &App, parts: &Parts, query: &Query) -> Result<TokenRecord> 
     let key = app.store.server_key()?;
     if let FingerprintCheck::Bind(mac) = auth::check_fingerprint(&key, &record, instance_id)? {
         match app.store.bind_fingerprint(&record.mac, &mac)? {
-            BindOutcome::Bound => tracing::info!(token = %record.id, "fingerprint bound"),
+            BindOutcome::Bound => {
+                tracing::info!(token = %record.id, "fingerprint bound");
+                let actor = format!("token:{}", record.id);
+                req.audit(
+                    app,
+                    &actor,
+                    "fingerprint.bind",
+                    record.id.clone(),
+                    serde_json::Value::Null,
+                    true,
+                )?;
+            }
             BindOutcome::AlreadyBound => {}
             BindOutcome::Mismatch => {
-                return Err(Error::Unauthorized(Unauthorized::FingerprintMismatch))
+                return Err(Error::Unauthorized(Unauthorized::FingerprintMismatch));
             }
         }
     }

@@ -83,6 +83,16 @@ pub fn error(err: &Error) -> Response<Body> {
             "503 Service Unavailable - another writer holds the branch; retry shortly".to_string(),
             "BUSY",
         ),
+        Error::TooManyRequests { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "429 Too Many Requests".to_string(),
+            "TOO_MANY_REQUESTS",
+        ),
+        Error::TooLarge(msg) => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("413 Payload Too Large - {msg}"),
+            "TOO_LARGE",
+        ),
         Error::Corrupt { .. } | Error::Io { .. } => {
             // The detail (paths, OS errors) goes to the log, never to the client.
             tracing::warn!(error = %err, "storage error");
@@ -94,8 +104,12 @@ pub fn error(err: &Error) -> Response<Body> {
         }
     };
     let mut r = error_body(status, &message, code);
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        set_header(&mut r, "retry-after", "1");
+    match err {
+        Error::Busy(_) => set_header(&mut r, "retry-after", "1"),
+        Error::TooManyRequests { retry_after } => {
+            set_header(&mut r, "retry-after", &retry_after.to_string())
+        }
+        _ => {}
     }
     r
 }

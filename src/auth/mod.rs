@@ -6,6 +6,9 @@
 //! directory without the key reveals nothing; fingerprints (`X-Instance-Id`)
 //! are stored the same way and compared in constant time.
 
+pub mod passwords;
+pub mod roles;
+
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;

@@ -32,6 +32,7 @@
 //! `read_head`/`commit` ("switch the head") and the object/generation
 //! reads and writes ("immutable content").
 
+pub mod audit;
 pub mod fsck;
 pub mod fsutil;
 pub mod generation;
@@ -39,6 +40,7 @@ pub mod layout;
 pub mod names;
 pub mod tokens;
 pub mod tree;
+pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -138,6 +140,19 @@ pub struct WriteOutcome {
     pub old_short_id: String,
     pub short_id: String,
     pub file_count: u64,
+}
+
+impl WriteOutcome {
+    /// What the audit trail records about a write: ids and versions, never content.
+    pub fn audit_details(&self) -> serde_json::Value {
+        serde_json::json!({
+            "old_short_id": self.old_short_id,
+            "new_short_id": self.short_id,
+            "snapshot": self.snapshot,
+            "version": self.version,
+            "changed": self.changed,
+        })
+    }
 }
 
 /// Whether `commit` may skip a write that changes nothing.
