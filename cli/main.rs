@@ -41,15 +41,9 @@ use clap::{Parser, Subcommand};
         cfgstore --data /tmp/demo rollback demo/b2b-cnc.erp-config main --to v0002"
 )]
 struct Cli {
-    /// Data directory
-    #[arg(
-        long,
-        global = true,
-        env = "CFGSTORE_DATA",
-        default_value = "/var/lib/cfgstore",
-        value_name = "DIR"
-    )]
-    data: PathBuf,
+    /// Data directory [default: data_dir of /etc/cfgstore/cfgstore.toml, else /var/lib/cfgstore]
+    #[arg(long, global = true, env = "CFGSTORE_DATA", value_name = "DIR")]
+    data: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -57,8 +51,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the daemon: the HTTP read API over the data directory
+    /// Run the daemon: the read API and the admin API over the data directory
     Serve(serve::ServeArgs),
+    /// Check a configuration file and print the effective configuration
+    #[command(subcommand)]
+    Config(serve::ConfigCommand),
+    /// Copy the store to DEST (new or empty) while the daemon keeps serving
+    Backup {
+        dest: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Restore a backup into the (new or empty) data directory
+    Restore { src: PathBuf },
     /// Serve the example store from a temp dir with a ready-made token
     Demo(serve::DemoArgs),
     /// Create the data directory (or complete a partial one)
@@ -115,9 +120,22 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let data = cli.data;
+    let flag_data = cli.data;
+    if let Command::Serve(args) = cli.command {
+        return serve::serve(flag_data, args);
+    }
+    if let Command::Config(cmd) = cli.command {
+        return serve::config(flag_data, cmd);
+    }
+    let data = match flag_data {
+        Some(data) => data,
+        // The same data directory the daemon uses: from its config file.
+        None => serve::load_config(None, None, None)?.data_dir,
+    };
     match cli.command {
-        Command::Serve(args) => serve::serve(&data, args),
+        Command::Serve(_) | Command::Config(_) => unreachable!("handled above"),
+        Command::Backup { dest, json } => serve::backup(&open(&data)?, &dest, json),
+        Command::Restore { src } => serve::restore(&src, &data),
         Command::Demo(args) => serve::demo(args),
         Command::Token(cmd) => token::run(&open(&data)?, cmd),
         Command::User(cmd) => user::run(&open(&data)?, cmd),
@@ -199,18 +217,9 @@ pub fn actor() -> String {
 
 fn unix_user() -> String {
     use std::os::unix::fs::MetadataExt;
-    let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
-    if let (Some(uid), Ok(passwd)) = (uid, std::fs::read_to_string("/etc/passwd")) {
-        for line in passwd.lines() {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() > 2 && fields[2].parse() == Ok(uid) {
-                return fields[0].to_string();
-            }
-        }
-    }
-    match uid {
-        Some(uid) => format!("uid{uid}"),
-        None => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+    match std::fs::metadata("/proc/self").map(|m| m.uid()) {
+        Ok(uid) => cfgstore::store::user_name(uid).unwrap_or_else(|| format!("uid{uid}")),
+        Err(_) => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
     }
 }
 

@@ -1,4 +1,6 @@
-//! `cfgstore serve` and `cfgstore demo`: the daemon.
+//! `cfgstore serve`, `cfgstore demo`, `cfgstore config check`,
+//! `cfgstore backup` and `cfgstore restore`: running the daemon and
+//! looking after its data.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -7,19 +9,21 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use cfgstore::api::App;
+use cfgstore::config::{Config, LogFormat, Overrides};
+use cfgstore::server::ServerOptions;
 use cfgstore::store::{OwnerName, Store};
-use clap::Args;
+use clap::{Args, Subcommand};
+
+use crate::output::print_json;
 
 #[derive(Args)]
 pub struct ServeArgs {
-    /// Address to listen on
-    #[arg(
-        long,
-        env = "CFGSTORE_LISTEN",
-        default_value = "127.0.0.1:8080",
-        value_name = "ADDR"
-    )]
-    listen: SocketAddr,
+    /// Address to listen on [default: 127.0.0.1:8080]
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Configuration file [default: /etc/cfgstore/cfgstore.toml when present]
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -29,21 +33,65 @@ pub struct DemoArgs {
     listen: SocketAddr,
 }
 
-pub fn serve(data: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
-    let store = Store::open(data)
-        .with_context(|| format!("cannot open data directory {}", data.display()))?;
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate FILE (default: /etc/cfgstore/cfgstore.toml when present) with
+    /// the CFGSTORE_* environment applied, and print the effective settings
+    Check {
+        file: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// The effective configuration: defaults < file < `CFGSTORE_*` < flags.
+pub fn load_config(
+    file: Option<&Path>,
+    data: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+) -> anyhow::Result<Config> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    Ok(Config::load(
+        file,
+        &env,
+        &Overrides {
+            listen,
+            data_dir: data,
+        },
+    )?)
+}
+
+pub fn config(data: Option<PathBuf>, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+    let ConfigCommand::Check { file, json } = cmd;
+    let config = load_config(file.as_deref(), data, None)?;
+    if json {
+        print_json(&config)?;
+    } else {
+        match &config.config_file {
+            Some(f) => println!("# {} is valid; effective configuration:", f.display()),
+            None => println!("# no configuration file; effective configuration:"),
+        }
+        print!("{}", config.to_toml());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn serve(data: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref(), data, args.listen)?;
+    init_logging(config.log_format);
+    let store = Store::open(&config.data_dir)
+        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     store
         .server_key()
         .context("the daemon needs the server key")?;
-    run_daemon(store, args.listen, None)
+    run_daemon(store, &config)
 }
 
 /// Builds the example store in a temp dir, makes a read token for it and
 /// serves it: the whole read path in one command, without touching the
 /// checkout. The temp dir is removed on exit.
 pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
-    init_logging();
+    init_logging(LogFormat::Human);
     let dir = std::env::temp_dir().join(format!("cfgstore-demo-{}", std::process::id()));
     let _cleanup = RemoveDir(dir.clone());
     let (store, _) = Store::init(&dir)?;
@@ -67,22 +115,31 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
         addr = args.listen,
     );
     eprintln!("{banner}");
-    run_daemon(store, args.listen, None)
+    let config = Config {
+        listen: args.listen,
+        data_dir: dir.clone(),
+        ..Config::default()
+    };
+    run_daemon(store, &config)
 }
 
-fn run_daemon(
-    store: Store,
-    listen: SocketAddr,
-    _config: Option<PathBuf>,
-) -> anyhow::Result<ExitCode> {
+fn run_daemon(store: Store, config: &Config) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let options = ServerOptions::from(config);
+    let listen = config.listen;
+    let mut app = App::new(Arc::new(store));
+    app.configure(config);
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
-        tracing::info!(address = %listener.local_addr()?, data = %store.root().display(), "listening");
-        let app = Arc::new(App::new(Arc::new(store)));
-        cfgstore::server::run(listener, app, shutdown_signal()).await?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        let address = listener.local_addr()?;
+        tracing::info!(address = %address, data = %app.store.root().display(), "listening");
+        notify_systemd(&format!("READY=1\nSTATUS=listening on {address}"));
+        let app = Arc::new(app);
+        cfgstore::server::run_with(listener, app, shutdown_signal(), options).await?;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
@@ -97,17 +154,84 @@ async fn shutdown_signal() {
         _ = term.recv() => tracing::info!("SIGTERM: draining"),
         _ = int.recv() => tracing::info!("SIGINT: draining"),
     }
+    notify_systemd("STOPPING=1");
 }
 
-fn init_logging() {
+/// `sd_notify` for `Type=notify`: one datagram to `$NOTIFY_SOCKET`, which
+/// may be a path or an abstract name (`@...`). Without systemd, nothing.
+fn notify_systemd(state: &str) {
+    use std::os::unix::net::UnixDatagram;
+    let Some(target) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let result = UnixDatagram::unbound().and_then(|socket| {
+        let bytes = std::os::unix::ffi::OsStrExt::as_bytes(target.as_os_str());
+        if let Some(name) = bytes.strip_prefix(b"@") {
+            use std::os::linux::net::SocketAddrExt;
+            let addr = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(state.as_bytes(), &addr)
+        } else {
+            socket.send_to(state.as_bytes(), &target)
+        }
+    });
+    if let Err(e) = result {
+        tracing::warn!(error = %e, "could not notify systemd");
+    }
+}
+
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CFGSTORE_LOG")
         .unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.with_ansi(ansi).try_init(),
+    };
+}
+
+pub fn backup(store: &Store, dest: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let report = store.backup(dest, |project| {
+        if !json {
+            eprintln!("copying {project}");
+        }
+    })?;
+    let copy = Store::open(dest).context("cannot open the backup")?;
+    let check = copy.fsck(false)?;
+    if json {
+        print_json(&serde_json::json!({ "backup": report, "fsck_clean": check.is_clean() }))?;
+    } else {
+        println!(
+            "backed up {} projects, {} branches, {} versions, {} objects ({}) to {}; fsck of the copy: {}",
+            report.projects,
+            report.branches,
+            report.generations,
+            report.objects,
+            crate::output::size(report.bytes),
+            dest.display(),
+            if check.is_clean() { "clean" } else { "PROBLEMS FOUND" }
+        );
+    }
+    Ok(if check.is_clean() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+pub fn restore(src: &Path, data: &Path) -> anyhow::Result<ExitCode> {
+    let report = cfgstore::store::backup::restore(src, data)?;
+    println!(
+        "restored {} projects, {} branches, {} versions, {} objects into {}",
+        report.projects,
+        report.branches,
+        report.generations,
+        report.objects,
+        data.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 struct RemoveDir(PathBuf);

@@ -25,7 +25,9 @@
 
 pub mod api;
 pub mod auth;
+pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

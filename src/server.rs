@@ -1,15 +1,26 @@
 //! The daemon's HTTP server: `run(listener, app, shutdown)` is the one way
 //! to start it, in `cfgstore serve` and in the tests alike.
 //!
-//! hyper 1.x HTTP/1.1 over tokio. A `TokioTimer` is installed, without
-//! which `header_read_timeout` silently does nothing. Accept errors (such as
-//! running out of file descriptors) back off instead of spinning. On
-//! shutdown the listener closes, in-flight requests finish (up to a
+//! hyper 1.x HTTP/1.1 over tokio. The limits that hold:
+//! - a `TokioTimer` is installed, without which `header_read_timeout`
+//!   silently does nothing: a slow request head is cut off;
+//! - the request head is capped (`max_header_bytes`, 431 beyond it);
+//! - a body over the limit is answered 413 before it is read, and a body
+//!   that trickles in too slowly is answered 408 (`read_body`);
+//! - a connection with no traffic for `idle_timeout` is closed (`IdleIo`);
+//! - at most `max_connections` are served at once; the rest wait in the
+//!   kernel's backlog instead of costing memory;
+//! - accept errors (such as running out of file descriptors) back off
+//!   instead of spinning a core.
+//!
+//! On shutdown the listener closes, in-flight requests finish (up to a
 //! deadline), and collected token uses are written.
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http_body_util::Full;
@@ -17,9 +28,12 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
 
 use crate::api::{self, App};
+use crate::config::Config;
 
 /// Limits and timeouts of the server.
 #[derive(Debug, Clone)]
@@ -29,25 +43,37 @@ pub struct ServerOptions {
     /// Largest request head (bytes), roughly: hyper checks it between reads,
     /// so a head may run somewhat past it before the 431.
     pub max_header_bytes: usize,
-    /// How long shutdown waits for in-flight requests.
-    pub drain_timeout: Duration,
-    /// How often token `last_used_at` updates are written.
-    pub token_use_flush: Duration,
     /// Largest request body; a larger one is answered 413 before it is read.
     pub max_body_bytes: u64,
     /// A request body must arrive within this time.
     pub body_read_timeout: Duration,
+    /// A connection with no bytes in either direction this long is closed.
+    pub idle_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub drain_timeout: Duration,
+    /// How often token `last_used_at` updates are written.
+    pub token_use_flush: Duration,
 }
 
 impl Default for ServerOptions {
     fn default() -> Self {
+        ServerOptions::from(&Config::default())
+    }
+}
+
+impl From<&Config> for ServerOptions {
+    fn from(c: &Config) -> Self {
         ServerOptions {
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 32 * 1024,
-            drain_timeout: Duration::from_secs(10),
+            header_read_timeout: c.header_timeout,
+            max_header_bytes: c.max_header_bytes,
+            max_body_bytes: c.max_body_bytes,
+            body_read_timeout: c.body_timeout,
+            idle_timeout: c.idle_timeout,
+            max_connections: c.max_connections,
+            drain_timeout: c.drain_timeout,
             token_use_flush: Duration::from_secs(10),
-            max_body_bytes: 10 * 1024 * 1024,
-            body_read_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -74,49 +100,72 @@ pub async fn run_with(
         .max_buf_size(options.max_header_bytes.max(8192));
     let graceful = GracefulShutdown::new();
     let flusher = tokio::spawn(flush_token_uses(Arc::clone(&app), options.token_use_flush));
+    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    backoff = Duration::from_millis(5);
-                    let app = Arc::clone(&app);
-                    let limits = (options.max_body_bytes, options.body_read_timeout);
-                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let app = Arc::clone(&app);
-                        async move {
-                            let (parts, body) = req.into_parts();
-                            let body = match read_body(&parts, body, limits.0, limits.1).await {
-                                Ok(body) => body,
-                                Err(err) => return Ok::<_, Infallible>(api::response::error(&err).map(Full::new)),
-                            };
-                            let response = tokio::task::spawn_blocking(move || api::handle(&app, &parts, body, Some(peer)))
-                                .await
-                                .unwrap_or_else(|e| {
-                                    tracing::error!(error = %e, "request handler panicked");
-                                    api::response::error(&crate::Error::io("handler", std::io::Error::other("panic")))
-                                });
-                            Ok::<_, Infallible>(response.map(Full::new))
-                        }
-                    });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service);
-                    let connection = graceful.watch(connection);
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                Err(e) => {
-                    // EMFILE and friends: continuing at once would spin a
-                    // core at 100 %. Wait, longer each time, and retry.
-                    tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-            },
+        // Wait for a free slot before accepting: beyond the cap, clients
+        // queue in the kernel's backlog.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
             _ = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                backoff = Duration::from_millis(5);
+                let _ = stream.set_nodelay(true);
+                app.metrics.connection_opened();
+                let app = Arc::clone(&app);
+                let limits = (options.max_body_bytes, options.body_read_timeout);
+                let service_app = Arc::clone(&app);
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let app = Arc::clone(&service_app);
+                    async move {
+                        let (parts, body) = req.into_parts();
+                        let body = match read_body(&parts, body, limits.0, limits.1).await {
+                            Ok(body) => body,
+                            Err(err) => {
+                                return Ok::<_, Infallible>(
+                                    api::response::error(&err).map(Full::new),
+                                )
+                            }
+                        };
+                        let response = tokio::task::spawn_blocking(move || {
+                            api::handle(&app, parts, body, Some(peer))
+                        })
+                        .await
+                        .unwrap_or_else(|e| {
+                            tracing::error!(error = %e, "request handler panicked");
+                            api::response::error(&crate::Error::io(
+                                "handler",
+                                std::io::Error::other("panic"),
+                            ))
+                        });
+                        Ok::<_, Infallible>(response.map(Full::new))
+                    }
+                });
+                let io = TokioIo::new(IdleIo::new(stream, options.idle_timeout));
+                let connection = graceful.watch(builder.serve_connection(io, service));
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::debug!(error = %e, "connection ended with an error");
+                    }
+                    app.metrics.connection_closed();
+                    drop(slot);
+                });
+            }
+            Err(e) => {
+                drop(slot);
+                // EMFILE and friends: continuing at once would spin a core
+                // at 100 %. Wait, longer each time, and retry.
+                tracing::warn!(error = %e, backoff_ms = backoff.as_millis() as u64, "accept failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
         }
     }
     drop(listener);
@@ -164,9 +213,87 @@ async fn read_body(
         Ok(Err(e)) => Err(crate::Error::invalid(format!(
             "could not read the request body: {e}"
         ))),
-        Err(_) => Err(crate::Error::invalid(
-            "the request body did not arrive in time",
-        )),
+        Err(_) => Err(crate::Error::TimedOut(format!(
+            "the request body did not arrive within {} s",
+            timeout.as_secs()
+        ))),
+    }
+}
+
+/// A TCP stream that fails once no byte has moved either way for
+/// `timeout`; hyper then closes the connection. hyper has no idle timeout
+/// of its own.
+struct IdleIo {
+    inner: TcpStream,
+    timeout: Duration,
+    deadline: Pin<Box<Sleep>>,
+}
+
+impl IdleIo {
+    fn new(inner: TcpStream, timeout: Duration) -> IdleIo {
+        IdleIo {
+            inner,
+            timeout,
+            deadline: Box::pin(tokio::time::sleep(timeout)),
+        }
+    }
+
+    fn touch(&mut self) {
+        self.deadline.as_mut().reset(Instant::now() + self.timeout);
+    }
+
+    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
+        self.deadline.as_mut().poll(cx).is_ready()
+    }
+}
+
+fn idle_error() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle for too long")
+}
+
+impl AsyncRead for IdleIo {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    self.touch();
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for IdleIo {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(Ok(n)) => {
+                self.touch();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            other => other,
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

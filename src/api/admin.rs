@@ -571,6 +571,7 @@ fn put_file(
         &s.actor(),
         expected.as_deref(),
     )?;
+    app.metrics.write(outcome.changed);
     let mut details = outcome.audit_details();
     details["size"] = req.body.len().into();
     req.audit(
@@ -598,6 +599,7 @@ fn delete_file(
     let outcome =
         app.store
             .delete_file(&project, &branch, &path, &s.actor(), expected.as_deref())?;
+    app.metrics.write(outcome.changed);
     req.audit(
         app,
         &s.actor(),
@@ -640,6 +642,7 @@ fn rollback(
             .ok_or_else(|| Error::invalid("to is missing (e.g. ?to=v0003)"))?,
     )?;
     let outcome = app.store.rollback(&project, &branch, to, &s.actor())?;
+    app.metrics.rollback();
     let mut details = outcome.audit_details();
     details["to"] = to.to_string().into();
     req.audit(

@@ -45,6 +45,11 @@ pub struct App {
     pub store: Arc<Store>,
     pub clock: Clock,
     pub sessions: SessionOptions,
+    pub metrics: crate::metrics::Metrics,
+    /// The URL clients reach us by (behind a proxy), for `Link` headers.
+    pub external_url: Option<String>,
+    /// Proxies whose `X-Forwarded-Proto`/`-Host` headers are believed.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Token uses not yet written to disk: MAC → last use.
     token_uses: Mutex<HashMap<String, OffsetDateTime>>,
     /// Recent failed logins per `user:{name}` and `ip:{addr}`.
@@ -83,9 +88,54 @@ impl App {
             store,
             clock,
             sessions: SessionOptions::default(),
+            metrics: crate::metrics::Metrics::default(),
+            external_url: None,
+            trusted_proxies: Vec::new(),
             token_uses: Mutex::new(HashMap::new()),
             login_failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Applies the daemon's configuration (sessions, proxy settings).
+    pub fn configure(&mut self, config: &crate::config::Config) {
+        let seconds = |d: std::time::Duration| time::Duration::seconds(d.as_secs() as i64);
+        self.sessions = SessionOptions {
+            idle_timeout: seconds(config.session_idle_timeout),
+            absolute_timeout: seconds(config.session_absolute_timeout),
+            secure_cookie: config.secure_cookies,
+        };
+        self.external_url = config.external_url.clone();
+        self.trusted_proxies = config.trusted_proxies.clone();
+    }
+
+    /// `scheme://host[:port]` as the client sees us: the configured
+    /// external URL, else what a trusted proxy forwarded, else `Host`.
+    fn origin(&self, parts: &Parts, peer: Option<SocketAddr>) -> String {
+        if let Some(url) = &self.external_url {
+            return url.clone();
+        }
+        let trusted = peer.is_some_and(|p| self.trusted_proxies.contains(&p.ip()));
+        let header = |name: &str| {
+            parts
+                .headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+        };
+        let forwarded_host = header("x-forwarded-host").filter(|h| {
+            trusted
+                && !h.is_empty()
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        });
+        let scheme = match header("x-forwarded-proto") {
+            Some("https") if trusted => "https",
+            _ => "http",
+        };
+        let host = forwarded_host
+            .or_else(|| response::host_header(parts))
+            .unwrap_or("localhost");
+        format!("{scheme}://{host}")
     }
 
     pub fn now(&self) -> OffsetDateTime {
@@ -105,6 +155,8 @@ impl App {
 /// Every route the API answers, parsed from method and raw path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Endpoint {
+    // Operations (no credentials; the daemon listens on localhost).
+    Metrics,
     // The read API (token).
     Health,
     Project {
@@ -221,6 +273,13 @@ impl Endpoint {
     /// Routes on the raw path. Repeated slashes are tolerated (a client
     /// configured with a trailing slash sends `//api/v4`).
     pub fn parse(method: &Method, raw_path: &str) -> std::result::Result<Endpoint, RouteError> {
+        if raw_path == "/metrics" {
+            return if method == Method::GET || method == Method::HEAD {
+                Ok(Endpoint::Metrics)
+            } else {
+                Err(RouteError::MethodNotAllowed)
+            };
+        }
         if let Some(rest) = raw_path.strip_prefix(READ_PREFIX) {
             if rest.is_empty() || rest.starts_with('/') {
                 return parse_read(method, rest);
@@ -235,6 +294,7 @@ impl Endpoint {
     /// The route's name for logs and metrics: no ids, no paths, no secrets.
     pub fn name(&self) -> &'static str {
         match self {
+            Endpoint::Metrics => "metrics",
             Endpoint::Health => "health",
             Endpoint::Project { .. } => "project",
             Endpoint::Branches { .. } => "branches",
@@ -451,6 +511,10 @@ fn decode_path(segments: &[&str]) -> std::result::Result<String, RouteError> {
     Ok(decoded?.join("/"))
 }
 
+/// `scheme://host[:port]` of this request as the client addressed it.
+#[derive(Debug, Clone)]
+pub struct Origin(pub String);
+
 /// One request as handlers see it.
 pub struct Request<'a> {
     pub parts: &'a Parts,
@@ -491,8 +555,16 @@ impl Request<'_> {
 
 /// Handles one request, start to finish. Never panics on input: every
 /// malformed path, header, query or body is a 4xx.
-pub fn handle(app: &App, parts: &Parts, body: Bytes, peer: Option<SocketAddr>) -> Response<Body> {
+pub fn handle(
+    app: &App,
+    mut parts: Parts,
+    body: Bytes,
+    peer: Option<SocketAddr>,
+) -> Response<Body> {
     let started = Instant::now();
+    let origin = Origin(app.origin(&parts, peer));
+    parts.extensions.insert(origin);
+    let parts = &parts;
     let route = Endpoint::parse(&parts.method, parts.uri.path());
     let route_name = route.as_ref().map(Endpoint::name).unwrap_or("unrouted");
     let mut who = None;
@@ -505,7 +577,12 @@ pub fn handle(app: &App, parts: &Parts, body: Bytes, peer: Option<SocketAddr>) -
         ))),
         Ok(endpoint) => match dispatch(app, parts, body, peer, endpoint, &mut who) {
             Ok(response) => response::finish(parts, response),
-            Err(err) => response::error(&err),
+            Err(err) => {
+                if let Some(reason) = failure_reason(&err, endpoint) {
+                    app.metrics.auth_failure(reason);
+                }
+                response::error(&err)
+            }
         },
     };
     if route.as_ref().is_ok_and(Endpoint::is_admin)
@@ -514,6 +591,8 @@ pub fn handle(app: &App, parts: &Parts, body: Bytes, peer: Option<SocketAddr>) -
         response::set_header(&mut response, "cache-control", "no-store");
     }
     let status = response.status();
+    app.metrics
+        .request(route_name, status.as_u16(), started.elapsed());
     let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
     let who = who.as_deref().unwrap_or("-");
     if status.is_server_error() {
@@ -552,6 +631,16 @@ fn dispatch(
         }
         return admin::dispatch(app, &req, endpoint);
     }
+    if *endpoint == Endpoint::Metrics {
+        let size = app.store.size()?;
+        let mut r = response::with_body(
+            hyper::StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            app.metrics.render(&size).into_bytes(),
+        );
+        response::set_header(&mut r, "cache-control", "no-store");
+        return Ok(r);
+    }
     if *endpoint != Endpoint::Health {
         match authenticate(app, &req) {
             Ok(record) => {
@@ -566,6 +655,7 @@ fn dispatch(
     }
     let result = match endpoint {
         Endpoint::Health => read::health(app),
+        Endpoint::Metrics => unreachable!("answered above"),
         Endpoint::Project { id } => read::project(app, &req, id),
         Endpoint::Branches { id } => read::branches(app, &req, id),
         Endpoint::Branch { id, branch } => read::branch(app, &req, id, branch),
@@ -581,6 +671,21 @@ fn dispatch(
         audit_denied(app, &req, err, req.token.as_ref());
     }
     result
+}
+
+/// The `reason` label of `cfgstore_auth_failures_total`, for refusals.
+fn failure_reason(err: &Error, endpoint: &Endpoint) -> Option<&'static str> {
+    Some(match err {
+        Error::Unauthorized(_) if *endpoint == Endpoint::Login => "login",
+        Error::Unauthorized(Unauthorized::MissingToken) => "missing_credentials",
+        Error::Unauthorized(Unauthorized::UnknownToken) => "unknown_token",
+        Error::Unauthorized(Unauthorized::Expired) => "expired",
+        Error::Unauthorized(Unauthorized::FingerprintMissing) => "fingerprint_missing",
+        Error::Unauthorized(Unauthorized::FingerprintMismatch) => "fingerprint_mismatch",
+        Error::Forbidden(_) => "forbidden",
+        Error::TooManyRequests { .. } => "throttled",
+        _ => return None,
+    })
 }
 
 /// Records a refused read-API request (not fsynced: see `store::audit`).
@@ -651,6 +756,7 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
         .lock()
         .expect("token uses")
         .insert(record.mac.clone(), now);
+    app.metrics.token_use();
     Ok(record)
 }
 

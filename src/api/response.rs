@@ -93,6 +93,11 @@ pub fn error(err: &Error) -> Response<Body> {
             format!("413 Payload Too Large - {msg}"),
             "TOO_LARGE",
         ),
+        Error::TimedOut(msg) => (
+            StatusCode::REQUEST_TIMEOUT,
+            format!("408 Request Timeout - {msg}"),
+            "TIMEOUT",
+        ),
         Error::Corrupt { .. } | Error::Io { .. } => {
             // The detail (paths, OS errors) goes to the log, never to the client.
             tracing::warn!(error = %err, "storage error");
@@ -213,17 +218,25 @@ pub fn paginated<T: Serialize>(
 /// The absolute URL the client used, without its query: scheme, the Host
 /// it sent, and the raw path (so the mount, `/api/v4` or not, is kept).
 fn request_url_without_query(parts: &Parts) -> String {
-    let host = parts
+    let origin = match parts.extensions.get::<super::Origin>() {
+        Some(origin) => origin.0.clone(),
+        None => format!("http://{}", host_header(parts).unwrap_or("localhost")),
+    };
+    format!("{origin}{}", parts.uri.path())
+}
+
+/// The `Host` header, if it is a plausible host[:port].
+pub fn host_header(parts: &Parts) -> Option<&str> {
+    parts
         .headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .filter(|h| {
             !h.is_empty()
+                && h.len() <= 255
                 && h.bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
         })
-        .unwrap_or("localhost");
-    format!("http://{host}{}", parts.uri.path())
 }
 
 /// Finishes a successful response: an `ETag` (the handler's, or a digest of

@@ -33,6 +33,7 @@
 //! reads and writes ("immutable content").
 
 pub mod audit;
+pub mod backup;
 pub mod fsck;
 pub mod fsutil;
 pub mod generation;
@@ -346,6 +347,29 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// How much the store holds, for metrics: counts folders, never reads
+    /// file contents.
+    pub fn size(&self) -> Result<crate::metrics::StoreSize> {
+        let mut size = crate::metrics::StoreSize::default();
+        for project in self.list_projects(None)? {
+            let project = project.project_ref();
+            size.projects += 1;
+            size.branches += self.branch_names(&project)?.len() as u64;
+            let objects = self.layout.objects_dir(&project);
+            for fan in fs::read_dir(&objects).map_err(|e| Error::io(&objects, e))? {
+                let fan = fan.map_err(|e| Error::io(&objects, e))?.path();
+                for object in fs::read_dir(&fan).map_err(|e| Error::io(&fan, e))? {
+                    let meta = object
+                        .and_then(|o| o.metadata())
+                        .map_err(|e| Error::io(&fan, e))?;
+                    size.objects += 1;
+                    size.object_bytes += meta.len();
+                }
+            }
+        }
+        Ok(size)
     }
 
     // ----- branches -------------------------------------------------------
@@ -951,8 +975,20 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 /// Refuses a data directory others may write to: anyone who can write
 /// there can plant files the daemon would serve.
 fn check_private(root: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let meta = fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    // Files this process creates would belong to it: another user (root,
+    // say) writing here would leave files the owner's daemon cannot read.
+    let me = fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .map_err(|e| Error::io("/proc/self", e))?;
+    if meta.uid() != me {
+        let owner = user_name(meta.uid()).unwrap_or_else(|| meta.uid().to_string());
+        return Err(Error::Forbidden(format!(
+            "data directory {} belongs to {owner}, not to the user running this command; run it as {owner}: sudo -u {owner} cfgstore ...",
+            root.display()
+        )));
+    }
     if meta.permissions().mode() & 0o022 != 0 {
         return Err(Error::Invalid(format!(
             "data directory {} is group- or world-writable; run `chmod 700 {}`",
@@ -961,6 +997,15 @@ fn check_private(root: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The name of a local user id, from /etc/passwd.
+pub fn user_name(uid: u32) -> Option<String> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        (fields.len() > 2 && fields[2].parse() == Ok(uid)).then(|| fields[0].to_string())
+    })
 }
 
 /// The current time as RFC 3339 UTC with second precision.

@@ -1,0 +1,194 @@
+//! Backup and restore.
+//!
+//! A backup is a data directory. It can be taken while the daemon serves
+//! and writes, because everything it copies is immutable or append-only:
+//! per branch it reads `HEAD` once, then copies every generation up to it
+//! and every object those generations name. Each branch in the copy is
+//! therefore exactly one state the live branch had; writes that land
+//! during the backup are simply not in it. Tokens, users and the server
+//! key are copied under their locks; the audit trail up to its current
+//! end. Sessions and temp space are not copied.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::fsutil::{self, create_dir, fsync_dir, read_regular, LockGuard};
+use super::layout::{Layout, HEAD_FILE, LOCK_FILE};
+use super::{read_head, Generation, SnapshotId, Store};
+use crate::error::{Error, Result};
+
+/// What a backup copied.
+#[derive(Debug, Default, Serialize)]
+pub struct BackupReport {
+    pub projects: usize,
+    pub branches: usize,
+    pub generations: usize,
+    pub objects: usize,
+    pub bytes: u64,
+    pub tokens: usize,
+    pub users: usize,
+}
+
+/// Copies one file durably with mode 0600 (contents are read whole:
+/// config files and manifests are small).
+fn copy_file(from: &Path, to: &Path, report: &mut BackupReport) -> Result<()> {
+    let bytes = read_regular(from)?;
+    report.bytes += bytes.len() as u64;
+    fsutil::write_new(to, &bytes)
+}
+
+/// Refuses a destination that holds anything: a backup or restore never
+/// mixes with other files.
+fn prepare_empty(dest: &Path) -> Result<()> {
+    match fs::read_dir(dest) {
+        Ok(mut entries) => {
+            if entries.next().is_some() {
+                return Err(Error::Conflict(format!("{} is not empty", dest.display())));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(dest, fs::Permissions::from_mode(fsutil::DIR_MODE))
+                .map_err(|e| Error::io(dest, e))
+        }
+        Err(e) => Err(Error::io(dest, e)),
+    }
+}
+
+impl Store {
+    /// Writes a consistent copy of the store to `dest` (new or empty).
+    /// `progress` is told each project as it starts.
+    pub fn backup(&self, dest: &Path, mut progress: impl FnMut(&str)) -> Result<BackupReport> {
+        prepare_empty(dest)?;
+        let to = Layout::new(dest);
+        let from = self.layout();
+        let mut report = BackupReport::default();
+        create_dir(&to.internal_dir())?;
+        copy_file(&from.format_file(), &to.format_file(), &mut report)?;
+        copy_file(&from.server_key(), &to.server_key(), &mut report)?;
+        let internal = |name: &str| (from.internal_dir().join(name), to.internal_dir().join(name));
+        {
+            let _lock = LockGuard::acquire(
+                &from.internal_dir().join("tokens.lock"),
+                Duration::from_secs(30),
+            )?;
+            report.tokens = copy_dir_files(&from.tokens_dir(), &to.tokens_dir(), &mut report)?;
+        }
+        {
+            let _lock = LockGuard::acquire(
+                &from.internal_dir().join("users.lock"),
+                Duration::from_secs(30),
+            )?;
+            let (src, dst) = internal("users");
+            report.users = copy_dir_files(&src, &dst, &mut report)?;
+        }
+        {
+            let _lock = LockGuard::acquire(
+                &from.internal_dir().join("audit.lock"),
+                Duration::from_secs(30),
+            )?;
+            let (src, dst) = internal("audit.log");
+            if src.exists() {
+                copy_file(&src, &dst, &mut report)?;
+            }
+        }
+        fsync_dir(&to.internal_dir())?;
+
+        for info in self.list_projects(None)? {
+            let project = info.project_ref();
+            progress(&project.to_string());
+            report.projects += 1;
+            create_dir(&to.owner_dir(&project.owner))?;
+            create_dir(&to.project_dir(&project))?;
+            copy_file(
+                &from.project_file(&project),
+                &to.project_file(&project),
+                &mut report,
+            )?;
+            fsutil::write_new(&to.project_lock(&project), b"")?;
+            create_dir(&to.branches_dir(&project))?;
+            let mut objects = BTreeSet::new();
+            for branch in self.branch_names(&project)? {
+                report.branches += 1;
+                let src = from.branch_dir(&project, &branch);
+                let dst = to.branch_dir(&project, &branch);
+                create_dir(&dst)?;
+                let head = read_head(&src)?;
+                for n in 1..=head.number() {
+                    let version = SnapshotId::new(n)?;
+                    let gen_src = from.generation_file(&src, version);
+                    let gen = Generation::read(&gen_src)?;
+                    objects.extend(gen.entries.iter().map(|e| e.hash.clone()));
+                    copy_file(&gen_src, &to.generation_file(&dst, version), &mut report)?;
+                    report.generations += 1;
+                }
+                fsutil::write_new(&dst.join(HEAD_FILE), format!("{head}\n").as_bytes())?;
+                fsutil::write_new(&dst.join(LOCK_FILE), b"")?;
+                fsync_dir(&dst)?;
+            }
+            fsync_dir(&to.branches_dir(&project))?;
+            create_dir(&to.objects_dir(&project))?;
+            let mut fans = BTreeSet::new();
+            for hash in &objects {
+                let target = to.object_file(&project, hash);
+                let fan = target.parent().expect("objects fan out").to_path_buf();
+                if fans.insert(fan.clone()) {
+                    create_dir(&fan)?;
+                }
+                copy_file(&from.object_file(&project, hash), &target, &mut report)?;
+                report.objects += 1;
+            }
+            for fan in &fans {
+                fsync_dir(fan)?;
+            }
+            fsync_dir(&to.objects_dir(&project))?;
+            fsync_dir(&to.project_dir(&project))?;
+            fsync_dir(&to.owner_dir(&project.owner))?;
+        }
+        fsync_dir(dest)?;
+        Ok(report)
+    }
+}
+
+/// Copies the regular files of one folder (not recursive).
+fn copy_dir_files(src: &Path, dst: &Path, report: &mut BackupReport) -> Result<usize> {
+    create_dir(dst)?;
+    let entries = match fs::read_dir(src) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(Error::io(src, e)),
+    };
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(src, e))?;
+        if entry.file_type().map_err(|e| Error::io(src, e))?.is_file() {
+            copy_file(&entry.path(), &dst.join(entry.file_name()), report)?;
+            n += 1;
+        }
+    }
+    fsync_dir(dst)?;
+    Ok(n)
+}
+
+/// Restores a backup into `dest` (new or empty): the backup is opened and
+/// verified first, then copied the same way a backup is taken, so the
+/// result is checked by construction; `fsck` on it is clean.
+pub fn restore(src: &Path, dest: &Path) -> Result<BackupReport> {
+    let backup = Store::open(src)?;
+    let check = backup.fsck(false)?;
+    if !check.is_clean() {
+        let first = &check.problems[0];
+        return Err(Error::corrupt(
+            &first.path,
+            format!("the backup does not verify: {}", first.detail),
+        ));
+    }
+    backup.backup(dest, |_| {})
+}
