@@ -54,7 +54,9 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Largest request head (request line and headers); beyond it, 431.
     pub max_header_bytes: usize,
-    /// Time allowed to send a request's head.
+    /// Time allowed to send a request's head. hyper also runs this timer
+    /// while a kept-alive connection waits for its next request, so an idle
+    /// connection is closed after the smaller of this and `idle_timeout`.
     #[serde(with = "human_duration")]
     pub header_timeout: Duration,
     /// Time allowed to send a request's body.
@@ -326,8 +328,17 @@ pub const KEYS: &[&str] = &[
 mod human_duration {
     use std::time::Duration;
 
+    /// In the largest unit that is exact: `90s`, `15m`, `2h`, `7d`.
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(&format!("{}s", d.as_secs()))
+        let secs = d.as_secs();
+        let text = match secs {
+            0 => "0s".to_string(),
+            _ if secs % 86_400 == 0 => format!("{}d", secs / 86_400),
+            _ if secs % 3600 == 0 => format!("{}h", secs / 3600),
+            _ if secs % 60 == 0 => format!("{}m", secs / 60),
+            _ => format!("{secs}s"),
+        };
+        s.collect_str(&text)
     }
 }
 
@@ -408,5 +419,8 @@ mod tests {
         }
         let parsed: toml::Value = toml::from_str(&text).unwrap();
         assert_eq!(parsed["header_timeout"].as_str(), Some("10s"));
+        assert_eq!(parsed["idle_timeout"].as_str(), Some("1m"));
+        assert_eq!(parsed["session_idle_timeout"].as_str(), Some("2h"));
+        assert_eq!(parsed["session_absolute_timeout"].as_str(), Some("1d"));
     }
 }

@@ -210,6 +210,9 @@ async fn read_body(
         {
             Err(too_large())
         }
+        Ok(Err(e)) if caused_by_timeout(e.as_ref()) => Err(crate::Error::TimedOut(
+            "the connection went idle while sending the body".into(),
+        )),
         Ok(Err(e)) => Err(crate::Error::invalid(format!(
             "could not read the request body: {e}"
         ))),
@@ -217,6 +220,21 @@ async fn read_body(
             "the request body did not arrive within {} s",
             timeout.as_secs()
         ))),
+    }
+}
+
+fn caused_by_timeout(mut err: &(dyn std::error::Error + 'static)) -> bool {
+    loop {
+        if err
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return true;
+        }
+        match err.source() {
+            Some(source) => err = source,
+            None => return false,
+        }
     }
 }
 

@@ -5,5 +5,6 @@ mod admin_api;
 mod cli;
 mod crash;
 mod gitlab_client;
+mod ops;
 mod read_api;
 mod util;

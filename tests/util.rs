@@ -152,6 +152,22 @@ impl TestServer {
     }
 
     pub fn start_with_clock(data: &Path, clock: cfgstore::api::Clock) -> TestServer {
+        TestServer::start_with(data, clock, cfgstore::server::ServerOptions::default())
+    }
+
+    pub fn start_with_options(data: &Path, options: cfgstore::server::ServerOptions) -> TestServer {
+        TestServer::start_with(
+            data,
+            std::sync::Arc::new(time::OffsetDateTime::now_utc),
+            options,
+        )
+    }
+
+    fn start_with(
+        data: &Path,
+        clock: cfgstore::api::Clock,
+        options: cfgstore::server::ServerOptions,
+    ) -> TestServer {
         let store = cfgstore::store::Store::open(data).expect("open store");
         let app = std::sync::Arc::new(cfgstore::api::App::with_clock(
             std::sync::Arc::new(store),
@@ -169,9 +185,14 @@ impl TestServer {
                 .unwrap();
             runtime.block_on(async move {
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                cfgstore::server::run(listener, app, async {
-                    let _ = stopped.await;
-                })
+                cfgstore::server::run_with(
+                    listener,
+                    app,
+                    async {
+                        let _ = stopped.await;
+                    },
+                    options,
+                )
                 .await
                 .unwrap();
             });
@@ -208,9 +229,15 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(data: &Path, log: PathBuf) -> Daemon {
+        Daemon::start_with(data, log, &[])
+    }
+
+    /// With extra environment variables (`CFGSTORE_*` settings, `NOTIFY_SOCKET`).
+    pub fn start_with(data: &Path, log: PathBuf, env: &[(&str, &str)]) -> Daemon {
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = cfgstore(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
             .env("CFGSTORE_LOG", "debug")
             .stdout(Stdio::null())
             .stderr(log_file)
@@ -248,9 +275,18 @@ impl Daemon {
 
     /// SIGTERM, then wait: the daemon must drain and exit 0.
     pub fn stop(mut self) -> std::process::ExitStatus {
+        self.terminate();
+        self.child.wait().unwrap()
+    }
+
+    /// Sends SIGTERM without waiting.
+    pub fn terminate(&self) {
         let _ = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status();
+    }
+
+    pub fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
     }
 }
