@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""cfgstore's benchmark suite: reads against nginx side by side, writes,
+resources. Everything binds 127.0.0.1 and everything it starts is stopped
+before it exits (also on Ctrl-C).
+
+    python3 bench/run.py                 # 10 s per scenario, median of 3 runs
+    python3 bench/run.py --smoke         # 1 s, 1 run: checks the suite works
+    python3 bench/run.py --duration 5 --runs 3 --out bench/results/mine.md
+
+Needs wrk and nginx (installed with apt-get when missing, as root) and a
+Rust toolchain (builds target/release/cfgstore). The server (cfgstore or
+nginx, one worker each) is pinned to CPU 0 and wrk to CPU 1 with taskset.
+"""
+import argparse
+import http.client
+import json
+import math
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.parse
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+READ = "/site-builder/api/erp-config"
+PROCS = []
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sh(*cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def ensure_tools():
+    missing = [t for t in ("wrk", "nginx", "taskset") if not shutil.which(t) and not os.path.exists(f"/usr/sbin/{t}")]
+    if missing:
+        log(f"installing {' '.join(missing)} from Debian's packages")
+        sh("apt-get", "update", "-qq")
+        pkgs = {"wrk": "wrk", "nginx": "nginx-light", "taskset": "util-linux"}
+        sh("apt-get", "install", "-y", "-qq", *[pkgs[m] for m in missing], stdout=subprocess.DEVNULL)
+
+
+def free_port():
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_http(port, path, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            c.request("GET", path)
+            if c.getresponse().status < 500:
+                return
+        except OSError:
+            time.sleep(0.005)
+    raise RuntimeError(f"nothing answered on {port}{path}")
+
+
+def start(cmd, **kw):
+    p = subprocess.Popen(cmd, **kw)
+    PROCS.append(p)
+    return p
+
+
+def stop(p):
+    if p.poll() is None:
+        p.terminate()
+        try:
+            p.wait(10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def children_pids(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        return []
+
+
+class Sampler(threading.Thread):
+    """Peak RSS of a process while a load runs."""
+
+    def __init__(self, pid):
+        super().__init__(daemon=True)
+        self.pid, self.peak, self.running = pid, 0.0, True
+
+    def run(self):
+        while self.running:
+            self.peak = max(self.peak, rss_mb(self.pid))
+            time.sleep(0.1)
+
+
+def wrk(url, conns, duration, token, script=None):
+    cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-H", f"PRIVATE-TOKEN: {token}"]
+    if script:
+        cmd += ["-s", script]
+    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    p99 = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    sock = re.search(r"Socket errors: (.*)", out)
+    if errors or sock:
+        raise RuntimeError(f"{url}: {errors} non-2xx responses, socket errors: {sock.group(1) if sock else 0}\n{out}")
+    return rate, p99, total
+
+
+def lua_random(path, list_file, prefix, suffix, encode):
+    """A wrk script requesting a random path of `list_file` each time."""
+    with open(path, "w") as f:
+        f.write(f"""
+local paths = {{}}
+for line in io.lines("{list_file}") do paths[#paths + 1] = line end
+math.randomseed(42)
+local function encode(s)
+  {'return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))' if encode else 'return s'}
+end
+request = function()
+  return wrk.format("GET", "{prefix}" .. encode(paths[math.random(#paths)]) .. "{suffix}")
+end
+""")
+    return path
+
+
+def lua_pages(path, prefix, pages):
+    with open(path, "w") as f:
+        f.write(f"""
+math.randomseed(7)
+request = function()
+  return wrk.format("GET", "{prefix}" .. math.random({pages}))
+end
+""")
+    return path
+
+
+class Admin:
+    """A logged-in admin API session (for the write scenarios)."""
+
+    def __init__(self, port, user, password):
+        self.port = port
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("POST", "/site-builder/api/user/login", json.dumps({"username": user, "password": password}), {"Content-Type": "application/json"})
+        r = c.getresponse()
+        body = json.loads(r.read())
+        self.cookie = r.getheader("Set-Cookie").split(";")[0]
+        self.csrf = body["csrf_token"]
+        self.conn = http.client.HTTPConnection("127.0.0.1", port)
+
+    def send(self, method, path, body=b""):
+        self.conn.request(method, "/site-builder/api" + path, body, {"Cookie": self.cookie, "X-CSRF-Token": self.csrf})
+        r = self.conn.getresponse()
+        data = r.read()
+        if r.status >= 300:
+            raise RuntimeError(f"{method} {path}: {r.status} {data[:200]}")
+        return json.loads(data) if data else None
+
+
+def percentile(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
+    ap.add_argument("--runs", type=int, default=3, help="runs per scenario; the median is reported (default 3)")
+    ap.add_argument("--smoke", action="store_true", help="1-second runs, one each: proves the suite works")
+    ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
+    args = ap.parse_args()
+    if args.smoke:
+        args.duration, args.runs = 1, 1
+    ensure_tools()
+    log("building the release binary")
+    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    binary = os.path.join(ROOT, "target", "release", "cfgstore")
+    work = tempfile.mkdtemp(prefix="cfgstore-bench-")
+    try:
+        report = run_suite(args, binary, work)
+    finally:
+        for p in PROCS:
+            stop(p)
+        shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        f.write(report)
+    print(report)
+    log(f"written to {args.out}")
+
+
+def run_suite(args, binary, work):
+    files = os.path.join(work, "files")
+    data = os.path.join(work, "store")
+    sh(sys.executable, os.path.join(HERE, "dataset.py"), files, stdout=subprocess.DEVNULL)
+
+    def cli(*a, input=None):
+        return subprocess.run([binary, "--data", data, *a], check=True, capture_output=True, input=input).stdout
+
+    cli("init")
+    timings = {}
+    for name in ("small", "large"):
+        cli("project", "create", "bench", name, "--type", "cfg")
+        started = time.time()
+        cli("import", f"bench/{name}.cfg", "main", os.path.join(files, name))
+        timings[f"import {name}"] = time.time() - started
+    token = json.loads(cli("token", "create", "--owner", "bench", "--name", "bench", "--json"))["token"]
+    cli("user", "add", "bench", "--password-stdin", input=b"bench-password\n")
+
+    # Startup to ready, on the store with the 20,000-file branch.
+    port = free_port()
+    env = dict(os.environ, CFGSTORE_LOG="warn")
+    serve = ["taskset", "-c", "0", binary, "--data", data, "serve", "--listen", f"127.0.0.1:{port}"]
+    startups = []
+    for _ in range(3):
+        started = time.time()
+        p = start(serve, env=env, stderr=subprocess.DEVNULL)
+        wait_http(port, f"{READ}/health")
+        startups.append((time.time() - started) * 1000)
+        stop(p)
+    server = start(serve, env=env, stderr=subprocess.DEVNULL)
+    wait_http(port, f"{READ}/health")
+    time.sleep(0.5)
+    idle_rss = rss_mb(server.pid)
+
+    # nginx serving the same files, with an equivalent token check.
+    nport = free_port()
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path {work}/nginx-body;
+  proxy_temp_path {work}/nginx-proxy;
+  fastcgi_temp_path {work}/nginx-fastcgi;
+  uwsgi_temp_path {work}/nginx-uwsgi;
+  scgi_temp_path {work}/nginx-scgi;
+  server {{
+    listen 127.0.0.1:{nport};
+    root {files};
+    location / {{
+      if ($http_private_token != "{token}") {{ return 401; }}
+      try_files $uri =404;
+    }}
+  }}
+}}
+""")
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx = start(["taskset", "-c", "0", nginx_bin, "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
+    wait_http(nport, "/")
+    nginx_pid = (children_pids(nginx.pid) or [nginx.pid])[0]
+
+    base = f"http://127.0.0.1:{port}"
+    nbase = f"http://127.0.0.1:{nport}"
+    files_url = f"{READ}/projects/{{}}/repository/files/"
+    small_list = os.path.join(files, "small.paths")
+    large_list = os.path.join(files, "large.paths")
+    scripts = os.path.join(work, "lua")
+    os.makedirs(scripts)
+    tree_entries = sum(1 for _ in open(large_list))
+    tree_pages = 300  # folders and files, 100 per page: safely inside the listing
+    read_scenarios = [
+        ("one small file (0.5 KB)", f"{base}{files_url.format('small.cfg')}app.json/raw?ref=main", None, f"{nbase}/small/app.json", None),
+        ("one 20 KB file", f"{base}{files_url.format('small.cfg')}big.json/raw?ref=main", None, f"{nbase}/small/big.json", None),
+        ("random file of 200", base, lua_random(f"{scripts}/s.lua", small_list, files_url.format("small.cfg"), "/raw?ref=main", True),
+         nbase, lua_random(f"{scripts}/ns.lua", small_list, "/small/", "", False)),
+        ("random file of 20,000", base, lua_random(f"{scripts}/l.lua", large_list, files_url.format("large.cfg"), "/raw?ref=main", True),
+         nbase, lua_random(f"{scripts}/nl.lua", large_list, "/large/", "", False)),
+        ("branches, 200-file project", f"{base}{READ}/projects/small.cfg/repository/branches", None, None, None),
+        ("branches, 20,000-file project", f"{base}{READ}/projects/large.cfg/repository/branches", None, None, None),
+        ("recursive tree of 20,000, per_page=100", base,
+         lua_pages(f"{scripts}/t.lua", f"{READ}/projects/large.cfg/repository/tree?recursive=true&per_page=100&page=", tree_pages), None, None),
+    ]
+    rows = []
+    cpu_per_request = []
+    load_rss = 0.0
+    for name, url, script, nurl, nscript in read_scenarios:
+        for conns in (16, 64):
+            ours, theirs = [], []
+            for _ in range(args.runs):
+                sampler = Sampler(server.pid)
+                sampler.start()
+                before = cpu_ticks(server.pid)
+                rate, p99, total = wrk(url, conns, args.duration, token, script)
+                ticks = cpu_ticks(server.pid) - before
+                sampler.running = False
+                load_rss = max(load_rss, sampler.peak)
+                cpu_per_request.append(ticks / os.sysconf("SC_CLK_TCK") / max(total, 1) * 1e6)
+                ours.append((rate, p99))
+                if nurl:
+                    theirs.append(wrk(nurl, conns, args.duration, token, nscript)[:2])
+            rate = statistics.median(r for r, _ in ours)
+            p99 = statistics.median(p for _, p in ours)
+            if theirs:
+                nrate = statistics.median(r for r, _ in theirs)
+                np99 = statistics.median(p for _, p in theirs)
+                rows.append(f"| {name} | {conns} | {rate:,.0f} | {nrate:,.0f} | {rate / nrate:.2f} | {p99:.2f} | {np99:.2f} |")
+            else:
+                rows.append(f"| {name} | {conns} | {rate:,.0f} | | | {p99:.2f} | |")
+            log(rows[-1])
+
+    # Writes: durable PUTs and rollbacks through the admin API.
+    admin = Admin(port, "bench", "bench-password")
+    n_puts = 10 if args.smoke else 200
+    write_rows = []
+    for name in ("small", "large"):
+        puts, rollbacks = [], []
+        for i in range(n_puts):
+            body = json.dumps({"put": i, "pad": "z" * 2000}).encode()
+            started = time.perf_counter()
+            outcome = admin.send("PUT", f"/projects/{name}.cfg/branches/main/files/bench%2Fput.json", body)
+            puts.append((time.perf_counter() - started) * 1000)
+            if i % 5 == 0:
+                started = time.perf_counter()
+                admin.send("POST", f"/projects/{name}.cfg/branches/main/rollback?to={outcome['snapshot']}")
+                rollbacks.append((time.perf_counter() - started) * 1000)
+        files_n = 200 if name == "small" else 20000
+        write_rows.append(f"| PUT, {files_n:,}-file branch | {len(puts)} | {statistics.median(puts):.2f} | {percentile(puts, 99):.2f} |")
+        write_rows.append(f"| rollback, {files_n:,}-file branch | {len(rollbacks)} | {statistics.median(rollbacks):.2f} | {percentile(rollbacks, 99):.2f} |")
+        log(write_rows[-2])
+        log(write_rows[-1])
+
+    nginx_rss = rss_mb(nginx_pid)
+    stop(server)
+    cpu = statistics.median(cpu_per_request)
+    machine = subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip()
+    cpus = os.cpu_count()
+    return f"""# Benchmark run
+
+{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {machine}; {cpus} CPUs; server on CPU 0, wrk (1 thread) on CPU 1.
+`python3 bench/run.py --duration {args.duration} --runs {args.runs}`: each figure is the median of {args.runs} run(s) of {args.duration} s.
+Both servers check the same `PRIVATE-TOKEN` header; nginx (1 worker, sendfile, access log off) serves the same files from disk.
+
+## Reads (requests/s, p99 latency in ms)
+
+| scenario | connections | cfgstore | nginx | cfgstore/nginx | cfgstore p99 | nginx p99 |
+|---|---|---|---|---|---|---|
+{chr(10).join(rows)}
+
+The recursive tree of the 20,000-file branch ({tree_entries:,} files) is read as clients page it: random pages of 100.
+
+## Writes (durable: fsync before the answer; ms)
+
+| operation | count | p50 | p99 |
+|---|---|---|---|
+{chr(10).join(write_rows)}
+
+## Resources
+
+| measure | value |
+|---|---|
+| startup to ready, store with the 20,000-file branch (median of 3) | {statistics.median(startups):.0f} ms |
+| RSS idle | {idle_rss:.1f} MB |
+| RSS under load (peak) | {load_rss:.1f} MB |
+| nginx worker RSS after the runs | {nginx_rss:.1f} MB |
+| CPU per read request (median over scenarios) | {cpu:.1f} µs |
+| import of 200 files / 20,000 files (CLI) | {timings['import small'] * 1000:.0f} ms / {timings['import large']:.1f} s |
+"""
+
+
+if __name__ == "__main__":
+    main()
