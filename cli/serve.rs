@@ -79,8 +79,9 @@ pub fn config(data: Option<PathBuf>, cmd: ConfigCommand) -> anyhow::Result<ExitC
 pub fn serve(data: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref(), data, args.listen)?;
     init_logging(config.log_format);
-    let store = Store::open(&config.data_dir)
+    let mut store = Store::open(&config.data_dir)
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
+    store.enable_read_cache();
     store
         .server_key()
         .context("the daemon needs the server key")?;
@@ -94,8 +95,9 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
     init_logging(LogFormat::Human);
     let dir = std::env::temp_dir().join(format!("cfgstore-demo-{}", std::process::id()));
     let _cleanup = RemoveDir(dir.clone());
-    let (store, _) = Store::init(&dir)?;
+    let (mut store, _) = Store::init(&dir)?;
     crate::example::create(&store, &crate::actor())?;
+    store.enable_read_cache();
     let demo = OwnerName::parse("demo")?;
     let (_, token) = store.create_token(&demo, "demo", Vec::new(), None, false)?;
     let banner = format!(

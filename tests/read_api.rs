@@ -749,7 +749,10 @@ fn hostile_requests_get_exact_4xx() {
     // Too many headers (hyper allows 100): 431 too.
     let names: Vec<String> = (0..150).map(|i| format!("X-Many-{i}")).collect();
     let many: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "v")).collect();
-    assert_eq!(request(server.addr, "GET", &format!("{API}/health"), &many).status, 431);
+    assert_eq!(
+        request(server.addr, "GET", &format!("{API}/health"), &many).status,
+        431
+    );
     // And the server is still healthy.
     assert_eq!(server.get(&format!("{API}/health"), &[]).status, 200);
 }

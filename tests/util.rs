@@ -168,7 +168,8 @@ impl TestServer {
         clock: cfgstore::api::Clock,
         options: cfgstore::server::ServerOptions,
     ) -> TestServer {
-        let store = cfgstore::store::Store::open(data).expect("open store");
+        let mut store = cfgstore::store::Store::open(data).expect("open store");
+        store.enable_read_cache();
         let app = std::sync::Arc::new(cfgstore::api::App::with_clock(
             std::sync::Arc::new(store),
             clock,

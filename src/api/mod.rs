@@ -611,6 +611,8 @@ fn dispatch(
     endpoint: &Endpoint,
     who: &mut Option<String>,
 ) -> Result<Response<Body>> {
+    // What other processes changed since the last request is in force now.
+    app.store.revalidate()?;
     let query = Query::parse(parts.uri.query())?;
     let mut req = Request {
         parts,

@@ -318,11 +318,7 @@ pub fn archive(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
         header.set_mtime(mtime);
         header.set_entry_type(tar::EntryType::Regular);
         builder
-            .append_data(
-                &mut header,
-                format!("{folder}/{}", entry.path),
-                bytes.as_slice(),
-            )
+            .append_data(&mut header, format!("{folder}/{}", entry.path), &bytes[..])
             .map_err(tar_error)?;
     }
     let gz = builder

@@ -19,8 +19,12 @@ pub fn json(value: &impl Serialize) -> Response<Body> {
     with_body(StatusCode::OK, JSON, bytes)
 }
 
-pub fn with_body(status: StatusCode, content_type: &str, bytes: Vec<u8>) -> Response<Body> {
-    let mut r = Response::new(Bytes::from(bytes));
+pub fn with_body(
+    status: StatusCode,
+    content_type: &str,
+    bytes: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut r = Response::new(bytes.into());
     *r.status_mut() = status;
     r.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -6,6 +6,7 @@
 //!     format                   "cfgstore-data 1"
 //!     lock                     serialises project creation
 //!     server.key               HMAC key for token and fingerprint hashes (0600)
+//!     changes                  a random value, replaced after every change
 //!     tokens/                  one JSON record per read token
 //!     tmp/{pid}.{random}/      one scratch folder per open Store; temp files
 //!                              are born here and renamed into place
@@ -64,6 +65,11 @@ impl Layout {
 
     pub fn server_key(&self) -> PathBuf {
         self.internal_dir().join("server.key")
+    }
+
+    /// Replaced after every committed change; see `cache.rs`.
+    pub fn changes_file(&self) -> PathBuf {
+        self.internal_dir().join("changes")
     }
 
     pub fn tokens_dir(&self) -> PathBuf {

@@ -34,6 +34,7 @@
 
 pub mod audit;
 pub mod backup;
+mod cache;
 pub mod fsck;
 pub mod fsutil;
 pub mod generation;
@@ -43,11 +44,11 @@ pub mod tokens;
 pub mod tree;
 pub mod users;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -69,9 +70,9 @@ pub struct Store {
     layout: Layout,
     scratch: Scratch,
     lock_timeout: Duration,
-    /// The live generation last read per branch folder. Generations are
-    /// immutable, so an entry is valid for as long as `HEAD` names it.
-    live_cache: Mutex<HashMap<PathBuf, Arc<Generation>>>,
+    /// The daemon's read cache (`cache.rs`); `None` in the CLI, which
+    /// reads the disk each time.
+    cache: Option<cache::ReadCache>,
     server_key: std::sync::OnceLock<crate::auth::ServerKey>,
 }
 
@@ -219,7 +220,7 @@ impl Store {
             layout,
             scratch,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
-            live_cache: Mutex::new(HashMap::new()),
+            cache: None,
             server_key: Default::default(),
         };
         store.sweep_branches()?;
@@ -304,6 +305,7 @@ impl Store {
         fsutil::rename(&staging, &target)?;
         std::mem::forget(guard);
         fsync_dir(&owner_dir)?;
+        self.note_change()?;
         Ok(ProjectInfo {
             owner: owner.clone(),
             repo: project.repo,
@@ -315,6 +317,26 @@ impl Store {
 
     /// One project. Errors: `NotFound`.
     pub fn project(&self, project: &ProjectRef) -> Result<ProjectInfo> {
+        let Some(cache) = &self.cache else {
+            return self.read_project(project);
+        };
+        let epoch = cache.epoch();
+        let found = match cache.project(project) {
+            Some(found) => found,
+            None => {
+                let found = match self.read_project(project) {
+                    Ok(info) => Some(info),
+                    Err(Error::NotFound { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                cache.put_project(epoch, project.clone(), found.clone());
+                found
+            }
+        };
+        found.ok_or_else(|| Error::not_found("project", project))
+    }
+
+    fn read_project(&self, project: &ProjectRef) -> Result<ProjectInfo> {
         let path = self.layout.project_file(project);
         let bytes = match read_regular(&path) {
             Ok(bytes) => bytes,
@@ -376,9 +398,21 @@ impl Store {
 
     /// The branch names of a project, sorted bytewise.
     pub fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>> {
-        sorted_names(&self.layout.branches_dir(project), |n| {
-            BranchName::from_folder_name(n).ok()
-        })
+        let read = || {
+            sorted_names(&self.layout.branches_dir(project), |n| {
+                BranchName::from_folder_name(n).ok()
+            })
+        };
+        let Some(cache) = &self.cache else {
+            return read();
+        };
+        let epoch = cache.epoch();
+        if let Some(names) = cache.branch_names(project) {
+            return Ok(names.as_ref().clone());
+        }
+        let names = read()?;
+        cache.put_branch_names(epoch, project.clone(), Arc::new(names.clone()));
+        Ok(names)
     }
 
     /// The default branch per SPEC §4: `master`, else `main`, else the
@@ -465,6 +499,7 @@ impl Store {
         fsutil::rename(&staging, &target)?;
         std::mem::forget(guard);
         fsync_dir(&self.layout.branches_dir(project))?;
+        self.note_change()?;
         self.branch(project, name)
     }
 
@@ -488,7 +523,11 @@ impl Store {
 
     fn require_branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<PathBuf> {
         let dir = self.layout.branch_dir(project, branch);
-        if dir.is_dir() {
+        let exists = match &self.cache {
+            Some(_) => self.branch_names(project)?.contains(branch),
+            None => dir.is_dir(),
+        };
+        if exists {
             return Ok(dir);
         }
         self.project(project)?;
@@ -500,20 +539,78 @@ impl Store {
     /// The live state of a branch. Errors: `NotFound`.
     pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Result<Arc<Generation>> {
         let dir = self.require_branch(project, branch)?;
-        let version = read_head(&dir)?;
-        if let Some(gen) = self.live_cache.lock().expect("cache lock").get(&dir) {
-            if gen.meta.version == version {
-                return Ok(Arc::clone(gen));
-            }
+        let version = self.head_of(&dir)?;
+        self.load_generation(dir, version)
+    }
+
+    /// The version a branch's HEAD names, from the cache when it has it.
+    fn head_of(&self, dir: &Path) -> Result<SnapshotId> {
+        let Some(cache) = &self.cache else {
+            return read_head(dir);
+        };
+        let epoch = cache.epoch();
+        if let Some(head) = cache.head(&dir.to_path_buf()) {
+            return Ok(head);
+        }
+        let head = read_head(dir)?;
+        cache.put_head(epoch, dir.to_path_buf(), head);
+        Ok(head)
+    }
+
+    /// One generation, parsed once per process when the cache is on.
+    fn load_generation(&self, dir: PathBuf, version: SnapshotId) -> Result<Arc<Generation>> {
+        if let Some(gen) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.generation(&dir, version))
+        {
+            return Ok(gen);
         }
         let gen = Arc::new(Generation::read(
             &self.layout.generation_file(&dir, version),
         )?);
-        self.live_cache
-            .lock()
-            .expect("cache lock")
-            .insert(dir, Arc::clone(&gen));
+        if let Some(cache) = &self.cache {
+            cache.put_generation(dir, Arc::clone(&gen));
+        }
         Ok(gen)
+    }
+
+    /// Turns on the read cache: for a long-running process (the daemon)
+    /// that calls `revalidate` at the start of every request.
+    pub fn enable_read_cache(&mut self) {
+        self.cache = Some(cache::ReadCache::default());
+    }
+
+    /// Drops cached pointers if any process changed the store since the
+    /// last call. One small file read.
+    pub fn revalidate(&self) -> Result<()> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        let path = self.layout.changes_file();
+        let marker = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        cache.revalidate(&marker);
+        Ok(())
+    }
+
+    /// Announces a committed change to every process's read cache. Not
+    /// fsynced: it is a hint, and after a crash every cache starts empty.
+    pub(crate) fn note_change(&self) -> Result<()> {
+        let mut marker = [0u8; 16];
+        getrandom::getrandom(&mut marker)
+            .map_err(|e| Error::io("getrandom", io::Error::other(e)))?;
+        let marker = fsutil::hex(&marker);
+        self.scratch
+            .place_file(&self.layout.changes_file(), marker.as_bytes())?;
+        // This process sees its own change at once, not from its next request.
+        if let Some(cache) = &self.cache {
+            cache.revalidate(marker.as_bytes());
+        }
+        Ok(())
     }
 
     /// A snapshot: a state some write superseded (version below the live
@@ -575,7 +672,18 @@ impl Store {
 
     /// The bytes of one file of a generation of `project`.
     /// Errors: `Corrupt` if the object is missing or has the wrong size.
-    pub fn read_entry(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
+    pub fn read_entry(&self, project: &ProjectRef, entry: &Entry) -> Result<bytes::Bytes> {
+        if let Some(bytes) = self.cache.as_ref().and_then(|c| c.object(&entry.hash)) {
+            return Ok(bytes);
+        }
+        let bytes = bytes::Bytes::from(self.read_object(project, entry)?);
+        if let Some(cache) = &self.cache {
+            cache.put_object(&entry.hash, bytes.clone());
+        }
+        Ok(bytes)
+    }
+
+    fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
         let path = self.layout.object_file(project, &entry.hash);
         let mut file = open_regular(&path).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
@@ -634,7 +742,7 @@ impl Store {
         project: &ProjectRef,
         branch: &BranchName,
         path: &FilePath,
-    ) -> Result<Vec<u8>> {
+    ) -> Result<bytes::Bytes> {
         let gen = self.live(project, branch)?;
         let entry = gen
             .find(path)
@@ -781,9 +889,10 @@ impl Store {
     ) -> Result<WriteOutcome> {
         let dir = self.require_branch(project, branch)?;
         let _lock = LockGuard::acquire(&dir.join(LOCK_FILE), self.lock_timeout)?;
+        // Under the lock, HEAD on disk is the truth: a cached one may be a
+        // write behind, and building on it would lose that write.
         let head = self.recover_branch(&dir)?;
-        let current = self.live(project, branch)?;
-        debug_assert_eq!(current.meta.version, head);
+        let current = self.load_generation(dir.clone(), head)?;
         if let Some(expected) = expect_short_id {
             if expected != current.meta.short_id {
                 return Err(Error::Conflict(format!(
@@ -824,10 +933,10 @@ impl Store {
             short_id: gen.meta.short_id.clone(),
             file_count: gen.meta.file_count,
         };
-        self.live_cache
-            .lock()
-            .expect("cache lock")
-            .insert(dir, Arc::new(gen));
+        if let Some(cache) = &self.cache {
+            cache.put_generation(dir, Arc::new(gen));
+        }
+        self.note_change()?;
         Ok(outcome)
     }
 
@@ -850,6 +959,7 @@ impl Store {
         if head != recorded || read_head(dir).is_err() {
             self.write_head(dir, head)?;
             fsync_dir(dir)?;
+            self.note_change()?;
         }
         Ok(head)
     }

@@ -68,7 +68,15 @@ impl Store {
         self.layout().tokens_dir().join(format!("{mac}.json"))
     }
 
+    /// Writes a token record and announces the change to read caches.
     fn write_token(&self, record: &TokenRecord) -> Result<()> {
+        self.write_token_quietly(record)?;
+        self.note_change()
+    }
+
+    /// Writes a token record without invalidating caches: only for
+    /// `last_used_at`, which no authorization decision reads.
+    fn write_token_quietly(&self, record: &TokenRecord) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(record).expect("token record serialises");
         self.scratch
             .replace_file(&self.token_path(&record.mac), &bytes)
@@ -147,7 +155,21 @@ impl Store {
         if !auth::is_token_shaped(secret) {
             return Ok(None);
         }
-        let path = self.token_path(&self.server_key()?.token_mac(secret));
+        let mac = self.server_key()?.token_mac(secret);
+        let Some(cache) = &self.cache else {
+            return self.read_token(&mac);
+        };
+        let epoch = cache.epoch();
+        if let Some(found) = cache.token(&mac) {
+            return Ok(found.map(|r| r.as_ref().clone()));
+        }
+        let found = self.read_token(&mac)?;
+        cache.put_token(epoch, mac, found.clone().map(std::sync::Arc::new));
+        Ok(found)
+    }
+
+    fn read_token(&self, mac: &str) -> Result<Option<TokenRecord>> {
+        let path = self.token_path(mac);
         match read_regular(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
                 .map(Some)
@@ -286,7 +308,7 @@ impl Store {
             let at = format_time(*at);
             if record.last_used_at.as_ref().is_none_or(|old| *old < at) {
                 record.last_used_at = Some(at);
-                self.write_token(&record)?;
+                self.write_token_quietly(&record)?;
             }
         }
         Ok(())

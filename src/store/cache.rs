@@ -1,0 +1,230 @@
+//! The daemon's read cache: what ERPs poll, kept in memory, never stale.
+//!
+//! Two kinds of data are cached:
+//! - immutable things (generations by version, file contents by hash):
+//!   valid forever once read, bounded by size;
+//! - pointers to them (a branch's HEAD, a project's branch names, whether
+//!   a project exists, a token record): valid until the store changes.
+//!
+//! Every write, by any process, replaces `.cfgstore/changes` with a new
+//! random value after it commits (`Store::note_change`). The daemon reads
+//! that one small file at the start of each request (`revalidate`); when it
+//! differs from the last value seen, every pointer is dropped. So a change
+//! made by the CLI is in force for the daemon's very next request, at the
+//! cost of one file read instead of one per branch, token and project.
+//!
+//! Pointer entries carry the epoch in which their read began; one that was
+//! read before an invalidation is not stored after it, so a slow request
+//! can never put an old HEAD back into a freshly cleared cache.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use super::generation::Generation;
+use super::names::{BranchName, ProjectRef, SnapshotId};
+use super::ProjectInfo;
+use crate::auth::TokenRecord;
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ReadCache")
+    }
+}
+
+/// Most bytes of file contents kept in memory.
+const OBJECT_BUDGET: usize = 256 * 1024 * 1024;
+/// Contents larger than this are read from disk each time.
+const LARGEST_CACHED_OBJECT: usize = 4 * 1024 * 1024;
+/// Generations kept (the live one of every branch, plus recent snapshots).
+const GENERATION_SLOTS: usize = 4096;
+
+#[derive(Default)]
+pub(crate) struct ReadCache {
+    pointers: Mutex<Pointers>,
+    generations: Mutex<Bounded<(PathBuf, SnapshotId), Arc<Generation>>>,
+    objects: Mutex<ObjectCache>,
+}
+
+#[derive(Default)]
+struct Pointers {
+    marker: Vec<u8>,
+    epoch: u64,
+    heads: HashMap<PathBuf, SnapshotId>,
+    projects: HashMap<ProjectRef, Option<ProjectInfo>>,
+    branch_names: HashMap<ProjectRef, Arc<Vec<BranchName>>>,
+    tokens: HashMap<String, Option<Arc<TokenRecord>>>,
+}
+
+/// An epoch, taken before reading the disk, that decides whether what was
+/// read may still be stored.
+#[derive(Clone, Copy)]
+pub(crate) struct Epoch(u64);
+
+impl ReadCache {
+    /// Compares the change marker with the last one seen; a different one
+    /// drops every pointer.
+    pub fn revalidate(&self, marker: &[u8]) {
+        let mut p = self.pointers.lock().expect("cache");
+        if p.marker != marker {
+            p.marker = marker.to_vec();
+            p.epoch += 1;
+            p.heads.clear();
+            p.projects.clear();
+            p.branch_names.clear();
+            p.tokens.clear();
+        }
+    }
+
+    pub fn epoch(&self) -> Epoch {
+        Epoch(self.pointers.lock().expect("cache").epoch)
+    }
+
+    fn store<T>(&self, epoch: Epoch, put: impl FnOnce(&mut Pointers) -> T) -> Option<T> {
+        let mut p = self.pointers.lock().expect("cache");
+        (p.epoch == epoch.0).then(|| put(&mut p))
+    }
+
+    pub fn head(&self, dir: &PathBuf) -> Option<SnapshotId> {
+        self.pointers.lock().expect("cache").heads.get(dir).copied()
+    }
+
+    pub fn put_head(&self, epoch: Epoch, dir: PathBuf, head: SnapshotId) {
+        self.store(epoch, |p| p.heads.insert(dir, head));
+    }
+
+    pub fn project(&self, project: &ProjectRef) -> Option<Option<ProjectInfo>> {
+        self.pointers
+            .lock()
+            .expect("cache")
+            .projects
+            .get(project)
+            .cloned()
+    }
+
+    pub fn put_project(&self, epoch: Epoch, project: ProjectRef, info: Option<ProjectInfo>) {
+        self.store(epoch, |p| p.projects.insert(project, info));
+    }
+
+    pub fn branch_names(&self, project: &ProjectRef) -> Option<Arc<Vec<BranchName>>> {
+        self.pointers
+            .lock()
+            .expect("cache")
+            .branch_names
+            .get(project)
+            .cloned()
+    }
+
+    pub fn put_branch_names(&self, epoch: Epoch, project: ProjectRef, names: Arc<Vec<BranchName>>) {
+        self.store(epoch, |p| p.branch_names.insert(project, names));
+    }
+
+    pub fn token(&self, mac: &str) -> Option<Option<Arc<TokenRecord>>> {
+        self.pointers
+            .lock()
+            .expect("cache")
+            .tokens
+            .get(mac)
+            .cloned()
+    }
+
+    pub fn put_token(&self, epoch: Epoch, mac: String, record: Option<Arc<TokenRecord>>) {
+        self.store(epoch, |p| {
+            // Unknown tokens are remembered too (a misconfigured ERP polls
+            // with one all day), but not without bound.
+            if p.tokens.len() >= 100_000 {
+                p.tokens.clear();
+            }
+            p.tokens.insert(mac, record)
+        });
+    }
+
+    pub fn generation(&self, dir: &PathBuf, version: SnapshotId) -> Option<Arc<Generation>> {
+        self.generations
+            .lock()
+            .expect("cache")
+            .get(&(dir.clone(), version))
+    }
+
+    pub fn put_generation(&self, dir: PathBuf, gen: Arc<Generation>) {
+        let version = gen.meta.version;
+        self.generations
+            .lock()
+            .expect("cache")
+            .insert((dir, version), gen);
+    }
+
+    pub fn object(&self, hash: &str) -> Option<Bytes> {
+        self.objects.lock().expect("cache").map.get(hash).cloned()
+    }
+
+    pub fn put_object(&self, hash: &str, bytes: Bytes) {
+        if bytes.len() <= LARGEST_CACHED_OBJECT {
+            self.objects
+                .lock()
+                .expect("cache")
+                .insert(hash.to_string(), bytes);
+        }
+    }
+}
+
+/// File contents by hash, oldest evicted first once over budget.
+#[derive(Default)]
+struct ObjectCache {
+    map: HashMap<String, Bytes>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl ObjectCache {
+    fn insert(&mut self, hash: String, bytes: Bytes) {
+        if self.map.contains_key(&hash) {
+            return;
+        }
+        self.bytes += bytes.len();
+        self.order.push_back(hash.clone());
+        self.map.insert(hash, bytes);
+        while self.bytes > OBJECT_BUDGET {
+            let Some(old) = self.order.pop_front() else {
+                break;
+            };
+            if let Some(b) = self.map.remove(&old) {
+                self.bytes -= b.len();
+            }
+        }
+    }
+}
+
+/// A map that forgets its oldest entries beyond a number of slots.
+struct Bounded<K, V> {
+    map: HashMap<K, V>,
+    order: VecDeque<K>,
+}
+
+impl<K, V> Default for Bounded<K, V> {
+    fn default() -> Self {
+        Bounded {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, V: Clone> Bounded<K, V> {
+    fn get(&self, key: &K) -> Option<V> {
+        self.map.get(key).cloned()
+    }
+
+    fn insert(&mut self, key: K, value: V) {
+        if self.map.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+        }
+        while self.order.len() > GENERATION_SLOTS {
+            if let Some(old) = self.order.pop_front() {
+                self.map.remove(&old);
+            }
+        }
+    }
+}
