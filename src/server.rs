@@ -134,6 +134,13 @@ pub async fn run_with(
                                 )
                             }
                         };
+                        // Reads answer from memory (the read cache) after one
+                        // small file read: cheaper inline than a hop to the
+                        // blocking pool. Writes, logins (argon2) and metrics
+                        // (a walk of the store) run on the blocking pool.
+                        if api::is_fast_read(&parts) {
+                            return Ok(api::handle(&app, parts, body, Some(peer)).map(Full::new));
+                        }
                         let response = tokio::task::spawn_blocking(move || {
                             api::handle(&app, parts, body, Some(peer))
                         })

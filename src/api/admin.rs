@@ -504,11 +504,10 @@ fn tree_listing(
         None | Some("") => None,
         Some(p) => Some(FilePath::parse(p)?),
     };
-    paginated(
-        req.parts,
-        &req.query,
-        &tree::list(&gen, under.as_ref(), recursive)?,
-    )
+    match gen.tree().select(under.as_ref(), recursive)? {
+        tree::Selection::Slice(entries) => paginated(req.parts, &req.query, entries),
+        tree::Selection::Picked(entries) => paginated(req.parts, &req.query, &entries),
+    }
 }
 
 fn get_file(

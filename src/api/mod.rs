@@ -511,6 +511,12 @@ fn decode_path(segments: &[&str]) -> std::result::Result<String, RouteError> {
     Ok(decoded?.join("/"))
 }
 
+/// Whether a request is a read-API `GET`/`HEAD`: served from the read
+/// cache, with no write of its own (but a fingerprint's first bind).
+pub fn is_fast_read(parts: &Parts) -> bool {
+    matches!(parts.method, Method::GET | Method::HEAD) && parts.uri.path().starts_with(READ_PREFIX)
+}
+
 /// `scheme://host[:port]` of this request as the client addressed it.
 #[derive(Debug, Clone)]
 pub struct Origin(pub String);

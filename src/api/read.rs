@@ -171,8 +171,10 @@ pub fn tree(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
         None | Some("") => None,
         Some(p) => Some(FilePath::parse(p)?),
     };
-    let entries = tree::list(&gen, under.as_ref(), recursive)?;
-    paginated(req.parts, &req.query, &entries)
+    match gen.tree().select(under.as_ref(), recursive)? {
+        tree::Selection::Slice(entries) => paginated(req.parts, &req.query, entries),
+        tree::Selection::Picked(entries) => paginated(req.parts, &req.query, &entries),
+    }
 }
 
 fn find_file<'g>(gen: &'g Generation, path: &str) -> Result<&'g crate::store::Entry> {

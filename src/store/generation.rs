@@ -98,6 +98,8 @@ pub struct ParentSummary {
 pub struct Generation {
     pub meta: GenerationMeta,
     pub entries: Vec<Entry>,
+    /// Its listings, built on first use and kept as long as it is.
+    tree: std::sync::OnceLock<std::sync::Arc<super::tree::TreeIndex>>,
 }
 
 impl Serialize for SnapshotId {
@@ -154,6 +156,7 @@ impl Generation {
                 parent,
             },
             entries,
+            tree: Default::default(),
         }
     }
 
@@ -198,7 +201,11 @@ impl Generation {
                 "file count does not match the manifest",
             ));
         }
-        Ok(Generation { meta, entries })
+        Ok(Generation {
+            meta,
+            entries,
+            tree: Default::default(),
+        })
     }
 
     /// Reads only the metadata line: enough for listings and history.
@@ -213,6 +220,12 @@ impl Generation {
             .iter()
             .map(|e| (e.path.clone(), e.clone()))
             .collect()
+    }
+
+    /// The listings of this state (built once, then shared).
+    pub fn tree(&self) -> &super::tree::TreeIndex {
+        self.tree
+            .get_or_init(|| std::sync::Arc::new(super::tree::TreeIndex::build(self)))
     }
 
     /// Looks a file up by path (binary search over the sorted manifest).

@@ -1,6 +1,8 @@
 //! Tree listings of a generation: folders are implied by file paths, as in
 //! git, so a listing is computed from the manifest alone.
 
+use std::collections::HashMap;
+
 use serde::Serialize;
 
 use super::generation::Generation;
@@ -29,88 +31,143 @@ pub struct TreeEntry {
     pub size: Option<u64>,
 }
 
-/// Lists the folder `under` (the root when `None`) of `gen`, in path order
-/// with each folder before its contents. `recursive` descends into
-/// sub-folders. Errors: `NotFound("tree")` when `under` is not a folder.
-pub fn list(gen: &Generation, under: Option<&FilePath>, recursive: bool) -> Result<Vec<TreeEntry>> {
-    let prefix = match under {
-        Some(p) => format!("{}/", p.as_str()),
-        None => String::new(),
-    };
-    let start = gen
-        .entries
-        .partition_point(|e| e.path.as_str().as_bytes() < prefix.as_bytes());
-    let inside = gen.entries[start..]
-        .iter()
-        .take_while(|e| e.path.as_str().starts_with(&prefix));
-    let mut out: Vec<TreeEntry> = Vec::new();
-    // Folders already emitted, one per depth. Paths sharing a prefix are
-    // contiguous in sorted order, so a folder's files arrive together and
-    // the last folder seen at each depth is all we need to remember.
-    let mut open_folders: Vec<String> = Vec::new();
-    let mut any = false;
-    for entry in inside {
-        any = true;
-        let rest = &entry.path.as_str()[prefix.len()..];
-        let segments: Vec<&str> = rest.split('/').collect();
-        let depth_limit = if recursive {
-            segments.len() - 1
-        } else {
-            segments.len().min(2) - 1
-        };
-        for depth in 0..depth_limit {
-            let folder = format!("{prefix}{}", segments[..=depth].join("/"));
-            if open_folders.get(depth) != Some(&folder) {
-                open_folders.truncate(depth);
-                open_folders.push(folder.clone());
-                out.push(TreeEntry {
-                    id: folder_id(gen, &folder),
-                    name: segments[depth].to_string(),
+/// Every listing of one generation, computed once (O(files × depth)) and
+/// shared: the recursive listing in pre-order, where each folder's
+/// descendants follow it contiguously, plus each folder's direct children.
+#[derive(Debug, Default)]
+pub struct TreeIndex {
+    all: Vec<TreeEntry>,
+    /// Folder path ("" for the root) → its span in `all` and its children.
+    folders: HashMap<String, Folder>,
+}
+
+#[derive(Debug, Default)]
+struct Folder {
+    /// First descendant and one past the last, in `all`.
+    start: usize,
+    end: usize,
+    children: Vec<usize>,
+}
+
+/// A listing: a slice of the index (recursive) or picked entries.
+pub enum Selection<'a> {
+    Slice(&'a [TreeEntry]),
+    Picked(Vec<&'a TreeEntry>),
+}
+
+impl Selection<'_> {
+    pub fn to_vec(&self) -> Vec<TreeEntry> {
+        match self {
+            Selection::Slice(s) => s.to_vec(),
+            Selection::Picked(v) => v.iter().map(|e| (*e).clone()).collect(),
+        }
+    }
+}
+
+impl TreeIndex {
+    pub fn build(gen: &Generation) -> TreeIndex {
+        let mut index = TreeIndex::default();
+        index.folders.insert(String::new(), Folder::default());
+        // Open folders, outermost first: (path, position in `all`, digest).
+        let mut open: Vec<(String, usize, blake3::Hasher)> = Vec::new();
+        for entry in &gen.entries {
+            let path = entry.path.as_str();
+            let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
+            let common = open
+                .iter()
+                .zip(&parents)
+                .take_while(|((p, _, _), q)| p == *q)
+                .count();
+            while open.len() > common {
+                index.close(open.pop().expect("non-empty"));
+            }
+            for folder in &parents[common..] {
+                let position = index.all.len();
+                let parent = folder.rfind('/').map(|i| &folder[..i]).unwrap_or("");
+                index
+                    .folders
+                    .get_mut(parent)
+                    .expect("parent is open")
+                    .children
+                    .push(position);
+                index.all.push(TreeEntry {
+                    id: String::new(),
+                    name: folder.rsplit('/').next().unwrap_or(folder).to_string(),
                     kind: Kind::Tree,
-                    path: folder,
+                    path: folder.to_string(),
                     mode: "040000",
                     size: None,
                 });
+                index.folders.insert(
+                    folder.to_string(),
+                    Folder {
+                        start: position + 1,
+                        ..Folder::default()
+                    },
+                );
+                open.push((folder.to_string(), position, blake3::Hasher::new()));
             }
-        }
-        if segments.len() == 1 || recursive {
-            out.push(TreeEntry {
+            for (_, _, hasher) in open.iter_mut() {
+                hasher.update(path.as_bytes());
+                hasher.update(b"\0");
+                hasher.update(entry.hash.as_bytes());
+                hasher.update(b"\n");
+            }
+            let parent = parents.last().copied().unwrap_or("");
+            let position = index.all.len();
+            index
+                .folders
+                .get_mut(parent)
+                .expect("parent is open")
+                .children
+                .push(position);
+            index.all.push(TreeEntry {
                 id: entry.blob_id().to_string(),
                 name: entry.path.file_name().to_string(),
                 kind: Kind::Blob,
-                path: entry.path.to_string(),
+                path: path.to_string(),
                 mode: "100644",
                 size: Some(entry.size),
             });
         }
+        while let Some(folder) = open.pop() {
+            index.close(folder);
+        }
+        let total = index.all.len();
+        index.folders.get_mut("").expect("root").end = total;
+        index
     }
-    if under.is_some() && !any {
-        return Err(Error::not_found(
-            "tree",
-            under.map(|p| p.as_str()).unwrap_or(""),
-        ));
+
+    fn close(&mut self, (path, position, hasher): (String, usize, blake3::Hasher)) {
+        self.all[position].id = hasher.finalize().to_hex()[..40].to_string();
+        let end = self.all.len();
+        self.folders
+            .get_mut(&path)
+            .expect("open folder is indexed")
+            .end = end;
     }
-    Ok(out)
+
+    /// The folder `under` (the root when `None`), recursively or not.
+    /// Errors: `NotFound("tree")` when `under` is not a folder.
+    pub fn select(&self, under: Option<&FilePath>, recursive: bool) -> Result<Selection<'_>> {
+        let key = under.map(FilePath::as_str).unwrap_or("");
+        let folder = self
+            .folders
+            .get(key)
+            .ok_or_else(|| Error::not_found("tree", key))?;
+        Ok(if recursive {
+            Selection::Slice(&self.all[folder.start..folder.end])
+        } else {
+            Selection::Picked(folder.children.iter().map(|&i| &self.all[i]).collect())
+        })
+    }
 }
 
-/// A digest of the files below `folder`, so a folder's id changes exactly
-/// when something under it does.
-fn folder_id(gen: &Generation, folder: &str) -> String {
-    let prefix = format!("{folder}/");
-    let start = gen
-        .entries
-        .partition_point(|e| e.path.as_str().as_bytes() < prefix.as_bytes());
-    let mut hasher = blake3::Hasher::new();
-    for e in gen.entries[start..]
-        .iter()
-        .take_while(|e| e.path.as_str().starts_with(&prefix))
-    {
-        hasher.update(e.path.as_str().as_bytes());
-        hasher.update(b"\0");
-        hasher.update(e.hash.as_bytes());
-        hasher.update(b"\n");
-    }
-    hasher.finalize().to_hex()[..40].to_string()
+/// Lists the folder `under` (the root when `None`) of `gen`, in path order
+/// with each folder before its contents. `recursive` descends into
+/// sub-folders. Errors: `NotFound("tree")` when `under` is not a folder.
+pub fn list(gen: &Generation, under: Option<&FilePath>, recursive: bool) -> Result<Vec<TreeEntry>> {
+    Ok(gen.tree().select(under, recursive)?.to_vec())
 }
 
 #[cfg(test)]
