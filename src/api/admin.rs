@@ -26,7 +26,7 @@ use crate::error::{Error, Result, Unauthorized};
 use crate::store::audit::AuditFilter;
 use crate::store::tokens::TokenUpdate;
 use crate::store::users::UserRecord;
-use crate::store::{tree, BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
+use crate::store::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
 
 pub const COOKIE: &str = "cfgstore_session";
 
@@ -499,15 +499,7 @@ fn tree_listing(
 ) -> Result<Response<Body>> {
     let project = resolve(app, s, id, Action::Read)?;
     let gen = generation(app, &project, branch, version)?;
-    let recursive = req.query.flag("recursive", false)?;
-    let under = match req.query.get("path").map(|p| p.trim_end_matches('/')) {
-        None | Some("") => None,
-        Some(p) => Some(FilePath::parse(p)?),
-    };
-    match gen.tree().select(under.as_ref(), recursive)? {
-        tree::Selection::Slice(entries) => paginated(req.parts, &req.query, entries),
-        tree::Selection::Picked(entries) => paginated(req.parts, &req.query, &entries),
-    }
+    super::read::listing(req, &gen)
 }
 
 fn get_file(

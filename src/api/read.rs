@@ -165,8 +165,14 @@ pub fn branch(app: &App, req: &Request, id: &str, name: &str) -> Result<Response
 /// `GET projects/:id/repository/tree?ref=&path=&recursive=`
 pub fn tree(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
     let project = resolve_project(app, req, id)?;
-    let recursive = req.query.flag("recursive", false)?;
     let (_, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
+    listing(req, &gen)
+}
+
+/// A tree listing of `gen` as `path` and `recursive` in the query ask,
+/// paginated when asked: shared by the read and admin APIs.
+pub(super) fn listing(req: &Request, gen: &Generation) -> Result<Response<Body>> {
+    let recursive = req.query.flag("recursive", false)?;
     let under = match req.query.get("path").map(|p| p.trim_end_matches('/')) {
         None | Some("") => None,
         Some(p) => Some(FilePath::parse(p)?),

@@ -35,7 +35,7 @@ impl std::fmt::Debug for ReadCache {
 }
 
 /// Most bytes of file contents kept in memory.
-const OBJECT_BUDGET: usize = 256 * 1024 * 1024;
+const OBJECT_BUDGET: usize = 64 * 1024 * 1024;
 /// Contents larger than this are read from disk each time.
 const LARGEST_CACHED_OBJECT: usize = 4 * 1024 * 1024;
 /// Generations kept (the live one of every branch, plus recent snapshots).
