@@ -18,7 +18,7 @@
 //! can never put an old HEAD back into a freshly cleared cache.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -87,7 +87,7 @@ impl ReadCache {
         (p.epoch == epoch.0).then(|| put(&mut p))
     }
 
-    pub fn head(&self, dir: &PathBuf) -> Option<SnapshotId> {
+    pub fn head(&self, dir: &Path) -> Option<SnapshotId> {
         self.pointers.lock().expect("cache").heads.get(dir).copied()
     }
 
@@ -141,11 +141,11 @@ impl ReadCache {
         });
     }
 
-    pub fn generation(&self, dir: &PathBuf, version: SnapshotId) -> Option<Arc<Generation>> {
+    pub fn generation(&self, dir: &Path, version: SnapshotId) -> Option<Arc<Generation>> {
         self.generations
             .lock()
             .expect("cache")
-            .get(&(dir.clone(), version))
+            .get(&(dir.to_path_buf(), version))
     }
 
     pub fn put_generation(&self, dir: PathBuf, gen: Arc<Generation>) {

@@ -549,7 +549,7 @@ impl Store {
             return read_head(dir);
         };
         let epoch = cache.epoch();
-        if let Some(head) = cache.head(&dir.to_path_buf()) {
+        if let Some(head) = cache.head(dir) {
             return Ok(head);
         }
         let head = read_head(dir)?;
