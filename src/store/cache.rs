@@ -43,6 +43,11 @@ const GENERATION_SLOTS: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
+    /// The marker file as last opened. Writers replace the marker by
+    /// rename, which leaves this inode with no links: one `fstat` per
+    /// request tells whether anything changed, and only then is the new
+    /// marker opened and read.
+    marker_file: Mutex<Option<std::fs::File>>,
     pointers: Mutex<Pointers>,
     generations: Mutex<Bounded<(PathBuf, SnapshotId), Arc<Generation>>>,
     objects: Mutex<ObjectCache>,
@@ -64,6 +69,35 @@ struct Pointers {
 pub(crate) struct Epoch(u64);
 
 impl ReadCache {
+    /// Checks the change marker at `path` (see `marker_file`).
+    pub fn revalidate_from(&self, path: &Path) -> crate::Result<()> {
+        use std::io::Read;
+        use std::os::unix::fs::MetadataExt;
+        let mut open = self.marker_file.lock().expect("cache");
+        if let Some(file) = open.as_ref() {
+            let links = file
+                .metadata()
+                .map_err(|e| crate::Error::io(path, e))?
+                .nlink();
+            if links > 0 {
+                return Ok(());
+            }
+        }
+        let (file, marker) = match std::fs::File::open(path) {
+            Ok(mut file) => {
+                let mut marker = Vec::new();
+                file.read_to_end(&mut marker)
+                    .map_err(|e| crate::Error::io(path, e))?;
+                (Some(file), marker)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, Vec::new()),
+            Err(e) => return Err(crate::Error::io(path, e)),
+        };
+        *open = file;
+        self.revalidate(&marker);
+        Ok(())
+    }
+
     /// Compares the change marker with the last one seen; a different one
     /// drops every pointer.
     pub fn revalidate(&self, marker: &[u8]) {

@@ -587,14 +587,7 @@ impl Store {
         let Some(cache) = &self.cache else {
             return Ok(());
         };
-        let path = self.layout.changes_file();
-        let marker = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        cache.revalidate(&marker);
-        Ok(())
+        cache.revalidate_from(&self.layout.changes_file())
     }
 
     /// Announces a committed change to every process's read cache. Not
