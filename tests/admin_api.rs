@@ -809,6 +809,23 @@ fn tokens_through_the_admin_api() {
     );
     assert_eq!(r.json()["expires_at"], serde_json::Value::Null);
     assert_eq!(read(&[("PRIVATE-TOKEN", &token)]), 200);
+    // An absurd grace period is refused before anything is written.
+    let r = login.send(
+        server.addr,
+        "POST",
+        &format!("/tokens/{id}/rotate"),
+        br#"{"grace":"99999999999d"}"#,
+    );
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(
+        login
+            .send(server.addr, "GET", "/tokens", b"")
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     // Rotate with a grace period, then revoke the successor.
     let r = login.send(
         server.addr,

@@ -718,3 +718,46 @@ fn snapshot_numbers_pass_v9999() {
     );
     assert_eq!(ok(&data, &["file", "get", PROJECT, "main", "n"]), "9997");
 }
+
+#[test]
+fn a_path_is_a_file_or_a_folder_never_both() {
+    let dir = TestDir::new("nesting");
+    let data = store_with_project(&dir);
+    put(&data, "conf", b"a file");
+    let nested = run_with_input(
+        &data,
+        &["file", "put", PROJECT, "main", "conf/app.json"],
+        b"{}",
+    );
+    assert_eq!(nested.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&nested.stderr).contains("conf is a file"));
+    put(&data, "dir/app.json", b"{}");
+    put(&data, "dir-x", b"a neighbour, not a child");
+    let over = run_with_input(&data, &["file", "put", PROJECT, "main", "dir"], b"x");
+    assert_eq!(over.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&over.stderr).contains("dir is a folder"));
+    // An import is checked the same way, and writes nothing when refused.
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::write(src.join("conf/inner.json"), "{}").unwrap();
+    let before = json(&data, &["history", "list", PROJECT, "main"])
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(
+        run(&data, &["import", PROJECT, "main", src.to_str().unwrap()])
+            .status
+            .code(),
+        Some(1)
+    );
+    assert_eq!(
+        json(&data, &["history", "list", PROJECT, "main"])
+            .as_array()
+            .unwrap()
+            .len(),
+        before
+    );
+    // Removing the file frees the name for a folder.
+    ok(&data, &["file", "rm", PROJECT, "main", "conf"]);
+    put(&data, "conf/app.json", b"{}");
+}

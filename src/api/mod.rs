@@ -514,7 +514,11 @@ fn decode_path(segments: &[&str]) -> std::result::Result<String, RouteError> {
 /// Whether a request is a read-API `GET`/`HEAD`: served from the read
 /// cache, with no write of its own (but a fingerprint's first bind).
 pub fn is_fast_read(parts: &Parts) -> bool {
-    matches!(parts.method, Method::GET | Method::HEAD) && parts.uri.path().starts_with(READ_PREFIX)
+    let path = parts.uri.path();
+    // An archive compresses a whole branch: that belongs on the blocking pool.
+    matches!(parts.method, Method::GET | Method::HEAD)
+        && path.starts_with(READ_PREFIX)
+        && !path.contains("/repository/archive")
 }
 
 /// `scheme://host[:port]` of this request as the client addressed it.
@@ -732,12 +736,14 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
         .ok_or(Error::Unauthorized(Unauthorized::UnknownToken))?;
     let now = app.now();
     record.check_valid(now)?;
+    // Only a token that requires a fingerprint looks at the header: for
+    // the others it is optional and may hold anything.
     let instance_id = match parts.headers.get("x-instance-id") {
-        Some(v) => Some(
+        Some(v) if record.fingerprint_required => Some(
             v.to_str()
                 .map_err(|_| Error::Unauthorized(Unauthorized::FingerprintMismatch))?,
         ),
-        None => None,
+        _ => None,
     };
     let key = app.store.server_key()?;
     if let FingerprintCheck::Bind(mac) = auth::check_fingerprint(&key, &record, instance_id)? {

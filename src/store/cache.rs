@@ -43,11 +43,11 @@ const GENERATION_SLOTS: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
-    /// The marker file as last opened. Writers replace the marker by
-    /// rename, which leaves this inode with no links: one `fstat` per
-    /// request tells whether anything changed, and only then is the new
-    /// marker opened and read.
-    marker_file: Mutex<Option<std::fs::File>>,
+    /// The marker file as last opened, with its device and inode. Writers
+    /// replace the marker by rename, so one `stat` of the path per request
+    /// tells whether anything changed; only then is the new marker opened
+    /// and read.
+    marker_file: Mutex<Option<(std::fs::File, u64, u64)>>,
     pointers: Mutex<Pointers>,
     generations: Mutex<Bounded<(PathBuf, SnapshotId), Arc<Generation>>>,
     objects: Mutex<ObjectCache>,
@@ -73,27 +73,31 @@ impl ReadCache {
     pub fn revalidate_from(&self, path: &Path) -> crate::Result<()> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
-        let mut open = self.marker_file.lock().expect("cache");
-        if let Some(file) = open.as_ref() {
-            let links = file
-                .metadata()
-                .map_err(|e| crate::Error::io(path, e))?
-                .nlink();
-            if links > 0 {
+        let mut held = self.marker_file.lock().expect("cache");
+        let current = match std::fs::metadata(path) {
+            Ok(meta) => Some((meta.dev(), meta.ino())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(crate::Error::io(path, e)),
+        };
+        // Holding the old marker open keeps its inode number from being
+        // reused, so the same (device, inode) at the path is the same marker.
+        if let (Some(now), Some((_, dev, ino))) = (current, held.as_ref()) {
+            if now == (*dev, *ino) {
                 return Ok(());
             }
         }
         let (file, marker) = match std::fs::File::open(path) {
             Ok(mut file) => {
+                let meta = file.metadata().map_err(|e| crate::Error::io(path, e))?;
                 let mut marker = Vec::new();
                 file.read_to_end(&mut marker)
                     .map_err(|e| crate::Error::io(path, e))?;
-                (Some(file), marker)
+                (Some((file, meta.dev(), meta.ino())), marker)
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, Vec::new()),
             Err(e) => return Err(crate::Error::io(path, e)),
         };
-        *open = file;
+        *held = file;
         self.revalidate(&marker);
         Ok(())
     }

@@ -305,7 +305,7 @@ impl Store {
         fsutil::rename(&staging, &target)?;
         std::mem::forget(guard);
         fsync_dir(&owner_dir)?;
-        self.note_change()?;
+        self.announce_change();
         Ok(ProjectInfo {
             owner: owner.clone(),
             repo: project.repo,
@@ -474,7 +474,10 @@ impl Store {
     ) -> Result<BranchInfo> {
         self.project(project)?;
         let _lock = LockGuard::acquire(&self.layout.project_lock(project), self.lock_timeout)?;
-        let existing = self.branch_names(project)?;
+        // From disk, not the cache: another process may have just made one.
+        let existing = sorted_names(&self.layout.branches_dir(project), |n| {
+            BranchName::from_folder_name(n).ok()
+        })?;
         if existing.contains(name) {
             return Err(Error::Conflict(format!(
                 "branch {name} already exists in {project}"
@@ -499,7 +502,7 @@ impl Store {
         fsutil::rename(&staging, &target)?;
         std::mem::forget(guard);
         fsync_dir(&self.layout.branches_dir(project))?;
-        self.note_change()?;
+        self.announce_change();
         self.branch(project, name)
     }
 
@@ -590,6 +593,15 @@ impl Store {
         cache.revalidate_from(&self.layout.changes_file())
     }
 
+    /// `note_change` after a write that is already durable and live: its
+    /// failure must not turn the write into a reported failure, so it is
+    /// logged; other daemons pick the change up at the next marker change.
+    fn announce_change(&self) {
+        if let Err(e) = self.note_change() {
+            tracing::warn!(error = %e, "could not replace the change marker; caches refresh at the next change");
+        }
+    }
+
     /// Announces a committed change to every process's read cache. Not
     /// fsynced: it is a hint, and after a crash every cache starts empty.
     pub(crate) fn note_change(&self) -> Result<()> {
@@ -597,13 +609,12 @@ impl Store {
         getrandom::getrandom(&mut marker)
             .map_err(|e| Error::io("getrandom", io::Error::other(e)))?;
         let marker = fsutil::hex(&marker);
-        self.scratch
-            .place_file(&self.layout.changes_file(), marker.as_bytes())?;
         // This process sees its own change at once, not from its next request.
         if let Some(cache) = &self.cache {
             cache.revalidate(marker.as_bytes());
         }
-        Ok(())
+        self.scratch
+            .place_file(&self.layout.changes_file(), marker.as_bytes())
     }
 
     /// A snapshot: a state some write superseded (version below the live
@@ -770,7 +781,7 @@ impl Store {
             Unchanged::Skip,
             |files, _| {
                 files.insert(path.clone(), entry);
-                Ok(())
+                check_not_nested(files, path)
             },
         )
     }
@@ -832,8 +843,9 @@ impl Store {
                 if replace {
                     files.clear();
                 }
+                let paths: Vec<FilePath> = incoming.keys().cloned().collect();
                 files.extend(incoming);
-                Ok(())
+                paths.iter().try_for_each(|p| check_not_nested(files, p))
             },
         )
     }
@@ -915,9 +927,21 @@ impl Store {
         let gen = Generation::build(next, now_rfc3339(), actor, reason, &files, Some(parent));
         // The commit point: the generation file renamed into place and its
         // folder fsynced. After this the write survives a crash.
-        self.scratch
-            .replace_file(&self.layout.generation_file(&dir, next), &gen.to_bytes())?;
-        self.write_head(&dir, next)?;
+        let gen_path = self.layout.generation_file(&dir, next);
+        let published = self
+            .scratch
+            .replace_file(&gen_path, &gen.to_bytes())
+            .and_then(|()| self.write_head(&dir, next));
+        if let Err(e) = published {
+            // The rename may have happened before the failure (a folder
+            // fsync, the HEAD update): take the version back, or the next
+            // writer's roll-forward would publish a write reported failed.
+            if gen_path.exists() {
+                let _ = fs::remove_file(&gen_path);
+                let _ = fsync_dir(&dir);
+            }
+            return Err(e);
+        }
         let outcome = WriteOutcome {
             changed: true,
             snapshot: Some(head),
@@ -929,7 +953,7 @@ impl Store {
         if let Some(cache) = &self.cache {
             cache.put_generation(dir, Arc::new(gen));
         }
-        self.note_change()?;
+        self.announce_change();
         Ok(outcome)
     }
 
@@ -972,18 +996,20 @@ impl Store {
         let target = self.layout.object_file(project, &id.hash);
         let present =
             fs::symlink_metadata(&target).is_ok_and(|m| m.is_file() && m.len() == id.size);
+        let fan = target.parent().expect("object has a fan-out folder");
         if !present {
-            let fan = target.parent().expect("object has a fan-out folder");
-            if create_dir_durable(fan)? {
-                batch.dirs.insert(
-                    fan.parent()
-                        .expect("fan-out folder has a parent")
-                        .to_path_buf(),
-                );
-            }
+            create_dir_durable(fan)?;
             self.scratch.place_file(&target, bytes)?;
-            batch.dirs.insert(fan.to_path_buf());
         }
+        // Even an object that is there already may not be durable yet: the
+        // writer that placed it may not have fsynced its folders. Ours
+        // fsyncs them before the commit, whoever wrote the object.
+        batch.dirs.insert(fan.to_path_buf());
+        batch.dirs.insert(
+            fan.parent()
+                .expect("fan-out folder has a parent")
+                .to_path_buf(),
+        );
         Ok(Entry {
             path,
             size: id.size,
@@ -1012,6 +1038,33 @@ impl Drop for RemoveOnDrop {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+/// A path cannot be both a file and a folder of other files: `a` and
+/// `a/b` never coexist in one branch (a tree listing, an archive and a
+/// checkout on disk could not hold both).
+fn check_not_nested(files: &BTreeMap<FilePath, Entry>, path: &FilePath) -> Result<()> {
+    let p = path.as_str();
+    for (i, _) in p.match_indices('/') {
+        let ancestor = &p[..i];
+        if FilePath::parse(ancestor).is_ok_and(|a| files.contains_key(&a)) {
+            return Err(Error::Conflict(format!(
+                "{ancestor} is a file, so {p} cannot be inside it"
+            )));
+        }
+    }
+    // Keys under `p/` sort after `p` (among the keys that start with `p`).
+    for key in files.range(path.clone()..).map(|(k, _)| k.as_str()) {
+        let Some(rest) = key.strip_prefix(p) else {
+            break;
+        };
+        if rest.starts_with('/') {
+            return Err(Error::Conflict(format!(
+                "{p} is a folder (it holds {key}), not a file"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// The live version a branch's HEAD names, checked to exist.
@@ -1117,7 +1170,10 @@ pub fn now_rfc3339() -> String {
 }
 
 pub fn format_time(t: time::OffsetDateTime) -> String {
-    let t = t.replace_nanosecond(0).expect("0 ns is valid");
+    let t = t
+        .to_offset(time::UtcOffset::UTC)
+        .replace_nanosecond(0)
+        .expect("0 ns is valid");
     t.format(&time::format_description::well_known::Rfc3339)
         .expect("UTC times format")
 }

@@ -240,6 +240,12 @@ impl Store {
         if old.revoked_at.is_some() {
             return Err(Error::Conflict(format!("token {id} is revoked")));
         }
+        // Checked before anything is written: an absurd grace period is a
+        // 400, not a successor nobody ever sees.
+        let until = now
+            .checked_add(grace)
+            .filter(|t| t.year() <= 9999)
+            .ok_or_else(|| Error::invalid("grace period too long"))?;
         let (mut successor, secret) = self.create_token(
             &old.owner,
             &auth::successor_name(&old.name),
@@ -256,7 +262,6 @@ impl Store {
         if grace <= time::Duration::ZERO {
             old.revoked_at = Some(format_time(now));
         } else {
-            let until = now + grace;
             let current = old
                 .expires_at
                 .as_deref()

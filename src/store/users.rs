@@ -64,8 +64,8 @@ pub fn session_key(id: &str) -> String {
 
 impl Store {
     fn users_lock(&self) -> Result<LockGuard> {
-        super::fsutil::create_dir(&self.layout().internal_dir().join("users"))?;
-        super::fsutil::create_dir(&self.layout().internal_dir().join("sessions"))?;
+        super::fsutil::create_dir_durable(&self.layout().internal_dir().join("users"))?;
+        super::fsutil::create_dir_durable(&self.layout().internal_dir().join("sessions"))?;
         LockGuard::acquire(
             &self.layout().internal_dir().join("users.lock"),
             Duration::from_secs(10),
@@ -249,7 +249,10 @@ impl Store {
         Ok(())
     }
 
+    /// Ends a session. Under the users lock, so a concurrent `touch_session`
+    /// cannot write it back.
     pub fn delete_session(&self, id: &str) -> Result<()> {
+        let _lock = self.users_lock()?;
         let path = self.session_path(&session_key(id));
         match fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(&path, e)),
@@ -259,6 +262,7 @@ impl Store {
 
     /// Ends every session of a user (password change, disable).
     pub fn delete_sessions_of(&self, user: &OwnerName) -> Result<()> {
+        let _lock = self.users_lock()?;
         let dir = self.layout().internal_dir().join("sessions");
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
