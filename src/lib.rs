@@ -9,12 +9,18 @@
 //!
 //! - [`store`]: the only code that touches the data directory. Validated
 //!   names (`store::names`), immutable generations and snapshots, the
-//!   durable write path, recovery and `fsck`.
-//! - [`auth`]: token and fingerprint decisions (HMAC under the server key,
-//!   constant-time compares, expiry, scope). No I/O of its own.
-//! - [`api`]: the HTTP API. `Endpoint` parsed from the raw path, one
-//!   authentication step, one handler per endpoint, one error → status table.
-//! - [`server`]: `run(listener, app, shutdown)`, the hyper accept loop.
+//!   durable write path, recovery and `fsck`; tokens, users, sessions and
+//!   the audit trail on disk; backup and restore; the daemon's read cache.
+//! - [`auth`]: decisions without I/O: token and fingerprint checks (HMAC
+//!   under the server key, constant-time compares, expiry, scope), password
+//!   hashing, and the one `authorize(principal, action, target)` of roles.
+//! - [`api`]: the HTTP API, read (token) and admin (session). `Endpoint`
+//!   parsed from the raw path, one authentication step, one handler per
+//!   endpoint, one error → status table (`api::response`).
+//! - [`server`]: `run(listener, app, shutdown)`, the hyper accept loop and
+//!   the limits that hold (sizes, timeouts, connection cap).
+//! - [`config`]: every daemon setting, its default and its source.
+//! - [`metrics`]: the counters behind `GET /metrics`.
 //! - [`error`]: the one error enum; HTTP statuses and exit codes are
 //!   assigned where the error leaves the library.
 //!

@@ -910,6 +910,15 @@ fn every_change_is_audited_and_no_secret_is_at_rest_or_in_the_log() {
     );
     ok(&data, &["user", "grant", "demo", "ROLE_SITEBUILDER_USER"]);
     ok(&data, &["user", "revoke", "demo", "ROLE_SITEBUILDER_USER"]);
+    add_user(&data, "temp", "temp-password-1", &[]);
+    let out = run_with_input(
+        &data,
+        &["user", "passwd", "temp", "--password-stdin"],
+        b"temp-password-2\n",
+    );
+    assert!(out.status.success());
+    ok(&data, &["user", "disable", "temp"]);
+    ok(&data, &["token", "unbind", &cli_token_id]);
 
     // API changes, through the real daemon so its log can be searched.
     let daemon = util::Daemon::start(&data, dir.path().join("daemon.log"));
@@ -1016,6 +1025,8 @@ fn every_change_is_audited_and_no_secret_is_at_rest_or_in_the_log() {
         (&cli_actor, "token.revoke"),
         (&cli_actor, "user.grant"),
         (&cli_actor, "user.revoke"),
+        (&cli_actor, "user.passwd"),
+        (&cli_actor, "user.disable"),
         ("demo", "login.success"),
         ("demo", "login.failure"),
         ("demo", "project.create"),
@@ -1069,7 +1080,11 @@ fn every_change_is_audited_and_no_secret_is_at_rest_or_in_the_log() {
         .all(|r| r["target"].as_str().unwrap().starts_with("demo/app.cfg@")));
 
     drop(daemon);
-    let mut secrets: Vec<String> = passwords.iter().map(|s| s.to_string()).collect();
+    let mut secrets: Vec<String> = passwords
+        .iter()
+        .chain(&["temp-password-1", "temp-password-2"])
+        .map(|s| s.to_string())
+        .collect();
     secrets.extend([
         cli_token,
         rotated_token,
