@@ -206,7 +206,10 @@ pub fn audit(
     details: serde_json::Value,
 ) -> anyhow::Result<()> {
     let record = cfgstore::store::audit::AuditRecord::new(&actor(), action, target, details);
-    store.append_audit(&record, true)?;
+    // The change itself is already durable: say so, so nobody repeats it.
+    store.append_audit(&record, true).with_context(|| {
+        format!("the change ({action}) was saved, but recording it in the audit trail failed")
+    })?;
     Ok(())
 }
 

@@ -747,18 +747,22 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
     };
     let key = app.store.server_key()?;
     if let FingerprintCheck::Bind(mac) = auth::check_fingerprint(&key, &record, instance_id)? {
-        match app.store.bind_fingerprint(&record.mac, &mac)? {
+        // Binding takes the tokens lock and fsyncs; read requests run on the
+        // async workers, so step off them for it.
+        match blocking(|| app.store.bind_fingerprint(&record.mac, &mac))? {
             BindOutcome::Bound => {
                 tracing::info!(token = %record.id, "fingerprint bound");
                 let actor = format!("token:{}", record.id);
-                req.audit(
-                    app,
-                    &actor,
-                    "fingerprint.bind",
-                    record.id.clone(),
-                    serde_json::Value::Null,
-                    true,
-                )?;
+                blocking(|| {
+                    req.audit(
+                        app,
+                        &actor,
+                        "fingerprint.bind",
+                        record.id.clone(),
+                        serde_json::Value::Null,
+                        true,
+                    )
+                })?;
             }
             BindOutcome::AlreadyBound => {}
             BindOutcome::Mismatch => {
@@ -772,6 +776,19 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
         .insert(record.mac.clone(), now);
     app.metrics.token_use();
     Ok(record)
+}
+
+/// Runs blocking work from a request handler: on a multi-threaded tokio
+/// worker it tells tokio first (`block_in_place`), so other connections
+/// move to another worker; anywhere else it just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
 }
 
 /// `PRIVATE-TOKEN`, else `Authorization: Bearer`, else `?private_token=`.
