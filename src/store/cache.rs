@@ -44,10 +44,13 @@ const GENERATION_SLOTS: usize = 4096;
 #[derive(Default)]
 pub(crate) struct ReadCache {
     /// The marker file as last opened, with its device and inode. Writers
-    /// replace the marker by rename, so one `stat` of the path per request
-    /// tells whether anything changed; only then is the new marker opened
-    /// and read.
+    /// replace the marker by rename. Per request, an inotify watch says
+    /// whether that happened (one non-blocking read); failing inotify, a
+    /// `stat` of the path is compared with the held file's inode. Only on
+    /// a change is the new marker opened and read.
     marker_file: Mutex<Option<(std::fs::File, u64, u64)>>,
+    /// An inotify watch on the marker's folder, when the kernel offers one.
+    marker_watch: Mutex<Option<inotify::Inotify>>,
     pointers: Mutex<Pointers>,
     generations: Mutex<Bounded<(PathBuf, SnapshotId), Arc<Generation>>>,
     objects: Mutex<ObjectCache>,
@@ -74,6 +77,9 @@ impl ReadCache {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         let mut held = self.marker_file.lock().expect("cache");
+        if held.is_some() && !self.marker_may_have_changed(path) {
+            return Ok(());
+        }
         let current = match std::fs::metadata(path) {
             Ok(meta) => Some((meta.dev(), meta.ino())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
@@ -100,6 +106,59 @@ impl ReadCache {
         *held = file;
         self.revalidate(&marker);
         Ok(())
+    }
+
+    /// Whether the marker may differ from the held one. With an inotify
+    /// watch on the marker's folder (set up on first use, before the
+    /// marker is first read) this is one non-blocking read of queued
+    /// events; without one (inotify unavailable) it is always "maybe", and
+    /// the caller compares inodes with a `stat`.
+    fn marker_may_have_changed(&self, path: &Path) -> bool {
+        let mut watch = self.marker_watch.lock().expect("cache");
+        let Some(inotify) = watch.as_mut() else {
+            return true;
+        };
+        let mut buffer = [0u8; 4096];
+        match inotify.read_events(&mut buffer) {
+            Ok(events) => {
+                let name = path.file_name();
+                let mut changed = false;
+                for event in events {
+                    // An overflowed queue may have lost the event we need.
+                    changed |=
+                        event.mask.contains(inotify::EventMask::Q_OVERFLOW) || event.name == name;
+                }
+                changed
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
+            Err(_) => {
+                *watch = None;
+                true
+            }
+        }
+    }
+
+    /// Watches the folder of the marker; called once, before the marker is
+    /// read for the first time, so no change can fall between the two.
+    pub fn watch_marker(&self, path: &Path) {
+        use inotify::{Inotify, WatchMask};
+        let Some(folder) = path.parent() else { return };
+        let watch = Inotify::init().and_then(|inotify| {
+            inotify.watches().add(
+                folder,
+                WatchMask::MOVED_TO
+                    | WatchMask::CREATE
+                    | WatchMask::CLOSE_WRITE
+                    | WatchMask::DELETE,
+            )?;
+            Ok(inotify)
+        });
+        match watch {
+            Ok(inotify) => *self.marker_watch.lock().expect("cache") = Some(inotify),
+            Err(e) => {
+                tracing::warn!(error = %e, "no inotify watch on the change marker; checking it with stat per request")
+            }
+        }
     }
 
     /// Compares the change marker with the last one seen; a different one

@@ -581,7 +581,9 @@ impl Store {
     /// Turns on the read cache: for a long-running process (the daemon)
     /// that calls `revalidate` at the start of every request.
     pub fn enable_read_cache(&mut self) {
-        self.cache = Some(cache::ReadCache::default());
+        let cache = cache::ReadCache::default();
+        cache.watch_marker(&self.layout.changes_file());
+        self.cache = Some(cache);
     }
 
     /// Drops cached pointers if any process changed the store since the
