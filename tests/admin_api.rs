@@ -94,6 +94,22 @@ fn golden_role_table() {
     }
     let mut mismatches = Vec::new();
     let mut checked = 0;
+    // Every answer is compared with its golden row; mismatches are listed
+    // together at the end.
+    let mut compare = |role: &str, endpoint: &str, target: &str, r: &util::Resp| {
+        let key = (role.to_string(), endpoint.to_string(), target.to_string());
+        let want = expected
+            .get(&key)
+            .unwrap_or_else(|| panic!("golden table lacks {key:?}"));
+        checked += 1;
+        if r.status != *want {
+            mismatches.push(format!(
+                "{key:?}: got {} want {want}: {}",
+                r.status,
+                r.text()
+            ));
+        }
+    };
     for (role, _) in ROLES {
         let user = format!("u-{role}");
         let login = Login::new(server.addr, &user, "password-1234");
@@ -178,18 +194,7 @@ fn golden_role_table() {
                     put_cli(&data, project, &format!("del-{role}.txt"), b"to delete");
                 }
                 let r = login.send(server.addr, method, &path, &body);
-                let key = (role.to_string(), endpoint.to_string(), target.to_string());
-                let want = expected
-                    .get(&key)
-                    .unwrap_or_else(|| panic!("golden table lacks {key:?}"));
-                checked += 1;
-                if r.status != *want {
-                    mismatches.push(format!(
-                        "{key:?}: got {} want {want}: {}",
-                        r.status,
-                        r.text()
-                    ));
-                }
+                compare(role, endpoint, target, &r);
                 if r.status == 403 {
                     assert_eq!(r.message(), "403 Forbidden");
                 }
@@ -249,18 +254,7 @@ fn golden_role_table() {
         ];
         for (endpoint, target, method, path, body) in owner_level {
             let r = login.send(server.addr, method, &path, body.as_bytes());
-            let key = (role.to_string(), endpoint.to_string(), target.to_string());
-            let want = expected
-                .get(&key)
-                .unwrap_or_else(|| panic!("golden table lacks {key:?}"));
-            checked += 1;
-            if r.status != *want {
-                mismatches.push(format!(
-                    "{key:?}: got {} want {want}: {}",
-                    r.status,
-                    r.text()
-                ));
-            }
+            compare(role, endpoint, target, &r);
         }
     }
     assert_eq!(checked, expected.len(), "every golden row was exercised");
