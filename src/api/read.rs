@@ -199,15 +199,22 @@ fn content_type(bytes: &[u8]) -> &'static str {
     }
 }
 
+/// GitLab's `X-Gitlab-*` file headers. The raw endpoint, which ERPs poll
+/// all day, carries only the ids (`full: false`); the metadata endpoint,
+/// whose `HEAD` is answered by these headers, carries them all.
 fn gitlab_file_headers(
     r: &mut Response<Body>,
     entry: &crate::store::Entry,
     gen: &Generation,
     branch: &BranchName,
+    full: bool,
 ) {
     set_header(r, "etag", &format!("\"{}\"", entry.blob_id()));
     set_header(r, "x-gitlab-blob-id", entry.blob_id());
     set_header(r, "x-gitlab-commit-id", &gen.meta.commit_id);
+    if !full {
+        return;
+    }
     set_header(r, "x-gitlab-last-commit-id", &gen.meta.commit_id);
     set_header(r, "x-gitlab-file-name", entry.path.file_name());
     set_header(r, "x-gitlab-file-path", entry.path.as_str());
@@ -224,7 +231,7 @@ pub fn file_raw(app: &App, req: &Request, id: &str, path: &str) -> Result<Respon
     let entry = find_file(&gen, path)?;
     let bytes = app.store.read_entry(&project, entry)?;
     let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
-    gitlab_file_headers(&mut r, entry, &gen, &branch);
+    gitlab_file_headers(&mut r, entry, &gen, &branch, false);
     Ok(r)
 }
 
@@ -270,7 +277,7 @@ pub fn file_meta(app: &App, req: &Request, id: &str, path: &str) -> Result<Respo
         execute_filemode: false,
     };
     let mut r = json(&file);
-    gitlab_file_headers(&mut r, entry, &gen, &branch);
+    gitlab_file_headers(&mut r, entry, &gen, &branch, true);
     set_header(&mut r, "x-gitlab-content-sha256", &file.content_sha256);
     // The JSON body differs with `ref`, the blob does not: tag the body.
     r.headers_mut().remove("etag");
