@@ -42,6 +42,9 @@ pub mod layout;
 pub mod names;
 pub mod tokens;
 pub mod tree;
+
+#[cfg(test)]
+mod model_test;
 pub mod users;
 
 use std::collections::{BTreeMap, BTreeSet};
