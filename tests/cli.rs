@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 
-use crate::util::{self, json, ok, put, run, run_with_input, store_with_project, TestDir, PROJECT};
+use crate::util::{
+    self, history_len, json, ok, put, run, run_with_input, store_with_project, TestDir, PROJECT,
+};
 
 #[test]
 fn example_store_has_what_the_readme_promises() {
@@ -198,13 +200,7 @@ fn put_get_round_trips_exact_bytes_and_snapshots_first() {
     );
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["changed"], false);
-    assert_eq!(
-        json(&data, &["history", "list", PROJECT, "main"])
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(history_len(&data), 2);
 }
 
 #[test]
@@ -248,10 +244,7 @@ fn rollback_restores_exact_bytes_and_takes_a_snapshot() {
         b"{\"v\":2}\n",
     );
     put(&data, "extra.yaml", b"k: v\n");
-    let before = json(&data, &["history", "list", PROJECT, "main"])
-        .as_array()
-        .unwrap()
-        .len();
+    let before = history_len(&data);
     let v2_short = json(&data, &["history", "list", PROJECT, "main"])
         .as_array()
         .unwrap()
@@ -264,13 +257,7 @@ fn rollback_restores_exact_bytes_and_takes_a_snapshot() {
     let refused = run(&data, &["rollback", PROJECT, "main", "--to", "v0002"]);
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("--yes"));
-    assert_eq!(
-        json(&data, &["history", "list", PROJECT, "main"])
-            .as_array()
-            .unwrap()
-            .len(),
-        before
-    );
+    assert_eq!(history_len(&data), before);
 
     let outcome = json(
         &data,
@@ -329,13 +316,7 @@ fn import_of_fifty_files_is_one_snapshot() {
     }
     let outcome = json(&data, &["import", PROJECT, "main", src.to_str().unwrap()]);
     assert_eq!(outcome["file_count"], 50);
-    assert_eq!(
-        json(&data, &["history", "list", PROJECT, "main"])
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(history_len(&data), 1);
     let ls = json(&data, &["file", "ls", PROJECT, "main", "--recursive"]);
     assert_eq!(
         ls.as_array()
@@ -379,13 +360,7 @@ fn import_of_fifty_files_is_one_snapshot() {
     std::os::unix::fs::symlink("/etc/passwd", small.join("evil")).unwrap();
     let out = run(&data, &["import", PROJECT, "main", small.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(
-        json(&data, &["history", "list", PROJECT, "main"])
-            .as_array()
-            .unwrap()
-            .len(),
-        2
-    );
+    assert_eq!(history_len(&data), 2);
 }
 
 #[test]
@@ -498,13 +473,7 @@ fn hostile_names_are_usage_errors_and_write_nothing() {
         );
     }
     assert!(!dir.path().join("escape").exists());
-    assert_eq!(
-        json(&data, &["history", "list", PROJECT, "main"])
-            .as_array()
-            .unwrap()
-            .len(),
-        0
-    );
+    assert_eq!(history_len(&data), 0);
     assert_eq!(
         json(&data, &["project", "list"]).as_array().unwrap().len(),
         1
@@ -740,23 +709,14 @@ fn a_path_is_a_file_or_a_folder_never_both() {
     let src = dir.path().join("src");
     std::fs::create_dir_all(src.join("conf")).unwrap();
     std::fs::write(src.join("conf/inner.json"), "{}").unwrap();
-    let before = json(&data, &["history", "list", PROJECT, "main"])
-        .as_array()
-        .unwrap()
-        .len();
+    let before = history_len(&data);
     assert_eq!(
         run(&data, &["import", PROJECT, "main", src.to_str().unwrap()])
             .status
             .code(),
         Some(1)
     );
-    assert_eq!(
-        json(&data, &["history", "list", PROJECT, "main"])
-            .as_array()
-            .unwrap()
-            .len(),
-        before
-    );
+    assert_eq!(history_len(&data), before);
     // Removing the file frees the name for a folder.
     ok(&data, &["file", "rm", PROJECT, "main", "conf"]);
     put(&data, "conf/app.json", b"{}");

@@ -102,6 +102,14 @@ pub fn store_with_project(dir: &TestDir) -> PathBuf {
 
 pub const PROJECT: &str = "demo/app.cfg";
 
+/// How many snapshots `PROJECT` main has.
+pub fn history_len(data: &Path) -> usize {
+    json(data, &["history", "list", PROJECT, "main"])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
 /// `cfgstore file put PROJECT main PATH` with `bytes` on stdin; asserts success.
 pub fn put(data: &Path, path: &str, bytes: &[u8]) {
     let out = run_with_input(data, &["file", "put", PROJECT, "main", path], bytes);

@@ -82,22 +82,18 @@ impl TreeIndex {
                 index.close(open.pop().expect("non-empty"));
             }
             for folder in &parents[common..] {
-                let position = index.all.len();
                 let parent = folder.rfind('/').map(|i| &folder[..i]).unwrap_or("");
-                index
-                    .folders
-                    .get_mut(parent)
-                    .expect("parent is open")
-                    .children
-                    .push(position);
-                index.all.push(TreeEntry {
-                    id: String::new(),
-                    name: folder.rsplit('/').next().unwrap_or(folder).to_string(),
-                    kind: Kind::Tree,
-                    path: folder.to_string(),
-                    mode: "040000",
-                    size: None,
-                });
+                let position = index.push(
+                    parent,
+                    TreeEntry {
+                        id: String::new(),
+                        name: folder.rsplit('/').next().unwrap_or(folder).to_string(),
+                        kind: Kind::Tree,
+                        path: folder.to_string(),
+                        mode: "040000",
+                        size: None,
+                    },
+                );
                 index.folders.insert(
                     folder.to_string(),
                     Folder {
@@ -114,21 +110,17 @@ impl TreeIndex {
                 hasher.update(b"\n");
             }
             let parent = parents.last().copied().unwrap_or("");
-            let position = index.all.len();
-            index
-                .folders
-                .get_mut(parent)
-                .expect("parent is open")
-                .children
-                .push(position);
-            index.all.push(TreeEntry {
-                id: entry.blob_id().to_string(),
-                name: entry.path.file_name().to_string(),
-                kind: Kind::Blob,
-                path: path.to_string(),
-                mode: "100644",
-                size: Some(entry.size),
-            });
+            index.push(
+                parent,
+                TreeEntry {
+                    id: entry.blob_id().to_string(),
+                    name: entry.path.file_name().to_string(),
+                    kind: Kind::Blob,
+                    path: path.to_string(),
+                    mode: "100644",
+                    size: Some(entry.size),
+                },
+            );
         }
         while let Some(folder) = open.pop() {
             index.close(folder);
@@ -136,6 +128,19 @@ impl TreeIndex {
         let total = index.all.len();
         index.folders.get_mut("").expect("root").end = total;
         index
+    }
+
+    /// Appends an entry to the pre-order listing and to its parent's
+    /// children; returns its position.
+    fn push(&mut self, parent: &str, entry: TreeEntry) -> usize {
+        let position = self.all.len();
+        self.folders
+            .get_mut(parent)
+            .expect("parent is open")
+            .children
+            .push(position);
+        self.all.push(entry);
+        position
     }
 
     fn close(&mut self, (path, position, hasher): (String, usize, blake3::Hasher)) {
