@@ -59,7 +59,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 "branch.create",
                 format!("{project}@{name}"),
                 serde_json::json!({"from": from, "short_id": info.short_id}),
-            )?;
+            );
             if json {
                 print_json(&to_json(&info))?;
             } else {

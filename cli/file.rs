@@ -111,7 +111,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 "file.put",
                 format!("{project}@{branch}:{path}"),
                 details,
-            )?;
+            );
             report_write(
                 &outcome,
                 &format!("saved {path} ({})", output::size(bytes.len() as u64)),
@@ -160,7 +160,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 "file.delete",
                 format!("{project}@{branch}:{path}"),
                 outcome.audit_details(),
-            )?;
+            );
             report_write(&outcome, &format!("removed {path}"), json)?;
         }
         Command::Ls {
@@ -219,7 +219,7 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
     let mut details = outcome.audit_details();
     details["files"] = count.into();
     details["replace"] = args.replace.into();
-    crate::audit(store, "file.import", format!("{project}@{branch}"), details)?;
+    crate::audit(store, "file.import", format!("{project}@{branch}"), details);
     report_write(
         &outcome,
         &format!("imported {count} files from {}", dir.display()),

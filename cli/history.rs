@@ -173,7 +173,7 @@ pub fn rollback(store: &Store, args: RollbackArgs) -> anyhow::Result<ExitCode> {
     let outcome = store.rollback(&project, &branch, to, &crate::actor())?;
     let mut details = outcome.audit_details();
     details["to"] = to.to_string().into();
-    crate::audit(store, "rollback", format!("{project}@{branch}"), details)?;
+    crate::audit(store, "rollback", format!("{project}@{branch}"), details);
     crate::file::report_write(&outcome, &format!("rolled back to {to}"), args.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -109,6 +109,9 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Only with the `failpoints` feature: the fault tests' FAILPOINTS.
+    #[allow(clippy::let_unit_value)]
+    let _failpoints = cfgstore::store::failpoint::setup();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -127,6 +130,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config(cmd) = cli.command {
         return serve::config(flag_data, cmd);
     }
+    serve::init_command_logging();
     let data = match flag_data {
         Some(data) => data,
         // The same data directory the daemon uses: from its config file.
@@ -199,18 +203,16 @@ fn fsck(store: &Store, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// Appends a durable audit record for a change made from the command line.
-pub fn audit(
-    store: &Store,
-    action: &str,
-    target: impl Into<String>,
-    details: serde_json::Value,
-) -> anyhow::Result<()> {
+/// The change itself is already durable, so a failure here is a warning:
+/// exiting with an error would invite a repeat of a change that happened
+/// (and a token, shown only once, would never be printed).
+pub fn audit(store: &Store, action: &str, target: impl Into<String>, details: serde_json::Value) {
     let record = cfgstore::store::audit::AuditRecord::new(&actor(), action, target, details);
-    // The change itself is already durable: say so, so nobody repeats it.
-    store.append_audit(&record, true).with_context(|| {
-        format!("the change ({action}) was saved, but recording it in the audit trail failed")
-    })?;
-    Ok(())
+    if let Err(e) = store.append_audit(&record, true) {
+        eprintln!(
+            "warning: the change ({action}) was saved, but recording it in the audit trail failed: {e}"
+        );
+    }
 }
 
 /// The audit actor for this process: `cli:{unix user}`.

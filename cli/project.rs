@@ -54,7 +54,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 "project.create",
                 info.project_ref().to_string(),
                 serde_json::json!({"branch": "main"}),
-            )?;
+            );
             if json {
                 print_json(&info)?;
             } else {

@@ -181,6 +181,21 @@ fn notify_systemd(state: &str) {
     }
 }
 
+/// For commands other than `serve`: the library's warnings (a change saved
+/// but not announced to a running daemon, say) reach the operator on
+/// stderr as `WARN …` lines; `CFGSTORE_LOG` can ask for more.
+pub fn init_command_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CFGSTORE_LOG")
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .try_init();
+}
+
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CFGSTORE_LOG")
         .unwrap_or_else(|_| "info".into());

@@ -112,7 +112,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let (record, secret) =
                 store.create_token(&owner, &name, repos(list)?, expires, fingerprint)?;
             let details = json!({"owner": owner, "name": record.name, "repos": record.repos});
-            crate::audit(store, "token.create", record.id.clone(), details)?;
+            crate::audit(store, "token.create", record.id.clone(), details);
             if json {
                 let mut value = serde_json::to_value(record.view(now))?;
                 value["token"] = secret.into();
@@ -170,7 +170,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             }
             let record = store.update_token(&id, update)?;
             let details = json!({"repos": record.repos, "expires_at": record.expires_at, "fingerprint_required": record.fingerprint_required});
-            crate::audit(store, "token.update", id, details)?;
+            crate::audit(store, "token.update", id, details);
             show(&record, now, json)?;
         }
         Command::Revoke { id, yes } => {
@@ -185,7 +185,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
             store.revoke_token(&id)?;
-            crate::audit(store, "token.revoke", id.clone(), json!({}))?;
+            crate::audit(store, "token.revoke", id.clone(), json!({}));
             println!("revoked token {id}");
         }
         Command::Rotate { id, grace, json } => {
@@ -197,7 +197,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let (successor, secret, old) = store.rotate_token(&id, grace, now)?;
             let details =
                 json!({"successor": successor.id, "grace_seconds": grace.whole_seconds()});
-            crate::audit(store, "token.rotate", id, details)?;
+            crate::audit(store, "token.rotate", id, details);
             if json {
                 let mut value = serde_json::to_value(successor.view(now))?;
                 value["token"] = secret.into();
@@ -221,7 +221,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Unbind { id, json } => {
             let record = store.unbind_token(&id)?;
-            crate::audit(store, "token.update", id, json!({"fingerprint": "unbound"}))?;
+            crate::audit(store, "token.update", id, json!({"fingerprint": "unbound"}));
             show(&record, now, json)?;
         }
     }

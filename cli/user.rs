@@ -60,7 +60,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 "user.add",
                 format!("user:{name}"),
                 json!({"roles": user.roles}),
-            )?;
+            );
             println!("added user {name}");
         }
         Command::Passwd {
@@ -71,7 +71,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             store.user(&name)?;
             let password = read_password(password_stdin)?;
             store.set_password(&name, &password)?;
-            crate::audit(store, "user.passwd", format!("user:{name}"), json!({}))?;
+            crate::audit(store, "user.passwd", format!("user:{name}"), json!({}));
             println!("password of {name} changed; their sessions have ended");
         }
         Command::Grant { name, role } => {
@@ -82,7 +82,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 "user.grant",
                 format!("user:{name}"),
                 json!({"role": role}),
-            )?;
+            );
             println!("{name}: {}", roles_text(&user.roles));
         }
         Command::Revoke { name, role } => {
@@ -93,7 +93,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 "user.revoke",
                 format!("user:{name}"),
                 json!({"role": role}),
-            )?;
+            );
             println!("{name}: {}", roles_text(&user.roles));
         }
         Command::List { json } => {
@@ -121,7 +121,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Disable { name } => {
             let name = OwnerName::parse(&name)?;
             store.disable_user(&name)?;
-            crate::audit(store, "user.disable", format!("user:{name}"), json!({}))?;
+            crate::audit(store, "user.disable", format!("user:{name}"), json!({}));
             println!("disabled {name}; their sessions have ended");
         }
     }

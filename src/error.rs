@@ -117,11 +117,6 @@ impl fmt::Display for Unauthorized {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+// No `source()`: `Display` already ends with the I/O error, and a source
+// would make error-chain printers (anyhow's `{:#}`) say it twice.
+impl std::error::Error for Error {}

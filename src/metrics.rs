@@ -25,6 +25,7 @@ pub struct Metrics {
     snapshots: AtomicU64,
     rollbacks: AtomicU64,
     token_uses: AtomicU64,
+    audit_failures: AtomicU64,
     connections_open: AtomicI64,
     connections_total: AtomicU64,
 }
@@ -72,6 +73,11 @@ impl Metrics {
         if snapshot {
             self.snapshots.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A change that was made but whose audit record could not be written.
+    pub fn audit_failure(&self) {
+        self.audit_failures.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn rollback(&self) {
@@ -148,6 +154,11 @@ impl Metrics {
                 "cfgstore_token_uses_total",
                 "Requests authenticated by a read token.",
                 self.token_uses.load(Ordering::Relaxed),
+            ),
+            (
+                "cfgstore_audit_failures_total",
+                "Changes made whose audit record could not be written.",
+                self.audit_failures.load(Ordering::Relaxed),
             ),
             (
                 "cfgstore_connections_total",

@@ -4,6 +4,8 @@
 mod admin_api;
 mod cli;
 mod crash;
+#[cfg(feature = "failpoints")]
+mod failpoints;
 mod gitlab_client;
 mod ops;
 mod read_api;

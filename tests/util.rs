@@ -243,6 +243,21 @@ impl Daemon {
 
     /// With extra environment variables (`CFGSTORE_*` settings, `NOTIFY_SOCKET`).
     pub fn start_with(data: &Path, log: PathBuf, env: &[(&str, &str)]) -> Daemon {
+        Daemon::try_start_with(data, &log, env).unwrap_or_else(|status| {
+            panic!(
+                "daemon exited ({status}) before it was ready: {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+    }
+
+    /// Like `start_with`, but a daemon that exits before it is ready (a
+    /// failpoint at startup) is reported, not a panic.
+    pub fn try_start_with(
+        data: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Daemon, std::process::ExitStatus> {
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = cfgstore(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
@@ -254,7 +269,7 @@ impl Daemon {
             .expect("spawn cfgstore serve");
         // Ready when the log names the address it listens on.
         for _ in 0..1000 {
-            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let text = std::fs::read_to_string(log).unwrap_or_default();
             if let Some(line) = text.lines().find(|l| l.contains("listening")) {
                 let addr = line
                     .split("address=")
@@ -263,10 +278,13 @@ impl Daemon {
                     .split_whitespace()
                     .next()
                     .unwrap();
-                return Daemon {
+                return Ok(Daemon {
                     addr: addr.parse().unwrap(),
                     child,
-                };
+                });
+            }
+            if let Some(status) = child.try_wait().unwrap() {
+                return Err(status);
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
@@ -274,7 +292,7 @@ impl Daemon {
         let _ = child.wait();
         panic!(
             "daemon did not start: {}",
-            std::fs::read_to_string(&log).unwrap_or_default()
+            std::fs::read_to_string(log).unwrap_or_default()
         );
     }
 
@@ -297,6 +315,20 @@ impl Daemon {
 
     pub fn wait(mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
+    }
+
+    /// The exit status, if the daemon has exited (waiting up to `patience`).
+    pub fn exited(&mut self, patience: std::time::Duration) -> Option<std::process::ExitStatus> {
+        let deadline = std::time::Instant::now() + patience;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 
@@ -363,8 +395,17 @@ pub fn request(
 
 /// Sends raw bytes and parses the response (Content-Length or to EOF).
 pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
+    try_raw_request(addr, bytes)
+        .unwrap_or_else(|raw| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)))
+}
+
+/// Like `raw_request`, but a connection that ends without a response (the
+/// server died) is `Err` with whatever bytes did arrive.
+pub fn try_raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<Resp, Vec<u8>> {
     use std::io::Read;
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect");
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return Err(Vec::new());
+    };
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(30)))
         .unwrap();
@@ -373,10 +414,9 @@ pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
     let _ = stream.write_all(bytes);
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
-    let split = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)));
+    let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return Err(raw);
+    };
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let mut lines = head.split("\r\n");
     let status = lines
@@ -391,11 +431,11 @@ pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
         .filter_map(|l| l.split_once(": "))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    Resp {
+    Ok(Resp {
         status,
         headers,
         body: raw[split + 4..].to_vec(),
-    }
+    })
 }
 
 /// A token for `owner` made through the CLI, as an operator would.

@@ -125,7 +125,7 @@ pub fn check_csrf(app: &App, req: &Request, session: &Session) -> Result<()> {
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
-        let _ = req.audit(
+        req.audit(
             app,
             &session.actor(),
             "auth.denied",
@@ -178,7 +178,7 @@ pub fn dispatch(app: &App, req: &Request, endpoint: &Endpoint) -> Result<Respons
         other => unreachable!("{other:?} is not an admin endpoint"),
     };
     if let Err(err @ Error::Forbidden(_)) = &result {
-        let _ = req.audit(
+        req.audit(
             app,
             &s.actor(),
             "auth.denied",
@@ -221,7 +221,7 @@ fn login(app: &App, req: &Request) -> Result<Response<Body>> {
                 format!("user:{}", body.username),
                 json!({}),
                 true,
-            )?;
+            );
             return Err(Error::Unauthorized(Unauthorized::UnknownToken));
         }
     };
@@ -237,7 +237,7 @@ fn login(app: &App, req: &Request) -> Result<Response<Body>> {
         format!("user:{}", user.name),
         json!({}),
         true,
-    )?;
+    );
     let mut r = json(&json!({
         "username": user.name,
         "roles": user.roles,
@@ -316,7 +316,7 @@ fn logout(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
         format!("user:{}", s.user.name),
         json!({}),
         true,
-    )?;
+    );
     let mut r = json(&json!({ "status": "logged out" }));
     let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
     r.headers_mut().insert(
@@ -421,7 +421,7 @@ fn create_project(app: &App, req: &Request, s: &Session) -> Result<Response<Body
         project.to_string(),
         json!({"branch": "main"}),
         true,
-    )?;
+    );
     Ok(created(&info))
 }
 
@@ -470,7 +470,7 @@ fn create_branch(app: &App, req: &Request, s: &Session, id: &str) -> Result<Resp
         format!("{project}@{name}"),
         json!({"from": from, "short_id": info.short_id}),
         true,
-    )?;
+    );
     Ok(created(&branch_json(&info)))
 }
 
@@ -572,7 +572,7 @@ fn put_file(
         format!("{project}@{branch}:{path}"),
         details,
         true,
-    )?;
+    );
     Ok(json(&outcome))
 }
 
@@ -598,7 +598,7 @@ fn delete_file(
         format!("{project}@{branch}:{path}"),
         outcome.audit_details(),
         true,
-    )?;
+    );
     Ok(json(&outcome))
 }
 
@@ -643,7 +643,7 @@ fn rollback(
         format!("{project}@{branch}"),
         details,
         true,
-    )?;
+    );
     Ok(json(&outcome))
 }
 
@@ -715,7 +715,7 @@ fn create_token(app: &App, req: &Request, s: &Session) -> Result<Response<Body>>
         record.id.clone(),
         json!({"owner": owner, "name": record.name, "repos": record.repos}),
         true,
-    )?;
+    );
     let mut value = serde_json::to_value(record.view(app.now())).expect("token view serialises");
     value["token"] = secret.into();
     Ok(created(&value))
@@ -749,14 +749,14 @@ fn update_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Respo
         fingerprint_required: body.fingerprint_required,
     };
     let record = app.store.update_token(id, update)?;
-    req.audit(app, &s.actor(), "token.update", id, json!({"repos": record.repos, "expires_at": record.expires_at, "fingerprint_required": record.fingerprint_required}), true)?;
+    req.audit(app, &s.actor(), "token.update", id, json!({"repos": record.repos, "expires_at": record.expires_at, "fingerprint_required": record.fingerprint_required}), true);
     Ok(json(&record.view(app.now())))
 }
 
 fn revoke_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Response<Body>> {
     own_token(app, s, id)?;
     app.store.revoke_token(id)?;
-    req.audit(app, &s.actor(), "token.revoke", id, json!({}), true)?;
+    req.audit(app, &s.actor(), "token.revoke", id, json!({}), true);
     Ok(super::status_only(StatusCode::NO_CONTENT))
 }
 
@@ -788,7 +788,7 @@ fn rotate_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Respo
         id,
         json!({"successor": successor.id, "grace_seconds": grace.whole_seconds()}),
         true,
-    )?;
+    );
     let mut value = serde_json::to_value(successor.view(now)).expect("token view serialises");
     value["token"] = secret.into();
     value["previous"] = serde_json::to_value(old.view(now)).expect("token view serialises");

@@ -547,7 +547,11 @@ impl Request<'_> {
         (self.peer.map(|p| p.ip().to_string()), agent)
     }
 
-    /// Appends an audit record with this request's origin.
+    /// Appends an audit record with this request's origin. It is called
+    /// once the change it records is done and durable, so a failure here
+    /// cannot undo the change: it is logged and counted, and the answer
+    /// stays the truthful success. An error answer would invite the client
+    /// to repeat a change that happened (and hide a token shown only once).
     pub fn audit(
         &self,
         app: &App,
@@ -556,10 +560,13 @@ impl Request<'_> {
         target: impl Into<String>,
         details: serde_json::Value,
         durable: bool,
-    ) -> Result<()> {
+    ) {
         let mut record = crate::store::audit::AuditRecord::new(actor, action, target, details);
         (record.ip, record.user_agent) = self.origin();
-        app.store.append_audit(&record, durable)
+        if let Err(e) = app.store.append_audit(&record, durable) {
+            app.metrics.audit_failure();
+            tracing::error!(error = %e, action, "could not append to the audit trail");
+        }
     }
 }
 
@@ -711,16 +718,14 @@ fn audit_denied(app: &App, req: &Request, err: &Error, token: Option<&TokenRecor
         .map(|t| format!("token:{}", t.id))
         .unwrap_or_else(|| "anonymous".into());
     let details = serde_json::json!({ "reason": err.to_string(), "route": req.parts.uri.path() });
-    if let Err(e) = req.audit(
+    req.audit(
         app,
         &actor,
         action,
         req.parts.uri.path().to_string(),
         details,
         false,
-    ) {
-        tracing::warn!(error = %e, "could not append to the audit trail");
-    }
+    );
 }
 
 /// The token checks of SPEC §4, in order: a token must be present, known,
@@ -761,7 +766,8 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
                         record.id.clone(),
                         serde_json::Value::Null,
                         true,
-                    )
+                    );
+                    Ok(())
                 })?;
             }
             BindOutcome::AlreadyBound => {}

@@ -91,6 +91,7 @@ impl Store {
     /// Appends one record. With `durable`, it is on disk when this returns.
     pub fn append_audit(&self, record: &AuditRecord, durable: bool) -> Result<()> {
         let path = self.layout().internal_dir().join("audit.log");
+        fsutil::failpoint("audit.append", &path)?;
         let mut line = serde_json::to_vec(record).expect("audit record serialises");
         line.push(b'\n');
         let _lock = LockGuard::acquire(

@@ -13,6 +13,10 @@
 //! made by the CLI is in force for the daemon's very next request, at the
 //! cost of one file read instead of one per branch, token and project.
 //!
+//! The marker is a prompt, not the only line of defence: pointers are also
+//! dropped once a second, so a writer that committed but could not replace
+//! the marker delays its change by a second at most.
+//!
 //! Pointer entries carry the epoch in which their read began; one that was
 //! read before an invalidation is not stored after it, so a slow request
 //! can never put an old HEAD back into a freshly cleared cache.
@@ -20,6 +24,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -38,6 +43,10 @@ impl std::fmt::Debug for ReadCache {
 const OBJECT_BUDGET: usize = 64 * 1024 * 1024;
 /// Contents larger than this are read from disk each time.
 const LARGEST_CACHED_OBJECT: usize = 4 * 1024 * 1024;
+/// Pointers are dropped at least this often, whatever the marker says: a
+/// change whose writer could not replace the marker (a full disk, say) is
+/// in force after this long at most, never only at the next change.
+const POINTER_MAX_AGE: Duration = Duration::from_secs(1);
 /// Generations kept (the live one of every branch, plus recent snapshots).
 const GENERATION_SLOTS: usize = 4096;
 
@@ -60,10 +69,23 @@ pub(crate) struct ReadCache {
 struct Pointers {
     marker: Vec<u8>,
     epoch: u64,
+    /// When the pointers were last dropped (`None`: never).
+    cleared_at: Option<Instant>,
     heads: HashMap<PathBuf, SnapshotId>,
     projects: HashMap<ProjectRef, Option<ProjectInfo>>,
     branch_names: HashMap<ProjectRef, Arc<Vec<BranchName>>>,
     tokens: HashMap<String, Option<Arc<TokenRecord>>>,
+}
+
+impl Pointers {
+    fn clear(&mut self) {
+        self.epoch += 1;
+        self.cleared_at = Some(Instant::now());
+        self.heads.clear();
+        self.projects.clear();
+        self.branch_names.clear();
+        self.tokens.clear();
+    }
 }
 
 /// An epoch, taken before reading the disk, that decides whether what was
@@ -76,6 +98,12 @@ impl ReadCache {
     pub fn revalidate_from(&self, path: &Path) -> crate::Result<()> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
+        {
+            let mut p = self.pointers.lock().expect("cache");
+            if p.cleared_at.is_none_or(|t| t.elapsed() >= POINTER_MAX_AGE) {
+                p.clear();
+            }
+        }
         let mut held = self.marker_file.lock().expect("cache");
         if held.is_some() && !self.marker_may_have_changed(path) {
             return Ok(());
@@ -167,11 +195,7 @@ impl ReadCache {
         let mut p = self.pointers.lock().expect("cache");
         if p.marker != marker {
             p.marker = marker.to_vec();
-            p.epoch += 1;
-            p.heads.clear();
-            p.projects.clear();
-            p.branch_names.clear();
-            p.tokens.clear();
+            p.clear();
         }
     }
 

@@ -15,7 +15,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use super::failpoint;
 use crate::error::{Error, Result};
+
+/// Passes a failpoint, its error (when a test injects one) naming `path`.
+pub fn failpoint(name: &str, path: &Path) -> Result<()> {
+    failpoint::hit(name).map_err(|e| Error::io(path, e))
+}
 
 pub const FILE_MODE: u32 = 0o600;
 pub const DIR_MODE: u32 = 0o700;
@@ -50,8 +56,10 @@ pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
 /// `fsync` of a directory, so that entries created, renamed or removed in
 /// it survive a power cut.
 pub fn fsync_dir(path: &Path) -> Result<()> {
+    failpoint("fs.dirsync.before", path)?;
     let dir = File::open(path).map_err(|e| Error::io(path, e))?;
-    dir.sync_all().map_err(|e| Error::io(path, e))
+    dir.sync_all().map_err(|e| Error::io(path, e))?;
+    failpoint("fs.dirsync.after", path)
 }
 
 /// Creates one directory with mode 0700. An existing directory is fine.
@@ -68,6 +76,7 @@ pub fn create_dir(path: &Path) -> Result<()> {
 pub fn create_dir_durable(path: &Path) -> Result<bool> {
     match DirBuilder::new().mode(DIR_MODE).create(path) {
         Ok(()) => {
+            failpoint("fs.mkdir.after", path)?;
             if let Some(parent) = path.parent() {
                 fsync_dir(parent)?;
             }
@@ -80,6 +89,7 @@ pub fn create_dir_durable(path: &Path) -> Result<bool> {
 
 /// Writes `bytes` to a new file (`O_EXCL`, mode 0600) and fsyncs it.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    failpoint("fs.temp.before", path)?;
     let mut file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -88,12 +98,15 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
         .open(path)
         .map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    file.sync_all().map_err(|e| Error::io(path, e))
+    failpoint("fs.temp.written", path)?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    failpoint("fs.temp.synced", path)
 }
 
 /// `rename`, with the error naming the target.
 pub fn rename(from: &Path, to: &Path) -> Result<()> {
-    fs::rename(from, to).map_err(|e| Error::io(to, e))
+    fs::rename(from, to).map_err(|e| Error::io(to, e))?;
+    failpoint("fs.rename.after", to)
 }
 
 /// Exclusive cross-process lock on a dedicated lock file (flock through

@@ -35,6 +35,7 @@
 pub mod audit;
 pub mod backup;
 mod cache;
+pub mod failpoint;
 pub mod fsck;
 pub mod fsutil;
 pub mod generation;
@@ -305,9 +306,8 @@ impl Store {
         fsync_dir(&staging)?;
         let owner_dir = self.layout.owner_dir(owner);
         create_dir_durable(&owner_dir)?;
-        fsutil::rename(&staging, &target)?;
+        move_into_place(&staging, &target, &owner_dir)?;
         std::mem::forget(guard);
-        fsync_dir(&owner_dir)?;
         self.announce_change();
         Ok(ProjectInfo {
             owner: owner.clone(),
@@ -502,9 +502,8 @@ impl Store {
         let guard = RemoveOnDrop(staging.clone());
         self.stage_branch(&staging, &files, &now_rfc3339(), actor, reason)?;
         let target = self.layout.branch_dir(project, name);
-        fsutil::rename(&staging, &target)?;
+        move_into_place(&staging, &target, &self.layout.branches_dir(project))?;
         std::mem::forget(guard);
-        fsync_dir(&self.layout.branches_dir(project))?;
         self.announce_change();
         self.branch(project, name)
     }
@@ -901,6 +900,7 @@ impl Store {
         let _lock = LockGuard::acquire(&dir.join(LOCK_FILE), self.lock_timeout)?;
         // Under the lock, HEAD on disk is the truth: a cached one may be a
         // write behind, and building on it would lose that write.
+        fsutil::failpoint("commit.locked", &dir)?;
         let head = self.recover_branch(&dir)?;
         let current = self.load_generation(dir.clone(), head)?;
         if let Some(expected) = expect_short_id {
@@ -913,6 +913,7 @@ impl Store {
         }
         let mut files = current.file_map();
         edit(&mut files, head)?;
+        fsutil::failpoint("commit.objects", &dir)?;
         if unchanged == Unchanged::Skip && files.values().eq(current.entries.iter()) {
             return Ok(WriteOutcome {
                 changed: false,
@@ -936,12 +937,18 @@ impl Store {
         let published = self
             .scratch
             .replace_file(&gen_path, &gen.to_bytes())
-            .and_then(|()| self.write_head(&dir, next));
+            .and_then(|()| fsutil::failpoint("commit.published", &gen_path))
+            .and_then(|()| self.write_head(&dir, next))
+            .and_then(|()| fsutil::failpoint("commit.head", &dir));
         if let Err(e) = published {
             // The rename may have happened before the failure (a folder
             // fsync, the HEAD update): take the version back, or the next
-            // writer's roll-forward would publish a write reported failed.
+            // writer's roll-forward would publish a write reported failed,
+            // and point HEAD back at the version it built on.
             if gen_path.exists() {
+                if read_head(&dir).is_ok_and(|h| h == next) {
+                    let _ = self.write_head(&dir, head);
+                }
                 let _ = fs::remove_file(&gen_path);
                 let _ = fsync_dir(&dir);
             }
@@ -981,7 +988,7 @@ impl Store {
         if head != recorded || read_head(dir).is_err() {
             self.write_head(dir, head)?;
             fsync_dir(dir)?;
-            self.note_change()?;
+            self.announce_change();
         }
         Ok(head)
     }
@@ -1073,6 +1080,22 @@ fn check_not_nested(files: &BTreeMap<FilePath, Entry>, path: &FilePath) -> Resul
 }
 
 /// The live version a branch's HEAD names, checked to exist.
+/// Renames a folder built in scratch to `target` and fsyncs `parent`. If
+/// either step fails, the folder is moved back out (the rename may have
+/// happened before the fsync failed), so that a creation reported failed
+/// does not exist; the caller's guard then removes it from scratch.
+fn move_into_place(staging: &Path, target: &Path, parent: &Path) -> Result<()> {
+    let placed = fsutil::rename(staging, target).and_then(|()| fsync_dir(parent));
+    if let Err(e) = placed {
+        if target.exists() && !staging.exists() {
+            let _ = fs::rename(target, staging);
+            let _ = fsync_dir(parent);
+        }
+        return Err(e);
+    }
+    Ok(())
+}
+
 fn read_head(dir: &Path) -> Result<SnapshotId> {
     let path = dir.join(HEAD_FILE);
     let bytes = read_regular(&path)?;

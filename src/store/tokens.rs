@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::fsutil::{read_regular, LockGuard};
+use super::fsutil::{self, read_regular, LockGuard};
 use super::{format_time, OwnerName, RepoId, Store};
 use crate::auth::{self, ServerKey, TokenRecord};
 use crate::error::{Error, Result};
@@ -70,8 +70,24 @@ impl Store {
 
     /// Writes a token record and announces the change to read caches.
     fn write_token(&self, record: &TokenRecord) -> Result<()> {
-        self.write_token_quietly(record)?;
-        self.note_change()
+        let path = self.token_path(&record.mac);
+        let previous = fs::read(&path).ok();
+        if let Err(e) = self.write_token_quietly(record) {
+            // The rename may have happened before the failure (the folder
+            // fsync failed): put back what was there, so that a change
+            // reported failed is not in force.
+            let _ = match previous {
+                Some(bytes) => self.scratch.replace_file(&path, &bytes),
+                None => fs::remove_file(&path)
+                    .map_err(|e| Error::io(&path, e))
+                    .and_then(|()| fsutil::fsync_dir(&self.layout().tokens_dir())),
+            };
+            return Err(e);
+        }
+        // Durable now: a marker that cannot be replaced must not turn the
+        // change into a reported failure (caches expire within a second).
+        self.announce_change();
+        Ok(())
     }
 
     /// Writes a token record without invalidating caches: only for
