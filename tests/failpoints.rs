@@ -308,7 +308,12 @@ fn cli_operations_survive_a_crash_or_failure_at_every_failpoint() {
 fn daemon_writes_and_binds_survive_a_crash_or_failure_at_every_failpoint() {
     let dir = TestDir::new("failpoints-daemon");
     let data = store_with_project(&dir);
-    add_user(&data, "ed", "correct horse battery", &["ROLE_SITEBUILDER_EDITOR__ROOT"]);
+    add_user(
+        &data,
+        "ed",
+        "correct horse battery",
+        &["ROLE_SITEBUILDER_EDITOR__ROOT"],
+    );
     let login = {
         let daemon = Daemon::start(&data, dir.path().join("login.log"));
         Login::new(daemon.addr, "ed", "correct horse battery")
@@ -462,4 +467,44 @@ fn send_raw(
     .into_bytes();
     bytes.extend_from_slice(body);
     try_raw_request(addr, &bytes).ok()
+}
+
+/// A CLI revoke whose change marker cannot be written still reaches the
+/// running daemon: the revoke reports success (it is durable) with a
+/// warning, and the daemon refuses the token within its pointer lifetime
+/// (one second), not only at the next change.
+#[test]
+fn a_revoke_whose_marker_write_fails_is_in_force_within_a_second() {
+    let dir = TestDir::new("failpoints-marker");
+    let data = store_with_project(&dir);
+    let (id, token) = create_token(&data, "demo", &[]);
+    let daemon = Daemon::start(&data, dir.path().join("daemon.log"));
+    let url = format!(
+        "{V4}/projects/{}/repository/branches",
+        PROJECT.replace('/', "%2F")
+    );
+    assert_eq!(daemon.get(&url, &[("PRIVATE-TOKEN", &token)]).status, 200);
+    // Revoke writes the token record (first temp file), then the marker.
+    let out = cli_with(
+        &data,
+        "fs.temp.before=1*off->1*return(EIO)",
+        &["token", "revoke", &id, "--yes"],
+        None,
+    );
+    assert_eq!(outcome_of(&out, "revoke"), Outcome::Done);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("WARN"), "no warning: {stderr}");
+    let revoked = std::time::Instant::now();
+    loop {
+        let status = daemon.get(&url, &[("PRIVATE-TOKEN", &token)]).status;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200);
+        assert!(
+            revoked.elapsed() < Duration::from_millis(1500),
+            "the daemon still accepts a revoked token"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
