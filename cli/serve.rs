@@ -82,6 +82,7 @@ pub fn serve(data: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<ExitCode>
     let mut store = Store::open(&config.data_dir)
         .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
     store.enable_read_cache();
+    store.set_lock_timeout(config.lock_timeout);
     store
         .server_key()
         .context("the daemon needs the server key")?;

@@ -13,6 +13,7 @@
 //! idle_timeout = "60s"
 //! max_connections = 1024
 //! drain_timeout = "10s"
+//! lock_timeout = "10s"
 //! log_format = "human"              # or "json"
 //! external_url = "https://config.example.com"
 //! trusted_proxies = ["127.0.0.1"]
@@ -70,6 +71,10 @@ pub struct Config {
     /// How long SIGTERM waits for in-flight requests.
     #[serde(with = "human_duration")]
     pub drain_timeout: Duration,
+    /// How long a write waits for a branch another writer (a CLI command,
+    /// say) holds; then it is refused with 503 and `Retry-After`.
+    #[serde(with = "human_duration")]
+    pub lock_timeout: Duration,
     pub log_format: LogFormat,
     /// The URL clients reach the daemon by, when it is behind a proxy:
     /// pagination `Link` headers start with it.
@@ -99,6 +104,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             max_connections: 1024,
             drain_timeout: Duration::from_secs(10),
+            lock_timeout: crate::store::DEFAULT_LOCK_TIMEOUT,
             log_format: LogFormat::Human,
             external_url: None,
             trusted_proxies: Vec::new(),
@@ -123,6 +129,7 @@ struct FileConfig {
     idle_timeout: Option<String>,
     max_connections: Option<usize>,
     drain_timeout: Option<String>,
+    lock_timeout: Option<String>,
     log_format: Option<String>,
     external_url: Option<String>,
     trusted_proxies: Option<Vec<String>>,
@@ -196,6 +203,7 @@ impl Config {
             ("idle_timeout", f.idle_timeout),
             ("max_connections", f.max_connections.map(|n| n.to_string())),
             ("drain_timeout", f.drain_timeout),
+            ("lock_timeout", f.lock_timeout),
             ("log_format", f.log_format),
             ("external_url", f.external_url),
             ("trusted_proxies", f.trusted_proxies.map(|v| v.join(","))),
@@ -245,6 +253,7 @@ impl Config {
             "idle_timeout" => self.idle_timeout = duration(value)?,
             "max_connections" => self.max_connections = number(value)? as usize,
             "drain_timeout" => self.drain_timeout = duration(value)?,
+            "lock_timeout" => self.lock_timeout = duration(value)?,
             "log_format" => {
                 self.log_format = match value {
                     "human" => LogFormat::Human,
@@ -285,6 +294,7 @@ impl Config {
             ("header_timeout", self.header_timeout),
             ("body_timeout", self.body_timeout),
             ("idle_timeout", self.idle_timeout),
+            ("lock_timeout", self.lock_timeout),
         ] {
             if d.is_zero() {
                 return Err(Error::invalid(format!("{name} must be more than 0s")));
@@ -317,6 +327,7 @@ pub const KEYS: &[&str] = &[
     "idle_timeout",
     "max_connections",
     "drain_timeout",
+    "lock_timeout",
     "log_format",
     "external_url",
     "trusted_proxies",

@@ -508,3 +508,112 @@ fn a_revoke_whose_marker_write_fails_is_in_force_within_a_second() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A CLI command stopped while it holds a branch's lock (here: paused at
+/// `commit.locked`): the daemon's writes to that branch answer 503 with
+/// `Retry-After` once `lock_timeout` passes, its reads are not slowed at
+/// all, other branches take writes, and once the CLI is gone writes work.
+#[test]
+fn a_cli_stopped_holding_the_lock_makes_writes_503_and_leaves_reads_alone() {
+    let dir = TestDir::new("failpoints-lock");
+    let data = store_with_project(&dir);
+    util::ok(&data, &["branch", "create", PROJECT, "other"]);
+    util::put(&data, "a.txt", b"before\n");
+    add_user(
+        &data,
+        "ed",
+        "correct horse battery",
+        &["ROLE_SITEBUILDER_EDITOR__ROOT"],
+    );
+    let (_, token) = create_token(&data, "demo", &[]);
+    let daemon = Daemon::start_with(
+        &data,
+        dir.path().join("daemon.log"),
+        &[("CFGSTORE_LOCK_TIMEOUT", "1s")],
+    );
+    let login = Login::new(daemon.addr, "ed", "correct horse battery");
+    let mut cli = util::cfgstore(&data)
+        .args([
+            "file",
+            "put",
+            PROJECT,
+            "main",
+            "a.txt",
+            "--from",
+            "/dev/null",
+        ])
+        .env("FAILPOINTS", "commit.locked=pause")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = data.join("demo/app.cfg/branches/main/lock");
+    // Wait until the CLI holds the lock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !lock_is_held(&lock) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI never took the lock"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let repo = PROJECT.replace('/', "%2F");
+    let files =
+        |branch: &str| format!("/site-builder/api/projects/{repo}/branches/{branch}/files/a.txt");
+    let started = std::time::Instant::now();
+    let r = send_raw(
+        daemon.addr,
+        "PUT",
+        &files("main"),
+        &login,
+        b"from the daemon\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert!(started.elapsed() >= Duration::from_millis(950));
+    // Reads are served from the live generation without the lock.
+    let raw = format!("{V4}/projects/{repo}/repository/files/a.txt/raw?ref=main");
+    for _ in 0..20 {
+        let started = std::time::Instant::now();
+        let r = daemon.get(&raw, &[("PRIVATE-TOKEN", &token)]);
+        assert_eq!((r.status, r.text().as_str()), (200, "before\n"));
+        assert!(
+            started.elapsed() < Duration::from_millis(250),
+            "a read waited for the lock"
+        );
+    }
+    // Another branch is not held.
+    let r = send_raw(daemon.addr, "PUT", &files("other"), &login, b"elsewhere\n").unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    // The CLI dies holding the lock; flock goes with it.
+    cli.kill().unwrap();
+    cli.wait().unwrap();
+    let r = send_raw(
+        daemon.addr,
+        "PUT",
+        &files("main"),
+        &login,
+        b"from the daemon\n",
+    )
+    .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    fsck_clean(&data, "after the stopped CLI");
+}
+
+/// Whether another process holds the flock on `path`.
+fn lock_is_held(path: &Path) -> bool {
+    let Ok(file) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+    else {
+        return false;
+    };
+    match fs2::FileExt::try_lock_exclusive(&file) {
+        Ok(()) => {
+            let _ = fs2::FileExt::unlock(&file);
+            false
+        }
+        Err(_) => true,
+    }
+}
