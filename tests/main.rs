@@ -8,5 +8,6 @@ mod crash;
 mod failpoints;
 mod gitlab_client;
 mod ops;
+mod races;
 mod read_api;
 mod util;

@@ -547,15 +547,15 @@ fn etags_answer_304() {
 }
 
 #[test]
-fn fifty_racing_first_requests_bind_exactly_one_fingerprint() {
+fn a_hundred_racing_first_requests_bind_exactly_one_fingerprint() {
     let dir = TestDir::new("fingerprint-race");
     let (data, _) = setup(&dir);
     let (id, token) = create_token(&data, "demo", &["--fingerprint"]);
     let server = TestServer::start(&data);
     let url = format!("{API}/projects/{P}/repository/branches");
-    let barrier = Arc::new(std::sync::Barrier::new(50));
+    let barrier = Arc::new(std::sync::Barrier::new(100));
     let results: Vec<(usize, u16, String)> = std::thread::scope(|s| {
-        let handles: Vec<_> = (0..50)
+        let handles: Vec<_> = (0..100)
             .map(|i| {
                 let (barrier, url, token, addr) = (
                     Arc::clone(&barrier),
