@@ -4,6 +4,7 @@
 mod admin_api;
 mod cli;
 mod crash;
+mod faults;
 mod gitlab_client;
 mod ops;
 mod read_api;
