@@ -78,7 +78,7 @@ impl Store {
     /// `last_used_at`, which no authorization decision reads.
     fn write_token_quietly(&self, record: &TokenRecord) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(record).expect("token record serialises");
-        self.scratch
+        self.scratch()?
             .replace_file(&self.token_path(&record.mac), &bytes)
     }
 
