@@ -114,7 +114,18 @@ impl Store {
             rotated_to: None,
         };
         let _lock = self.tokens_lock()?;
-        self.write_token(&record)?;
+        if let Err(e) = self.write_token(&record) {
+            // The rename may have happened before the failure (the folder
+            // fsync, the change marker): take the record back, as `commit`
+            // does, or a token reported as not created (its secret never
+            // shown) would be there, and might survive a crash.
+            let path = self.token_path(&record.mac);
+            if path.exists() {
+                let _ = fs::remove_file(&path);
+                let _ = super::fsutil::fsync_dir(&self.layout().tokens_dir());
+            }
+            return Err(e);
+        }
         Ok((record, secret))
     }
 
