@@ -117,6 +117,12 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("cfgstore: {err:#}");
+            if storage_full(&err) {
+                eprintln!(
+                    "cfgstore: the file system holding the data directory is full \
+                     (no space or no inodes left): free some and retry"
+                );
+            }
             exit_code_for(&err)
         }
     }
@@ -226,6 +232,15 @@ fn unix_user() -> String {
         Ok(uid) => cfgstore::store::user_name(uid).unwrap_or_else(|| format!("uid{uid}")),
         Err(_) => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
     }
+}
+
+/// Whether the failure is the data directory's file system being full.
+fn storage_full(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<cfgstore::Error>()
+            .is_some_and(cfgstore::Error::is_storage_full)
+    })
 }
 
 /// Malformed input is a usage error (2); everything else a failure (1).

@@ -72,6 +72,19 @@ impl Error {
         }
     }
 
+    /// Whether this is the file system saying it is full: no space left
+    /// (`ENOSPC`, also what running out of inodes reports) or a quota hit
+    /// (`EDQUOT`). Nothing the caller sent is wrong, and retrying helps only
+    /// once space is freed, so it is reported apart from other I/O errors.
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+            }
+            _ => false,
+        }
+    }
+
     /// Wraps an `io::Error` with the path it happened on.
     pub fn io(path: impl Into<PathBuf>, source: io::Error) -> Error {
         Error::Io {

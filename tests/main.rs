@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 #[cfg(feature = "failpoints")]
 mod failpoints;
+mod faults;
 mod gitlab_client;
 mod ops;
 mod races;

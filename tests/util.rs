@@ -300,6 +300,11 @@ impl Daemon {
         request(self.addr, "GET", path, headers)
     }
 
+    /// The daemon's process id (to attach a tracer to it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait: the daemon must drain and exit 0.
     pub fn stop(mut self) -> std::process::ExitStatus {
         self.terminate();

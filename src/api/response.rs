@@ -102,6 +102,16 @@ pub fn error(err: &Error) -> Response<Body> {
             format!("408 Request Timeout - {msg}"),
             "TIMEOUT",
         ),
+        Error::Io { .. } if err.is_storage_full() => {
+            // RELIABILITY.md: a full disk degrades writes to a clear 507;
+            // the detail (which path) goes to the log only.
+            tracing::warn!(error = %err, "storage full");
+            (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "507 Insufficient Storage - the server's disk is full; retry later".to_string(),
+                "INSUFFICIENT_STORAGE",
+            )
+        }
         Error::Corrupt { .. } | Error::Io { .. } => {
             // The detail (paths, OS errors) goes to the log, never to the client.
             tracing::warn!(error = %err, "storage error");
@@ -325,6 +335,22 @@ mod tests {
                 Error::io("/secret/path", std::io::Error::other("disk")),
                 500,
                 "500 Internal Server Error",
+            ),
+            (
+                Error::io(
+                    "/secret/path",
+                    std::io::Error::from_raw_os_error(libc::ENOSPC),
+                ),
+                507,
+                "507 Insufficient Storage - the server's disk is full; retry later",
+            ),
+            (
+                Error::io(
+                    "/secret/path",
+                    std::io::Error::from_raw_os_error(libc::EDQUOT),
+                ),
+                507,
+                "507 Insufficient Storage - the server's disk is full; retry later",
             ),
         ];
         for (err, status, message) in cases {

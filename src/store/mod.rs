@@ -72,7 +72,11 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Store {
     layout: Layout,
-    scratch: Scratch,
+    /// This process's scratch folder, made on the first write: a read-only
+    /// use (`file get`, `fsck`, the daemon's reads) must keep working on a
+    /// disk with no space or inodes left, where making it would fail.
+    scratch: std::sync::OnceLock<Scratch>,
+    scratch_init: std::sync::Mutex<()>,
     lock_timeout: Duration,
     /// The daemon's read cache (`cache.rs`); `None` in the CLI, which
     /// reads the disk each time.
@@ -219,16 +223,32 @@ impl Store {
         }
         check_private(root)?;
         Scratch::sweep_abandoned(&layout.scratch_parent(), true)?;
-        let scratch = Scratch::create(&layout.scratch_parent())?;
         let store = Store {
             layout,
-            scratch,
+            scratch: Default::default(),
+            scratch_init: Default::default(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             cache: None,
             server_key: Default::default(),
         };
         store.sweep_branches()?;
         Ok(store)
+    }
+
+    /// The scratch folder temp files are born in, made on first use.
+    fn scratch(&self) -> Result<&Scratch> {
+        if let Some(scratch) = self.scratch.get() {
+            return Ok(scratch);
+        }
+        let _once = self
+            .scratch_init
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(scratch) = self.scratch.get() {
+            return Ok(scratch);
+        }
+        let scratch = Scratch::create(&self.layout.scratch_parent())?;
+        Ok(self.scratch.get_or_init(|| scratch))
     }
 
     /// Sets how long writers wait for a busy branch before `Error::Busy`.
@@ -285,7 +305,7 @@ impl Store {
         // Build the whole project folder in scratch, then move it into
         // place with one rename: a crash leaves either no project or a
         // complete one.
-        let staging = self.scratch.temp_path();
+        let staging = self.scratch()?.temp_path();
         create_dir(&staging)?;
         let guard = RemoveOnDrop(staging.clone());
         let project_json = serde_json::to_vec_pretty(&info).expect("project file serialises");
@@ -498,7 +518,7 @@ impl Store {
             ),
             None => (BTreeMap::new(), "branch.create".to_string()),
         };
-        let staging = self.scratch.temp_path();
+        let staging = self.scratch()?.temp_path();
         let guard = RemoveOnDrop(staging.clone());
         self.stage_branch(&staging, &files, &now_rfc3339(), actor, reason)?;
         let target = self.layout.branch_dir(project, name);
@@ -617,7 +637,7 @@ impl Store {
         if let Some(cache) = &self.cache {
             cache.revalidate(marker.as_bytes());
         }
-        self.scratch
+        self.scratch()?
             .place_file(&self.layout.changes_file(), marker.as_bytes())
     }
 
@@ -935,8 +955,8 @@ impl Store {
         // folder fsynced. After this the write survives a crash.
         let gen_path = self.layout.generation_file(&dir, next);
         let published = self
-            .scratch
-            .replace_file(&gen_path, &gen.to_bytes())
+            .scratch()
+            .and_then(|scratch| scratch.replace_file(&gen_path, &gen.to_bytes()))
             .and_then(|()| fsutil::failpoint("commit.published", &gen_path))
             .and_then(|()| self.write_head(&dir, next))
             .and_then(|()| fsutil::failpoint("commit.head", &dir));
@@ -973,7 +993,7 @@ impl Store {
     /// fsynced: a lost HEAD update is repaired by `recover_branch`, because
     /// the generation it names is already durable.
     fn write_head(&self, dir: &Path, version: SnapshotId) -> Result<()> {
-        self.scratch
+        self.scratch()?
             .place_file(&dir.join(HEAD_FILE), format!("{version}\n").as_bytes())
     }
 
@@ -1011,7 +1031,7 @@ impl Store {
         let fan = target.parent().expect("object has a fan-out folder");
         if !present {
             create_dir_durable(fan)?;
-            self.scratch.place_file(&target, bytes)?;
+            self.scratch()?.place_file(&target, bytes)?;
         }
         // Even an object that is there already may not be durable yet: the
         // writer that placed it may not have fsynced its folders. Ours

@@ -77,7 +77,9 @@ impl Store {
             // fsync failed): put back what was there, so that a change
             // reported failed is not in force.
             let _ = match previous {
-                Some(bytes) => self.scratch.replace_file(&path, &bytes),
+                Some(bytes) => self
+                    .scratch()
+                    .and_then(|scratch| scratch.replace_file(&path, &bytes)),
                 None => fs::remove_file(&path)
                     .map_err(|e| Error::io(&path, e))
                     .and_then(|()| fsutil::fsync_dir(&self.layout().tokens_dir())),
@@ -94,7 +96,7 @@ impl Store {
     /// `last_used_at`, which no authorization decision reads.
     fn write_token_quietly(&self, record: &TokenRecord) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(record).expect("token record serialises");
-        self.scratch
+        self.scratch()?
             .replace_file(&self.token_path(&record.mac), &bytes)
     }
 

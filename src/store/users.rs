@@ -88,7 +88,7 @@ impl Store {
 
     fn write_user(&self, user: &UserRecord) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(user).expect("user serialises");
-        self.scratch
+        self.scratch()?
             .replace_file(&self.user_path(&user.name), &bytes)
     }
 
@@ -219,7 +219,7 @@ impl Store {
         };
         let _lock = self.users_lock()?;
         let bytes = serde_json::to_vec(&record).expect("session serialises");
-        self.scratch
+        self.scratch()?
             .replace_file(&self.session_path(&session_key(&id)), &bytes)?;
         Ok(id)
     }
@@ -243,7 +243,7 @@ impl Store {
         if let Some(mut record) = self.session(id)? {
             record.last_seen_at = at.to_string();
             let bytes = serde_json::to_vec(&record).expect("session serialises");
-            self.scratch
+            self.scratch()?
                 .place_file(&self.session_path(&session_key(id)), &bytes)?;
         }
         Ok(())
