@@ -5,6 +5,7 @@ mod admin_api;
 mod cli;
 mod crash;
 mod gitlab_client;
+mod hostile;
 mod ops;
 mod read_api;
 mod util;

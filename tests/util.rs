@@ -363,6 +363,17 @@ pub fn request(
 
 /// Sends raw bytes and parses the response (Content-Length or to EOF).
 pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
+    raw_exchange(addr, bytes, false)
+}
+
+/// Status 0 in the `Resp` of `raw_exchange` when the server closed the
+/// connection without answering.
+pub const NO_RESPONSE: u16 = 0;
+
+/// Sends raw bytes (then closes the sending side with `half_close`) and
+/// parses the response; a connection closed without any answer is a
+/// `Resp` with status `NO_RESPONSE`.
+pub fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) -> Resp {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr).expect("connect");
     stream
@@ -371,8 +382,18 @@ pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
     // A server may answer (413) and close before taking the whole request:
     // the response is still there to read.
     let _ = stream.write_all(bytes);
+    if half_close {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
+    if raw.is_empty() {
+        return Resp {
+            status: NO_RESPONSE,
+            headers: Vec::new(),
+            body: Vec::new(),
+        };
+    }
     let split = raw
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
