@@ -8,6 +8,7 @@ mod crash;
 mod failpoints;
 mod faults;
 mod gitlab_client;
+mod hostile;
 mod ops;
 mod races;
 mod read_api;

@@ -404,9 +404,32 @@ pub fn raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Resp {
         .unwrap_or_else(|raw| panic!("no response head: {:?}", String::from_utf8_lossy(&raw)))
 }
 
+/// Status 0 in the `Resp` of `raw_exchange` when the server closed the
+/// connection without answering.
+pub const NO_RESPONSE: u16 = 0;
+
+/// Sends raw bytes (then closes the sending side with `half_close`) and
+/// parses the response; a connection closed without any answer is a
+/// `Resp` with status `NO_RESPONSE`.
+pub fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) -> Resp {
+    match exchange(addr, bytes, half_close) {
+        Ok(r) => r,
+        Err(raw) if raw.is_empty() => Resp {
+            status: NO_RESPONSE,
+            headers: Vec::new(),
+            body: Vec::new(),
+        },
+        Err(raw) => panic!("no response head: {:?}", String::from_utf8_lossy(&raw)),
+    }
+}
+
 /// Like `raw_request`, but a connection that ends without a response (the
 /// server died) is `Err` with whatever bytes did arrive.
 pub fn try_raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<Resp, Vec<u8>> {
+    exchange(addr, bytes, false)
+}
+
+fn exchange(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) -> Result<Resp, Vec<u8>> {
     use std::io::Read;
     let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
         return Err(Vec::new());
@@ -417,6 +440,9 @@ pub fn try_raw_request(addr: std::net::SocketAddr, bytes: &[u8]) -> Result<Resp,
     // A server may answer (413) and close before taking the whole request:
     // the response is still there to read.
     let _ = stream.write_all(bytes);
+    if half_close {
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    }
     let mut raw = Vec::new();
     let _ = stream.read_to_end(&mut raw);
     let Some(split) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {

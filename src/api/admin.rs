@@ -55,18 +55,26 @@ impl Session {
     }
 }
 
+/// The session id of the request's cookie. Several different values
+/// (cookies tossed in by a sibling site, or two sessions) are ambiguous and
+/// count as none: authentication fails closed.
 fn session_cookie(req: &Request) -> Option<String> {
+    let mut found: Option<String> = None;
     for value in req.parts.headers.get_all(header::COOKIE) {
         let Ok(value) = value.to_str() else { continue };
         for pair in value.split(';') {
             if let Some((name, v)) = pair.trim().split_once('=') {
                 if name == COOKIE {
-                    return Some(v.trim().to_string());
+                    let v = v.trim();
+                    match &found {
+                        Some(seen) if seen != v => return None,
+                        _ => found = Some(v.to_string()),
+                    }
                 }
             }
         }
     }
-    None
+    found
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {

@@ -743,11 +743,15 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
     record.check_valid(now)?;
     // Only a token that requires a fingerprint looks at the header: for
     // the others it is optional and may hold anything.
+    let mismatch = || Error::Unauthorized(Unauthorized::FingerprintMismatch);
     let instance_id = match parts.headers.get("x-instance-id") {
-        Some(v) if record.fingerprint_required => Some(
-            v.to_str()
-                .map_err(|_| Error::Unauthorized(Unauthorized::FingerprintMismatch))?,
-        ),
+        Some(v) if record.fingerprint_required => {
+            // Two ids in one request could bind or match either: refuse.
+            if parts.headers.get_all("x-instance-id").iter().count() > 1 {
+                return Err(mismatch());
+            }
+            Some(v.to_str().map_err(|_| mismatch())?)
+        }
         _ => None,
     };
     let key = app.store.server_key()?;
@@ -797,22 +801,31 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// `PRIVATE-TOKEN`, else `Authorization: Bearer`, else `?private_token=`.
-/// Header names are case-insensitive (hyper lowercases them).
+/// `PRIVATE-TOKEN`, `Authorization: Bearer` or `?private_token=`. Header
+/// names are case-insensitive (hyper lowercases them). Credentials that
+/// disagree (a repeated header, a header and a query parameter naming
+/// different tokens) fail closed: which one a proxy or a client meant is
+/// not ours to guess.
 fn presented_token(parts: &Parts, query: &Query) -> Result<Option<String>> {
     let bad = || Error::Unauthorized(Unauthorized::UnknownToken);
-    if let Some(v) = parts.headers.get("private-token") {
-        return Ok(Some(v.to_str().map_err(|_| bad())?.trim().to_string()));
+    let mut presented: Vec<String> = Vec::new();
+    for v in parts.headers.get_all("private-token") {
+        presented.push(v.to_str().map_err(|_| bad())?.trim().to_string());
     }
-    if let Some(v) = parts.headers.get(hyper::header::AUTHORIZATION) {
+    for v in parts.headers.get_all(hyper::header::AUTHORIZATION) {
         let v = v.to_str().map_err(|_| bad())?;
         let (scheme, token) = v.split_once(' ').ok_or_else(bad)?;
-        if scheme.eq_ignore_ascii_case("bearer") {
-            return Ok(Some(token.trim().to_string()));
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(bad());
         }
-        return Err(bad());
+        presented.push(token.trim().to_string());
     }
-    Ok(query.get("private_token").map(str::to_string))
+    presented.extend(query.get_all("private_token").map(str::to_string));
+    match presented.split_first() {
+        None => Ok(None),
+        Some((first, rest)) if rest.iter().all(|t| t == first) => Ok(Some(first.clone())),
+        Some(_) => Err(bad()),
+    }
 }
 
 /// An empty response with a status, for handlers' early answers.

@@ -65,6 +65,14 @@ impl Query {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of `key`, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.pairs
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn has(&self, key: &str) -> bool {
         self.get(key).is_some()
     }

@@ -42,7 +42,40 @@ pub fn open_regular(path: &Path) -> Result<File> {
     if !meta.is_file() {
         return Err(Error::corrupt(path, "not a regular file"));
     }
+    // The store never makes hard links: one here was planted, and may
+    // share its inode with a file outside the store.
+    if std::os::unix::fs::MetadataExt::nlink(&meta) > 1 {
+        return Err(Error::corrupt(path, "file has several hard links"));
+    }
     Ok(file)
+}
+
+/// Checks that no folder between `root` (exclusive) and `path` (inclusive)
+/// is a symbolic link, so that what is read or written under `path` stays
+/// inside `root` (`O_NOFOLLOW` guards only the last component of a path).
+/// Components that do not exist yet are fine: they will be created as
+/// real folders. Errors: `Corrupt` for a link or a non-folder.
+pub fn check_real_dirs(root: &Path, path: &Path) -> Result<()> {
+    let Ok(relative) = path.strip_prefix(root) else {
+        return Err(Error::corrupt(path, "path outside the data directory"));
+    };
+    let mut current = root.to_path_buf();
+    for component in relative.components() {
+        current.push(component);
+        match fs::symlink_metadata(&current) {
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(Error::corrupt(
+                    &current,
+                    "symbolic link where a folder was expected",
+                ))
+            }
+            Ok(meta) if !meta.is_dir() => return Err(Error::corrupt(&current, "not a folder")),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(Error::io(&current, e)),
+        }
+    }
+    Ok(())
 }
 
 /// Reads a whole small file through `open_regular`.

@@ -59,7 +59,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use fsutil::{
-    create_dir, create_dir_durable, fsync_dir, open_regular, read_regular, LockGuard, Scratch,
+    check_real_dirs, create_dir, create_dir_durable, fsync_dir, open_regular, read_regular,
+    LockGuard, Scratch,
 };
 pub use generation::{ContentId, Entry, Generation, GenerationMeta, ParentSummary};
 use layout::{Layout, FORMAT_LINE, HEAD_FILE, LOCK_FILE};
@@ -325,6 +326,7 @@ impl Store {
         fsync_dir(&staging.join(layout::OBJECTS_DIR))?;
         fsync_dir(&staging)?;
         let owner_dir = self.layout.owner_dir(owner);
+        check_real_dirs(self.layout.root(), &owner_dir)?;
         create_dir_durable(&owner_dir)?;
         move_into_place(&staging, &target, &owner_dir)?;
         std::mem::forget(guard);
@@ -360,6 +362,12 @@ impl Store {
     }
 
     fn read_project(&self, project: &ProjectRef) -> Result<ProjectInfo> {
+        // A link planted where an owner or project folder should be is not
+        // a project (listings skip it too): it may lead out of the store.
+        match check_real_dirs(self.layout.root(), &self.layout.project_dir(project)) {
+            Err(Error::Corrupt { .. }) => return Err(Error::not_found("project", project)),
+            other => other?,
+        }
         let path = self.layout.project_file(project);
         let bytes = match read_regular(&path) {
             Ok(bytes) => bytes,
@@ -422,9 +430,9 @@ impl Store {
     /// The branch names of a project, sorted bytewise.
     pub fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>> {
         let read = || {
-            sorted_names(&self.layout.branches_dir(project), |n| {
-                BranchName::from_folder_name(n).ok()
-            })
+            let dir = self.layout.branches_dir(project);
+            check_real_dirs(self.layout.root(), &dir)?;
+            sorted_names(&dir, |n| BranchName::from_folder_name(n).ok())
         };
         let Some(cache) = &self.cache else {
             return read();
@@ -496,6 +504,7 @@ impl Store {
         actor: &str,
     ) -> Result<BranchInfo> {
         self.project(project)?;
+        check_real_dirs(self.layout.root(), &self.layout.branches_dir(project))?;
         let _lock = LockGuard::acquire(&self.layout.project_lock(project), self.lock_timeout)?;
         // From disk, not the cache: another process may have just made one.
         let existing = sorted_names(&self.layout.branches_dir(project), |n| {
@@ -550,7 +559,8 @@ impl Store {
         let dir = self.layout.branch_dir(project, branch);
         let exists = match &self.cache {
             Some(_) => self.branch_names(project)?.contains(branch),
-            None => dir.is_dir(),
+            // A symlinked branch folder is not a branch (nor in listings).
+            None => fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()),
         };
         if exists {
             return Ok(dir);
@@ -713,6 +723,10 @@ impl Store {
 
     fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
         let path = self.layout.object_file(project, &entry.hash);
+        check_real_dirs(
+            self.layout.root(),
+            path.parent().expect("object has a fan-out folder"),
+        )?;
         let mut file = open_regular(&path).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
                 Error::corrupt(&path, format!("object of {} is missing", entry.path))
@@ -742,6 +756,7 @@ impl Store {
             return Err(Error::not_found("blob", blob_id));
         }
         let fan = self.layout.objects_dir(project).join(&blob_id[..2]);
+        check_real_dirs(self.layout.root(), &fan)?;
         let names = match fs::read_dir(&fan) {
             Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -793,6 +808,20 @@ impl Store {
         expect_short_id: Option<&str>,
     ) -> Result<WriteOutcome> {
         self.require_branch(project, branch)?;
+        // Refuse early what the commit would refuse (it checks again under
+        // the lock), so a refused write leaves no object behind: otherwise
+        // every stale If-Match or misplaced path would fill the disk.
+        let live = self.live(project, branch)?;
+        if let Some(expected) = expect_short_id {
+            if expected != live.meta.short_id {
+                return Err(Error::Conflict(format!(
+                    "branch {branch} is at {} now, not {expected}",
+                    live.meta.short_id
+                )));
+            }
+        }
+        let files = live.file_map();
+        check_not_nested(&files, path)?;
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
         objects.sync()?;
@@ -917,6 +946,9 @@ impl Store {
         edit: impl FnOnce(&mut BTreeMap<FilePath, Entry>, SnapshotId) -> Result<()>,
     ) -> Result<WriteOutcome> {
         let dir = self.require_branch(project, branch)?;
+        // Checked on every write, cache or not: the lock, the generation and
+        // HEAD are all written below this folder.
+        check_real_dirs(self.layout.root(), &dir)?;
         let _lock = LockGuard::acquire(&dir.join(LOCK_FILE), self.lock_timeout)?;
         // Under the lock, HEAD on disk is the truth: a cached one may be a
         // write behind, and building on it would lose that write.
@@ -1029,6 +1061,8 @@ impl Store {
         let present =
             fs::symlink_metadata(&target).is_ok_and(|m| m.is_file() && m.len() == id.size);
         let fan = target.parent().expect("object has a fan-out folder");
+        // Placed through a planted link, the object would land outside.
+        check_real_dirs(self.layout.root(), fan)?;
         if !present {
             create_dir_durable(fan)?;
             self.scratch()?.place_file(&target, bytes)?;
