@@ -844,7 +844,8 @@ struct Attempt {
 /// (5xx, nonzero exit), leaves the old state (or, when only the audit record
 /// or the final output failed, the new state, saying so), fsck stays clean;
 /// a success with an injected fault is a success only where the failed step
-/// is by design best-effort (the cache marker; an optional lookup's open).
+/// is by design best-effort (the cache marker; an optional lookup's open;
+/// the audit record of a change already durable, which must be reported).
 fn judge(
     what: &str,
     syscall: &str,
@@ -864,7 +865,12 @@ fn judge(
             is_new(before, &after),
             "{context}: success but the change is not there: {before:?} -> {after:?}"
         );
-        if !attempt.injected.is_empty() && syscall != "openat" {
+        // The audit record is appended after the change is durable: its
+        // failure is logged and the answer stays the truthful success.
+        let audit_only = !attempt.injected.is_empty()
+            && attempt.injected.iter().all(|l| l.contains("audit.log"))
+            && attempt.said.contains("audit trail");
+        if !attempt.injected.is_empty() && syscall != "openat" && !audit_only {
             assert_eq!(
                 after.marker, before.marker,
                 "{context}: a failed {syscall} was swallowed outside the best-effort cache marker"
