@@ -34,6 +34,8 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod metrics;
+#[cfg(test)]
+mod parser_props;
 pub mod server;
 pub mod store;
 
