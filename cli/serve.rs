@@ -84,6 +84,8 @@ pub fn serve(data: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<ExitCode>
     store.enable_read_cache();
     store.set_lock_timeout(config.lock_timeout);
     store
+        .set_content_cache_bytes(usize::try_from(config.content_cache_bytes).unwrap_or(usize::MAX));
+    store
         .server_key()
         .context("the daemon needs the server key")?;
     run_daemon(store, &config)

@@ -14,6 +14,7 @@
 //! max_connections = 1024
 //! drain_timeout = "10s"
 //! lock_timeout = "10s"
+//! content_cache_bytes = 268435456
 //! log_format = "human"              # or "json"
 //! external_url = "https://config.example.com"
 //! trusted_proxies = ["127.0.0.1"]
@@ -75,6 +76,9 @@ pub struct Config {
     /// say) holds; then it is refused with 503 and `Retry-After`.
     #[serde(with = "human_duration")]
     pub lock_timeout: Duration,
+    /// Most bytes of file contents the read cache keeps in memory. Filled
+    /// as files are read, so an idle daemon stays small.
+    pub content_cache_bytes: u64,
     pub log_format: LogFormat,
     /// The URL clients reach the daemon by, when it is behind a proxy:
     /// pagination `Link` headers start with it.
@@ -105,6 +109,7 @@ impl Default for Config {
             max_connections: 1024,
             drain_timeout: Duration::from_secs(10),
             lock_timeout: crate::store::DEFAULT_LOCK_TIMEOUT,
+            content_cache_bytes: crate::store::DEFAULT_CONTENT_BUDGET as u64,
             log_format: LogFormat::Human,
             external_url: None,
             trusted_proxies: Vec::new(),
@@ -130,6 +135,7 @@ struct FileConfig {
     max_connections: Option<usize>,
     drain_timeout: Option<String>,
     lock_timeout: Option<String>,
+    content_cache_bytes: Option<u64>,
     log_format: Option<String>,
     external_url: Option<String>,
     trusted_proxies: Option<Vec<String>>,
@@ -204,6 +210,10 @@ impl Config {
             ("max_connections", f.max_connections.map(|n| n.to_string())),
             ("drain_timeout", f.drain_timeout),
             ("lock_timeout", f.lock_timeout),
+            (
+                "content_cache_bytes",
+                f.content_cache_bytes.map(|n| n.to_string()),
+            ),
             ("log_format", f.log_format),
             ("external_url", f.external_url),
             ("trusted_proxies", f.trusted_proxies.map(|v| v.join(","))),
@@ -254,6 +264,7 @@ impl Config {
             "max_connections" => self.max_connections = number(value)? as usize,
             "drain_timeout" => self.drain_timeout = duration(value)?,
             "lock_timeout" => self.lock_timeout = duration(value)?,
+            "content_cache_bytes" => self.content_cache_bytes = number(value)?,
             "log_format" => {
                 self.log_format = match value {
                     "human" => LogFormat::Human,
@@ -328,6 +339,7 @@ pub const KEYS: &[&str] = &[
     "max_connections",
     "drain_timeout",
     "lock_timeout",
+    "content_cache_bytes",
     "log_format",
     "external_url",
     "trusted_proxies",

@@ -525,13 +525,8 @@ fn get_file(
     let entry = gen
         .find(&path)
         .ok_or_else(|| Error::not_found("file", &path))?;
-    let bytes = app.store.read_entry(&project, entry)?;
-    let content_type = if std::str::from_utf8(&bytes).is_ok() {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/octet-stream"
-    };
-    let mut r = with_body(StatusCode::OK, content_type, bytes);
+    let content = app.store.read_content(&project, entry)?;
+    let mut r = with_body(StatusCode::OK, content.content_type(), content.bytes);
     set_header(&mut r, "etag", &format!("\"{}\"", entry.blob_id()));
     set_header(&mut r, "x-cfgstore-short-id", &gen.meta.short_id);
     set_header(&mut r, "x-cfgstore-version", &gen.meta.version.to_string());

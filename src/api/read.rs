@@ -189,14 +189,8 @@ fn find_file<'g>(gen: &'g Generation, path: &str) -> Result<&'g crate::store::En
         .ok_or_else(|| Error::not_found("file", path))
 }
 
-/// UTF-8 text is served as `text/plain` (gitbeaker then yields a string),
-/// anything else as bytes.
 fn content_type(bytes: &[u8]) -> &'static str {
-    if std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0) {
-        "text/plain; charset=utf-8"
-    } else {
-        "application/octet-stream"
-    }
+    crate::store::content_type(crate::store::is_text(bytes))
 }
 
 /// GitLab's `X-Gitlab-*` file headers. The raw endpoint, which ERPs poll
@@ -229,8 +223,8 @@ pub fn file_raw(app: &App, req: &Request, id: &str, path: &str) -> Result<Respon
     let project = resolve_project(app, req, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
     let entry = find_file(&gen, path)?;
-    let bytes = app.store.read_entry(&project, entry)?;
-    let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
+    let content = app.store.read_content(&project, entry)?;
+    let mut r = with_body(StatusCode::OK, content.content_type(), content.bytes);
     gitlab_file_headers(&mut r, entry, &gen, &branch, false);
     Ok(r)
 }

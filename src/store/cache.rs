@@ -39,8 +39,9 @@ impl std::fmt::Debug for ReadCache {
     }
 }
 
-/// Most bytes of file contents kept in memory.
-const OBJECT_BUDGET: usize = 64 * 1024 * 1024;
+/// Most bytes of file contents kept in memory unless configured
+/// (`content_cache_bytes`): room for the 20,000-file benchmark project.
+pub const DEFAULT_CONTENT_BUDGET: usize = 256 * 1024 * 1024;
 /// Contents larger than this are read from disk each time.
 const LARGEST_CACHED_OBJECT: usize = 4 * 1024 * 1024;
 /// Pointers are dropped at least this often, whatever the marker says: a
@@ -277,44 +278,102 @@ impl ReadCache {
             .insert((dir, version), gen);
     }
 
-    pub fn object(&self, hash: &str) -> Option<Bytes> {
+    pub fn object(&self, hash: &str) -> Option<Content> {
         self.objects.lock().expect("cache").map.get(hash).cloned()
     }
 
-    pub fn put_object(&self, hash: &str, bytes: Bytes) {
-        if bytes.len() <= LARGEST_CACHED_OBJECT {
+    pub fn put_object(&self, hash: &str, content: Content) {
+        if content.bytes.len() <= LARGEST_CACHED_OBJECT {
             self.objects
                 .lock()
                 .expect("cache")
-                .insert(hash.to_string(), bytes);
+                .insert(hash.to_string(), content);
         }
+    }
+
+    /// Sets the most bytes of file contents kept (at least one largest
+    /// object's worth, so the cache is never useless).
+    pub fn set_content_budget(&self, bytes: usize) {
+        let mut objects = self.objects.lock().expect("cache");
+        objects.budget = bytes.max(LARGEST_CACHED_OBJECT);
+        objects.evict();
     }
 }
 
 /// File contents by hash, oldest evicted first once over budget.
-#[derive(Default)]
 struct ObjectCache {
-    map: HashMap<String, Bytes>,
+    map: HashMap<String, Content>,
     order: VecDeque<String>,
     bytes: usize,
+    budget: usize,
+}
+
+impl Default for ObjectCache {
+    fn default() -> ObjectCache {
+        ObjectCache {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+            bytes: 0,
+            budget: DEFAULT_CONTENT_BUDGET,
+        }
+    }
 }
 
 impl ObjectCache {
-    fn insert(&mut self, hash: String, bytes: Bytes) {
+    fn insert(&mut self, hash: String, content: Content) {
         if self.map.contains_key(&hash) {
             return;
         }
-        self.bytes += bytes.len();
+        self.bytes += content.bytes.len();
         self.order.push_back(hash.clone());
-        self.map.insert(hash, bytes);
-        while self.bytes > OBJECT_BUDGET {
+        self.map.insert(hash, content);
+        self.evict();
+    }
+
+    fn evict(&mut self) {
+        while self.bytes > self.budget {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
-            if let Some(b) = self.map.remove(&old) {
-                self.bytes -= b.len();
+            if let Some(c) = self.map.remove(&old) {
+                self.bytes -= c.bytes.len();
             }
         }
+    }
+}
+
+/// A file's bytes, shared (a clone is a reference count), and whether they
+/// are text, decided once when read rather than on every request.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub bytes: Bytes,
+    /// UTF-8 without NUL bytes: served as `text/plain`.
+    pub text: bool,
+}
+
+impl Content {
+    pub fn new(bytes: Bytes) -> Content {
+        let text = is_text(&bytes);
+        Content { bytes, text }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        content_type(self.text)
+    }
+}
+
+/// UTF-8 without NUL bytes: what is served as text.
+pub fn is_text(bytes: &[u8]) -> bool {
+    std::str::from_utf8(bytes).is_ok() && !bytes.contains(&0)
+}
+
+/// The `Content-Type` of a file's bytes: UTF-8 text as `text/plain` (so
+/// gitbeaker yields a string), anything else as bytes.
+pub fn content_type(text: bool) -> &'static str {
+    if text {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
     }
 }
 

@@ -35,6 +35,7 @@
 pub mod audit;
 pub mod backup;
 mod cache;
+pub use cache::{content_type, is_text, Content, DEFAULT_CONTENT_BUDGET};
 pub mod failpoint;
 pub mod fsck;
 pub mod fsutil;
@@ -618,6 +619,13 @@ impl Store {
         self.cache = Some(cache);
     }
 
+    /// Sets the read cache's budget for file contents, in bytes.
+    pub fn set_content_cache_bytes(&self, bytes: usize) {
+        if let Some(cache) = &self.cache {
+            cache.set_content_budget(bytes);
+        }
+    }
+
     /// Drops cached pointers if any process changed the store since the
     /// last call. One small file read.
     pub fn revalidate(&self) -> Result<()> {
@@ -711,14 +719,19 @@ impl Store {
     /// The bytes of one file of a generation of `project`.
     /// Errors: `Corrupt` if the object is missing or has the wrong size.
     pub fn read_entry(&self, project: &ProjectRef, entry: &Entry) -> Result<bytes::Bytes> {
-        if let Some(bytes) = self.cache.as_ref().and_then(|c| c.object(&entry.hash)) {
-            return Ok(bytes);
+        Ok(self.read_content(project, entry)?.bytes)
+    }
+
+    /// Like `read_entry`, with whether the bytes are text.
+    pub fn read_content(&self, project: &ProjectRef, entry: &Entry) -> Result<Content> {
+        if let Some(content) = self.cache.as_ref().and_then(|c| c.object(&entry.hash)) {
+            return Ok(content);
         }
-        let bytes = bytes::Bytes::from(self.read_object(project, entry)?);
+        let content = Content::new(bytes::Bytes::from(self.read_object(project, entry)?));
         if let Some(cache) = &self.cache {
-            cache.put_object(&entry.hash, bytes.clone());
+            cache.put_object(&entry.hash, content.clone());
         }
-        Ok(bytes)
+        Ok(content)
     }
 
     fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
