@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod cli;
+mod connections;
 mod crash;
 mod gitlab_client;
 mod ops;
