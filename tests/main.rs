@@ -8,4 +8,5 @@ mod crash;
 mod gitlab_client;
 mod ops;
 mod read_api;
+mod secrets;
 mod util;

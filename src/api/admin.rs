@@ -214,14 +214,14 @@ fn login(app: &App, req: &Request) -> Result<Response<Body>> {
         Some(user) if valid && !user.disabled => user,
         _ => {
             record_failure(app, &keys);
-            req.audit(
-                app,
-                &body.username,
-                "login.failure",
-                format!("user:{}", body.username),
-                json!({}),
-                true,
-            )?;
+            // Only a known user's name goes into the trail: a "user name"
+            // that names no one is often a password typed into the wrong
+            // field, and the trail must never hold one (I7).
+            let (actor, target) = match &user {
+                Some(u) => (u.name.to_string(), format!("user:{}", u.name)),
+                None => ("anonymous".to_string(), "user:(unknown)".to_string()),
+            };
+            req.audit(app, &actor, "login.failure", target, json!({}), true)?;
             return Err(Error::Unauthorized(Unauthorized::UnknownToken));
         }
     };
