@@ -56,17 +56,22 @@ impl Session {
 }
 
 fn session_cookie(req: &Request) -> Option<String> {
-    for value in req.parts.headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            if let Some((name, v)) = pair.trim().split_once('=') {
-                if name == COOKIE {
-                    return Some(v.trim().to_string());
-                }
-            }
-        }
-    }
-    None
+    req.parts
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .find_map(session_id_in_cookie_header)
+}
+
+/// The session id in one `Cookie` header's value (`a=1; cfgstore_session=ID`),
+/// if it names one. Public for the fuzz targets (`fuzz/`).
+pub fn session_id_in_cookie_header(value: &str) -> Option<String> {
+    value
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, v)| v.trim().to_string())
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
