@@ -248,7 +248,13 @@ impl Config {
                 .map(|d| Duration::from_secs(d.whole_seconds().max(0) as u64))
                 .map_err(|_| bad("expected a duration such as 30s, 5m, 2h"))
         };
-        let number = |v: &str| v.parse::<u64>().map_err(|_| bad("expected a whole number"));
+        // Up to i64::MAX: TOML (and so `config check`) cannot hold more.
+        let number = |v: &str| {
+            v.parse::<u64>()
+                .ok()
+                .filter(|n| i64::try_from(*n).is_ok())
+                .ok_or_else(|| bad("expected a whole number up to 9223372036854775807"))
+        };
         match key {
             "listen" => {
                 self.listen = value
@@ -298,8 +304,12 @@ impl Config {
         if self.max_header_bytes < 8192 {
             return Err(Error::invalid("max_header_bytes must be at least 8192"));
         }
-        if self.max_connections == 0 {
-            return Err(Error::invalid("max_connections must be at least 1"));
+        // tokio's semaphore panics beyond 2^61 permits; far fewer
+        // connections than this already exhaust any file-descriptor limit.
+        if !(1..=MAX_CONNECTIONS).contains(&self.max_connections) {
+            return Err(Error::invalid(format!(
+                "max_connections must be from 1 to {MAX_CONNECTIONS}"
+            )));
         }
         for (name, d) in [
             ("header_timeout", self.header_timeout),
@@ -326,6 +336,9 @@ impl Config {
         toml::to_string(self).expect("config serialises")
     }
 }
+
+/// The largest `max_connections` accepted.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
 
 /// Every key the file and the environment accept.
 pub const KEYS: &[&str] = &[
@@ -432,6 +445,36 @@ mod tests {
         assert!(err.contains("CFGSTORE_MAX_CONNECTIONS"), "{err}");
         assert!(Config::load(Some(&dir.join("missing.toml")), &[], &Overrides::default()).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Found by the `auth_config` fuzz target: a number TOML cannot hold
+    /// made `config check` panic ("config serialises"), and a huge
+    /// `max_connections` made `serve` panic in tokio's semaphore.
+    #[test]
+    fn out_of_range_numbers_are_errors_not_panics() {
+        for (key, value) in [
+            ("CFGSTORE_MAX_BODY_BYTES", "18446744073709551615"),
+            ("CFGSTORE_MAX_BODY_BYTES", "9223372036854775808"),
+            ("CFGSTORE_MAX_CONNECTIONS", "4611686018427387904"),
+            ("CFGSTORE_MAX_CONNECTIONS", "1000001"),
+            ("CFGSTORE_MAX_HEADER_BYTES", "10000000000000000000"),
+        ] {
+            let err = Config::load(None, &env(&[(key, value)]), &Overrides::default())
+                .map(|c| c.to_toml())
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&key[9..].to_ascii_lowercase()), "{key}: {err}");
+        }
+        let c = Config::load(
+            None,
+            &env(&[
+                ("CFGSTORE_MAX_BODY_BYTES", "9223372036854775807"),
+                ("CFGSTORE_MAX_CONNECTIONS", "1000000"),
+            ]),
+            &Overrides::default(),
+        )
+        .unwrap();
+        assert!(c.to_toml().contains("max_body_bytes = 9223372036854775807"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 mod admin_api;
 mod cli;
+mod connections;
 mod crash;
 #[cfg(feature = "failpoints")]
 mod failpoints;
@@ -12,4 +13,5 @@ mod hostile;
 mod ops;
 mod races;
 mod read_api;
+mod secrets;
 mod util;

@@ -261,8 +261,8 @@ impl Daemon {
         let log_file = std::fs::File::create(&log).unwrap();
         let mut child = cfgstore(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
-            .envs(env.iter().copied())
             .env("CFGSTORE_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -271,11 +271,13 @@ impl Daemon {
         for _ in 0..1000 {
             let text = std::fs::read_to_string(log).unwrap_or_default();
             if let Some(line) = text.lines().find(|l| l.contains("listening")) {
+                // `address=ADDR` in human logs, `"address":"ADDR"` in JSON.
                 let addr = line
                     .split("address=")
                     .nth(1)
+                    .or_else(|| line.split("\"address\":\"").nth(1))
                     .unwrap()
-                    .split_whitespace()
+                    .split(|c: char| c.is_whitespace() || c == '"')
                     .next()
                     .unwrap();
                 return Ok(Daemon {
@@ -300,7 +302,8 @@ impl Daemon {
         request(self.addr, "GET", path, headers)
     }
 
-    /// The daemon's process id (to attach a tracer to it).
+    /// The daemon's process id (to attach a tracer, read `/proc/PID/...`,
+    /// `prlimit --pid`).
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

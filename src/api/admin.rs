@@ -62,19 +62,31 @@ fn session_cookie(req: &Request) -> Option<String> {
     let mut found: Option<String> = None;
     for value in req.parts.headers.get_all(header::COOKIE) {
         let Ok(value) = value.to_str() else { continue };
-        for pair in value.split(';') {
-            if let Some((name, v)) = pair.trim().split_once('=') {
-                if name == COOKIE {
-                    let v = v.trim();
-                    match &found {
-                        Some(seen) if seen != v => return None,
-                        _ => found = Some(v.to_string()),
-                    }
-                }
+        for v in session_ids_in(value) {
+            match &found {
+                Some(seen) if seen != v => return None,
+                _ => found = Some(v.to_string()),
             }
         }
     }
     found
+}
+
+/// The session id one `Cookie` header's value (`a=1; cfgstore_session=ID`)
+/// names; `None` if none, or several different ones. Public for the fuzz
+/// targets (`fuzz/`).
+pub fn session_id_in_cookie_header(value: &str) -> Option<String> {
+    let mut ids = session_ids_in(value);
+    let first = ids.next()?;
+    ids.all(|v| v == first).then(|| first.to_string())
+}
+
+fn session_ids_in(value: &str) -> impl Iterator<Item = &str> {
+    value
+        .split(';')
+        .filter_map(|pair| pair.trim().split_once('='))
+        .filter(|(name, _)| *name == COOKIE)
+        .map(|(_, v)| v.trim())
 }
 
 fn parse_time(s: &str) -> Option<OffsetDateTime> {
@@ -222,14 +234,14 @@ fn login(app: &App, req: &Request) -> Result<Response<Body>> {
         Some(user) if valid && !user.disabled => user,
         _ => {
             record_failure(app, &keys);
-            req.audit(
-                app,
-                &body.username,
-                "login.failure",
-                format!("user:{}", body.username),
-                json!({}),
-                true,
-            );
+            // Only a known user's name goes into the trail: a "user name"
+            // that names no one is often a password typed into the wrong
+            // field, and the trail must never hold one (I7).
+            let (actor, target) = match &user {
+                Some(u) => (u.name.to_string(), format!("user:{}", u.name)),
+                None => ("anonymous".to_string(), "user:(unknown)".to_string()),
+            };
+            req.audit(app, &actor, "login.failure", target, json!({}), true);
             return Err(Error::Unauthorized(Unauthorized::UnknownToken));
         }
     };

@@ -27,7 +27,8 @@ impl ServerKey {
     /// Parses the 64-hex-digit key file content.
     pub fn from_hex(text: &str) -> Option<ServerKey> {
         let text = text.trim();
-        if text.len() != 64 {
+        // Checked digit by digit: `from_str_radix` alone would take "+f".
+        if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
             return None;
         }
         let mut key = [0u8; 32];
@@ -346,6 +347,21 @@ mod tests {
         assert_eq!(parse_duration("15m").unwrap(), time::Duration::minutes(15));
         assert_eq!(parse_duration("7d").unwrap(), time::Duration::days(7));
         assert!(parse_duration("1w").is_err());
+    }
+
+    /// Found by the `auth_config` fuzz target: `u8::from_str_radix("+0", 16)`
+    /// is Ok, so a key file with `+` signs in it was taken as a key.
+    #[test]
+    fn a_key_file_is_64_hex_digits_and_nothing_else() {
+        let hex = "0123456789abcdef".repeat(4);
+        assert!(ServerKey::from_hex(&hex).is_some());
+        assert!(ServerKey::from_hex(&format!("{hex}\n")).is_some());
+        assert!(ServerKey::from_hex(&hex.to_uppercase()).is_some());
+        let plus = format!("+0{}", &hex[2..]);
+        assert!(ServerKey::from_hex(&plus).is_none(), "{plus}");
+        assert!(ServerKey::from_hex(&format!("-0{}", &hex[2..])).is_none());
+        assert!(ServerKey::from_hex(&hex[1..]).is_none());
+        assert!(ServerKey::from_hex(&format!("g{}", &hex[1..])).is_none());
         assert!(parse_duration("").is_err());
         assert_eq!(successor_name("erp"), "erp-v2");
         assert_eq!(successor_name("erp-v2"), "erp-v3");

@@ -176,28 +176,39 @@ impl Generation {
 
     /// Reads and checks a whole generation file.
     pub fn read(path: &Path) -> Result<Generation> {
-        let mut reader = BufReader::with_capacity(64 * 1024, open_regular(path)?);
-        let meta = read_header(&mut reader, path)?;
-        let mut rest = String::new();
-        reader
-            .read_to_string(&mut rest)
+        let mut bytes = Vec::new();
+        open_regular(path)?
+            .read_to_end(&mut bytes)
             .map_err(|e| Error::io(path, e))?;
-        let mut entries = Vec::with_capacity(meta.file_count as usize);
+        Generation::parse(path, &bytes)
+    }
+
+    /// Parses and checks the bytes of a generation file; `source` only
+    /// names it in errors. Public for the fuzz targets (`fuzz/`): any
+    /// bytes give a generation or an error, never a panic.
+    pub fn parse(source: &Path, bytes: &[u8]) -> Result<Generation> {
+        let mut reader = bytes;
+        let meta = read_header(&mut reader, source)?;
+        let rest = std::str::from_utf8(reader)
+            .map_err(|_| Error::corrupt(source, "manifest is not UTF-8"))?;
+        // The header's count is not trusted to size memory (a corrupt one
+        // could ask for exabytes): every manifest line is over 100 bytes.
+        let mut entries = Vec::with_capacity((meta.file_count as usize).min(rest.len() / 100));
         for line in rest.lines() {
-            entries.push(
-                parse_entry(line)
-                    .ok_or_else(|| Error::corrupt(path, format!("bad manifest line {line:?}")))?,
-            );
+            entries
+                .push(parse_entry(line).ok_or_else(|| {
+                    Error::corrupt(source, format!("bad manifest line {line:?}"))
+                })?);
         }
         if entries.windows(2).any(|w| w[0].path >= w[1].path) {
             return Err(Error::corrupt(
-                path,
+                source,
                 "manifest not sorted by path or has duplicates",
             ));
         }
         if entries.len() as u64 != meta.file_count {
             return Err(Error::corrupt(
-                path,
+                source,
                 "file count does not match the manifest",
             ));
         }
@@ -316,6 +327,23 @@ mod tests {
     const EXPECTED_MD5_B: &str = "ac3ef48caa08fa3ed5e025da69edc645";
     const EXPECTED_DIGEST: &str =
         "cbb97f031803a34adb3f8c8a4ad53ebc2289cf723d58992dca5ecc688abc4c82";
+
+    /// A corrupt header must not size an allocation: a `file_count` of
+    /// 2^62 was handed to `Vec::with_capacity` and panicked ("capacity
+    /// overflow") instead of reporting a corrupt file.
+    #[test]
+    fn a_huge_file_count_is_a_corrupt_file_not_a_panic() {
+        let header = format!(
+            "{MAGIC}\n{{\"version\":\"v0001\",\"created_at\":\"2026-01-01T00:00:00Z\",\"actor\":\"x\",\"reason\":\"x\",\"file_count\":{},\"short_id\":\"e3b0c442\",\"commit_id\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4\"}}\n",
+            1u64 << 62
+        );
+        let got = Generation::parse(Path::new("test"), header.as_bytes());
+        assert!(
+            matches!(got, Err(Error::Corrupt { .. })),
+            "{:?}",
+            got.map(|g| g.meta)
+        );
+    }
 
     #[test]
     fn sort_order_is_bytewise() {
