@@ -248,9 +248,16 @@ fn caused_by_timeout(mut err: &(dyn std::error::Error + 'static)) -> bool {
 /// A TCP stream that fails once no byte has moved either way for
 /// `timeout`; hyper then closes the connection. hyper has no idle timeout
 /// of its own.
+///
+/// Traffic only notes the time (`last`); the timer is re-armed when it
+/// fires early, not on every read and write, which keeps the timer wheel
+/// out of the per-request path. Vectored writes pass through, so hyper
+/// sends a response's head and its shared body with one `writev` instead
+/// of copying the body into its own buffer.
 struct IdleIo {
     inner: TcpStream,
     timeout: Duration,
+    last: Instant,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -259,16 +266,29 @@ impl IdleIo {
         IdleIo {
             inner,
             timeout,
+            last: Instant::now(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
         }
     }
 
     fn touch(&mut self) {
-        self.deadline.as_mut().reset(Instant::now() + self.timeout);
+        self.last = Instant::now();
     }
 
+    /// Whether `timeout` has passed since the last traffic. A timer that
+    /// fires while traffic has moved since it was set is re-armed for the
+    /// new deadline (and polled, so this task wakes then).
     fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        self.deadline.as_mut().poll(cx).is_ready()
+        loop {
+            if self.deadline.as_mut().poll(cx).is_pending() {
+                return false;
+            }
+            let due = self.last + self.timeout;
+            if Instant::now() >= due {
+                return true;
+            }
+            self.deadline.as_mut().reset(due);
+        }
     }
 }
 
@@ -311,6 +331,25 @@ impl AsyncWrite for IdleIo {
             Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
             other => other,
         }
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(Ok(n)) => {
+                self.touch();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            other => other,
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

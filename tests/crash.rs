@@ -8,7 +8,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::{
-    self, check_body, json, ok, store_with_project, verifiable_body, Daemon, TestDir, PROJECT,
+    self, check_body, json, ok, store_with_project, try_send, verifiable_body,
+    wait_until_group_gone, Daemon, Lcg, TestDir, PROJECT,
 };
 
 const FILES: usize = 8;
@@ -137,42 +138,6 @@ fn sigkill_during_writes_leaves_a_clean_store() {
     }
 }
 
-/// SIGKILL is delivered at once but a process dies (and drops its locks)
-/// a moment later; the children of the killed shell are not ours to wait
-/// for, so watch /proc until no live member of the group is left.
-fn wait_until_group_gone(pgid: u32) {
-    for _ in 0..500 {
-        let alive = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .any(|e| {
-                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                // Fields after the parenthesised command: state, ppid, pgrp.
-                let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-                let fields: Vec<&str> = rest.split(' ').collect();
-                fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-            });
-        if !alive {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("process group {pgid} did not die");
-}
-
-/// A small deterministic generator, so a failing round can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
-}
-
 /// What one writer was told: per file, the last body acknowledged, and the
 /// highest version any acknowledged write produced per branch.
 #[derive(Default)]
@@ -191,27 +156,6 @@ fn version_number(outcome: &serde_json::Value) -> u64 {
         .and_then(|v| v.strip_prefix('v'))
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("no version in {outcome}"))
-}
-
-/// One request on a fresh connection; `None` if the daemon died first.
-fn try_send(
-    addr: std::net::SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Option<util::Resp> {
-    let mut bytes = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        bytes.push_str(&format!("{k}: {v}\r\n"));
-    }
-    bytes.push_str("\r\n");
-    let mut bytes = bytes.into_bytes();
-    bytes.extend_from_slice(body);
-    util::try_raw_request(addr, &bytes).ok()
 }
 
 /// The crash loop of RELIABILITY.md: a daemon taking HTTP PUTs, rollbacks
@@ -426,12 +370,14 @@ fn crash_loop_with_daemon_cli_writers_and_binds() {
                         .push((bind_token.clone(), instance));
                 }
             });
-            // A reader: every body whole.
+            // A reader: every body whole, and never older than the last
+            // write acknowledged before the read began (history check).
             s.spawn(|| {
                 let mut k = 0;
                 while !stop.load(Ordering::Relaxed) {
                     k += 1;
                     let file = format!("{}{}.txt", if k % 2 == 0 { "h" } else { "c" }, k % 4);
+                    let floor = acks.lock().unwrap().files.get(&file).copied();
                     let Some(r) = try_send(
                         addr,
                         "GET",
@@ -442,11 +388,19 @@ fn crash_loop_with_daemon_cli_writers_and_binds() {
                         break;
                     };
                     if r.status == 200 {
-                        assert!(
-                            check_body(&r.body).is_some(),
-                            "round {round}: torn read of {file}"
-                        );
+                        let (_, seq) = check_body(&r.body)
+                            .unwrap_or_else(|| panic!("round {round}: torn read of {file}"));
+                        if let Some(floor) = floor {
+                            assert!(
+                                seq >= floor,
+                                "round {round}: {file} read {seq} after {floor} was acknowledged"
+                            );
+                        }
                     } else {
+                        assert!(
+                            floor.is_none(),
+                            "round {round}: acknowledged {file} is missing"
+                        );
                         assert_eq!(r.status, 404, "round {round}: read {file}: {}", r.text());
                     }
                 }

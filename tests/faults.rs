@@ -13,7 +13,7 @@
 //! these very tests: `CFGSTORE_POWERCUT_CYCLES` (50), `CFGSTORE_POWERCUT_FS`
 //! (ext4; also xfs, btrfs), `CFGSTORE_FAULTS_FULL_GRID` (unset: the CI grid).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    self, add_user, check_body, json, ok, put, run, store_with_project, verifiable_body, Daemon,
-    Login, TestDir, PROJECT,
+    self, add_user, check_body, json, ok, put, run, store_with_project, verifiable_body,
+    wait_until_group_gone, Daemon, Lcg, Login, TestDir, PROJECT,
 };
 
 const ROOT_ROLE: &str = "ROLE_SITEBUILDER_EDITOR__ROOT";
@@ -222,27 +222,7 @@ fn try_send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .ok()?;
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    stream.write_all(&bytes).ok()?;
-    let mut raw = Vec::new();
-    let _ = stream.read_to_end(&mut raw);
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let status = text.split(' ').nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
-    Some((status, body))
+    util::try_send(addr, method, path, headers, body).map(|r| (r.status, r.text()))
 }
 
 /// Sends as a logged-in admin (cookie and CSRF header).
@@ -285,39 +265,6 @@ fn assert_fsck_clean(data: &Path, context: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Waits until no live process is left in a process group.
-fn wait_until_group_gone(pgid: u32) {
-    for _ in 0..500 {
-        let alive = std::fs::read_dir("/proc")
-            .unwrap()
-            .filter_map(|e| e.ok())
-            .any(|e| {
-                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-                let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
-                let fields: Vec<&str> = rest.split(' ').collect();
-                fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
-            });
-        if !alive {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    panic!("process group {pgid} did not die");
-}
-
-/// A small deterministic generator, so a failing cycle can be replayed.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        self.0 >> 33
-    }
 }
 
 // ----- power cut ---------------------------------------------------------------

@@ -567,3 +567,60 @@ impl Login {
         )
     }
 }
+
+/// One request on a fresh connection; `None` if the daemon died first.
+pub fn try_send(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Option<Resp> {
+    let mut bytes = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        bytes.push_str(&format!("{k}: {v}\r\n"));
+    }
+    bytes.push_str("\r\n");
+    let mut bytes = bytes.into_bytes();
+    bytes.extend_from_slice(body);
+    try_raw_request(addr, &bytes).ok()
+}
+
+/// SIGKILL is delivered at once but a process dies (and drops its locks)
+/// a moment later; the children of the killed shell are not ours to wait
+/// for, so watch /proc until no live member of the group is left.
+pub fn wait_until_group_gone(pgid: u32) {
+    for _ in 0..500 {
+        let alive = std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .any(|e| {
+                let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+                // Fields after the parenthesised command: state, ppid, pgrp.
+                let rest = stat.rsplit_once(") ").map(|(_, r)| r).unwrap_or("");
+                let fields: Vec<&str> = rest.split(' ').collect();
+                fields.len() > 2 && fields[0] != "Z" && fields[2] == pgid.to_string()
+            });
+        if !alive {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("process group {pgid} did not die");
+}
+
+/// A small deterministic generator, so a failing round or cycle can be replayed.
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    pub fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
