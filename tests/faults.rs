@@ -775,6 +775,9 @@ fn injected(trace: &Path) -> Vec<String> {
         .collect()
 }
 
+/// Whether the state after an attempt is the operation's new state.
+type IsNew = Box<dyn Fn(&State, &State) -> bool>;
+
 /// One attempt's outcome, as the client (or operator) saw it.
 struct Attempt {
     /// 2xx / exit 0.
@@ -963,7 +966,7 @@ fn syscall_faults_fail_requests_cleanly() {
                 }
                 let body_c = body.clone();
                 let target_c = target.clone();
-                let is_new: Box<dyn Fn(&State, &State) -> bool> = match op {
+                let is_new: IsNew = match op {
                     "PUT" => Box::new(move |b: &State, a: &State| {
                         a.history == b.history + 1 && a.file == body_c && a.tokens == b.tokens
                     }),
@@ -1048,7 +1051,7 @@ fn syscall_faults_fail_requests_cleanly() {
                 }
                 let body_c = body.clone();
                 let target_c = target.clone();
-                let is_new: Box<dyn Fn(&State, &State) -> bool> = match op {
+                let is_new: IsNew = match op {
                     "token create" => Box::new(|b: &State, a: &State| {
                         a.tokens == b.tokens + 1 && a.history == b.history
                     }),

@@ -40,7 +40,7 @@ fn state_dir(root: &std::path::Path, n: usize) -> std::path::PathBuf {
 }
 
 fn s_path(i: usize) -> String {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         format!("d/s{i}.txt")
     } else {
         format!("s{i}.txt")

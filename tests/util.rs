@@ -258,7 +258,7 @@ impl Daemon {
         log: &Path,
         env: &[(&str, &str)],
     ) -> Result<Daemon, std::process::ExitStatus> {
-        let log_file = std::fs::File::create(&log).unwrap();
+        let log_file = std::fs::File::create(log).unwrap();
         let mut child = cfgstore(data)
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("CFGSTORE_LOG", "debug")
