@@ -5,6 +5,11 @@
 //! people or JSON for scripts. Exit codes: 0 ok, 1 failure, 2 usage
 //! (including malformed names and versions).
 
+/// mimalloc instead of glibc's malloc: a read request allocates and frees
+/// a few dozen small objects, and mimalloc does that in about half the time.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod audit;
 mod branch;
 mod example;
