@@ -579,10 +579,20 @@ pub fn handle(
     peer: Option<SocketAddr>,
 ) -> Response<Body> {
     let started = Instant::now();
-    let origin = Origin(app.origin(&parts, peer));
-    parts.extensions.insert(origin);
-    let parts = &parts;
     let route = Endpoint::parse(&parts.method, parts.uri.path());
+    // Only lists (their `Link` headers) need the origin; files, which
+    // ERPs poll all day, skip the header lookups and the allocation.
+    if !matches!(
+        route,
+        Ok(Endpoint::FileRaw { .. }
+            | Endpoint::BlobRaw { .. }
+            | Endpoint::FileMeta { .. }
+            | Endpoint::Health)
+    ) {
+        let origin = Origin(app.origin(&parts, peer));
+        parts.extensions.insert(origin);
+    }
+    let parts = &parts;
     let route_name = route.as_ref().map(Endpoint::name).unwrap_or("unrouted");
     let mut who = None;
     let mut response = match &route {
