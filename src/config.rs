@@ -52,7 +52,10 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The data directory.
     pub data_dir: PathBuf,
-    /// Largest request body; larger ones are answered 413 unread.
+    /// Largest request body of a signed-in admin session (a file upload);
+    /// larger ones are answered 413 unread. Requests without a session may
+    /// send 64 KiB (`api::ANONYMOUS_BODY_LIMIT`), so no anonymous client can
+    /// make the daemon buffer this much per connection.
     pub max_body_bytes: u64,
     /// Largest request head (request line and headers); beyond it, 431.
     pub max_header_bytes: usize,

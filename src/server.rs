@@ -126,7 +126,15 @@ pub async fn run_with(
                     let app = Arc::clone(&service_app);
                     async move {
                         let (parts, body) = req.into_parts();
-                        let body = match read_body(&parts, body, limits.0, limits.1).await {
+                        let allowance = match body_allowance(&app, &parts, limits.0).await {
+                            Ok(allowance) => allowance,
+                            Err(err) => {
+                                return Ok::<_, Infallible>(
+                                    api::response::error(&err).map(Full::new),
+                                )
+                            }
+                        };
+                        let body = match read_body(&parts, body, allowance, limits.1).await {
                             Ok(body) => body,
                             Err(err) => {
                                 return Ok::<_, Infallible>(
@@ -191,22 +199,54 @@ pub async fn run_with(
 /// Reads a request body whole, refusing (413) one whose declared length is
 /// over the limit before reading a byte of it, and one that turns out
 /// longer while being read. A body that trickles in too slowly is a 408.
-async fn read_body(
+/// The body limit of a request and the error for exceeding it (see
+/// `api::body_allowance`). Requests that declare a small body or none (every
+/// GET an ERP sends) skip the check; the others are checked on the
+/// blocking pool, since it reads the session file.
+async fn body_allowance(
+    app: &Arc<App>,
     parts: &hyper::http::request::Parts,
-    body: hyper::body::Incoming,
-    limit: u64,
-    timeout: Duration,
-) -> crate::Result<bytes::Bytes> {
-    use http_body_util::BodyExt;
-    let too_large =
-        || crate::Error::TooLarge(format!("request bodies are limited to {limit} bytes"));
-    let declared = parts
+    max: u64,
+) -> crate::Result<(u64, crate::Error)> {
+    let small = declared_length(parts).is_none_or(|n| n <= api::ANONYMOUS_BODY_LIMIT)
+        && !parts.headers.contains_key(hyper::header::TRANSFER_ENCODING);
+    if small || max <= api::ANONYMOUS_BODY_LIMIT {
+        return Ok((max, too_large(max)));
+    }
+    // `Parts` is not `Clone`; the check needs only method, URI and headers.
+    let mut probe = hyper::Request::new(());
+    *probe.method_mut() = parts.method.clone();
+    *probe.uri_mut() = parts.uri.clone();
+    *probe.headers_mut() = parts.headers.clone();
+    let (probe, ()) = probe.into_parts();
+    let app = Arc::clone(app);
+    tokio::task::spawn_blocking(move || api::body_allowance(&app, &probe, max))
+        .await
+        .map_err(|e| crate::Error::io("body check", std::io::Error::other(e.to_string())))
+}
+
+fn too_large(limit: u64) -> crate::Error {
+    crate::Error::TooLarge(format!("request bodies are limited to {limit} bytes"))
+}
+
+fn declared_length(parts: &hyper::http::request::Parts) -> Option<u64> {
+    parts
         .headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+}
+
+async fn read_body(
+    parts: &hyper::http::request::Parts,
+    body: hyper::body::Incoming,
+    (limit, over): (u64, crate::Error),
+    timeout: Duration,
+) -> crate::Result<bytes::Bytes> {
+    use http_body_util::BodyExt;
+    let declared = declared_length(parts);
     if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
+        return Err(over);
     }
     let limited = http_body_util::Limited::new(body, limit as usize);
     match tokio::time::timeout(timeout, limited.collect()).await {
@@ -215,7 +255,7 @@ async fn read_body(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(too_large())
+            Err(over)
         }
         Ok(Err(e)) if caused_by_timeout(e.as_ref()) => Err(crate::Error::TimedOut(
             "the connection went idle while sending the body".into(),

@@ -547,3 +547,85 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
     assert!(alive(pid));
     assert!(daemon.stop().success(), "SIGTERM still drains and exits 0");
 }
+
+/// Sends a request head declaring `length` body bytes (and none of them);
+/// returns the status and how long the answer took.
+fn declare_body(addr: SocketAddr, head: &str, length: u64) -> (Option<u16>, Duration) {
+    let stream = TcpStream::connect(addr).unwrap();
+    let head = format!("{head}Host: x\r\nContent-Length: {length}\r\n\r\n");
+    (&stream).write_all(head.as_bytes()).unwrap();
+    let (got, took) = read_until_closed(&stream, Duration::from_secs(10));
+    (status_of(&got), took)
+}
+
+/// Only a signed-in admin session may send a large body: anyone else is
+/// answered before a byte of it is read (401 where the session is what is
+/// missing, 413 otherwise), so anonymous clients cannot make the daemon
+/// buffer `max_body_bytes` per connection.
+#[test]
+fn an_anonymous_client_cannot_make_the_daemon_buffer_a_large_body() {
+    let dir = TestDir::new("conn-anon-body");
+    let (data, daemon) = daemon(&dir, &[("CFGSTORE_MAX_BODY_BYTES", "10000000")]);
+    let history = util::json(
+        &data,
+        &["history", "list", "demo/b2b-cnc.erp-config", "main"],
+    );
+    let addr = daemon.addr;
+    for (what, head, want) in [
+        ("no session", format!("PUT {PUT_PATH}/big.bin HTTP/1.1\r\n"), 401),
+        (
+            "a made-up session",
+            format!("PUT {PUT_PATH}/big.bin HTTP/1.1\r\nCookie: cfgstore_session=0123456789abcdef\r\nX-CSRF-Token: x\r\n"),
+            401,
+        ),
+        ("a login", "POST /site-builder/api/user/login HTTP/1.1\r\nContent-Type: application/json\r\n".to_string(), 413),
+        (
+            "a read",
+            format!("GET {API}/projects/demo%2Fb2b-cnc.erp-config/repository/branches HTTP/1.1\r\n"),
+            413,
+        ),
+    ] {
+        let (status, took) = declare_body(addr, &head, 5_000_000);
+        assert_eq!(status, Some(want), "{what}");
+        assert!(took < Duration::from_secs(2), "{what}: answered after {took:?}");
+    }
+    // A chunked anonymous body is cut off once past the anonymous allowance.
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut request = format!(
+        "PUT {PUT_PATH}/big.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..40 {
+        request.extend_from_slice(b"1000\r\n");
+        request.extend_from_slice(&[b'y'; 0x1000]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let _ = (&stream).write_all(&request);
+    let (got, _) = read_until_closed(&stream, Duration::from_secs(10));
+    assert_eq!(
+        status_of(&got),
+        Some(401),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        util::json(
+            &data,
+            &["history", "list", "demo/b2b-cnc.erp-config", "main"]
+        ),
+        history,
+        "nothing was written"
+    );
+    // A signed-in editor still sends a large file.
+    let login = Login::new(addr, "demo", "demo-password");
+    let big = vec![b'q'; 3_000_000];
+    let r = login.send(
+        addr,
+        "PUT",
+        "/projects/b2b-cnc.erp-config/branches/main/files/big.bin",
+        &big,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(health(&daemon), 200);
+}

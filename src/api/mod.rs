@@ -521,6 +521,41 @@ pub fn is_fast_read(parts: &Parts) -> bool {
         && !path.contains("/repository/archive")
 }
 
+/// What a client may send before it is known: a login's JSON, or a stray
+/// body on a read, fits easily.
+pub const ANONYMOUS_BODY_LIMIT: u64 = 64 * 1024;
+
+/// How large a body this request may send, decided before any of it is
+/// read: up to `max` for an admin request with a valid session (checked
+/// as its handler will check it again), `ANONYMOUS_BODY_LIMIT` for
+/// everything else. Otherwise any client could make the daemon buffer
+/// `max` bytes per connection without a credential. The second value is
+/// the error for a body over the limit: 401 where the session is what is
+/// missing, 413 where the body is simply too large. Reads the session
+/// file: call it off the async workers.
+pub fn body_allowance(app: &App, parts: &Parts, max: u64) -> (u64, Error) {
+    let too_large =
+        |limit: u64| Error::TooLarge(format!("request bodies are limited to {limit} bytes"));
+    let anonymous = ANONYMOUS_BODY_LIMIT.min(max);
+    match Endpoint::parse(&parts.method, parts.uri.path()) {
+        Ok(endpoint) if endpoint.is_admin() && endpoint != Endpoint::Login => {
+            let req = Request {
+                parts,
+                query: Query::default(),
+                body: Bytes::new(),
+                token: None,
+                session: None,
+                peer: None,
+            };
+            match admin::authenticate(app, &req) {
+                Ok(_) => (max, too_large(max)),
+                Err(e) => (anonymous, e),
+            }
+        }
+        _ => (anonymous, too_large(anonymous)),
+    }
+}
+
 /// `scheme://host[:port]` of this request as the client addressed it.
 #[derive(Debug, Clone)]
 pub struct Origin(pub String);
