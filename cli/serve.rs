@@ -137,8 +137,7 @@ fn run_daemon(store: Store, config: &Config) -> anyhow::Result<ExitCode> {
     let mut app = App::new(Arc::new(store));
     app.configure(config);
     runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(listen)
-            .await
+        let listener = cfgstore::server::listen(listen, config.max_connections)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
         tracing::info!(address = %address, data = %app.store.root().display(), "listening");

@@ -87,6 +87,22 @@ pub async fn run(
     run_with(listener, app, shutdown, ServerOptions::default()).await
 }
 
+/// Binds the daemon's listening socket with room in the kernel's accept
+/// queue for `max_connections` clients (tokio's `bind` leaves 128), so a
+/// burst beyond what is being served waits its turn instead of being
+/// dropped and retried seconds later. The kernel caps it at
+/// `net.core.somaxconn`.
+pub fn listen(addr: std::net::SocketAddr, max_connections: usize) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(max_connections.clamp(128, 65_535) as u32)
+}
+
 pub async fn run_with(
     listener: TcpListener,
     app: Arc<App>,

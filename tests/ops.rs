@@ -600,3 +600,37 @@ fn the_unit_is_hardened() {
         });
     assert!(score <= 2.0, "exposure {score} > 2.0");
 }
+
+/// The listening socket's accept queue has room for `max_connections`
+/// clients (the `Send-Q` that `ss` shows for a listener is its backlog).
+#[test]
+fn the_listen_backlog_follows_max_connections() {
+    if std::process::Command::new("ss").arg("-V").output().is_err() {
+        eprintln!("SKIPPED: `ss` (iproute2) is not installed");
+        return;
+    }
+    let dir = TestDir::new("backlog");
+    let data = dir.data();
+    ok(&data, &["init"]);
+    let daemon = Daemon::start_with(
+        &data,
+        dir.path().join("daemon.log"),
+        &[("CFGSTORE_MAX_CONNECTIONS", "1000")],
+    );
+    let out = std::process::Command::new("ss")
+        .args(["-Hltn", &format!("sport = :{}", daemon.addr.port())])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    // State Recv-Q Send-Q Local Peer
+    let backlog: u32 = text
+        .split_whitespace()
+        .nth(2)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no listener in {text:?}"));
+    let somaxconn: u32 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(4096);
+    assert_eq!(backlog, 1000.min(somaxconn));
+}
