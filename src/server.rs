@@ -223,11 +223,11 @@ async fn body_allowance(
     app: &Arc<App>,
     parts: &hyper::http::request::Parts,
     max: u64,
-) -> crate::Result<(u64, crate::Error)> {
+) -> crate::Result<(u64, Option<crate::Error>)> {
     let small = declared_length(parts).is_none_or(|n| n <= api::ANONYMOUS_BODY_LIMIT)
         && !parts.headers.contains_key(hyper::header::TRANSFER_ENCODING);
     if small || max <= api::ANONYMOUS_BODY_LIMIT {
-        return Ok((max, too_large(max)));
+        return Ok((max, None));
     }
     // `Parts` is not `Clone`; the check needs only method, URI and headers.
     let mut probe = hyper::Request::new(());
@@ -236,8 +236,11 @@ async fn body_allowance(
     *probe.headers_mut() = parts.headers.clone();
     let (probe, ()) = probe.into_parts();
     let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || api::body_allowance(&app, &probe, max))
-        .await
+    tokio::task::spawn_blocking(move || {
+        let (limit, over) = api::body_allowance(&app, &probe, max);
+        (limit, Some(over))
+    })
+    .await
         .map_err(|e| crate::Error::io("body check", std::io::Error::other(e.to_string())))
 }
 
@@ -256,13 +259,15 @@ fn declared_length(parts: &hyper::http::request::Parts) -> Option<u64> {
 async fn read_body(
     parts: &hyper::http::request::Parts,
     body: hyper::body::Incoming,
-    (limit, over): (u64, crate::Error),
+    (limit, over): (u64, Option<crate::Error>),
     timeout: Duration,
 ) -> crate::Result<bytes::Bytes> {
+    // The error for a body over the limit (built only when needed).
+    let over = move || over.unwrap_or_else(|| too_large(limit));
     use http_body_util::BodyExt;
     let declared = declared_length(parts);
     if declared.is_some_and(|n| n > limit) {
-        return Err(over);
+        return Err(over());
     }
     let limited = http_body_util::Limited::new(body, limit as usize);
     match tokio::time::timeout(timeout, limited.collect()).await {
@@ -271,7 +276,7 @@ async fn read_body(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            Err(over)
+            Err(over())
         }
         Ok(Err(e)) if caused_by_timeout(e.as_ref()) => Err(crate::Error::TimedOut(
             "the connection went idle while sending the body".into(),
