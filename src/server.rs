@@ -241,7 +241,7 @@ async fn body_allowance(
         (limit, Some(over))
     })
     .await
-        .map_err(|e| crate::Error::io("body check", std::io::Error::other(e.to_string())))
+    .map_err(|e| crate::Error::io("body check", std::io::Error::other(e.to_string())))
 }
 
 fn too_large(limit: u64) -> crate::Error {
