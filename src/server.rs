@@ -212,11 +212,8 @@ pub async fn run_with(
     Ok(())
 }
 
-/// Reads a request body whole, refusing (413) one whose declared length is
-/// over the limit before reading a byte of it, and one that turns out
-/// longer while being read. A body that trickles in too slowly is a 408.
-/// The body limit of a request and the error for exceeding it (see
-/// `api::body_allowance`). Requests that declare a small body or none (every
+/// The body limit of a request and, where it is not simply "too large",
+/// the error for exceeding it (see `api::body_allowance`). Requests that declare a small body or none (every
 /// GET an ERP sends) skip the check; the others are checked on the
 /// blocking pool, since it reads the session file.
 async fn body_allowance(
@@ -236,12 +233,9 @@ async fn body_allowance(
     *probe.headers_mut() = parts.headers.clone();
     let (probe, ()) = probe.into_parts();
     let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || {
-        let (limit, over) = api::body_allowance(&app, &probe, max);
-        (limit, Some(over))
-    })
-    .await
-    .map_err(|e| crate::Error::io("body check", std::io::Error::other(e.to_string())))
+    tokio::task::spawn_blocking(move || api::body_allowance(&app, &probe, max))
+        .await
+        .map_err(|e| crate::Error::io("body check", std::io::Error::other(e.to_string())))
 }
 
 fn too_large(limit: u64) -> crate::Error {
@@ -256,6 +250,10 @@ fn declared_length(parts: &hyper::http::request::Parts) -> Option<u64> {
         .and_then(|v| v.parse::<u64>().ok())
 }
 
+/// Reads a request body whole, refusing one whose declared length is over
+/// the limit before reading a byte of it, and one that turns out longer
+/// while being read (413, or the allowance's own error). A body that
+/// trickles in too slowly is a 408.
 async fn read_body(
     parts: &hyper::http::request::Parts,
     body: hyper::body::Incoming,
@@ -336,6 +334,23 @@ impl IdleIo {
         self.last = Instant::now();
     }
 
+    /// Notes traffic after a write, or fails a write that has waited
+    /// longer than the idle timeout.
+    fn after_write(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<std::io::Result<usize>>,
+    ) -> Poll<std::io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                self.touch();
+                Poll::Ready(Ok(n))
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
+            other => other,
+        }
+    }
+
     /// Whether `timeout` has passed since the last traffic. A timer that
     /// fires while traffic has moved since it was set is re-armed for the
     /// new deadline (and polled, so this task wakes then).
@@ -384,14 +399,8 @@ impl AsyncWrite for IdleIo {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                self.touch();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
-            other => other,
-        }
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.after_write(cx, written)
     }
 
     fn poll_write_vectored(
@@ -399,14 +408,8 @@ impl AsyncWrite for IdleIo {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                self.touch();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
-            other => other,
-        }
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.after_write(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {

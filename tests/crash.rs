@@ -3,13 +3,11 @@
 //! wrote, and no acknowledged write may be lost.
 
 use std::collections::HashMap;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::util::{
-    self, check_body, json, ok, store_with_project, try_send, verifiable_body,
-    wait_until_group_gone, Daemon, Lcg, TestDir, PROJECT,
+    self, check_body, json, ok, store_with_project, try_send, verifiable_body, Daemon, Lcg,
+    TestDir, PROJECT,
 };
 
 const FILES: usize = 8;
@@ -51,21 +49,10 @@ fn sigkill_during_writes_leaves_a_clean_store() {
             bodies = bodies.display(),
             acked = acked.display(),
         );
-        let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = util::spawn_group(&script);
         std::thread::sleep(Duration::from_millis(5 + rng.next() % 60));
-        let killed = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", child.id())])
-            .status()
-            .unwrap();
-        assert!(killed.success(), "round {round}: kill failed");
-        child.wait().unwrap();
-        wait_until_group_gone(child.id());
+        assert!(util::kill_group(&child), "round {round}: kill failed");
+        util::reap_group(&mut child);
 
         // Opening runs the recovery sweep; fsck must then find nothing.
         let fsck = util::run(&data, &["fsck"]);
@@ -288,13 +275,7 @@ fn crash_loop_with_daemon_cli_writers_and_binds() {
             body = body_file.display(),
             acked = acked_cli.display(),
         );
-        let mut cli = Command::new("sh")
-            .arg("-c")
-            .arg(cli_script)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut cli = util::spawn_group(&cli_script);
         let cookie = login.cookie.clone();
         let csrf = login.csrf.clone();
         let session = [("Cookie", cookie.as_str()), ("X-CSRF-Token", csrf.as_str())];
@@ -407,14 +388,11 @@ fn crash_loop_with_daemon_cli_writers_and_binds() {
             });
             // The crash: everything at once, at a random moment.
             std::thread::sleep(Duration::from_millis(20 + rng.next() % 100));
-            let _ = Command::new("kill")
-                .args(["-KILL", "--", &format!("-{}", cli.id())])
-                .status();
+            util::kill_group(&cli);
             drop(daemon);
             stop.store(true, Ordering::Relaxed);
         });
-        cli.wait().unwrap();
-        wait_until_group_gone(cli.id());
+        util::reap_group(&mut cli);
         cli_seq += 1000;
 
         let fsck = util::run(&data, &["fsck"]);

@@ -15,15 +15,14 @@
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    self, add_user, check_body, json, ok, put, run, store_with_project, verifiable_body,
-    wait_until_group_gone, Daemon, Lcg, Login, TestDir, PROJECT,
+    self, add_user, check_body, json, ok, put, run, store_with_project, verifiable_body, Daemon,
+    Lcg, Login, TestDir, PROJECT,
 };
 
 const ROOT_ROLE: &str = "ROLE_SITEBUILDER_EDITOR__ROOT";
@@ -360,13 +359,7 @@ fn power_cut_keeps_every_acknowledged_write() {
             bodies = bodies.display(),
             acked = acked_cli.display(),
         );
-        let mut cli = Command::new("sh")
-            .arg("-c")
-            .arg(script)
-            .process_group(0)
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut cli = util::spawn_group(&script);
         let acked_http = Arc::new(Mutex::new(Vec::new()));
         let http = {
             let acked = Arc::clone(&acked_http);
@@ -395,12 +388,9 @@ fn power_cut_keeps_every_acknowledged_write() {
         };
         std::thread::sleep(Duration::from_millis(120 + rng.next() % 200));
         // The power cut: every writer dies at once, nothing is synced.
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", cli.id())])
-            .status();
+        util::kill_group(&cli);
         drop(daemon);
-        cli.wait().unwrap();
-        wait_until_group_gone(cli.id());
+        util::reap_group(&mut cli);
         http.join().expect("HTTP writer");
 
         let mut acked: Vec<(String, usize)> = std::fs::read_to_string(&acked_cli)

@@ -589,6 +589,33 @@ pub fn try_send(
     try_raw_request(addr, &bytes).ok()
 }
 
+/// Runs a shell script in its own process group, so that it and every
+/// process it starts can be SIGKILLed at once (`kill_group`).
+pub fn spawn_group(script: &str) -> std::process::Child {
+    use std::os::unix::process::CommandExt;
+    Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// SIGKILLs the process group `spawn_group` started; whether `kill` worked.
+pub fn kill_group(child: &std::process::Child) -> bool {
+    Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Waits for a killed group's shell and for every other member to be gone.
+pub fn reap_group(child: &mut std::process::Child) {
+    child.wait().unwrap();
+    wait_until_group_gone(child.id());
+}
+
 /// SIGKILL is delivered at once but a process dies (and drops its locks)
 /// a moment later; the children of the killed shell are not ours to wait
 /// for, so watch /proc until no live member of the group is left.

@@ -530,12 +530,10 @@ pub const ANONYMOUS_BODY_LIMIT: u64 = 64 * 1024;
 /// as its handler will check it again), `ANONYMOUS_BODY_LIMIT` for
 /// everything else. Otherwise any client could make the daemon buffer
 /// `max` bytes per connection without a credential. The second value is
-/// the error for a body over the limit: 401 where the session is what is
-/// missing, 413 where the body is simply too large. Reads the session
-/// file: call it off the async workers.
-pub fn body_allowance(app: &App, parts: &Parts, max: u64) -> (u64, Error) {
-    let too_large =
-        |limit: u64| Error::TooLarge(format!("request bodies are limited to {limit} bytes"));
+/// the error for a body over the limit where the missing session is the
+/// reason (401); `None` means the body is simply too large (413). Reads
+/// the session file: call it off the async workers.
+pub fn body_allowance(app: &App, parts: &Parts, max: u64) -> (u64, Option<Error>) {
     let anonymous = ANONYMOUS_BODY_LIMIT.min(max);
     match Endpoint::parse(&parts.method, parts.uri.path()) {
         Ok(endpoint) if endpoint.is_admin() && endpoint != Endpoint::Login => {
@@ -548,11 +546,11 @@ pub fn body_allowance(app: &App, parts: &Parts, max: u64) -> (u64, Error) {
                 peer: None,
             };
             match admin::authenticate(app, &req) {
-                Ok(_) => (max, too_large(max)),
-                Err(e) => (anonymous, e),
+                Ok(_) => (max, None),
+                Err(e) => (anonymous, Some(e)),
             }
         }
-        _ => (anonymous, too_large(anonymous)),
+        _ => (anonymous, None),
     }
 }
 
@@ -853,9 +851,19 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// not ours to guess.
 fn presented_token(parts: &Parts, query: &Query) -> Result<Option<String>> {
     let bad = || Error::Unauthorized(Unauthorized::UnknownToken);
-    let mut presented: Vec<String> = Vec::new();
+    let mut found: Option<&str> = None;
+    // Records a token; a different one than seen before is an error.
+    fn present<'a>(found: &mut Option<&'a str>, token: &'a str) -> Result<()> {
+        match *found {
+            Some(seen) if seen != token => Err(Error::Unauthorized(Unauthorized::UnknownToken)),
+            _ => {
+                *found = Some(token);
+                Ok(())
+            }
+        }
+    }
     for v in parts.headers.get_all("private-token") {
-        presented.push(v.to_str().map_err(|_| bad())?.trim().to_string());
+        present(&mut found, v.to_str().map_err(|_| bad())?.trim())?;
     }
     for v in parts.headers.get_all(hyper::header::AUTHORIZATION) {
         let v = v.to_str().map_err(|_| bad())?;
@@ -863,14 +871,12 @@ fn presented_token(parts: &Parts, query: &Query) -> Result<Option<String>> {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(bad());
         }
-        presented.push(token.trim().to_string());
+        present(&mut found, token.trim())?;
     }
-    presented.extend(query.get_all("private_token").map(str::to_string));
-    match presented.split_first() {
-        None => Ok(None),
-        Some((first, rest)) if rest.iter().all(|t| t == first) => Ok(Some(first.clone())),
-        Some(_) => Err(bad()),
+    for token in query.get_all("private_token") {
+        present(&mut found, token)?;
     }
+    Ok(found.map(str::to_string))
 }
 
 /// An empty response with a status, for handlers' early answers.

@@ -78,7 +78,6 @@ pub struct Store {
     /// use (`file get`, `fsck`, the daemon's reads) must keep working on a
     /// disk with no space or inodes left, where making it would fail.
     scratch: std::sync::OnceLock<Scratch>,
-    scratch_init: std::sync::Mutex<()>,
     lock_timeout: Duration,
     /// The daemon's read cache (`cache.rs`); `None` in the CLI, which
     /// reads the disk each time.
@@ -228,7 +227,6 @@ impl Store {
         let store = Store {
             layout,
             scratch: Default::default(),
-            scratch_init: Default::default(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             cache: None,
             server_key: Default::default(),
@@ -242,13 +240,8 @@ impl Store {
         if let Some(scratch) = self.scratch.get() {
             return Ok(scratch);
         }
-        let _once = self
-            .scratch_init
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if let Some(scratch) = self.scratch.get() {
-            return Ok(scratch);
-        }
+        // Two threads may race here; the loser's folder is removed when
+        // its `Scratch` is dropped.
         let scratch = Scratch::create(&self.layout.scratch_parent())?;
         Ok(self.scratch.get_or_init(|| scratch))
     }
