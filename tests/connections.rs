@@ -89,6 +89,24 @@ fn open_fds(pid: u32) -> usize {
         .count()
 }
 
+/// The daemon's open descriptors once the count holds still for 150 ms:
+/// a connection a client just closed (the health check's) is counted
+/// until the daemon has seen its end, which would skew a baseline.
+fn settled_fds(pid: u32) -> usize {
+    let mut last = open_fds(pid);
+    let mut steady = 0;
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(50));
+        let now = open_fds(pid);
+        steady = if now == last { steady + 1 } else { 0 };
+        last = now;
+        if steady == 3 {
+            break;
+        }
+    }
+    last
+}
+
 /// Opens up to `n` connections from 20 threads, each attempt given up
 /// after `limit`: once the daemon stops accepting and its listen backlog
 /// (128) is full, the kernel drops further handshakes. Returns those made.
@@ -406,7 +424,7 @@ fn two_thousand_idle_connections_cost_little_and_block_no_one() {
     );
     let pid = daemon.pid();
     assert_eq!(health(&daemon), 200);
-    let fds_before = open_fds(pid);
+    let fds_before = settled_fds(pid);
     let rss_before = rss_kib(pid);
     let idle = open_many(daemon.addr, 2000, Duration::from_secs(5));
     assert_eq!(idle.len(), 2000, "every connection was made");
@@ -456,7 +474,7 @@ fn beyond_the_connection_cap_clients_wait_without_cost_until_idle_ones_are_reape
         ],
     );
     let pid = daemon.pid();
-    let fds_before = open_fds(pid);
+    let fds_before = settled_fds(pid);
     // 50 served, 128 in the backlog, the rest dropped by the kernel.
     let idle = open_many(daemon.addr, 300, Duration::from_millis(500));
     assert!(idle.len() >= 170, "only {} connections made", idle.len());
