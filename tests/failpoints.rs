@@ -617,3 +617,24 @@ fn lock_is_held(path: &Path) -> bool {
         Err(_) => true,
     }
 }
+
+/// A CLI error names the OS error once: `Error`'s `Display` already ends
+/// with it, so it has no `source()` for anyhow's `{:#}` to print again.
+#[test]
+fn a_cli_error_names_the_os_error_once() {
+    let dir = TestDir::new("failpoints-message");
+    let data = store_with_project(&dir);
+    let out = cli_with(
+        &data,
+        "fs.temp.synced=return(ENOSPC)",
+        &["file", "put", PROJECT, "main", "f.txt"],
+        Some(b"x"),
+    );
+    assert_eq!(outcome_of(&out, "put"), Outcome::Failed);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.matches("No space left on device").count(),
+        1,
+        "{stderr}"
+    );
+}
