@@ -757,6 +757,47 @@ fn hostile_requests_get_exact_4xx() {
     assert_eq!(server.get(&format!("{API}/health"), &[]).status, 200);
 }
 
+/// Other events in the store's internal folder (lock files, audit appends,
+/// a backup tool's files) queued before a CLI change must not bury the
+/// change marker's event: the daemon drains every queued event per
+/// request, not just the first batch (it read 4 KB, about 128 events).
+#[test]
+fn a_cli_change_queued_behind_many_other_events_is_in_force_for_the_next_request() {
+    let dir = TestDir::new("cli-burst");
+    let (data, _) = setup(&dir);
+    let daemon = Daemon::start(&data, dir.path().join("daemon.log"));
+    let (_, token) = create_token(&data, "demo", &[]);
+    let url = format!("{API}/projects/{P}/repository/files/operations.config.json/raw");
+    // Twice: the second request has read the events of the setup.
+    daemon.get(&url, &auth(&token));
+    let before = daemon.get(&url, &auth(&token));
+    assert_eq!(before.status, 200);
+    let internal = data.join(".cfgstore");
+    let strays: Vec<_> = (0..300)
+        .map(|i| internal.join(format!("stray-{i:04}")))
+        .collect();
+    for stray in &strays {
+        std::fs::write(stray, b"x").unwrap(); // a create and a close-write each
+    }
+    run_with_input(
+        &data,
+        &[
+            "file",
+            "put",
+            &format!("demo/{P}"),
+            "main",
+            "operations.config.json",
+        ],
+        b"{\"burst\": true}\n",
+    );
+    let after = daemon.get(&url, &auth(&token));
+    assert_eq!(after.text(), "{\"burst\": true}\n");
+    assert_ne!(after.text(), before.text());
+    for stray in &strays {
+        std::fs::remove_file(stray).unwrap();
+    }
+}
+
 /// The way operators work: the CLI changes things while the daemon runs,
 /// and the daemon's very next request sees it. Also: no secret in the data
 /// directory or the daemon's log.

@@ -147,22 +147,30 @@ impl ReadCache {
         let Some(inotify) = watch.as_mut() else {
             return true;
         };
-        let mut buffer = [0u8; 4096];
-        match inotify.read_events(&mut buffer) {
-            Ok(events) => {
-                let name = path.file_name();
-                let mut changed = false;
-                for event in events {
-                    // An overflowed queue may have lost the event we need.
-                    changed |=
-                        event.mask.contains(inotify::EventMask::Q_OVERFLOW) || event.name == name;
+        // Events are rare (a write, a lock taken): the queue is read until
+        // empty, so a change is never left behind in an unread batch.
+        let mut buffer = [0u8; 1024];
+        let name = path.file_name();
+        let mut changed = false;
+        loop {
+            match inotify.read_events(&mut buffer) {
+                Ok(events) => {
+                    let mut any = false;
+                    for event in events {
+                        any = true;
+                        // An overflowed queue may have lost the event we need.
+                        changed |= event.mask.contains(inotify::EventMask::Q_OVERFLOW)
+                            || event.name == name;
+                    }
+                    if !any {
+                        return changed;
+                    }
                 }
-                changed
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => false,
-            Err(_) => {
-                *watch = None;
-                true
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return changed,
+                Err(_) => {
+                    *watch = None;
+                    return true;
+                }
             }
         }
     }
