@@ -506,9 +506,14 @@ fn parse_admin(method: &Method, rest: &str) -> std::result::Result<Endpoint, Rou
 /// A file path given as one encoded segment (`a%2Fb.json`, as clients
 /// send it) or as several literal segments.
 fn decode_path(segments: &[&str]) -> std::result::Result<String, RouteError> {
-    let decoded: std::result::Result<Vec<String>, RouteError> =
-        segments.iter().map(|s| decode_segment(s)).collect();
-    Ok(decoded?.join("/"))
+    let mut path = String::with_capacity(segments.iter().map(|s| s.len() + 1).sum());
+    for (i, segment) in segments.iter().enumerate() {
+        if i > 0 {
+            path.push('/');
+        }
+        path = request::decode_segment_into(segment, path)?;
+    }
+    Ok(path)
 }
 
 /// Whether a request is a read-API `GET`/`HEAD`: served from the read
@@ -563,7 +568,7 @@ pub struct Request<'a> {
     pub parts: &'a Parts,
     pub query: Query,
     pub body: Bytes,
-    pub token: Option<TokenRecord>,
+    pub token: Option<Arc<TokenRecord>>,
     pub session: Option<admin::Session>,
     pub peer: Option<SocketAddr>,
 }
@@ -651,10 +656,10 @@ pub fn handle(
         response::set_header(&mut response, "cache-control", "no-store");
     }
     let status = response.status();
-    app.metrics
-        .request(route_name, status.as_u16(), started.elapsed());
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-    let who = who.as_deref().unwrap_or("-");
+    let elapsed = started.elapsed();
+    app.metrics.request(route_name, status.as_u16(), elapsed);
+    let elapsed_ms = elapsed.as_secs_f64() * 1000.0;
+    let who = tracing::field::display(Who::or_dash(who.as_ref()));
     if status.is_server_error() {
         tracing::warn!(method = %parts.method, route = route_name, status = status.as_u16(), ms = elapsed_ms, who, "request");
     } else {
@@ -663,13 +668,36 @@ pub fn handle(
     response
 }
 
+/// Who made a request, for the request log: formatted only when a log
+/// line is written, not on every request.
+enum Who {
+    Token(Arc<TokenRecord>),
+    User(String),
+}
+
+impl Who {
+    fn or_dash(who: Option<&Who>) -> impl std::fmt::Display + '_ {
+        struct Shown<'a>(Option<&'a Who>);
+        impl std::fmt::Display for Shown<'_> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self.0 {
+                    Some(Who::Token(record)) => write!(f, "token:{}", record.id),
+                    Some(Who::User(name)) => write!(f, "user:{name}"),
+                    None => f.write_str("-"),
+                }
+            }
+        }
+        Shown(who)
+    }
+}
+
 fn dispatch(
     app: &App,
     parts: &Parts,
     body: Bytes,
     peer: Option<SocketAddr>,
     endpoint: &Endpoint,
-    who: &mut Option<String>,
+    who: &mut Option<Who>,
 ) -> Result<Response<Body>> {
     // What other processes changed since the last request is in force now.
     app.store.revalidate()?;
@@ -685,7 +713,7 @@ fn dispatch(
     if endpoint.is_admin() {
         if *endpoint != Endpoint::Login {
             let session = admin::authenticate(app, &req)?;
-            *who = Some(format!("user:{}", session.user.name));
+            *who = Some(Who::User(session.user.name.to_string()));
             if !matches!(parts.method, Method::GET | Method::HEAD) {
                 admin::check_csrf(app, &req, &session)?;
             }
@@ -706,7 +734,7 @@ fn dispatch(
     if *endpoint != Endpoint::Health {
         match authenticate(app, &req) {
             Ok(record) => {
-                *who = Some(format!("token:{}", record.id));
+                *who = Some(Who::Token(Arc::clone(&record)));
                 req.token = Some(record);
             }
             Err(err) => {
@@ -730,7 +758,7 @@ fn dispatch(
         _ => unreachable!("admin endpoints are dispatched above"),
     };
     if let Err(err @ Error::Forbidden(_)) = &result {
-        audit_denied(app, &req, err, req.token.as_ref());
+        audit_denied(app, &req, err, req.token.as_deref());
     }
     result
 }
@@ -774,7 +802,7 @@ fn audit_denied(app: &App, req: &Request, err: &Error, token: Option<&TokenRecor
 /// The token checks of SPEC §4, in order: a token must be present, known,
 /// not revoked, not expired (401); then the fingerprint (401). Scope (403)
 /// is checked per project by the handlers.
-fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
+fn authenticate(app: &App, req: &Request) -> Result<Arc<TokenRecord>> {
     let parts = req.parts;
     let secret = presented_token(parts, &req.query)?
         .ok_or(Error::Unauthorized(Unauthorized::MissingToken))?;
@@ -798,7 +826,7 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
         _ => None,
     };
     let key = app.store.server_key()?;
-    if let FingerprintCheck::Bind(mac) = auth::check_fingerprint(&key, &record, instance_id)? {
+    if let FingerprintCheck::Bind(mac) = auth::check_fingerprint(key, &record, instance_id)? {
         // Binding takes the tokens lock and fsyncs; read requests run on the
         // async workers, so step off them for it.
         match blocking(|| app.store.bind_fingerprint(&record.mac, &mac))? {
@@ -823,10 +851,15 @@ fn authenticate(app: &App, req: &Request) -> Result<TokenRecord> {
             }
         }
     }
-    app.token_uses
-        .lock()
-        .expect("token uses")
-        .insert(record.mac.clone(), now);
+    // Most requests come from a token already noted: no key to copy.
+    let mut uses = app.token_uses.lock().expect("token uses");
+    match uses.get_mut(&record.mac) {
+        Some(last) => *last = now,
+        None => {
+            uses.insert(record.mac.clone(), now);
+        }
+    }
+    drop(uses);
     app.metrics.token_use();
     Ok(record)
 }

@@ -12,7 +12,11 @@ use hyper::{Response, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::response::{json, paginated, set_header, with_body};
+use hyper::header;
+
+use super::response::{
+    json, paginated, set_header, set_shared_header, with_body, X_GITLAB_BLOB_ID, X_GITLAB_COMMIT_ID,
+};
 use super::{App, Body, Request};
 use crate::error::{Error, Result};
 use crate::store::{tree, BranchInfo, BranchName, FilePath, Generation, ProjectRef, RepoId};
@@ -37,7 +41,7 @@ fn resolve_project(app: &App, req: &Request, id: &str) -> Result<ProjectRef> {
     if !token.covers(&project) {
         return Err(Error::Forbidden(format!("token does not cover {project}")));
     }
-    app.store.project(&project)?;
+    app.store.require_project(&project)?;
     Ok(project)
 }
 
@@ -193,22 +197,18 @@ fn content_type(bytes: &[u8]) -> &'static str {
     crate::store::content_type(crate::store::is_text(bytes))
 }
 
-/// GitLab's `X-Gitlab-*` file headers. The raw endpoint, which ERPs poll
-/// all day, carries only the ids (`full: false`); the metadata endpoint,
-/// whose `HEAD` is answered by these headers, carries them all.
+/// GitLab's `X-Gitlab-*` file headers, for the metadata endpoint (whose
+/// `HEAD` is answered by them). The raw endpoint, which ERPs poll all day,
+/// carries only the ids (`file_raw`).
 fn gitlab_file_headers(
     r: &mut Response<Body>,
     entry: &crate::store::Entry,
     gen: &Generation,
     branch: &BranchName,
-    full: bool,
 ) {
-    set_header(r, "etag", &format!("\"{}\"", entry.blob_id()));
-    set_header(r, "x-gitlab-blob-id", entry.blob_id());
-    set_header(r, "x-gitlab-commit-id", &gen.meta.commit_id);
-    if !full {
-        return;
-    }
+    set_header(r, header::ETAG, &format!("\"{}\"", entry.blob_id()));
+    set_header(r, X_GITLAB_BLOB_ID, entry.blob_id());
+    set_header(r, X_GITLAB_COMMIT_ID, &gen.meta.commit_id);
     set_header(r, "x-gitlab-last-commit-id", &gen.meta.commit_id);
     set_header(r, "x-gitlab-file-name", entry.path.file_name());
     set_header(r, "x-gitlab-file-path", entry.path.as_str());
@@ -221,11 +221,18 @@ fn gitlab_file_headers(
 /// `GET|HEAD projects/:id/repository/files/:path/raw?ref=` (ref optional).
 pub fn file_raw(app: &App, req: &Request, id: &str, path: &str) -> Result<Response<Body>> {
     let project = resolve_project(app, req, id)?;
-    let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
+    let (_, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
     let entry = find_file(&gen, path)?;
     let content = app.store.read_content(&project, entry)?;
-    let mut r = with_body(StatusCode::OK, content.content_type(), content.bytes);
-    gitlab_file_headers(&mut r, entry, &gen, &branch, false);
+    // The headers ERPs get all day, from values built once per content.
+    let mut r = with_body(
+        StatusCode::OK,
+        content.content_type(),
+        content.bytes.clone(),
+    );
+    set_shared_header(&mut r, header::ETAG, content.quoted_blob_id.clone());
+    set_shared_header(&mut r, X_GITLAB_BLOB_ID, content.blob_id());
+    set_header(&mut r, X_GITLAB_COMMIT_ID, &gen.meta.commit_id);
     Ok(r)
 }
 
@@ -271,7 +278,7 @@ pub fn file_meta(app: &App, req: &Request, id: &str, path: &str) -> Result<Respo
         execute_filemode: false,
     };
     let mut r = json(&file);
-    gitlab_file_headers(&mut r, entry, &gen, &branch, true);
+    gitlab_file_headers(&mut r, entry, &gen, &branch);
     set_header(&mut r, "x-gitlab-content-sha256", &file.content_sha256);
     // The JSON body differs with `ref`, the blob does not: tag the body.
     r.headers_mut().remove("etag");

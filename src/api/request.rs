@@ -12,11 +12,18 @@ use crate::error::{Error, Result};
 /// Percent-decodes one raw path segment. A `%` not followed by two hex
 /// digits, or bytes that are not UTF-8, are refused rather than guessed at.
 pub fn decode_segment(raw: &str) -> std::result::Result<String, RouteError> {
+    decode_segment_into(raw, String::new())
+}
+
+/// `decode_segment`, appended to `out` (a path decoded segment by segment
+/// is built in one string).
+pub fn decode_segment_into(raw: &str, mut out: String) -> std::result::Result<String, RouteError> {
     check_escapes(raw).map_err(RouteError::BadEncoding)?;
-    percent_decode_str(raw)
+    let decoded = percent_decode_str(raw)
         .decode_utf8()
-        .map(|s| s.into_owned())
-        .map_err(|_| RouteError::BadEncoding(format!("path segment {raw:?} is not UTF-8")))
+        .map_err(|_| RouteError::BadEncoding(format!("path segment {raw:?} is not UTF-8")))?;
+    out.push_str(&decoded);
+    Ok(out)
 }
 
 fn check_escapes(raw: &str) -> std::result::Result<(), String> {
@@ -43,17 +50,26 @@ fn check_escapes(raw: &str) -> std::result::Result<(), String> {
 #[derive(Debug, Default, Clone)]
 pub struct Query {
     pairs: Vec<(String, String)>,
-    raw_pairs: Vec<(String, String)>,
+    /// The query as sent; `raw_pairs` are byte ranges of it.
+    raw: String,
+    raw_pairs: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>,
 }
 
 impl Query {
     pub fn parse(raw: Option<&str>) -> Result<Query> {
+        let raw = raw.unwrap_or("");
         let mut query = Query::default();
-        for part in raw.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let range = |part: &str| {
+            let start = part.as_ptr() as usize - raw.as_ptr() as usize;
+            start..start + part.len()
+        };
+        for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
             query.pairs.push((decode_query(k)?, decode_query(v)?));
-            query.raw_pairs.push((k.to_string(), v.to_string()));
+            let v = if v.is_empty() { 0..0 } else { range(v) };
+            query.raw_pairs.push((range(k), v));
         }
+        query.raw = raw.to_string();
         Ok(query)
     }
 
@@ -107,6 +123,7 @@ impl Query {
         let mut parts: Vec<String> = Vec::with_capacity(self.raw_pairs.len() + 1);
         let mut replaced = false;
         for ((key, _), (raw_key, raw_value)) in self.pairs.iter().zip(&self.raw_pairs) {
+            let (raw_key, raw_value) = (&self.raw[raw_key.clone()], &self.raw[raw_value.clone()]);
             if key == "page" {
                 if !replaced {
                     parts.push(format!("page={page}"));
@@ -127,11 +144,18 @@ impl Query {
 
 fn decode_query(raw: &str) -> Result<String> {
     check_escapes(raw).map_err(Error::Invalid)?;
+    let not_utf8 = || Error::invalid(format!("query parameter {raw:?} is not UTF-8"));
+    if !raw.contains('+') {
+        return percent_decode_str(raw)
+            .decode_utf8()
+            .map(|s| s.into_owned())
+            .map_err(|_| not_utf8());
+    }
     let spaced = raw.replace('+', " ");
     percent_decode_str(&spaced)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| Error::invalid(format!("query parameter {raw:?} is not UTF-8")))
+        .map_err(|_| not_utf8())
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! GitLab-style pagination, and the ETag / `304` / `HEAD` finishing step.
 
 use bytes::Bytes;
-use hyper::header::{self, HeaderValue};
+use hyper::header::{self, HeaderName, HeaderValue, IntoHeaderName};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 use serde::Serialize;
@@ -21,25 +21,34 @@ pub fn json(value: &impl Serialize) -> Response<Body> {
 
 pub fn with_body(
     status: StatusCode,
-    content_type: &str,
+    content_type: &'static str,
     bytes: impl Into<Bytes>,
 ) -> Response<Body> {
     let mut r = Response::new(bytes.into());
     *r.status_mut() = status;
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_str(content_type).expect("static content type"),
-    );
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
 /// Sets a header whose value we built ourselves; a value that is not a
-/// valid header (it cannot be, but never panic on it) is skipped.
-pub fn set_header(r: &mut Response<Body>, name: &'static str, value: &str) {
+/// valid header (it cannot be, but never panic on it) is skipped. Names
+/// on the read path are the constants below (no parsing per request).
+pub fn set_header(r: &mut Response<Body>, name: impl IntoHeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         r.headers_mut().insert(name, v);
     }
 }
+
+/// Sets a header from bytes shared with a cache: no copy.
+pub fn set_shared_header(r: &mut Response<Body>, name: impl IntoHeaderName, value: Bytes) {
+    if let Ok(v) = HeaderValue::from_maybe_shared(value) {
+        r.headers_mut().insert(name, v);
+    }
+}
+
+pub const X_GITLAB_BLOB_ID: HeaderName = HeaderName::from_static("x-gitlab-blob-id");
+pub const X_GITLAB_COMMIT_ID: HeaderName = HeaderName::from_static("x-gitlab-commit-id");
 
 /// The one place errors become statuses. No `_ =>` arm: a new variant
 /// must be given its status here.
@@ -263,30 +272,32 @@ pub fn finish(parts: &Parts, mut r: Response<Body>) -> Response<Body> {
     let bytes = std::mem::take(r.body_mut());
     if !r.headers().contains_key(header::ETAG) {
         let tag = format!("\"{}\"", &blake3::hash(&bytes).to_hex()[..32]);
-        set_header(&mut r, "etag", &tag);
+        set_header(&mut r, header::ETAG, &tag);
     }
-    let etag = r
-        .headers()
-        .get(header::ETAG)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
     if let Some(inm) = parts
         .headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
     {
+        let etag = r
+            .headers()
+            .get(header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if inm
             .split(',')
             .map(str::trim)
-            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag.as_str()))
+            .any(|t| t == "*" || t == etag || t.strip_prefix("W/") == Some(etag))
         {
             let mut not_modified = super::status_only(StatusCode::NOT_MODIFIED);
-            set_header(&mut not_modified, "etag", &etag);
+            if let Some(tag) = r.headers_mut().remove(header::ETAG) {
+                not_modified.headers_mut().insert(header::ETAG, tag);
+            }
             return not_modified;
         }
     }
-    set_header(&mut r, "content-length", &bytes.len().to_string());
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
     if parts.method != Method::HEAD {
         *r.body_mut() = bytes;
     }

@@ -19,9 +19,11 @@ use crate::error::{Error, Result, Unauthorized};
 use crate::store::fsutil::hex;
 use crate::store::{OwnerName, ProjectRef, RepoId};
 
-/// The secret key tokens and fingerprints are hashed under.
+/// The secret key tokens and fingerprints are hashed under, kept as the
+/// HMAC state after the key (a MAC per request then costs the message's
+/// blocks only, not the key's two).
 #[derive(Clone)]
-pub struct ServerKey([u8; 32]);
+pub struct ServerKey(Hmac<Sha256>);
 
 impl ServerKey {
     /// Parses the 64-hex-digit key file content.
@@ -36,11 +38,13 @@ impl ServerKey {
             let digits = std::str::from_utf8(chunk).ok()?;
             key[i] = u8::from_str_radix(digits, 16).ok()?;
         }
-        Some(ServerKey(key))
+        Some(ServerKey(
+            Hmac::<Sha256>::new_from_slice(&key).expect("HMAC takes any key length"),
+        ))
     }
 
     fn mac(&self, domain: &str, value: &[u8]) -> String {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
+        let mut mac = self.0.clone();
         mac.update(domain.as_bytes());
         mac.update(value);
         hex(&mac.finalize().into_bytes())

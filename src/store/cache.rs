@@ -73,7 +73,10 @@ struct Pointers {
     /// When the pointers were last dropped (`None`: never).
     cleared_at: Option<Instant>,
     heads: HashMap<PathBuf, SnapshotId>,
-    projects: HashMap<ProjectRef, Option<ProjectInfo>>,
+    /// A branch's live generation: what `heads` and `generations` say,
+    /// found with one lookup by name instead of building its folder path.
+    live: HashMap<ProjectRef, HashMap<BranchName, Arc<Generation>>>,
+    projects: HashMap<ProjectRef, Option<Arc<ProjectInfo>>>,
     branch_names: HashMap<ProjectRef, Arc<Vec<BranchName>>>,
     tokens: HashMap<String, Option<Arc<TokenRecord>>>,
 }
@@ -83,6 +86,7 @@ impl Pointers {
         self.epoch += 1;
         self.cleared_at = Some(Instant::now());
         self.heads.clear();
+        self.live.clear();
         self.projects.clear();
         self.branch_names.clear();
         self.tokens.clear();
@@ -225,7 +229,27 @@ impl ReadCache {
         self.store(epoch, |p| p.heads.insert(dir, head));
     }
 
-    pub fn project(&self, project: &ProjectRef) -> Option<Option<ProjectInfo>> {
+    pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Option<Arc<Generation>> {
+        let p = self.pointers.lock().expect("cache");
+        p.live.get(project)?.get(branch).cloned()
+    }
+
+    pub fn put_live(
+        &self,
+        epoch: Epoch,
+        project: &ProjectRef,
+        branch: &BranchName,
+        gen: Arc<Generation>,
+    ) {
+        self.store(epoch, |p| {
+            p.live
+                .entry(project.clone())
+                .or_default()
+                .insert(branch.clone(), gen)
+        });
+    }
+
+    pub fn project(&self, project: &ProjectRef) -> Option<Option<Arc<ProjectInfo>>> {
         self.pointers
             .lock()
             .expect("cache")
@@ -234,7 +258,7 @@ impl ReadCache {
             .cloned()
     }
 
-    pub fn put_project(&self, epoch: Epoch, project: ProjectRef, info: Option<ProjectInfo>) {
+    pub fn put_project(&self, epoch: Epoch, project: ProjectRef, info: Option<Arc<ProjectInfo>>) {
         self.store(epoch, |p| p.projects.insert(project, info));
     }
 
@@ -357,12 +381,26 @@ pub struct Content {
     pub bytes: Bytes,
     /// UTF-8 without NUL bytes: served as `text/plain`.
     pub text: bool,
+    /// The blob id in double quotes, as an HTTP entity tag: built once
+    /// per content, so serving it copies nothing.
+    pub quoted_blob_id: Bytes,
 }
 
 impl Content {
-    pub fn new(bytes: Bytes) -> Content {
+    pub fn new(bytes: Bytes, blob_id: &str) -> Content {
         let text = is_text(&bytes);
-        Content { bytes, text }
+        let quoted_blob_id = Bytes::from(format!("\"{blob_id}\""));
+        Content {
+            bytes,
+            text,
+            quoted_blob_id,
+        }
+    }
+
+    /// The blob id, unquoted (shares `quoted_blob_id`'s bytes).
+    pub fn blob_id(&self) -> Bytes {
+        self.quoted_blob_id
+            .slice(1..self.quoted_blob_id.len().saturating_sub(1).max(1))
     }
 
     pub fn content_type(&self) -> &'static str {

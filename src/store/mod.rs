@@ -336,15 +336,28 @@ impl Store {
 
     /// One project. Errors: `NotFound`.
     pub fn project(&self, project: &ProjectRef) -> Result<ProjectInfo> {
-        let Some(cache) = &self.cache else {
-            return self.read_project(project);
-        };
+        match &self.cache {
+            Some(_) => Ok(self.shared_project(project)?.as_ref().clone()),
+            None => self.read_project(project),
+        }
+    }
+
+    /// `project` without copying its record: for checks of existence.
+    pub fn require_project(&self, project: &ProjectRef) -> Result<()> {
+        match &self.cache {
+            Some(_) => self.shared_project(project).map(drop),
+            None => self.read_project(project).map(drop),
+        }
+    }
+
+    fn shared_project(&self, project: &ProjectRef) -> Result<Arc<ProjectInfo>> {
+        let cache = self.cache.as_ref().expect("called with the cache on");
         let epoch = cache.epoch();
         let found = match cache.project(project) {
             Some(found) => found,
             None => {
                 let found = match self.read_project(project) {
-                    Ok(info) => Some(info),
+                    Ok(info) => Some(Arc::new(info)),
                     Err(Error::NotFound { .. }) => None,
                     Err(e) => return Err(e),
                 };
@@ -423,35 +436,40 @@ impl Store {
 
     /// The branch names of a project, sorted bytewise.
     pub fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>> {
+        Ok(self.shared_branch_names(project)?.as_ref().clone())
+    }
+
+    /// `branch_names`, shared with the cache instead of copied.
+    fn shared_branch_names(&self, project: &ProjectRef) -> Result<Arc<Vec<BranchName>>> {
         let read = || {
             let dir = self.layout.branches_dir(project);
             check_real_dirs(self.layout.root(), &dir)?;
             sorted_names(&dir, |n| BranchName::from_folder_name(n).ok())
         };
         let Some(cache) = &self.cache else {
-            return read();
+            return read().map(Arc::new);
         };
         let epoch = cache.epoch();
         if let Some(names) = cache.branch_names(project) {
-            return Ok(names.as_ref().clone());
+            return Ok(names);
         }
-        let names = read()?;
-        cache.put_branch_names(epoch, project.clone(), Arc::new(names.clone()));
+        let names = Arc::new(read()?);
+        cache.put_branch_names(epoch, project.clone(), Arc::clone(&names));
         Ok(names)
     }
 
     /// The default branch per SPEC §4: `master`, else `main`, else the
     /// first by name. `None` for a project without branches.
     pub fn default_branch(&self, project: &ProjectRef) -> Result<Option<BranchName>> {
-        self.project(project)?;
-        Ok(pick_default(&self.branch_names(project)?).cloned())
+        self.require_project(project)?;
+        Ok(pick_default(&self.shared_branch_names(project)?).cloned())
     }
 
     /// Every branch with its live state, sorted by name.
     /// Errors: `NotFound` for an unknown project.
     pub fn list_branches(&self, project: &ProjectRef) -> Result<Vec<BranchInfo>> {
-        self.project(project)?;
-        let names = self.branch_names(project)?;
+        self.require_project(project)?;
+        let names = self.shared_branch_names(project)?;
         let default = pick_default(&names).cloned();
         names
             .iter()
@@ -462,7 +480,7 @@ impl Store {
     /// One branch. Errors: `NotFound` for the project or the branch.
     pub fn branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<BranchInfo> {
         self.require_branch(project, branch)?;
-        let default = pick_default(&self.branch_names(project)?).cloned();
+        let default = pick_default(&self.shared_branch_names(project)?).cloned();
         self.branch_info(project, branch, default.as_ref() == Some(branch))
     }
 
@@ -497,7 +515,7 @@ impl Store {
         from: Option<&BranchName>,
         actor: &str,
     ) -> Result<BranchInfo> {
-        self.project(project)?;
+        self.require_project(project)?;
         check_real_dirs(self.layout.root(), &self.layout.branches_dir(project))?;
         let _lock = LockGuard::acquire(&self.layout.project_lock(project), self.lock_timeout)?;
         // From disk, not the cache: another process may have just made one.
@@ -552,14 +570,14 @@ impl Store {
     fn require_branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<PathBuf> {
         let dir = self.layout.branch_dir(project, branch);
         let exists = match &self.cache {
-            Some(_) => self.branch_names(project)?.contains(branch),
+            Some(_) => self.shared_branch_names(project)?.contains(branch),
             // A symlinked branch folder is not a branch (nor in listings).
             None => fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()),
         };
         if exists {
             return Ok(dir);
         }
-        self.project(project)?;
+        self.require_project(project)?;
         Err(Error::not_found("branch", branch))
     }
 
@@ -567,6 +585,19 @@ impl Store {
 
     /// The live state of a branch. Errors: `NotFound`.
     pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Result<Arc<Generation>> {
+        let Some(cache) = &self.cache else {
+            return self.read_live(project, branch);
+        };
+        let epoch = cache.epoch();
+        if let Some(gen) = cache.live(project, branch) {
+            return Ok(gen);
+        }
+        let gen = self.read_live(project, branch)?;
+        cache.put_live(epoch, project, branch, Arc::clone(&gen));
+        Ok(gen)
+    }
+
+    fn read_live(&self, project: &ProjectRef, branch: &BranchName) -> Result<Arc<Generation>> {
         let dir = self.require_branch(project, branch)?;
         let version = self.head_of(&dir)?;
         self.load_generation(dir, version)
@@ -720,7 +751,10 @@ impl Store {
         if let Some(content) = self.cache.as_ref().and_then(|c| c.object(&entry.hash)) {
             return Ok(content);
         }
-        let content = Content::new(bytes::Bytes::from(self.read_object(project, entry)?));
+        let content = Content::new(
+            bytes::Bytes::from(self.read_object(project, entry)?),
+            entry.blob_id(),
+        );
         if let Some(cache) = &self.cache {
             cache.put_object(&entry.hash, content.clone());
         }

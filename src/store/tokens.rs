@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -37,9 +38,9 @@ pub enum BindOutcome {
 
 impl Store {
     /// The server key tokens are hashed under (read once per process).
-    pub fn server_key(&self) -> Result<ServerKey> {
+    pub fn server_key(&self) -> Result<&ServerKey> {
         if let Some(key) = self.server_key.get() {
-            return Ok(key.clone());
+            return Ok(key);
         }
         let path = self.layout().server_key();
         let text = read_regular(&path).map_err(|e| match e {
@@ -53,7 +54,7 @@ impl Store {
             .ok()
             .and_then(ServerKey::from_hex)
             .ok_or_else(|| Error::corrupt(&path, "server key is not 64 hex digits"))?;
-        Ok(self.server_key.get_or_init(|| key).clone())
+        Ok(self.server_key.get_or_init(|| key))
     }
 
     fn tokens_lock(&self) -> Result<LockGuard> {
@@ -169,20 +170,20 @@ impl Store {
     }
 
     /// The token a secret belongs to, if any. One file read, no listing.
-    pub fn token_by_secret(&self, secret: &str) -> Result<Option<TokenRecord>> {
+    pub fn token_by_secret(&self, secret: &str) -> Result<Option<Arc<TokenRecord>>> {
         if !auth::is_token_shaped(secret) {
             return Ok(None);
         }
         let mac = self.server_key()?.token_mac(secret);
         let Some(cache) = &self.cache else {
-            return self.read_token(&mac);
+            return Ok(self.read_token(&mac)?.map(Arc::new));
         };
         let epoch = cache.epoch();
         if let Some(found) = cache.token(&mac) {
-            return Ok(found.map(|r| r.as_ref().clone()));
+            return Ok(found);
         }
-        let found = self.read_token(&mac)?;
-        cache.put_token(epoch, mac, found.clone().map(std::sync::Arc::new));
+        let found = self.read_token(&mac)?.map(Arc::new);
+        cache.put_token(epoch, mac, found.clone());
         Ok(found)
     }
 
