@@ -757,6 +757,22 @@ fn hostile_requests_get_exact_4xx() {
     assert_eq!(server.get(&format!("{API}/health"), &[]).status, 200);
 }
 
+/// The operator's edit: `cfgstore file put` of the project's operations
+/// config on `main`.
+fn put_operations_config(data: &std::path::Path, body: &[u8]) {
+    run_with_input(
+        data,
+        &[
+            "file",
+            "put",
+            &format!("demo/{P}"),
+            "main",
+            "operations.config.json",
+        ],
+        body,
+    );
+}
+
 /// Other events in the store's internal folder (lock files, audit appends,
 /// a backup tool's files) queued before a CLI change must not bury the
 /// change marker's event: the daemon drains every queued event per
@@ -779,17 +795,7 @@ fn a_cli_change_queued_behind_many_other_events_is_in_force_for_the_next_request
     for stray in &strays {
         std::fs::write(stray, b"x").unwrap(); // a create and a close-write each
     }
-    run_with_input(
-        &data,
-        &[
-            "file",
-            "put",
-            &format!("demo/{P}"),
-            "main",
-            "operations.config.json",
-        ],
-        b"{\"burst\": true}\n",
-    );
+    put_operations_config(&data, b"{\"burst\": true}\n");
     let after = daemon.get(&url, &auth(&token));
     assert_eq!(after.text(), "{\"burst\": true}\n");
     assert_ne!(after.text(), before.text());
@@ -815,17 +821,7 @@ fn cli_changes_are_in_force_for_the_daemons_next_request() {
         .unwrap()
         .to_string();
 
-    run_with_input(
-        &data,
-        &[
-            "file",
-            "put",
-            &format!("demo/{P}"),
-            "main",
-            "operations.config.json",
-        ],
-        b"{\"changed\": true}\n",
-    );
+    put_operations_config(&data, b"{\"changed\": true}\n");
     let r = daemon.get(&branches, &auth(&token));
     assert_ne!(
         r.json()[0]["commit"]["short_id"].as_str().unwrap(),

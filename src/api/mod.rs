@@ -336,12 +336,31 @@ impl Endpoint {
 }
 
 fn parse_read(method: &Method, rest: &str) -> std::result::Result<Endpoint, RouteError> {
-    let mut segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    let mounted_v4 = segments.len() >= 2 && segments[0] == "api" && segments[1] == "v4";
-    if mounted_v4 {
-        segments.drain(..2);
+    // The segments of the paths ERPs poll fit on the stack; deeper ones
+    // (up to 512 in a 1 KB file path) go to the heap.
+    const ON_STACK: usize = 32;
+    let mut stack = [""; ON_STACK];
+    let mut heap = Vec::new();
+    let mut count = 0;
+    for segment in rest.split('/').filter(|s| !s.is_empty()) {
+        if count < ON_STACK {
+            stack[count] = segment;
+        } else {
+            if heap.is_empty() {
+                heap.extend_from_slice(&stack);
+            }
+            heap.push(segment);
+        }
+        count += 1;
     }
-    let endpoint = match segments.as_slice() {
+    let all: &[&str] = if count <= ON_STACK {
+        &stack[..count]
+    } else {
+        &heap
+    };
+    let mounted_v4 = all.len() >= 2 && all[0] == "api" && all[1] == "v4";
+    let segments = if mounted_v4 { &all[2..] } else { all };
+    let endpoint = match segments {
         ["health"] if !mounted_v4 => Endpoint::Health,
         ["projects", id] => Endpoint::Project {
             id: decode_segment(id)?,
@@ -808,17 +827,17 @@ fn authenticate(app: &App, req: &Request) -> Result<Arc<TokenRecord>> {
         .ok_or(Error::Unauthorized(Unauthorized::MissingToken))?;
     let record = app
         .store
-        .token_by_secret(&secret)?
+        .token_by_secret(secret)?
         .ok_or(Error::Unauthorized(Unauthorized::UnknownToken))?;
     let now = app.now();
     record.check_valid(now)?;
     // Only a token that requires a fingerprint looks at the header: for
     // the others it is optional and may hold anything.
     let mismatch = || Error::Unauthorized(Unauthorized::FingerprintMismatch);
-    let instance_id = match parts.headers.get("x-instance-id") {
+    let instance_id = match parts.headers.get(&X_INSTANCE_ID) {
         Some(v) if record.fingerprint_required => {
             // Two ids in one request could bind or match either: refuse.
-            if parts.headers.get_all("x-instance-id").iter().count() > 1 {
+            if parts.headers.get_all(&X_INSTANCE_ID).iter().count() > 1 {
                 return Err(mismatch());
             }
             Some(v.to_str().map_err(|_| mismatch())?)
@@ -877,12 +896,17 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
+const PRIVATE_TOKEN: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("private-token");
+const X_INSTANCE_ID: hyper::header::HeaderName =
+    hyper::header::HeaderName::from_static("x-instance-id");
+
 /// `PRIVATE-TOKEN`, `Authorization: Bearer` or `?private_token=`. Header
 /// names are case-insensitive (hyper lowercases them). Credentials that
 /// disagree (a repeated header, a header and a query parameter naming
 /// different tokens) fail closed: which one a proxy or a client meant is
 /// not ours to guess.
-fn presented_token(parts: &Parts, query: &Query) -> Result<Option<String>> {
+fn presented_token<'a>(parts: &'a Parts, query: &'a Query) -> Result<Option<&'a str>> {
     let bad = || Error::Unauthorized(Unauthorized::UnknownToken);
     let mut found: Option<&str> = None;
     // Records a token; a different one than seen before is an error.
@@ -895,7 +919,7 @@ fn presented_token(parts: &Parts, query: &Query) -> Result<Option<String>> {
             }
         }
     }
-    for v in parts.headers.get_all("private-token") {
+    for v in parts.headers.get_all(&PRIVATE_TOKEN) {
         present(&mut found, v.to_str().map_err(|_| bad())?.trim())?;
     }
     for v in parts.headers.get_all(hyper::header::AUTHORIZATION) {
@@ -909,7 +933,7 @@ fn presented_token(parts: &Parts, query: &Query) -> Result<Option<String>> {
     for token in query.get_all("private_token") {
         present(&mut found, token)?;
     }
-    Ok(found.map(str::to_string))
+    Ok(found)
 }
 
 /// An empty response with a status, for handlers' early answers.
@@ -1030,5 +1054,34 @@ mod tests {
                 path: "x".into()
             })
         );
+    }
+
+    /// File paths as deep as the router keeps on the stack, one deeper,
+    /// and far deeper route alike (the segments move to the heap).
+    #[test]
+    fn deep_file_paths_route_like_shallow_ones() {
+        let p = "/site-builder/api/erp-config";
+        for depth in [1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 200] {
+            let path: Vec<String> = (0..depth).map(|i| format!("d{i}")).collect();
+            let path = path.join("/");
+            for mount in [p.to_string(), format!("{p}/api/v4")] {
+                assert_eq!(
+                    parse(&format!("{mount}/projects/a/repository/files/{path}/raw")),
+                    Ok(Endpoint::FileRaw {
+                        id: "a".into(),
+                        path: path.clone()
+                    }),
+                    "{depth} under {mount}"
+                );
+                assert_eq!(
+                    parse(&format!("{mount}/projects/a/repository/files/{path}")),
+                    Ok(Endpoint::FileMeta {
+                        id: "a".into(),
+                        path: path.clone()
+                    }),
+                    "{depth} under {mount}"
+                );
+            }
+        }
     }
 }

@@ -53,6 +53,8 @@ const GENERATION_SLOTS: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
+    /// Where the change marker lives (set by `watch_marker`).
+    marker_path: std::sync::OnceLock<PathBuf>,
     /// The marker file as last opened, with its device and inode. Writers
     /// replace the marker by rename. Per request, an inotify watch says
     /// whether that happened (one non-blocking read); failing inotify, a
@@ -99,10 +101,14 @@ impl Pointers {
 pub(crate) struct Epoch(u64);
 
 impl ReadCache {
-    /// Checks the change marker at `path` (see `marker_file`).
-    pub fn revalidate_from(&self, path: &Path) -> crate::Result<()> {
+    /// Checks the change marker (see `marker_file`); without a watched
+    /// marker there is nothing to check.
+    pub fn check_marker(&self) -> crate::Result<()> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
+        let Some(path) = self.marker_path.get() else {
+            return Ok(());
+        };
         {
             let mut p = self.pointers.lock().expect("cache");
             if p.cleared_at.is_none_or(|t| t.elapsed() >= POINTER_MAX_AGE) {
@@ -183,6 +189,7 @@ impl ReadCache {
     /// read for the first time, so no change can fall between the two.
     pub fn watch_marker(&self, path: &Path) {
         use inotify::{Inotify, WatchMask};
+        let _ = self.marker_path.set(path.to_path_buf());
         let Some(folder) = path.parent() else { return };
         let watch = Inotify::init().and_then(|inotify| {
             inotify.watches().add(

@@ -656,7 +656,7 @@ impl Store {
         let Some(cache) = &self.cache else {
             return Ok(());
         };
-        cache.revalidate_from(&self.layout.changes_file())
+        cache.check_marker()
     }
 
     /// `note_change` after a write that is already durable and live: its
