@@ -6,6 +6,7 @@ before it exits (also on Ctrl-C).
     python3 bench/run.py                 # 10 s per scenario, median of 3 runs
     python3 bench/run.py --smoke         # 1 s, 1 run: checks the suite works
     python3 bench/run.py --duration 5 --runs 3 --out bench/results/mine.md
+    python3 bench/run.py --files --runs 5   # only the reads against nginx
 
 Needs wrk and nginx (installed with apt-get when missing, as root) and a
 Rust toolchain (builds target/release/cfgstore). The server (cfgstore or
@@ -199,6 +200,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (default 10)")
     ap.add_argument("--runs", type=int, default=3, help="runs per scenario; the median is reported (default 3)")
     ap.add_argument("--smoke", action="store_true", help="1-second runs, one each: proves the suite works")
+    ap.add_argument("--files", action="store_true",
+                    help="of the read scenarios, only the file reads (those measured against nginx)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
     args = ap.parse_args()
     if args.smoke:
@@ -313,7 +316,10 @@ http {{
         ("recursive tree of 20,000, per_page=100", base,
          lua_pages(f"{scripts}/t.lua", f"{READ}/projects/large.cfg/repository/tree?recursive=true&per_page=100&page=", tree_pages), None, None),
     ]
+    if args.files:
+        read_scenarios = [s for s in read_scenarios if s[3]]
     rows = []
+    run_rows = []
     cpu_per_request = []
     load_rss = 0.0
     for name, url, script, nurl, nscript in read_scenarios:
@@ -331,6 +337,8 @@ http {{
                 ours.append((rate, p99))
                 if nurl:
                     theirs.append(wrk(nurl, conns, args.duration, token, nscript)[:2])
+            each = lambda runs: " / ".join(f"{r:,.0f} ({p:.2f})" for r, p in runs)
+            run_rows.append(f"| {name} | {conns} | {each(ours)} | {each(theirs)} |")
             rate = statistics.median(r for r, _ in ours)
             p99 = statistics.median(p for _, p in ours)
             if theirs:
@@ -380,6 +388,12 @@ Both servers check the same `PRIVATE-TOKEN` header; nginx (1 worker, sendfile, a
 {chr(10).join(rows)}
 
 The recursive tree of the 20,000-file branch ({tree_entries:,} files) is read as clients page it: random pages of 100.
+
+Every run, in the order run (cfgstore and nginx alternate): requests/s (p99 ms).
+
+| scenario | connections | cfgstore runs | nginx runs |
+|---|---|---|---|
+{chr(10).join(run_rows)}
 
 ## Writes (durable: fsync before the answer; ms)
 
