@@ -129,9 +129,14 @@ pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn run_daemon(store: Store, config: &Config) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    // A connection whose request arrives joins the back of the queue: with
+    // tokio's LIFO slot the last one woken jumps ahead of all others, which
+    // widened cfgstore's response times (p99 at 4 connections 131 µs with
+    // it, 101 µs without, nginx 111 µs; BENCHMARKS.md).
+    #[cfg(tokio_unstable)]
+    runtime.disable_lifo_slot();
+    let runtime = runtime.enable_all().build()?;
     let options = ServerOptions::from(config);
     let listen = config.listen;
     let mut app = App::new(Arc::new(store));
