@@ -123,11 +123,28 @@ class Sampler(threading.Thread):
             time.sleep(0.1)
 
 
+def cpu_busy(cpu):
+    """(busy, total) jiffies of one CPU so far, from /proc/stat."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                idle = v[3] + v[4]  # idle + iowait
+                return sum(v[:8]) - idle, sum(v[:8])
+    return 0, 1
+
+
+LOAD_CPU_BUSY = []  # the load generator's CPU, busy share of each wrk run
+
+
 def wrk(url, conns, duration, token, script=None):
     cmd = ["taskset", "-c", "1", "wrk", "-t1", f"-c{conns}", f"-d{duration}s", "--latency", "-H", f"PRIVATE-TOKEN: {token}"]
     if script:
         cmd += ["-s", script]
+    before = cpu_busy(1)
     out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True).stdout
+    after = cpu_busy(1)
+    LOAD_CPU_BUSY.append((after[0] - before[0]) / max(1, after[1] - before[1]))
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     total = int(re.search(r"(\d+) requests in", out).group(1))
     m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
@@ -138,6 +155,46 @@ def wrk(url, conns, duration, token, script=None):
     if errors or sock:
         raise RuntimeError(f"{url}: {errors} non-2xx responses, socket errors: {sock.group(1) if sock else 0}\n{out}")
     return rate, p99, total
+
+
+def start_nginx(work, files, port, token):
+    """nginx (1 worker, on CPU 0) serving `files` on 127.0.0.1:`port` with
+    cfgstore's token check: a request without `PRIVATE-TOKEN: token` is
+    answered 401. Returns the worker's pid."""
+    conf = os.path.join(work, "nginx.conf")
+    with open(conf, "w") as f:
+        f.write(f"""
+user root;
+worker_processes 1;
+daemon off;
+pid {work}/nginx.pid;
+error_log {work}/nginx-error.log;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+  default_type application/octet-stream;
+  client_body_temp_path {work}/nginx-body;
+  proxy_temp_path {work}/nginx-proxy;
+  fastcgi_temp_path {work}/nginx-fastcgi;
+  uwsgi_temp_path {work}/nginx-uwsgi;
+  scgi_temp_path {work}/nginx-scgi;
+  server {{
+    listen 127.0.0.1:{port};
+    root {files};
+    location / {{
+      if ($http_private_token != "{token}") {{ return 401; }}
+      try_files $uri =404;
+    }}
+  }}
+}}
+""")
+    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
+    nginx = start(["taskset", "-c", "0", nginx_bin, "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
+    wait_http(port, "/")
+    return (children_pids(nginx.pid) or [nginx.pid])[0]
 
 
 def lua_random(path, list_file, prefix, suffix, encode):
@@ -260,40 +317,7 @@ def run_suite(args, binary, work):
 
     # nginx serving the same files, with an equivalent token check.
     nport = free_port()
-    conf = os.path.join(work, "nginx.conf")
-    with open(conf, "w") as f:
-        f.write(f"""
-user root;
-worker_processes 1;
-daemon off;
-pid {work}/nginx.pid;
-error_log {work}/nginx-error.log;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
-  default_type application/octet-stream;
-  client_body_temp_path {work}/nginx-body;
-  proxy_temp_path {work}/nginx-proxy;
-  fastcgi_temp_path {work}/nginx-fastcgi;
-  uwsgi_temp_path {work}/nginx-uwsgi;
-  scgi_temp_path {work}/nginx-scgi;
-  server {{
-    listen 127.0.0.1:{nport};
-    root {files};
-    location / {{
-      if ($http_private_token != "{token}") {{ return 401; }}
-      try_files $uri =404;
-    }}
-  }}
-}}
-""")
-    nginx_bin = shutil.which("nginx") or "/usr/sbin/nginx"
-    nginx = start(["taskset", "-c", "0", nginx_bin, "-c", conf, "-p", work], stderr=subprocess.DEVNULL)
-    wait_http(nport, "/")
-    nginx_pid = (children_pids(nginx.pid) or [nginx.pid])[0]
+    nginx_pid = start_nginx(work, files, nport, token)
 
     base = f"http://127.0.0.1:{port}"
     nbase = f"http://127.0.0.1:{nport}"
@@ -330,20 +354,21 @@ http {{
                 sampler.start()
                 before = cpu_ticks(server.pid)
                 rate, p99, total = wrk(url, conns, args.duration, token, script)
+                busy = LOAD_CPU_BUSY[-1]
                 ticks = cpu_ticks(server.pid) - before
                 sampler.running = False
                 load_rss = max(load_rss, sampler.peak)
                 cpu_per_request.append(ticks / os.sysconf("SC_CLK_TCK") / max(total, 1) * 1e6)
-                ours.append((rate, p99))
+                ours.append((rate, p99, busy))
                 if nurl:
-                    theirs.append(wrk(nurl, conns, args.duration, token, nscript)[:2])
-            each = lambda runs: " / ".join(f"{r:,.0f} ({p:.2f})" for r, p in runs)
+                    theirs.append((*wrk(nurl, conns, args.duration, token, nscript)[:2], LOAD_CPU_BUSY[-1]))
+            each = lambda runs: " / ".join(f"{r:,.0f} ({p:.2f}, {b:.0%})" for r, p, b in runs)
             run_rows.append(f"| {name} | {conns} | {each(ours)} | {each(theirs)} |")
-            rate = statistics.median(r for r, _ in ours)
-            p99 = statistics.median(p for _, p in ours)
+            rate = statistics.median(r for r, _, _ in ours)
+            p99 = statistics.median(p for _, p, _ in ours)
             if theirs:
-                nrate = statistics.median(r for r, _ in theirs)
-                np99 = statistics.median(p for _, p in theirs)
+                nrate = statistics.median(r for r, _, _ in theirs)
+                np99 = statistics.median(p for _, p, _ in theirs)
                 rows.append(f"| {name} | {conns} | {rate:,.0f} | {nrate:,.0f} | {rate / nrate:.2f} | {p99:.2f} | {np99:.2f} |")
             else:
                 rows.append(f"| {name} | {conns} | {rate:,.0f} | | | {p99:.2f} | |")
@@ -389,7 +414,8 @@ Both servers check the same `PRIVATE-TOKEN` header; nginx (1 worker, sendfile, a
 
 The recursive tree of the 20,000-file branch ({tree_entries:,} files) is read as clients page it: random pages of 100.
 
-Every run, in the order run (cfgstore and nginx alternate): requests/s (p99 ms).
+Every run, in the order run (cfgstore and nginx alternate): requests/s (p99 ms, how busy wrk's own CPU was).
+wrk's latency includes its own waiting: the closer its CPU is to 100 %, the more of a p99 is the client's.
 
 | scenario | connections | cfgstore runs | nginx runs |
 |---|---|---|---|
