@@ -322,20 +322,15 @@ fn an_oversized_body_is_413_before_it_is_sent() {
     assert!(took < Duration::from_secs(2), "answered after {took:?}");
 
     // Chunked, so the size is only known while reading: 413 too.
-    let stream = TcpStream::connect(daemon.addr).unwrap();
-    let mut request = format!(
-        "PUT {PUT_PATH}/big.bin HTTP/1.1\r\nHost: x\r\nCookie: {}\r\nX-CSRF-Token: {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
-        login.cookie, login.csrf
-    )
-    .into_bytes();
-    for _ in 0..3 {
-        request.extend_from_slice(b"200\r\n");
-        request.extend_from_slice(&[b'y'; 0x200]);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
-    let _ = (&stream).write_all(&request);
-    let (got, _) = read_until_closed(&stream, Duration::from_secs(10));
+    let got = send_chunked(
+        daemon.addr,
+        &format!(
+            "Cookie: {}\r\nX-CSRF-Token: {}\r\n",
+            login.cookie, login.csrf
+        ),
+        0x200,
+        3,
+    );
     assert_eq!(
         status_of(&got),
         Some(413),
@@ -568,6 +563,26 @@ fn running_out_of_file_descriptors_backs_off_and_recovers() {
 
 /// Sends a request head declaring `length` body bytes (and none of them);
 /// returns the status and how long the answer took.
+/// Sends a chunked PUT of `chunks` chunks of `size` bytes, with `headers`
+/// (each ending in CRLF) besides Host and Transfer-Encoding, and returns
+/// everything the daemon answered before closing. The daemon may answer
+/// and close before all of it is sent, so a failed write is expected.
+fn send_chunked(addr: SocketAddr, headers: &str, size: usize, chunks: usize) -> Vec<u8> {
+    let stream = TcpStream::connect(addr).unwrap();
+    let mut request = format!(
+        "PUT {PUT_PATH}/big.bin HTTP/1.1\r\nHost: x\r\n{headers}Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    for _ in 0..chunks {
+        request.extend_from_slice(format!("{size:x}\r\n").as_bytes());
+        request.extend_from_slice(&vec![b'y'; size]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let _ = (&stream).write_all(&request);
+    read_until_closed(&stream, Duration::from_secs(10)).0
+}
+
 fn declare_body(addr: SocketAddr, head: &str, length: u64) -> (Option<u16>, Duration) {
     let stream = TcpStream::connect(addr).unwrap();
     let head = format!("{head}Host: x\r\nContent-Length: {length}\r\n\r\n");
@@ -608,19 +623,7 @@ fn an_anonymous_client_cannot_make_the_daemon_buffer_a_large_body() {
         assert!(took < Duration::from_secs(2), "{what}: answered after {took:?}");
     }
     // A chunked anonymous body is cut off once past the anonymous allowance.
-    let stream = TcpStream::connect(addr).unwrap();
-    let mut request = format!(
-        "PUT {PUT_PATH}/big.bin HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-    )
-    .into_bytes();
-    for _ in 0..40 {
-        request.extend_from_slice(b"1000\r\n");
-        request.extend_from_slice(&[b'y'; 0x1000]);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
-    let _ = (&stream).write_all(&request);
-    let (got, _) = read_until_closed(&stream, Duration::from_secs(10));
+    let got = send_chunked(addr, "", 0x1000, 40);
     assert_eq!(
         status_of(&got),
         Some(401),

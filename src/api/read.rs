@@ -206,7 +206,6 @@ fn gitlab_file_headers(
     gen: &Generation,
     branch: &BranchName,
 ) {
-    set_header(r, header::ETAG, &format!("\"{}\"", entry.blob_id()));
     set_header(r, X_GITLAB_BLOB_ID, entry.blob_id());
     set_header(r, X_GITLAB_COMMIT_ID, &gen.meta.commit_id);
     set_header(r, "x-gitlab-last-commit-id", &gen.meta.commit_id);
@@ -280,8 +279,8 @@ pub fn file_meta(app: &App, req: &Request, id: &str, path: &str) -> Result<Respo
     let mut r = json(&file);
     gitlab_file_headers(&mut r, entry, &gen, &branch);
     set_header(&mut r, "x-gitlab-content-sha256", &file.content_sha256);
-    // The JSON body differs with `ref`, the blob does not: tag the body.
-    r.headers_mut().remove("etag");
+    // No blob ETag: the JSON body differs with `ref`, the blob does not, so
+    // `response::finish` tags the body.
     Ok(r)
 }
 

@@ -144,18 +144,15 @@ impl Query {
 
 fn decode_query(raw: &str) -> Result<String> {
     check_escapes(raw).map_err(Error::Invalid)?;
-    let not_utf8 = || Error::invalid(format!("query parameter {raw:?} is not UTF-8"));
-    if !raw.contains('+') {
-        return percent_decode_str(raw)
-            .decode_utf8()
-            .map(|s| s.into_owned())
-            .map_err(|_| not_utf8());
-    }
-    let spaced = raw.replace('+', " ");
+    // Copied only when there is a `+` to turn into a space.
+    let spaced = match raw.contains('+') {
+        true => std::borrow::Cow::Owned(raw.replace('+', " ")),
+        false => std::borrow::Cow::Borrowed(raw),
+    };
     percent_decode_str(&spaced)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|_| not_utf8())
+        .map_err(|_| Error::invalid(format!("query parameter {raw:?} is not UTF-8")))
 }
 
 #[cfg(test)]

@@ -3,15 +3,18 @@
 //! Two kinds of data are cached:
 //! - immutable things (generations by version, file contents by hash):
 //!   valid forever once read, bounded by size;
-//! - pointers to them (a branch's HEAD, a project's branch names, whether
-//!   a project exists, a token record): valid until the store changes.
+//! - pointers to them (a branch's live generation, i.e. its HEAD, a
+//!   project's branch names, whether a project exists, a token record):
+//!   valid until the store changes.
 //!
 //! Every write, by any process, replaces `.cfgstore/changes` with a new
-//! random value after it commits (`Store::note_change`). The daemon reads
-//! that one small file at the start of each request (`revalidate`); when it
-//! differs from the last value seen, every pointer is dropped. So a change
-//! made by the CLI is in force for the daemon's very next request, at the
-//! cost of one file read instead of one per branch, token and project.
+//! random value after it commits (`Store::note_change`). The daemon checks
+//! that marker at the start of each request (`check_marker`: one
+//! non-blocking read of an inotify watch, the file itself only when it was
+//! replaced); when it differs from the last value seen, every pointer is
+//! dropped. So a change made by the CLI is in force for the daemon's very
+//! next request, at the cost of one check instead of one read per branch,
+//! token and project.
 //!
 //! The marker is a prompt, not the only line of defence: pointers are also
 //! dropped once a second, so a writer that committed but could not replace
@@ -74,9 +77,8 @@ struct Pointers {
     epoch: u64,
     /// When the pointers were last dropped (`None`: never).
     cleared_at: Option<Instant>,
-    heads: HashMap<PathBuf, SnapshotId>,
-    /// A branch's live generation: what `heads` and `generations` say,
-    /// found with one lookup by name instead of building its folder path.
+    /// A branch's live generation (its HEAD, read from disk once per
+    /// epoch, resolved in `generations`), found by name.
     live: HashMap<ProjectRef, HashMap<BranchName, Arc<Generation>>>,
     projects: HashMap<ProjectRef, Option<Arc<ProjectInfo>>>,
     branch_names: HashMap<ProjectRef, Arc<Vec<BranchName>>>,
@@ -87,7 +89,6 @@ impl Pointers {
     fn clear(&mut self) {
         self.epoch += 1;
         self.cleared_at = Some(Instant::now());
-        self.heads.clear();
         self.live.clear();
         self.projects.clear();
         self.branch_names.clear();
@@ -226,14 +227,6 @@ impl ReadCache {
     fn store<T>(&self, epoch: Epoch, put: impl FnOnce(&mut Pointers) -> T) -> Option<T> {
         let mut p = self.pointers.lock().expect("cache");
         (p.epoch == epoch.0).then(|| put(&mut p))
-    }
-
-    pub fn head(&self, dir: &Path) -> Option<SnapshotId> {
-        self.pointers.lock().expect("cache").heads.get(dir).copied()
-    }
-
-    pub fn put_head(&self, epoch: Epoch, dir: PathBuf, head: SnapshotId) {
-        self.store(epoch, |p| p.heads.insert(dir, head));
     }
 
     pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Option<Arc<Generation>> {
@@ -406,8 +399,7 @@ impl Content {
 
     /// The blob id, unquoted (shares `quoted_blob_id`'s bytes).
     pub fn blob_id(&self) -> Bytes {
-        self.quoted_blob_id
-            .slice(1..self.quoted_blob_id.len().saturating_sub(1).max(1))
+        self.quoted_blob_id.slice(1..self.quoted_blob_id.len() - 1)
     }
 
     pub fn content_type(&self) -> &'static str {

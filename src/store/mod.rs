@@ -597,24 +597,12 @@ impl Store {
         Ok(gen)
     }
 
+    /// What `live` caches: the branch's HEAD, read from disk, and the
+    /// generation it names.
     fn read_live(&self, project: &ProjectRef, branch: &BranchName) -> Result<Arc<Generation>> {
         let dir = self.require_branch(project, branch)?;
-        let version = self.head_of(&dir)?;
+        let version = read_head(&dir)?;
         self.load_generation(dir, version)
-    }
-
-    /// The version a branch's HEAD names, from the cache when it has it.
-    fn head_of(&self, dir: &Path) -> Result<SnapshotId> {
-        let Some(cache) = &self.cache else {
-            return read_head(dir);
-        };
-        let epoch = cache.epoch();
-        if let Some(head) = cache.head(dir) {
-            return Ok(head);
-        }
-        let head = read_head(dir)?;
-        cache.put_head(epoch, dir.to_path_buf(), head);
-        Ok(head)
     }
 
     /// One generation, parsed once per process when the cache is on.
