@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cfgstore::ops;
 use cfgstore::store::{BranchInfo, Store};
 use clap::Subcommand;
 
@@ -53,13 +54,13 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let project = output::project(&project)?;
             let name = output::branch(&name)?;
             let from = from.as_deref().map(output::branch).transpose()?;
-            let info = store.create_branch(&project, &name, from.as_ref(), &crate::actor())?;
-            crate::audit(
+            let info = ops::content::create_branch(
                 store,
-                "branch.create",
-                format!("{project}@{name}"),
-                serde_json::json!({"from": from, "short_id": info.short_id}),
-            );
+                &crate::actor(),
+                &project,
+                &name,
+                from.as_ref(),
+            )?;
             if json {
                 print_json(&to_json(&info))?;
             } else {

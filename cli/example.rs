@@ -5,6 +5,7 @@
 //! history it shows is real: snapshots, a branch cut for a release, a file
 //! removed, a change rolled back.
 
+use cfgstore::ops::{self, Actor};
 use cfgstore::store::{BranchName, FilePath, OwnerName, ProjectRef, Store};
 
 const OPERATIONS_V1: &str = r#"{
@@ -151,9 +152,9 @@ kg_per_lb: 0.45359237
 ";
 
 /// Builds the example into `store`. Fails if the project exists already.
-pub fn create(store: &Store, actor: &str) -> anyhow::Result<()> {
+pub fn create(store: &Store, actor: &Actor) -> anyhow::Result<()> {
     let demo = OwnerName::parse("demo")?;
-    let info = store.create_project(&demo, "b2b-cnc", "erp-config", actor)?;
+    let info = ops::content::create_project(store, actor, &demo, "b2b-cnc", "erp-config")?;
     let project = info.project_ref();
     let main = BranchName::parse("main")?;
 
@@ -172,7 +173,7 @@ pub fn create(store: &Store, actor: &str) -> anyhow::Result<()> {
         ("reporting/kpi-thresholds.json", KPI),
         ("legacy/old-export.json", LEGACY_EXPORT),
     ])?;
-    store.import(&project, &main, initial, false, actor)?;
+    ops::content::import(store, actor, &project, &main, initial, false)?;
     put(
         store,
         &project,
@@ -182,7 +183,7 @@ pub fn create(store: &Store, actor: &str) -> anyhow::Result<()> {
         actor,
     )?;
     let release = BranchName::parse("release/2026.1")?;
-    store.create_branch(&project, &release, Some(&main), actor)?;
+    ops::content::create_branch(store, actor, &project, &release, Some(&main))?;
     put(
         store,
         &project,
@@ -191,11 +192,12 @@ pub fn create(store: &Store, actor: &str) -> anyhow::Result<()> {
         OPERATIONS_V2,
         actor,
     )?;
-    store.delete_file(
+    ops::content::delete_file(
+        store,
+        actor,
         &project,
         &main,
         &FilePath::parse("legacy/old-export.json")?,
-        actor,
         None,
     )?;
     put(
@@ -208,12 +210,11 @@ pub fn create(store: &Store, actor: &str) -> anyhow::Result<()> {
     )?;
     // The new scheduler was switched on too early: roll that back.
     let before_flag = store.history(&project, &main)?[0].version;
-    store.rollback(&project, &main, before_flag, actor)?;
+    ops::content::rollback(store, actor, &project, &main, before_flag)?;
 
     let public = OwnerName::parse(OwnerName::PUBLIC)?;
-    let shared = store
-        .create_project(&public, "units", "erp-config", actor)?
-        .project_ref();
+    let shared =
+        ops::content::create_project(store, actor, &public, "units", "erp-config")?.project_ref();
     put(store, &shared, &main, "units.yaml", PUBLIC_UNITS, actor)?;
 
     println!("created example projects {project} (branches main, {release}) and {shared}");
@@ -226,14 +227,15 @@ fn put(
     branch: &BranchName,
     path: &str,
     content: &str,
-    actor: &str,
+    actor: &Actor,
 ) -> anyhow::Result<()> {
-    store.put_file(
+    ops::content::put_file(
+        store,
+        actor,
         project,
         branch,
         &FilePath::parse(path)?,
         content.as_bytes(),
-        actor,
         None,
     )?;
     Ok(())

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
+use cfgstore::ops;
 use cfgstore::store::{tree, FilePath, Store, WriteOutcome};
 use clap::{Args, Subcommand};
 use walkdir::WalkDir;
@@ -96,22 +97,15 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 output::path(&path)?,
             );
             let bytes = read_content(from.as_deref())?;
-            let outcome = store.put_file(
+            let outcome = ops::content::put_file(
+                store,
+                &crate::actor(),
                 &project,
                 &branch,
                 &path,
                 &bytes,
-                &crate::actor(),
                 if_match.as_deref(),
             )?;
-            let mut details = outcome.audit_details();
-            details["size"] = bytes.len().into();
-            crate::audit(
-                store,
-                "file.put",
-                format!("{project}@{branch}:{path}"),
-                details,
-            );
             report_write(
                 &outcome,
                 &format!("saved {path} ({})", output::size(bytes.len() as u64)),
@@ -154,13 +148,8 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 output::branch(&branch)?,
                 output::path(&path)?,
             );
-            let outcome = store.delete_file(&project, &branch, &path, &crate::actor(), None)?;
-            crate::audit(
-                store,
-                "file.delete",
-                format!("{project}@{branch}:{path}"),
-                outcome.audit_details(),
-            );
+            let outcome =
+                ops::content::delete_file(store, &crate::actor(), &project, &branch, &path, None)?;
             report_write(&outcome, &format!("removed {path}"), json)?;
         }
         Command::Ls {
@@ -215,11 +204,14 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
         let bytes = std::fs::read(&source).map_err(|e| cfgstore::Error::io(&source, e))?;
         Ok((path, bytes))
     });
-    let outcome = store.import(&project, &branch, reading, args.replace, &crate::actor())?;
-    let mut details = outcome.audit_details();
-    details["files"] = count.into();
-    details["replace"] = args.replace.into();
-    crate::audit(store, "file.import", format!("{project}@{branch}"), details);
+    let outcome = ops::content::import(
+        store,
+        &crate::actor(),
+        &project,
+        &branch,
+        reading,
+        args.replace,
+    )?;
     report_write(
         &outcome,
         &format!("imported {count} files from {}", dir.display()),

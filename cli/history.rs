@@ -3,6 +3,7 @@
 use std::collections::BTreeSet;
 use std::process::ExitCode;
 
+use cfgstore::ops;
 use cfgstore::store::{Generation, ProjectRef, Store};
 use clap::{Args, Subcommand};
 
@@ -170,10 +171,7 @@ pub fn rollback(store: &Store, args: RollbackArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     }
-    let outcome = store.rollback(&project, &branch, to, &crate::actor())?;
-    let mut details = outcome.audit_details();
-    details["to"] = to.to_string().into();
-    crate::audit(store, "rollback", format!("{project}@{branch}"), details);
+    let outcome = ops::content::rollback(store, &crate::actor(), &project, &branch, to)?;
     crate::file::report_write(&outcome, &format!("rolled back to {to}"), args.json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -134,35 +134,35 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let flag_data = cli.data;
-    if let Command::Serve(args) = cli.command {
-        return serve::serve(flag_data, args);
-    }
-    if let Command::Config(cmd) = cli.command {
-        return serve::config(flag_data, cmd);
-    }
-    serve::init_command_logging();
-    let data = match flag_data {
-        Some(data) => data,
-        // The same data directory the daemon uses: from its config file.
-        None => serve::load_config(None, None, None)?.data_dir,
+    let flag = cli.data;
+    // Commands on the store: its data directory, with the library's
+    // warnings shown on stderr.
+    let data = |flag: Option<PathBuf>| -> anyhow::Result<PathBuf> {
+        serve::init_command_logging();
+        Ok(match flag {
+            Some(data) => data,
+            // The same data directory the daemon uses: from its config file.
+            None => serve::load_config(None, None, None)?.data_dir,
+        })
     };
+    let store = |flag: Option<PathBuf>| open(&data(flag)?);
     match cli.command {
-        Command::Serve(_) | Command::Config(_) => unreachable!("handled above"),
-        Command::Backup { dest, json } => serve::backup(&open(&data)?, &dest, json),
-        Command::Restore { src } => serve::restore(&src, &data),
-        Command::Demo(args) => serve::demo(args),
-        Command::Token(cmd) => token::run(&open(&data)?, cmd),
-        Command::User(cmd) => user::run(&open(&data)?, cmd),
-        Command::Audit(args) => audit::run(&open(&data)?, args),
-        Command::Init { example } => init(&data, example),
-        Command::Project(cmd) => project::run(&open(&data)?, cmd),
-        Command::Branch(cmd) => branch::run(&open(&data)?, cmd),
-        Command::File(cmd) => file::run(&open(&data)?, cmd),
-        Command::Import(args) => file::import(&open(&data)?, args),
-        Command::History(cmd) => history::run(&open(&data)?, cmd),
-        Command::Rollback(args) => history::rollback(&open(&data)?, args),
-        Command::Fsck { repair, json } => fsck(&open(&data)?, repair, json),
+        Command::Serve(args) => serve::serve(flag, args),
+        Command::Config(cmd) => serve::config(flag, cmd),
+        Command::Demo(args) => serve::demo(flag, args),
+        Command::Init { example } => init(&data(flag)?, example),
+        Command::Restore { src } => serve::restore(&src, &data(flag)?),
+        Command::Backup { dest, json } => serve::backup(&store(flag)?, &dest, json),
+        Command::Token(cmd) => token::run(&store(flag)?, cmd),
+        Command::User(cmd) => user::run(&store(flag)?, cmd),
+        Command::Audit(args) => audit::run(&store(flag)?, args),
+        Command::Project(cmd) => project::run(&store(flag)?, cmd),
+        Command::Branch(cmd) => branch::run(&store(flag)?, cmd),
+        Command::File(cmd) => file::run(&store(flag)?, cmd),
+        Command::Import(args) => file::import(&store(flag)?, args),
+        Command::History(cmd) => history::run(&store(flag)?, cmd),
+        Command::Rollback(args) => history::rollback(&store(flag)?, args),
+        Command::Fsck { repair, json } => fsck(&store(flag)?, repair, json),
     }
 }
 
@@ -213,22 +213,10 @@ fn fsck(store: &Store, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Appends a durable audit record for a change made from the command line.
-/// The change itself is already durable, so a failure here is a warning:
-/// exiting with an error would invite a repeat of a change that happened
-/// (and a token, shown only once, would never be printed).
-pub fn audit(store: &Store, action: &str, target: impl Into<String>, details: serde_json::Value) {
-    let record = cfgstore::store::audit::AuditRecord::new(&actor(), action, target, details);
-    if let Err(e) = store.append_audit(&record, true) {
-        eprintln!(
-            "warning: the change ({action}) was saved, but recording it in the audit trail failed: {e}"
-        );
-    }
-}
-
-/// The audit actor for this process: `cli:{unix user}`.
-pub fn actor() -> String {
-    format!("cli:{}", unix_user())
+/// Who this process acts as: the operator, by Unix user (`cli:{user}` in
+/// the audit trail).
+pub fn actor() -> cfgstore::ops::Actor {
+    cfgstore::ops::Actor::operator(unix_user())
 }
 
 fn unix_user() -> String {

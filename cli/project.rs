@@ -2,6 +2,7 @@
 
 use std::process::ExitCode;
 
+use cfgstore::ops;
 use cfgstore::store::{OwnerName, Store};
 use clap::Subcommand;
 
@@ -48,13 +49,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let owner = OwnerName::parse(&owner)?;
-            let info = store.create_project(&owner, &name, &kind, &crate::actor())?;
-            crate::audit(
-                store,
-                "project.create",
-                info.project_ref().to_string(),
-                serde_json::json!({"branch": "main"}),
-            );
+            let info = ops::content::create_project(store, &crate::actor(), &owner, &name, &kind)?;
             if json {
                 print_json(&info)?;
             } else {

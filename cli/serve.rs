@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use cfgstore::api::App;
 use cfgstore::config::{Config, LogFormat, Overrides};
+use cfgstore::ops;
 use cfgstore::server::ServerOptions;
 use cfgstore::store::{OwnerName, Store};
 use clap::{Args, Subcommand};
@@ -79,56 +80,93 @@ pub fn config(data: Option<PathBuf>, cmd: ConfigCommand) -> anyhow::Result<ExitC
 pub fn serve(data: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let config = load_config(args.config.as_deref(), data, args.listen)?;
     init_logging(config.log_format);
-    let mut store = Store::open(&config.data_dir)
-        .with_context(|| format!("cannot open data directory {}", config.data_dir.display()))?;
-    store.enable_read_cache();
-    store.set_lock_timeout(config.lock_timeout);
-    store
-        .set_content_cache_bytes(usize::try_from(config.content_cache_bytes).unwrap_or(usize::MAX));
-    store
-        .server_key()
-        .context("the daemon needs the server key")?;
-    run_daemon(store, &config)
+    let app = App::from_config(&config, Arc::new(time::OffsetDateTime::now_utc))
+        .with_context(|| format!("cannot serve data directory {}", config.data_dir.display()))?;
+    run_daemon(app, &config, |_| {})
 }
 
-/// Builds the example store in a temp dir, makes a read token for it and
-/// serves it: the whole read path in one command, without touching the
-/// checkout. The temp dir is removed on exit.
-pub fn demo(args: DemoArgs) -> anyhow::Result<ExitCode> {
+/// Builds the example store, makes a read token for it and serves it: the
+/// whole read path in one command. Without `--data` the store lives in a
+/// temp dir, removed on exit, so the checkout is never touched; with
+/// `--data DIR` (a new or empty directory) it is built there and kept.
+/// The port is bound before anything is printed, so a busy port is the
+/// only thing reported.
+pub fn demo(data: Option<PathBuf>, args: DemoArgs) -> anyhow::Result<ExitCode> {
     init_logging(LogFormat::Human);
-    let dir = std::env::temp_dir().join(format!("cfgstore-demo-{}", std::process::id()));
-    let _cleanup = RemoveDir(dir.clone());
-    let (mut store, _) = Store::init(&dir)?;
+    let (dir, _cleanup) = match data {
+        Some(dir) => {
+            let occupied = std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some());
+            if occupied {
+                return Err(crate::output::UsageError(format!(
+                    "demo --data wants a new or empty directory, and {} is not: \
+                     to serve a store of your own, use `cfgstore --data {} serve`",
+                    dir.display(),
+                    dir.display()
+                ))
+                .into());
+            }
+            (dir, None)
+        }
+        None => {
+            let dir = std::env::temp_dir().join(format!("cfgstore-demo-{}", std::process::id()));
+            (dir.clone(), Some(RemoveDir(dir)))
+        }
+    };
+    let (store, _) = Store::init(&dir)?;
     crate::example::create(&store, &crate::actor())?;
-    store.enable_read_cache();
-    let demo = OwnerName::parse("demo")?;
-    let (_, token) = store.create_token(&demo, "demo", Vec::new(), None, false)?;
-    let banner = format!(
-        "\ncfgstore demo: the example store, served from {dir}\n\n\
-         Read token (owner demo, all its projects): {token}\n\n\
-         Try:\n  \
-         curl -H 'PRIVATE-TOKEN: {token}' http://{addr}/site-builder/api/erp-config/projects/b2b-cnc.erp-config/repository/branches\n  \
-         curl -H 'PRIVATE-TOKEN: {token}' 'http://{addr}/site-builder/api/erp-config/projects/b2b-cnc.erp-config/repository/tree?recursive=true'\n  \
-         curl -H 'PRIVATE-TOKEN: {token}' 'http://{addr}/site-builder/api/erp-config/projects/b2b-cnc.erp-config/repository/files/features%2Ffeature%20flags.json/raw?ref=main'\n\n\
-         Or with python-gitlab:\n  \
-         import gitlab\n  \
-         gl = gitlab.Gitlab('http://{addr}/site-builder/api/erp-config', private_token='{token}')\n  \
-         p = gl.projects.get('b2b-cnc.erp-config')\n  \
-         print([b.name for b in p.branches.list(get_all=True)])\n\n\
-         Ctrl-C stops the server and removes the temp store.\n",
-        dir = dir.display(),
-        addr = args.listen,
-    );
-    eprintln!("{banner}");
+    let new = ops::tokens::NewToken {
+        owner: OwnerName::parse("demo")?,
+        name: "demo".into(),
+        repos: Vec::new(),
+        expires_at: None,
+        fingerprint_required: false,
+    };
+    let token = ops::tokens::create(
+        &store,
+        &crate::actor(),
+        new,
+        time::OffsetDateTime::now_utc(),
+    )?
+    .secret;
+    drop(store);
     let config = Config {
         listen: args.listen,
         data_dir: dir.clone(),
         ..Config::default()
     };
-    run_daemon(store, &config)
+    let app = App::from_config(&config, Arc::new(time::OffsetDateTime::now_utc))?;
+    let kept = if _cleanup.is_some() {
+        "Ctrl-C stops the server and removes the temp store."
+    } else {
+        "Ctrl-C stops the server; the store stays."
+    };
+    run_daemon(app, &config, |addr| {
+        eprintln!(
+            "\ncfgstore demo: the example store, served from {dir}\n\n\
+             Read token (owner demo, all its projects): {token}\n\n\
+             Try:\n  \
+             curl -H 'PRIVATE-TOKEN: {token}' http://{addr}/site-builder/api/erp-config/projects/b2b-cnc.erp-config/repository/branches\n  \
+             curl -H 'PRIVATE-TOKEN: {token}' 'http://{addr}/site-builder/api/erp-config/projects/b2b-cnc.erp-config/repository/tree?recursive=true'\n  \
+             curl -H 'PRIVATE-TOKEN: {token}' 'http://{addr}/site-builder/api/erp-config/projects/b2b-cnc.erp-config/repository/files/features%2Ffeature%20flags.json/raw?ref=main'\n\n\
+             Or with python-gitlab:\n  \
+             import gitlab\n  \
+             gl = gitlab.Gitlab('http://{addr}/site-builder/api/erp-config', private_token='{token}')\n  \
+             p = gl.projects.get('b2b-cnc.erp-config')\n  \
+             print([b.name for b in p.branches.list(get_all=True)])\n\n\
+             {kept}\n",
+            dir = dir.display(),
+        );
+    })
 }
 
-fn run_daemon(store: Store, config: &Config) -> anyhow::Result<ExitCode> {
+/// Binds the listener, calls `on_listening` with its address (nothing is
+/// printed before the port is ours), tells systemd, and serves until
+/// SIGTERM or SIGINT.
+fn run_daemon(
+    app: App,
+    config: &Config,
+    on_listening: impl FnOnce(SocketAddr),
+) -> anyhow::Result<ExitCode> {
     let mut runtime = tokio::runtime::Builder::new_multi_thread();
     // A connection whose request arrives joins the back of the queue: with
     // tokio's LIFO slot the last one woken jumps ahead of all others, which
@@ -139,12 +177,11 @@ fn run_daemon(store: Store, config: &Config) -> anyhow::Result<ExitCode> {
     let runtime = runtime.enable_all().build()?;
     let options = ServerOptions::from(config);
     let listen = config.listen;
-    let mut app = App::new(Arc::new(store));
-    app.configure(config);
     runtime.block_on(async move {
         let listener = cfgstore::server::listen(listen, config.max_connections)
             .with_context(|| format!("cannot listen on {listen}"))?;
         let address = listener.local_addr()?;
+        on_listening(address);
         tracing::info!(address = %address, data = %app.store.root().display(), "listening");
         notify_systemd(&format!("READY=1\nSTATUS=listening on {address}"));
         let app = Arc::new(app);

@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use cfgstore::auth::{self, TokenRecord};
+use cfgstore::ops;
 use cfgstore::store::tokens::TokenUpdate;
 use cfgstore::store::{OwnerName, RepoId, Store};
 use clap::Subcommand;
-use serde_json::json;
 
 use crate::output::{self, print_json, print_table, UsageError};
 
@@ -109,10 +109,15 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let owner = OwnerName::parse(&owner)?;
-            let (record, secret) =
-                store.create_token(&owner, &name, repos(list)?, expires, fingerprint)?;
-            let details = json!({"owner": owner, "name": record.name, "repos": record.repos});
-            crate::audit(store, "token.create", record.id.clone(), details);
+            let new = ops::tokens::NewToken {
+                owner,
+                name,
+                repos: repos(list)?,
+                expires_at: expires,
+                fingerprint_required: fingerprint,
+            };
+            let ops::tokens::Issued { record, secret } =
+                ops::tokens::create(store, &crate::actor(), new, now)?;
             if json {
                 let mut value = serde_json::to_value(record.view(now))?;
                 value["token"] = secret.into();
@@ -168,9 +173,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             {
                 return Err(UsageError("nothing to update: give --name, --repos, --all-repos, --expires, --no-expiry or --fingerprint".into()).into());
             }
-            let record = store.update_token(&id, update)?;
-            let details = json!({"repos": record.repos, "expires_at": record.expires_at, "fingerprint_required": record.fingerprint_required});
-            crate::audit(store, "token.update", id, details);
+            let record = ops::tokens::update(store, &crate::actor(), &id, update)?;
             show(&record, now, json)?;
         }
         Command::Revoke { id, yes } => {
@@ -184,8 +187,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 eprintln!("not revoked");
                 return Ok(ExitCode::FAILURE);
             }
-            store.revoke_token(&id)?;
-            crate::audit(store, "token.revoke", id.clone(), json!({}));
+            ops::tokens::revoke(store, &crate::actor(), &id)?;
             println!("revoked token {id}");
         }
         Command::Rotate { id, grace, json } => {
@@ -194,10 +196,12 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 .map(auth::parse_duration)
                 .transpose()?
                 .unwrap_or(time::Duration::ZERO);
-            let (successor, secret, old) = store.rotate_token(&id, grace, now)?;
-            let details =
-                json!({"successor": successor.id, "grace_seconds": grace.whole_seconds()});
-            crate::audit(store, "token.rotate", id, details);
+            let rotated = ops::tokens::rotate(store, &crate::actor(), &id, grace, now)?;
+            let (successor, secret, old) = (
+                rotated.successor.record,
+                rotated.successor.secret,
+                rotated.previous,
+            );
             if json {
                 let mut value = serde_json::to_value(successor.view(now))?;
                 value["token"] = secret.into();
@@ -220,8 +224,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Unbind { id, json } => {
-            let record = store.unbind_token(&id)?;
-            crate::audit(store, "token.update", id, json!({"fingerprint": "unbound"}));
+            let record = ops::tokens::unbind(store, &crate::actor(), &id)?;
             show(&record, now, json)?;
         }
     }

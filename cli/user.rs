@@ -4,9 +4,9 @@ use std::io::{self, BufRead, IsTerminal};
 use std::process::ExitCode;
 
 use cfgstore::auth::roles::Role;
+use cfgstore::ops;
 use cfgstore::store::{OwnerName, Store};
 use clap::Subcommand;
-use serde_json::json;
 
 use crate::output::{print_json, print_table, UsageError};
 
@@ -54,13 +54,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 .map(|r| Role::parse(r))
                 .collect::<cfgstore::Result<Vec<_>>>()?;
             let password = read_password(password_stdin)?;
-            let user = store.create_user(&name, &password, roles)?;
-            crate::audit(
-                store,
-                "user.add",
-                format!("user:{name}"),
-                json!({"roles": user.roles}),
-            );
+            ops::users::add(store, &crate::actor(), &name, &password, roles)?;
             println!("added user {name}");
         }
         Command::Passwd {
@@ -70,30 +64,17 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let name = OwnerName::parse(&name)?;
             store.user(&name)?;
             let password = read_password(password_stdin)?;
-            store.set_password(&name, &password)?;
-            crate::audit(store, "user.passwd", format!("user:{name}"), json!({}));
+            ops::users::set_password(store, &crate::actor(), &name, &password)?;
             println!("password of {name} changed; their sessions have ended");
         }
         Command::Grant { name, role } => {
             let (name, role) = (OwnerName::parse(&name)?, Role::parse(&role)?);
-            let user = store.grant_role(&name, role.clone())?;
-            crate::audit(
-                store,
-                "user.grant",
-                format!("user:{name}"),
-                json!({"role": role}),
-            );
+            let user = ops::users::grant(store, &crate::actor(), &name, role)?;
             println!("{name}: {}", roles_text(&user.roles));
         }
         Command::Revoke { name, role } => {
             let (name, role) = (OwnerName::parse(&name)?, Role::parse(&role)?);
-            let user = store.revoke_role(&name, &role)?;
-            crate::audit(
-                store,
-                "user.revoke",
-                format!("user:{name}"),
-                json!({"role": role}),
-            );
+            let user = ops::users::revoke(store, &crate::actor(), &name, &role)?;
             println!("{name}: {}", roles_text(&user.roles));
         }
         Command::List { json } => {
@@ -120,8 +101,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Disable { name } => {
             let name = OwnerName::parse(&name)?;
-            store.disable_user(&name)?;
-            crate::audit(store, "user.disable", format!("user:{name}"), json!({}));
+            ops::users::disable(store, &crate::actor(), &name)?;
             println!("disabled {name}; their sessions have ended");
         }
     }

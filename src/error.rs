@@ -30,6 +30,8 @@ pub enum Error {
     TooManyRequests { retry_after: u64 },
     /// A request body over the configured limit.
     TooLarge(String),
+    /// A request body of a kind this endpoint does not take.
+    UnsupportedMediaType(String),
     /// The client took too long to send its request.
     TimedOut(String),
     /// Something on disk is not what the store wrote: a manifest that does
@@ -107,6 +109,7 @@ impl fmt::Display for Error {
                 write!(f, "too many attempts; retry in {retry_after} s")
             }
             Error::TooLarge(msg) => write!(f, "too large: {msg}"),
+            Error::UnsupportedMediaType(msg) => write!(f, "unsupported media type: {msg}"),
             Error::TimedOut(msg) => write!(f, "timed out: {msg}"),
             Error::Corrupt { path, detail } => {
                 write!(f, "store corrupt at {}: {detail}", path.display())

@@ -33,7 +33,10 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod hex;
 pub mod metrics;
+pub mod names;
+pub mod ops;
 #[cfg(test)]
 mod parser_props;
 pub mod server;

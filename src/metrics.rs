@@ -25,7 +25,6 @@ pub struct Metrics {
     snapshots: AtomicU64,
     rollbacks: AtomicU64,
     token_uses: AtomicU64,
-    audit_failures: AtomicU64,
     connections_open: AtomicI64,
     connections_total: AtomicU64,
 }
@@ -75,11 +74,6 @@ impl Metrics {
         }
     }
 
-    /// A change that was made but whose audit record could not be written.
-    pub fn audit_failure(&self) {
-        self.audit_failures.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub fn rollback(&self) {
         self.rollbacks.fetch_add(1, Ordering::Relaxed);
         self.snapshots.fetch_add(1, Ordering::Relaxed);
@@ -99,7 +93,9 @@ impl Metrics {
     }
 
     /// The exposition text.
-    pub fn render(&self, size: &StoreSize) -> String {
+    /// The text of `GET /metrics`. `audit_failures` counts changes made whose
+    /// audit record could not be written (kept by `ops::audit`).
+    pub fn render(&self, size: &StoreSize, audit_failures: u64) -> String {
         let mut text = String::new();
         let _ = writeln!(text, "# HELP cfgstore_requests_total HTTP requests by route and status.\n# TYPE cfgstore_requests_total counter");
         for ((route, status), n) in self.requests.lock().expect("metrics").iter() {
@@ -158,7 +154,7 @@ impl Metrics {
             (
                 "cfgstore_audit_failures_total",
                 "Changes made whose audit record could not be written.",
-                self.audit_failures.load(Ordering::Relaxed),
+                audit_failures,
             ),
             (
                 "cfgstore_connections_total",
@@ -221,10 +217,13 @@ mod tests {
         m.request("tree", 404, Duration::from_micros(100));
         m.auth_failure("expired");
         m.write(true);
-        let text = m.render(&StoreSize {
-            projects: 2,
-            ..Default::default()
-        });
+        let text = m.render(
+            &StoreSize {
+                projects: 2,
+                ..Default::default()
+            },
+            3,
+        );
         assert!(text.contains("cfgstore_requests_total{route=\"tree\",status=\"200\"} 2\n"));
         assert!(text.contains("cfgstore_requests_total{route=\"tree\",status=\"404\"} 1\n"));
         assert!(text.contains("cfgstore_request_duration_seconds_bucket{le=\"0.0025\"} 2\n"));
@@ -232,5 +231,6 @@ mod tests {
         assert!(text.contains("cfgstore_auth_failures_total{reason=\"expired\"} 1\n"));
         assert!(text.contains("cfgstore_writes_total 1\n"));
         assert!(text.contains("cfgstore_store_projects 2\n"));
+        assert!(text.contains("cfgstore_audit_failures_total 3\n"));
     }
 }

@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use crate::api::request::{decode_segment, Query};
 use crate::api::Endpoint;
 use crate::auth::{parse_duration, parse_expiry};
+use crate::names::{FilePath, SnapshotId};
 use crate::store::generation::{ContentId, Entry, Generation};
-use crate::store::names::{FilePath, SnapshotId};
 
 fn temp_file(tag: &str, bytes: &[u8]) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};

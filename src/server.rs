@@ -1,20 +1,27 @@
 //! The daemon's HTTP server: `run(listener, app, shutdown)` is the one way
 //! to start it, in `cfgstore serve` and in the tests alike.
 //!
-//! hyper 1.x HTTP/1.1 over tokio. The limits that hold:
+//! hyper 1.x HTTP/1.1 over tokio. Each request is served by `serve_one`
+//! in the three steps of `api` (admit, read the body, respond), by one
+//! execution model: read-API GETs inline on the async workers, everything
+//! else on tokio's blocking pool. The limits that hold:
 //! - a `TokioTimer` is installed, without which `header_read_timeout`
 //!   silently does nothing: a slow request head is cut off;
 //! - the request head is capped (`max_header_bytes`, 431 beyond it);
-//! - a body over the limit is answered 413 before it is read, and a body
-//!   that trickles in too slowly is answered 408 (`read_body`);
+//! - the body limit is set by admission, before a byte is read: a signed-in
+//!   session may send `max_body_bytes`, everyone else 64 KiB; beyond it 413
+//!   unread, and a body that trickles in too slowly is 408 (`read_body`);
 //! - a connection with no traffic for `idle_timeout` is closed (`IdleIo`);
+//! - a client that shuts its write side after its request still gets the
+//!   answer (`half_close`);
 //! - at most `max_connections` are served at once; the rest wait in the
 //!   kernel's backlog instead of costing memory;
 //! - accept errors (such as running out of file descriptors) back off
 //!   instead of spinning a core.
 //!
 //! On shutdown the listener closes, in-flight requests finish (up to a
-//! deadline), and collected token uses are written.
+//! deadline), and what `App` keeps in memory (token uses, refusal
+//! summaries) is written.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -113,9 +120,16 @@ pub async fn run_with(
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout)
+        // A client may shut its write side once the request is sent (legal
+        // in TCP; probes and scripts do it): it still gets its answer,
+        // instead of the connection closing while the request runs.
+        .half_close(true)
         .max_buf_size(options.max_header_bytes.max(8192));
     let graceful = GracefulShutdown::new();
-    let flusher = tokio::spawn(flush_token_uses(Arc::clone(&app), options.token_use_flush));
+    let flusher = tokio::spawn(flush_periodically(
+        Arc::clone(&app),
+        options.token_use_flush,
+    ));
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
@@ -141,41 +155,7 @@ pub async fn run_with(
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = Arc::clone(&service_app);
                     async move {
-                        let (parts, body) = req.into_parts();
-                        let allowance = match body_allowance(&app, &parts, limits.0).await {
-                            Ok(allowance) => allowance,
-                            Err(err) => {
-                                return Ok::<_, Infallible>(
-                                    api::response::error(&err).map(Full::new),
-                                )
-                            }
-                        };
-                        let body = match read_body(&parts, body, allowance, limits.1).await {
-                            Ok(body) => body,
-                            Err(err) => {
-                                return Ok::<_, Infallible>(
-                                    api::response::error(&err).map(Full::new),
-                                )
-                            }
-                        };
-                        // Reads answer from memory (the read cache) after one
-                        // small file read: cheaper inline than a hop to the
-                        // blocking pool. Writes, logins (argon2) and metrics
-                        // (a walk of the store) run on the blocking pool.
-                        if api::is_fast_read(&parts) {
-                            return Ok(api::handle(&app, parts, body, Some(peer)).map(Full::new));
-                        }
-                        let response = tokio::task::spawn_blocking(move || {
-                            api::handle(&app, parts, body, Some(peer))
-                        })
-                        .await
-                        .unwrap_or_else(|e| {
-                            tracing::error!(error = %e, "request handler panicked");
-                            api::response::error(&crate::Error::io(
-                                "handler",
-                                std::io::Error::other("panic"),
-                            ))
-                        });
+                        let response = serve_one(app, req, peer, limits).await;
                         Ok::<_, Infallible>(response.map(Full::new))
                     }
                 });
@@ -208,34 +188,52 @@ pub async fn run_with(
     }
     flusher.abort();
     let app_for_flush = Arc::clone(&app);
-    let _ = tokio::task::spawn_blocking(move || app_for_flush.flush_token_uses()).await;
+    let _ = tokio::task::spawn_blocking(move || app_for_flush.flush(true)).await;
     Ok(())
 }
 
-/// The body limit of a request and, where it is not simply "too large",
-/// the error for exceeding it (see `api::body_allowance`). Requests that declare a small body or none (every
-/// GET an ERP sends) skip the check; the others are checked on the
-/// blocking pool, since it reads the session file.
-async fn body_allowance(
-    app: &Arc<App>,
-    parts: &hyper::http::request::Parts,
-    max: u64,
-) -> crate::Result<(u64, Option<crate::Error>)> {
-    let small = declared_length(parts).is_none_or(|n| n <= api::ANONYMOUS_BODY_LIMIT)
-        && !parts.headers.contains_key(hyper::header::TRANSFER_ENCODING);
-    if small || max <= api::ANONYMOUS_BODY_LIMIT {
-        return Ok((max, None));
+/// One request, by the execution model of `api`: admission (routing and
+/// authentication), the body within the limit admission set, the answer.
+/// Read-API GETs run inline on this async worker; the rest go to the
+/// blocking pool, since they read session files or write.
+async fn serve_one(
+    app: Arc<App>,
+    req: hyper::Request<hyper::body::Incoming>,
+    peer: std::net::SocketAddr,
+    (max_body, body_timeout): (u64, Duration),
+) -> hyper::Response<api::Body> {
+    let (parts, body) = req.into_parts();
+    let inline = api::is_fast_read(&parts);
+    let admission = if inline {
+        api::admit(&app, parts, Some(peer))
+    } else {
+        let app = Arc::clone(&app);
+        match tokio::task::spawn_blocking(move || api::admit(&app, parts, Some(peer))).await {
+            Ok(admission) => admission,
+            Err(e) => return handler_panicked(e),
+        }
+    };
+    let admitted = match admission {
+        api::Admission::Answered(response) => return response,
+        api::Admission::Admitted(admitted) => admitted,
+    };
+    let limit = admitted.body_limit(max_body);
+    let body = match read_body(admitted.parts(), body, limit, body_timeout).await {
+        Ok(body) => body,
+        Err(err) => return api::refuse_body(&app, admitted, &err),
+    };
+    if inline {
+        return api::respond(&app, admitted, body);
     }
-    // `Parts` is not `Clone`; the check needs only method, URI and headers.
-    let mut probe = hyper::Request::new(());
-    *probe.method_mut() = parts.method.clone();
-    *probe.uri_mut() = parts.uri.clone();
-    *probe.headers_mut() = parts.headers.clone();
-    let (probe, ()) = probe.into_parts();
-    let app = Arc::clone(app);
-    tokio::task::spawn_blocking(move || api::body_allowance(&app, &probe, max))
+    let handler_app = Arc::clone(&app);
+    tokio::task::spawn_blocking(move || api::respond(&handler_app, admitted, body))
         .await
-        .map_err(|e| crate::Error::io("body check", std::io::Error::other(e.to_string())))
+        .unwrap_or_else(handler_panicked)
+}
+
+fn handler_panicked(e: tokio::task::JoinError) -> hyper::Response<api::Body> {
+    tracing::error!(error = %e, "request handler panicked");
+    api::response::error(&crate::Error::io("handler", std::io::Error::other("panic")))
 }
 
 fn too_large(limit: u64) -> crate::Error {
@@ -252,16 +250,14 @@ fn declared_length(parts: &hyper::http::request::Parts) -> Option<u64> {
 
 /// Reads a request body whole, refusing one whose declared length is over
 /// the limit before reading a byte of it, and one that turns out longer
-/// while being read (413, or the allowance's own error). A body that
-/// trickles in too slowly is a 408.
+/// while being read (413). A body that trickles in too slowly is a 408.
 async fn read_body(
     parts: &hyper::http::request::Parts,
     body: hyper::body::Incoming,
-    (limit, over): (u64, Option<crate::Error>),
+    limit: u64,
     timeout: Duration,
 ) -> crate::Result<bytes::Bytes> {
-    // The error for a body over the limit (built only when needed).
-    let over = move || over.unwrap_or_else(|| too_large(limit));
+    let over = || too_large(limit);
     use http_body_util::BodyExt;
     let declared = declared_length(parts);
     if declared.is_some_and(|n| n > limit) {
@@ -425,13 +421,13 @@ impl AsyncWrite for IdleIo {
     }
 }
 
-async fn flush_token_uses(app: Arc<App>, every: Duration) {
+async fn flush_periodically(app: Arc<App>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
         let app = Arc::clone(&app);
-        match tokio::task::spawn_blocking(move || app.flush_token_uses()).await {
+        match tokio::task::spawn_blocking(move || app.flush(false)).await {
             Ok(Err(e)) => tracing::warn!(error = %e, "could not record token use"),
             Err(e) => tracing::warn!(error = %e, "token use flush panicked"),
             Ok(Ok(())) => {}

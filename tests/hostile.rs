@@ -222,7 +222,12 @@ impl Fixture {
         let (_, team_a) = token("demo", &["--repos", "team-a.cfg"]);
         let (revoked_id, revoked) = token("demo", &[]);
         ok(&data, &["token", "revoke", &revoked_id, "--yes"]);
-        let (_, expired) = token("demo", &["--expires", "2020-01-01"]);
+        // A token cannot be created expired: it expires by an update.
+        let (expired_id, expired) = token("demo", &[]);
+        ok(
+            &data,
+            &["token", "update", &expired_id, "--expires", "2020-01-01"],
+        );
         let (_, bob) = token("bob", &[]);
         let (_, fingerprint) = token("demo", &["--fingerprint"]);
         let mut secrets = vec![
@@ -1534,8 +1539,8 @@ fn admin_api_paths_bodies_and_roles() {
             403,
         ),
         get(
-            "plain user reads the audit trail",
-            format!("{ADMIN}/audit"),
+            "plain user reads the audit trail of another's project",
+            format!("{ADMIN}/audit?project=bob%2Fsecret.cfg"),
             d,
             403,
         ),

@@ -176,12 +176,13 @@ impl TestServer {
         clock: cfgstore::api::Clock,
         options: cfgstore::server::ServerOptions,
     ) -> TestServer {
-        let mut store = cfgstore::store::Store::open(data).expect("open store");
-        store.enable_read_cache();
-        let app = std::sync::Arc::new(cfgstore::api::App::with_clock(
-            std::sync::Arc::new(store),
-            clock,
-        ));
+        let config = cfgstore::config::Config {
+            data_dir: data.to_path_buf(),
+            ..Default::default()
+        };
+        let app = std::sync::Arc::new(
+            cfgstore::api::App::from_config(&config, clock).expect("open store"),
+        );
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();

@@ -3,7 +3,7 @@
 //! cookie, and every `CFGSTORE_*` setting (src/config.rs).
 #![no_main]
 
-use cfgstore::api::admin::{session_id_in_cookie_header, COOKIE};
+use cfgstore::api::session::{session_id_in_cookie_header, COOKIE};
 use cfgstore::auth::{is_token_shaped, parse_duration, parse_expiry, successor_name, ServerKey};
 use cfgstore::config::{Config, Overrides, KEYS};
 use libfuzzer_sys::fuzz_target;

@@ -1,4 +1,4 @@
-//! Request routing and decoding (src/api/mod.rs `Endpoint::parse`, i.e.
+//! Request routing and decoding (src/api/route.rs `Endpoint::parse`, i.e.
 //! parse_read and parse_admin; src/api/request.rs decode_segment and
 //! Query): never a panic, and percent-encoding round-trips.
 #![no_main]

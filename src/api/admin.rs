@@ -1,378 +1,96 @@
-//! The admin API (SPEC §6, §7): sessions, CSRF, and the handlers behind the
-//! web UI, under `/site-builder/api`.
+//! The admin API (SPEC §6, §7) under `/site-builder/api`: the handlers
+//! behind the web UI, for a signed-in session (`session.rs`).
 //!
-//! Every request but login carries the session cookie; every unsafe one
-//! (POST, PUT, PATCH, DELETE) also carries `X-CSRF-Token`, an HMAC of the
-//! session id under the server key, so it needs no storage and cannot be
-//! forged without the cookie's value. Each handler resolves its target,
-//! asks `auth::roles::authorize` (403 before any existence check, so
-//! nothing leaks about other users' projects), calls the store, and
-//! appends the audit record (fsynced) before answering 2xx.
+//! Reads resolve their target and ask `auth::roles::authorize` (403 before
+//! any existence check, so nothing leaks about other users' projects).
+//! Changes parse the request and call one operation of `ops`, which
+//! authorizes, writes and appends the audit record; the handler only
+//! renders the outcome.
 
-use hyper::header::{self, HeaderValue};
+use hyper::header;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
-use subtle::ConstantTimeEq;
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
 
-use super::request::Query;
 use super::response::{json, paginated, set_header, with_body};
-use super::{App, Body, Endpoint, Request};
-use crate::auth::roles::{authorize, Action, Principal, Target};
-use crate::auth::{passwords, TokenRecord};
-use crate::error::{Error, Result, Unauthorized};
-use crate::store::audit::AuditFilter;
+use super::route::{AdminEndpoint, ProjectId};
+use super::session::{self, Session};
+use super::{App, Body, Request};
+use crate::auth::roles::{authorize, Action, Target};
+use crate::error::{Error, Result};
+use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
+use crate::ops::{self, Actor};
+use crate::store::audit::{AuditFilter, AuditRecord};
 use crate::store::tokens::TokenUpdate;
-use crate::store::users::UserRecord;
-use crate::store::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
 
-pub const COOKIE: &str = "cfgstore_session";
-
-/// Failed logins allowed per user and per client address in the window.
-const MAX_FAILURES_PER_USER: usize = 5;
-const MAX_FAILURES_PER_IP: usize = 20;
-const FAILURE_WINDOW: time::Duration = time::Duration::minutes(15);
-
-/// A logged-in user.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub id: String,
-    pub user: UserRecord,
-}
-
-impl Session {
-    pub fn principal(&self) -> Principal<'_> {
-        Principal::User {
-            name: &self.user.name,
-            roles: &self.user.roles,
-        }
-    }
-
-    fn actor(&self) -> String {
-        self.user.name.to_string()
-    }
-}
-
-/// The session id of the request's cookie. Several different values
-/// (cookies tossed in by a sibling site, or two sessions) are ambiguous and
-/// count as none: authentication fails closed.
-fn session_cookie(req: &Request) -> Option<String> {
-    let mut found: Option<String> = None;
-    for value in req.parts.headers.get_all(header::COOKIE) {
-        let Ok(value) = value.to_str() else { continue };
-        for v in session_ids_in(value) {
-            match &found {
-                Some(seen) if seen != v => return None,
-                _ => found = Some(v.to_string()),
-            }
-        }
-    }
-    found
-}
-
-/// The session id one `Cookie` header's value (`a=1; cfgstore_session=ID`)
-/// names; `None` if none, or several different ones. Public for the fuzz
-/// targets (`fuzz/`).
-pub fn session_id_in_cookie_header(value: &str) -> Option<String> {
-    let mut ids = session_ids_in(value);
-    let first = ids.next()?;
-    ids.all(|v| v == first).then(|| first.to_string())
-}
-
-fn session_ids_in(value: &str) -> impl Iterator<Item = &str> {
-    value
-        .split(';')
-        .filter_map(|pair| pair.trim().split_once('='))
-        .filter(|(name, _)| *name == COOKIE)
-        .map(|(_, v)| v.trim())
-}
-
-fn parse_time(s: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(s, &Rfc3339).ok()
-}
-
-/// The session behind the request's cookie, checked against the idle and
-/// absolute timeouts, the user's state and their last password change.
-pub fn authenticate(app: &App, req: &Request) -> Result<Session> {
-    let unauthorized = || Error::Unauthorized(Unauthorized::MissingToken);
-    let id = session_cookie(req).ok_or_else(unauthorized)?;
-    let record = app.store.session(&id)?.ok_or_else(unauthorized)?;
-    let now = app.now();
-    let (Some(created), Some(seen)) = (
-        parse_time(&record.created_at),
-        parse_time(&record.last_seen_at),
-    ) else {
-        return Err(unauthorized());
-    };
-    if now - created > app.sessions.absolute_timeout || now - seen > app.sessions.idle_timeout {
-        app.store.delete_session(&id)?;
-        return Err(unauthorized());
-    }
-    let user = match app.store.user(&record.user) {
-        Ok(user) => user,
-        Err(Error::NotFound { .. }) => return Err(unauthorized()),
-        Err(e) => return Err(e),
-    };
-    if user.disabled || record.created_at < user.password_changed_at {
-        return Err(unauthorized());
-    }
-    // Coalesced: at most one write a minute per session.
-    if now - seen > time::Duration::minutes(1) {
-        app.store
-            .touch_session(&id, &crate::store::format_time(now))?;
-    }
-    Ok(Session { id, user })
-}
-
-fn csrf_token(app: &App, session_id: &str) -> Result<String> {
-    Ok(app
-        .store
-        .server_key()?
-        .fingerprint_mac(&format!("csrf:{session_id}")))
-}
-
-/// Unsafe admin requests must echo the session's CSRF token.
-pub fn check_csrf(app: &App, req: &Request, session: &Session) -> Result<()> {
-    let expected = csrf_token(app, &session.id)?;
-    let given = req
-        .parts
-        .headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        req.audit(
-            app,
-            &session.actor(),
-            "auth.denied",
-            req.parts.uri.path(),
-            json!({"reason": "CSRF token missing or wrong"}),
-            false,
-        );
-        Err(Error::Forbidden("CSRF token missing or wrong".into()))
-    }
-}
-
-pub fn dispatch(app: &App, req: &Request, endpoint: &Endpoint) -> Result<Response<Body>> {
-    if *endpoint == Endpoint::Login {
-        return login(app, req);
-    }
-    let s = req
-        .session
-        .as_ref()
-        .expect("admin endpoints other than login are authenticated");
-    let result = match endpoint {
-        Endpoint::Logout => logout(app, req, s),
-        Endpoint::Me => me(app, s),
-        Endpoint::AdminProjects => list_projects(app, req, s),
-        Endpoint::CreateProject => create_project(app, req, s),
-        Endpoint::AdminBranches { id } => list_branches(app, req, s, id),
-        Endpoint::CreateBranch { id } => create_branch(app, req, s, id),
-        Endpoint::AdminTree { id, branch } => tree_listing(app, req, s, id, branch, None),
-        Endpoint::GetFile { id, branch, path } => get_file(app, req, s, id, branch, None, path),
-        Endpoint::PutFile { id, branch, path } => put_file(app, req, s, id, branch, path),
-        Endpoint::DeleteFile { id, branch, path } => delete_file(app, req, s, id, branch, path),
-        Endpoint::History { id, branch } => history(app, req, s, id, branch),
-        Endpoint::SnapshotTree {
+/// Every admin endpoint to its handler.
+pub(super) fn dispatch(
+    app: &App,
+    req: &Request,
+    s: &Session,
+    endpoint: &AdminEndpoint,
+) -> Result<Response<Body>> {
+    use AdminEndpoint as A;
+    let actor = s.actor(req);
+    match endpoint {
+        A::Logout => session::logout(app, req, s),
+        A::Me => session::me(app, s),
+        A::Projects => list_projects(app, req, &actor),
+        A::CreateProject => create_project(app, req, &actor),
+        A::Branches { id } => list_branches(app, req, &actor, id),
+        A::CreateBranch { id } => create_branch(app, req, &actor, id),
+        A::Tree { id, branch } => tree_listing(app, req, &actor, id, branch, None),
+        A::GetFile { id, branch, path } => get_file(app, &actor, id, branch, None, path),
+        A::PutFile { id, branch, path } => put_file(app, req, &actor, id, branch, path),
+        A::DeleteFile { id, branch, path } => delete_file(app, req, &actor, id, branch, path),
+        A::History { id, branch } => history(app, req, &actor, id, branch),
+        A::SnapshotTree {
             id,
             branch,
             version,
-        } => tree_listing(app, req, s, id, branch, Some(version)),
-        Endpoint::SnapshotFile {
+        } => tree_listing(app, req, &actor, id, branch, Some(*version)),
+        A::SnapshotFile {
             id,
             branch,
             version,
             path,
-        } => get_file(app, req, s, id, branch, Some(version), path),
-        Endpoint::Rollback { id, branch } => rollback(app, req, s, id, branch),
-        Endpoint::Tokens => list_tokens(app, req, s),
-        Endpoint::CreateToken => create_token(app, req, s),
-        Endpoint::UpdateToken { token } => update_token(app, req, s, token),
-        Endpoint::RevokeToken { token } => revoke_token(app, req, s, token),
-        Endpoint::RotateToken { token } => rotate_token(app, req, s, token),
-        Endpoint::Audit => audit(app, req, s),
-        other => unreachable!("{other:?} is not an admin endpoint"),
-    };
-    if let Err(err @ Error::Forbidden(_)) = &result {
-        req.audit(
-            app,
-            &s.actor(),
-            "auth.denied",
-            req.parts.uri.path(),
-            json!({"reason": err.to_string()}),
-            false,
-        );
+        } => get_file(app, &actor, id, branch, Some(*version), path),
+        A::Rollback { id, branch } => rollback(app, req, &actor, id, branch),
+        A::Tokens => list_tokens(app, req, &actor),
+        A::CreateToken => create_token(app, req, &actor),
+        A::UpdateToken { token } => update_token(app, req, &actor, token),
+        A::RevokeToken { token } => revoke_token(app, &actor, token),
+        A::RotateToken { token } => rotate_token(app, req, &actor, token),
+        A::Audit => audit(app, req, &actor),
     }
-    result
-}
-
-// ----- sessions -------------------------------------------------------------
-
-#[derive(Deserialize)]
-struct LoginBody {
-    username: String,
-    password: String,
-}
-
-fn login(app: &App, req: &Request) -> Result<Response<Body>> {
-    let body = parse_login(req)?;
-    let ip = req.peer.map(|p| p.ip().to_string()).unwrap_or_default();
-    let keys = [format!("user:{}", body.username), format!("ip:{ip}")];
-    throttle(app, &keys)?;
-    let user = OwnerName::parse(&body.username)
-        .ok()
-        .and_then(|name| app.store.user(&name).ok());
-    let valid = passwords::verify(
-        &body.password,
-        user.as_ref().map(|u| u.password_hash.as_str()),
-    );
-    let user = match user {
-        Some(user) if valid && !user.disabled => user,
-        _ => {
-            record_failure(app, &keys);
-            // Only a known user's name goes into the trail: a "user name"
-            // that names no one is often a password typed into the wrong
-            // field, and the trail must never hold one (I7).
-            let (actor, target) = match &user {
-                Some(u) => (u.name.to_string(), format!("user:{}", u.name)),
-                None => ("anonymous".to_string(), "user:(unknown)".to_string()),
-            };
-            req.audit(app, &actor, "login.failure", target, json!({}), true);
-            return Err(Error::Unauthorized(Unauthorized::UnknownToken));
-        }
-    };
-    app.login_failures
-        .lock()
-        .expect("login failures")
-        .remove(&keys[0]);
-    let id = app.store.create_session(&user.name)?;
-    req.audit(
-        app,
-        user.name.as_str(),
-        "login.success",
-        format!("user:{}", user.name),
-        json!({}),
-        true,
-    );
-    let mut r = json(&json!({
-        "username": user.name,
-        "roles": user.roles,
-        "csrf_token": csrf_token(app, &id)?,
-    }));
-    let secure = if app.sessions.secure_cookie {
-        "; Secure"
-    } else {
-        ""
-    };
-    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
-    );
-    Ok(r)
-}
-
-/// JSON `{username, password}` or an HTML form.
-fn parse_login(req: &Request) -> Result<LoginBody> {
-    let content_type = req
-        .parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    if content_type.starts_with("application/x-www-form-urlencoded") {
-        let text =
-            std::str::from_utf8(&req.body).map_err(|_| Error::invalid("body is not UTF-8"))?;
-        let form = Query::parse(Some(text))?;
-        let field = |k: &str| {
-            form.get(k)
-                .map(str::to_string)
-                .ok_or_else(|| Error::invalid(format!("{k} is missing")))
-        };
-        return Ok(LoginBody {
-            username: field("username")?,
-            password: field("password")?,
-        });
-    }
-    parse_json(req)
-}
-
-fn throttle(app: &App, keys: &[String]) -> Result<()> {
-    let now = app.now();
-    let mut failures = app.login_failures.lock().expect("login failures");
-    for (key, limit) in keys
-        .iter()
-        .zip([MAX_FAILURES_PER_USER, MAX_FAILURES_PER_IP])
-    {
-        if let Some(times) = failures.get_mut(key) {
-            times.retain(|t| now - *t < FAILURE_WINDOW);
-            if times.len() >= limit {
-                let retry = (times[0] + FAILURE_WINDOW - now).whole_seconds().max(1) as u64;
-                return Err(Error::TooManyRequests { retry_after: retry });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn record_failure(app: &App, keys: &[String]) {
-    let now = app.now();
-    let mut failures = app.login_failures.lock().expect("login failures");
-    for key in keys {
-        failures.entry(key.clone()).or_default().push(now);
-    }
-}
-
-fn logout(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
-    app.store.delete_session(&s.id)?;
-    req.audit(
-        app,
-        &s.actor(),
-        "logout",
-        format!("user:{}", s.user.name),
-        json!({}),
-        true,
-    );
-    let mut r = json(&json!({ "status": "logged out" }));
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
-    );
-    Ok(r)
-}
-
-fn me(app: &App, s: &Session) -> Result<Response<Body>> {
-    Ok(json(&json!({
-        "username": s.user.name,
-        "roles": s.user.roles,
-        "csrf_token": csrf_token(app, &s.id)?,
-    })))
 }
 
 // ----- helpers --------------------------------------------------------------
 
-fn parse_json<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T> {
+pub(super) fn parse_json<T: serde::de::DeserializeOwned>(req: &Request) -> Result<T> {
     if req.body.is_empty() {
         return Err(Error::invalid("a JSON body is required"));
     }
     serde_json::from_slice(&req.body).map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))
 }
 
-/// `repoId` (the user's own) or `owner/repoId`, authorized for `action`
-/// before anything is looked up.
-fn resolve(app: &App, s: &Session, id: &str, action: Action) -> Result<ProjectRef> {
-    let project = if id.contains('/') {
-        ProjectRef::parse(id)?
-    } else {
-        ProjectRef::new(s.user.name.clone(), RepoId::parse(id)?)
-    };
-    authorize(s.principal(), action, Target::Project(&project))?;
-    app.store.project(&project)?;
+/// The session user's name (admin actors are always users).
+fn user_of(actor: &Actor) -> Result<&OwnerName> {
+    actor
+        .user_name()
+        .ok_or_else(|| Error::Forbidden("the admin API is for signed-in users".into()))
+}
+
+/// The project `id` names for this user (a bare repoId is their own).
+fn project_of(actor: &Actor, id: &ProjectId) -> Result<ProjectRef> {
+    Ok(id.resolve(user_of(actor)?))
+}
+
+/// A project the user may read: authorized before anything is looked up.
+fn readable(app: &App, actor: &Actor, id: &ProjectId) -> Result<ProjectRef> {
+    let project = project_of(actor, id)?;
+    actor.authorize(Action::Read, Target::Project(&project))?;
+    app.store.require_project(&project)?;
     Ok(project)
 }
 
@@ -384,18 +102,15 @@ fn created(value: &impl serde::Serialize) -> Response<Body> {
 
 // ----- projects and branches ------------------------------------------------
 
-fn list_projects(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
+fn list_projects(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
     let visible: Vec<_> = app
         .store
         .list_projects(None)?
         .into_iter()
         .filter(|p| {
-            authorize(
-                s.principal(),
-                Action::Read,
-                Target::Project(&p.project_ref()),
-            )
-            .is_ok()
+            actor
+                .authorize(Action::Read, Target::Project(&p.project_ref()))
+                .is_ok()
         })
         .map(|p| {
             let project = p.project_ref();
@@ -409,7 +124,7 @@ fn list_projects(app: &App, req: &Request, s: &Session) -> Result<Response<Body>
             })
         })
         .collect();
-    paginated(req.parts, &req.query, &visible)
+    paginated(&req.parts, &req.query, &visible)
 }
 
 #[derive(Deserialize)]
@@ -422,26 +137,13 @@ struct CreateProjectBody {
     owner: Option<String>,
 }
 
-fn create_project(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
+fn create_project(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
     let body: CreateProjectBody = parse_json(req)?;
     let owner = match &body.owner {
         Some(o) => OwnerName::parse(o)?,
-        None => s.user.name.clone(),
+        None => user_of(actor)?.clone(),
     };
-    let repo = RepoId::from_name_and_type(&body.name, &body.kind)?;
-    let project = ProjectRef::new(owner.clone(), repo);
-    authorize(s.principal(), Action::Write, Target::Project(&project))?;
-    let info = app
-        .store
-        .create_project(&owner, &body.name, &body.kind, &s.actor())?;
-    req.audit(
-        app,
-        &s.actor(),
-        "project.create",
-        project.to_string(),
-        json!({"branch": "main"}),
-        true,
-    );
+    let info = ops::content::create_project(&app.store, actor, &owner, &body.name, &body.kind)?;
     Ok(created(&info))
 }
 
@@ -457,15 +159,20 @@ fn branch_json(b: &crate::store::BranchInfo) -> serde_json::Value {
     })
 }
 
-fn list_branches(app: &App, req: &Request, s: &Session, id: &str) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Read)?;
+fn list_branches(
+    app: &App,
+    req: &Request,
+    actor: &Actor,
+    id: &ProjectId,
+) -> Result<Response<Body>> {
+    let project = readable(app, actor, id)?;
     let list: Vec<_> = app
         .store
         .list_branches(&project)?
         .iter()
         .map(branch_json)
         .collect();
-    paginated(req.parts, &req.query, &list)
+    paginated(&req.parts, &req.query, &list)
 }
 
 #[derive(Deserialize)]
@@ -475,22 +182,20 @@ struct CreateBranchBody {
     from: Option<String>,
 }
 
-fn create_branch(app: &App, req: &Request, s: &Session, id: &str) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Write)?;
+fn create_branch(
+    app: &App,
+    req: &Request,
+    actor: &Actor,
+    id: &ProjectId,
+) -> Result<Response<Body>> {
+    let project = project_of(actor, id)?;
+    // Authorized before the body is looked at: a refused caller learns
+    // nothing from our complaints about its body.
+    actor.authorize(Action::Write, Target::Project(&project))?;
     let body: CreateBranchBody = parse_json(req)?;
     let name = BranchName::parse(&body.name)?;
     let from = body.from.as_deref().map(BranchName::parse).transpose()?;
-    let info = app
-        .store
-        .create_branch(&project, &name, from.as_ref(), &s.actor())?;
-    req.audit(
-        app,
-        &s.actor(),
-        "branch.create",
-        format!("{project}@{name}"),
-        json!({"from": from, "short_id": info.short_id}),
-        true,
-    );
+    let info = ops::content::create_branch(&app.store, actor, &project, &name, from.as_ref())?;
     Ok(created(&branch_json(&info)))
 }
 
@@ -499,44 +204,41 @@ fn create_branch(app: &App, req: &Request, s: &Session, id: &str) -> Result<Resp
 fn generation(
     app: &App,
     project: &ProjectRef,
-    branch: &str,
-    version: Option<&String>,
+    branch: &BranchName,
+    version: Option<SnapshotId>,
 ) -> Result<crate::store::Generation> {
-    let branch = BranchName::parse(branch)?;
     match version {
-        None => Ok(app.store.live(project, &branch)?.as_ref().clone()),
-        Some(v) => app.store.snapshot(project, &branch, SnapshotId::parse(v)?),
+        None => Ok(app.store.live(project, branch)?.as_ref().clone()),
+        Some(v) => app.store.snapshot(project, branch, v),
     }
 }
 
 fn tree_listing(
     app: &App,
     req: &Request,
-    s: &Session,
-    id: &str,
-    branch: &str,
-    version: Option<&String>,
+    actor: &Actor,
+    id: &ProjectId,
+    branch: &BranchName,
+    version: Option<SnapshotId>,
 ) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Read)?;
+    let project = readable(app, actor, id)?;
     let gen = generation(app, &project, branch, version)?;
     super::read::listing(req, &gen)
 }
 
 fn get_file(
     app: &App,
-    _req: &Request,
-    s: &Session,
-    id: &str,
-    branch: &str,
-    version: Option<&String>,
-    path: &str,
+    actor: &Actor,
+    id: &ProjectId,
+    branch: &BranchName,
+    version: Option<SnapshotId>,
+    path: &FilePath,
 ) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Read)?;
-    let path = FilePath::parse(path)?;
+    let project = readable(app, actor, id)?;
     let gen = generation(app, &project, branch, version)?;
     let entry = gen
-        .find(&path)
-        .ok_or_else(|| Error::not_found("file", &path))?;
+        .find(path)
+        .ok_or_else(|| Error::not_found("file", path))?;
     let content = app.store.read_content(&project, entry)?;
     let mut r = with_body(StatusCode::OK, content.content_type(), content.bytes);
     set_header(&mut r, "etag", &format!("\"{}\"", entry.blob_id()));
@@ -561,128 +263,90 @@ fn if_match(req: &Request) -> Result<Option<String>> {
 fn put_file(
     app: &App,
     req: &Request,
-    s: &Session,
-    id: &str,
-    branch: &str,
-    path: &str,
+    actor: &Actor,
+    id: &ProjectId,
+    branch: &BranchName,
+    path: &FilePath,
 ) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Write)?;
-    let (branch, path) = (BranchName::parse(branch)?, FilePath::parse(path)?);
+    let project = project_of(actor, id)?;
     let expected = if_match(req)?;
-    let outcome = app.store.put_file(
+    let outcome = ops::content::put_file(
+        &app.store,
+        actor,
         &project,
-        &branch,
-        &path,
+        branch,
+        path,
         &req.body,
-        &s.actor(),
         expected.as_deref(),
     )?;
     app.metrics.write(outcome.changed);
-    let mut details = outcome.audit_details();
-    details["size"] = req.body.len().into();
-    req.audit(
-        app,
-        &s.actor(),
-        "file.put",
-        format!("{project}@{branch}:{path}"),
-        details,
-        true,
-    );
     Ok(json(&outcome))
 }
 
 fn delete_file(
     app: &App,
     req: &Request,
-    s: &Session,
-    id: &str,
-    branch: &str,
-    path: &str,
+    actor: &Actor,
+    id: &ProjectId,
+    branch: &BranchName,
+    path: &FilePath,
 ) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Write)?;
-    let (branch, path) = (BranchName::parse(branch)?, FilePath::parse(path)?);
+    let project = project_of(actor, id)?;
     let expected = if_match(req)?;
-    let outcome =
-        app.store
-            .delete_file(&project, &branch, &path, &s.actor(), expected.as_deref())?;
+    let outcome = ops::content::delete_file(
+        &app.store,
+        actor,
+        &project,
+        branch,
+        path,
+        expected.as_deref(),
+    )?;
     app.metrics.write(outcome.changed);
-    req.audit(
-        app,
-        &s.actor(),
-        "file.delete",
-        format!("{project}@{branch}:{path}"),
-        outcome.audit_details(),
-        true,
-    );
     Ok(json(&outcome))
 }
 
 fn history(
     app: &App,
     req: &Request,
-    s: &Session,
-    id: &str,
-    branch: &str,
+    actor: &Actor,
+    id: &ProjectId,
+    branch: &BranchName,
 ) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Read)?;
-    let branch = BranchName::parse(branch)?;
+    let project = readable(app, actor, id)?;
     paginated(
-        req.parts,
+        &req.parts,
         &req.query,
-        &app.store.history(&project, &branch)?,
+        &app.store.history(&project, branch)?,
     )
 }
 
 fn rollback(
     app: &App,
     req: &Request,
-    s: &Session,
-    id: &str,
-    branch: &str,
+    actor: &Actor,
+    id: &ProjectId,
+    branch: &BranchName,
 ) -> Result<Response<Body>> {
-    let project = resolve(app, s, id, Action::Write)?;
-    let branch = BranchName::parse(branch)?;
+    let project = project_of(actor, id)?;
+    actor.authorize(Action::Write, Target::Project(&project))?;
     let to = SnapshotId::parse(
         req.query
             .get("to")
             .ok_or_else(|| Error::invalid("to is missing (e.g. ?to=v0003)"))?,
     )?;
-    let outcome = app.store.rollback(&project, &branch, to, &s.actor())?;
+    let outcome = ops::content::rollback(&app.store, actor, &project, branch, to)?;
     app.metrics.rollback();
-    let mut details = outcome.audit_details();
-    details["to"] = to.to_string().into();
-    req.audit(
-        app,
-        &s.actor(),
-        "rollback",
-        format!("{project}@{branch}"),
-        details,
-        true,
-    );
     Ok(json(&outcome))
 }
 
 // ----- tokens ---------------------------------------------------------------
 
-/// A token the user may manage: their own, or any with ROOT. Others are
-/// reported as not found, so ids of other owners' tokens do not leak.
-fn own_token(app: &App, s: &Session, id: &str) -> Result<TokenRecord> {
-    let token = app.store.token(id)?;
-    authorize(
-        s.principal(),
-        Action::ManageTokens,
-        Target::Owner(&token.owner),
-    )
-    .map_err(|_| Error::not_found("token", id))?;
-    Ok(token)
-}
-
-fn list_tokens(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
+fn list_tokens(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
     let owner = match req.query.get("owner") {
         Some(o) => OwnerName::parse(o)?,
-        None => s.user.name.clone(),
+        None => user_of(actor)?.clone(),
     };
-    authorize(s.principal(), Action::ManageTokens, Target::Owner(&owner))?;
+    actor.authorize(Action::ManageTokens, Target::Owner(&owner))?;
     let now = app.now();
     let views: Vec<_> = app
         .store
@@ -690,7 +354,7 @@ fn list_tokens(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> 
         .iter()
         .map(|t| t.view(now))
         .collect();
-    paginated(req.parts, &req.query, &views)
+    paginated(&req.parts, &req.query, &views)
 }
 
 #[derive(Deserialize)]
@@ -709,30 +373,23 @@ fn repo_list(list: &[String]) -> Result<Vec<RepoId>> {
     list.iter().map(|r| RepoId::parse(r)).collect()
 }
 
-fn create_token(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
+fn create_token(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
     let body: CreateTokenBody = parse_json(req)?;
     let owner = match &body.owner {
         Some(o) => OwnerName::parse(o)?,
-        None => s.user.name.clone(),
+        None => user_of(actor)?.clone(),
     };
-    authorize(s.principal(), Action::ManageTokens, Target::Owner(&owner))?;
-    let (record, secret) = app.store.create_token(
-        &owner,
-        &body.name,
-        repo_list(&body.repos)?,
-        body.expires_at,
-        body.fingerprint_required,
-    )?;
-    req.audit(
-        app,
-        &s.actor(),
-        "token.create",
-        record.id.clone(),
-        json!({"owner": owner, "name": record.name, "repos": record.repos}),
-        true,
-    );
-    let mut value = serde_json::to_value(record.view(app.now())).expect("token view serialises");
-    value["token"] = secret.into();
+    let new = ops::tokens::NewToken {
+        owner,
+        name: body.name,
+        repos: repo_list(&body.repos)?,
+        expires_at: body.expires_at,
+        fingerprint_required: body.fingerprint_required,
+    };
+    let now = app.now();
+    let issued = ops::tokens::create(&app.store, actor, new, now)?;
+    let mut value = serde_json::to_value(issued.record.view(now)).expect("token view serialises");
+    value["token"] = issued.secret.into();
     Ok(created(&value))
 }
 
@@ -754,8 +411,8 @@ fn present<'de, D: serde::Deserializer<'de>>(
     Option::<String>::deserialize(d).map(Some)
 }
 
-fn update_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Response<Body>> {
-    own_token(app, s, id)?;
+fn update_token(app: &App, req: &Request, actor: &Actor, id: &str) -> Result<Response<Body>> {
+    ops::tokens::manageable(&app.store, actor, id)?;
     let body: UpdateTokenBody = parse_json(req)?;
     let update = TokenUpdate {
         name: body.name,
@@ -763,15 +420,12 @@ fn update_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Respo
         expires_at: body.expires_at,
         fingerprint_required: body.fingerprint_required,
     };
-    let record = app.store.update_token(id, update)?;
-    req.audit(app, &s.actor(), "token.update", id, json!({"repos": record.repos, "expires_at": record.expires_at, "fingerprint_required": record.fingerprint_required}), true);
+    let record = ops::tokens::update(&app.store, actor, id, update)?;
     Ok(json(&record.view(app.now())))
 }
 
-fn revoke_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Response<Body>> {
-    own_token(app, s, id)?;
-    app.store.revoke_token(id)?;
-    req.audit(app, &s.actor(), "token.revoke", id, json!({}), true);
+fn revoke_token(app: &App, actor: &Actor, id: &str) -> Result<Response<Body>> {
+    ops::tokens::revoke(&app.store, actor, id)?;
     Ok(super::status_only(StatusCode::NO_CONTENT))
 }
 
@@ -781,8 +435,8 @@ struct RotateBody {
     grace: Option<String>,
 }
 
-fn rotate_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Response<Body>> {
-    own_token(app, s, id)?;
+fn rotate_token(app: &App, req: &Request, actor: &Actor, id: &str) -> Result<Response<Body>> {
+    ops::tokens::manageable(&app.store, actor, id)?;
     let body: RotateBody = if req.body.is_empty() {
         RotateBody::default()
     } else {
@@ -795,25 +449,23 @@ fn rotate_token(app: &App, req: &Request, s: &Session, id: &str) -> Result<Respo
         .transpose()?
         .unwrap_or(time::Duration::ZERO);
     let now = app.now();
-    let (successor, secret, old) = app.store.rotate_token(id, grace, now)?;
-    req.audit(
-        app,
-        &s.actor(),
-        "token.rotate",
-        id,
-        json!({"successor": successor.id, "grace_seconds": grace.whole_seconds()}),
-        true,
-    );
-    let mut value = serde_json::to_value(successor.view(now)).expect("token view serialises");
-    value["token"] = secret.into();
-    value["previous"] = serde_json::to_value(old.view(now)).expect("token view serialises");
+    let rotated = ops::tokens::rotate(&app.store, actor, id, grace, now)?;
+    let successor = &rotated.successor;
+    let mut value =
+        serde_json::to_value(successor.record.view(now)).expect("token view serialises");
+    value["token"] = successor.secret.clone().into();
+    value["previous"] =
+        serde_json::to_value(rotated.previous.view(now)).expect("token view serialises");
     Ok(created(&value))
 }
 
 // ----- audit ----------------------------------------------------------------
 
-fn audit(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
-    authorize(s.principal(), Action::ReadAudit, Target::Everything)?;
+/// The audit trail as far as the caller may see it: everything for
+/// READONLY and ROOT; for others, the records of projects they may read
+/// and their own actions. `project=` narrows to one project, which the
+/// caller must be able to read (403 otherwise).
+fn audit(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
     let q = &req.query;
     let time_param = |k: &str| -> Result<Option<String>> {
         match q.get(k) {
@@ -826,12 +478,37 @@ fn audit(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
             }
         }
     };
+    let project = q.get("project").map(ProjectRef::parse).transpose()?;
+    let everything = actor
+        .authorize(Action::ReadAudit, Target::Everything)
+        .is_ok();
+    if let Some(project) = &project {
+        actor.authorize(Action::ReadAudit, Target::Project(project))?;
+    }
     let filter = AuditFilter {
         action: q.get("action").map(str::to_string),
         actor: q.get("actor").map(str::to_string),
-        project: q.get("project").map(str::to_string),
+        project: project.map(|p| p.to_string()),
         since: time_param("since")?,
         until: time_param("until")?,
     };
-    paginated(req.parts, &req.query, &app.store.read_audit(&filter)?)
+    let mut records = app.store.read_audit(&filter)?;
+    if !everything {
+        let me = actor.name();
+        records.retain(|r| r.actor == me || visible_project(actor, r));
+    }
+    paginated(&req.parts, &req.query, &records)
+}
+
+/// Whether a record's target is inside a project the actor may read.
+fn visible_project(actor: &Actor, record: &AuditRecord) -> bool {
+    let project = record
+        .target
+        .split(['@', ':'])
+        .next()
+        .filter(|p| p.contains('/'))
+        .and_then(|p| ProjectRef::parse(p).ok());
+    project.is_some_and(|p| {
+        authorize(actor.principal(), Action::ReadAudit, Target::Project(&p)).is_ok()
+    })
 }

@@ -8,36 +8,51 @@
 
 use std::sync::Arc;
 
+use hyper::header;
 use hyper::{Response, StatusCode};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use hyper::header;
-
 use super::response::{
     json, paginated, set_header, set_shared_header, with_body, X_GITLAB_BLOB_ID, X_GITLAB_COMMIT_ID,
 };
+use super::route::{ProjectId, ReadEndpoint};
 use super::{App, Body, Request};
+use crate::auth::TokenRecord;
 use crate::error::{Error, Result};
-use crate::store::{tree, BranchInfo, BranchName, FilePath, Generation, ProjectRef, RepoId};
+use crate::names::{BranchName, FilePath, ProjectRef};
+use crate::store::{tree, BranchInfo, Generation};
+
+/// Every read endpoint to its handler.
+pub(super) fn dispatch(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    endpoint: &ReadEndpoint,
+) -> Result<Response<Body>> {
+    use ReadEndpoint as R;
+    match endpoint {
+        R::Project { id } => project(app, token, id),
+        R::Branches { id } => branches(app, req, token, id),
+        R::Branch { id, branch: name } => branch(app, token, id, name),
+        R::Tree { id } => tree(app, req, token, id),
+        R::FileRaw { id, path } => file_raw(app, req, token, id, path),
+        R::FileMeta { id, path } => file_meta(app, req, token, id, path),
+        R::BlobRaw { id, sha } => blob_raw(app, token, id, sha),
+        R::Blob { id, sha } => blob(app, token, id, sha),
+        R::Archive { id } => archive(app, req, token, id),
+    }
+}
 
 pub fn health(app: &App) -> Result<Response<Body>> {
     let now = crate::store::format_time(app.now());
     Ok(json(&serde_json::json!({ "status": "ok", "time": now })))
 }
 
-/// A project id as the client wrote it: `repoId` (the token owner's) or
-/// `owner/repoId`. Scope first (403), then existence (404).
-fn resolve_project(app: &App, req: &Request, id: &str) -> Result<ProjectRef> {
-    let token = req
-        .token
-        .as_ref()
-        .expect("read endpoints are authenticated");
-    let project = if id.contains('/') {
-        ProjectRef::parse(id)?
-    } else {
-        ProjectRef::new(token.owner.clone(), RepoId::parse(id)?)
-    };
+/// The project a token means by `id` (a bare repoId is the token owner's).
+/// Scope first (403), then existence (404).
+fn resolve_project(app: &App, token: &TokenRecord, id: &ProjectId) -> Result<ProjectRef> {
+    let project = id.resolve(&token.owner);
     if !token.covers(&project) {
         return Err(Error::Forbidden(format!("token does not cover {project}")));
     }
@@ -128,8 +143,13 @@ impl From<BranchInfo> for GitlabBranch {
 
 /// `GET projects/:id/repository/branches?search=`: `^term` is a prefix,
 /// `term$` a suffix, otherwise a substring; case-insensitive.
-pub fn branches(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn branches(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    id: &ProjectId,
+) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let search = req.query.get("search").unwrap_or("").to_lowercase();
     let (prefix, rest) = match search.strip_prefix('^') {
         Some(rest) => (true, rest),
@@ -155,20 +175,22 @@ pub fn branches(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
         .filter(|b| matches(b.name.as_str()))
         .map(GitlabBranch::from)
         .collect();
-    paginated(req.parts, &req.query, &list)
+    paginated(&req.parts, &req.query, &list)
 }
 
-pub fn branch(app: &App, req: &Request, id: &str, name: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
-    let name = BranchName::parse(name)?;
-    Ok(json(&GitlabBranch::from(
-        app.store.branch(&project, &name)?,
-    )))
+fn branch(
+    app: &App,
+    token: &TokenRecord,
+    id: &ProjectId,
+    name: &BranchName,
+) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
+    Ok(json(&GitlabBranch::from(app.store.branch(&project, name)?)))
 }
 
 /// `GET projects/:id/repository/tree?ref=&path=&recursive=`
-pub fn tree(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn tree(app: &App, req: &Request, token: &TokenRecord, id: &ProjectId) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let (_, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
     listing(req, &gen)
 }
@@ -182,15 +204,13 @@ pub(super) fn listing(req: &Request, gen: &Generation) -> Result<Response<Body>>
         Some(p) => Some(FilePath::parse(p)?),
     };
     match gen.tree().select(under.as_ref(), recursive)? {
-        tree::Selection::Slice(entries) => paginated(req.parts, &req.query, entries),
-        tree::Selection::Picked(entries) => paginated(req.parts, &req.query, &entries),
+        tree::Selection::Slice(entries) => paginated(&req.parts, &req.query, entries),
+        tree::Selection::Picked(entries) => paginated(&req.parts, &req.query, &entries),
     }
 }
 
-fn find_file<'g>(gen: &'g Generation, path: &str) -> Result<&'g crate::store::Entry> {
-    let path = FilePath::parse(path)?;
-    gen.find(&path)
-        .ok_or_else(|| Error::not_found("file", path))
+fn find_file<'g>(gen: &'g Generation, path: &FilePath) -> Result<&'g crate::store::Entry> {
+    gen.find(path).ok_or_else(|| Error::not_found("file", path))
 }
 
 fn content_type(bytes: &[u8]) -> &'static str {
@@ -218,8 +238,14 @@ fn gitlab_file_headers(
 }
 
 /// `GET|HEAD projects/:id/repository/files/:path/raw?ref=` (ref optional).
-pub fn file_raw(app: &App, req: &Request, id: &str, path: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn file_raw(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    id: &ProjectId,
+    path: &FilePath,
+) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let (_, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
     let entry = find_file(&gen, path)?;
     let content = app.store.read_content(&project, entry)?;
@@ -253,8 +279,14 @@ struct GitlabFile {
 
 /// `GET|HEAD projects/:id/repository/files/:path?ref=` — GitLab's file
 /// JSON, where `ref` is required.
-pub fn file_meta(app: &App, req: &Request, id: &str, path: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn file_meta(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    id: &ProjectId,
+    path: &FilePath,
+) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let reference = req
         .query
         .get("ref")
@@ -269,7 +301,7 @@ pub fn file_meta(app: &App, req: &Request, id: &str, path: &str) -> Result<Respo
         size: entry.size,
         encoding: "base64",
         content: base64(&bytes),
-        content_sha256: crate::store::fsutil::hex(&Sha256::digest(&bytes)),
+        content_sha256: crate::hex::encode(&Sha256::digest(&bytes)),
         reference: reference.to_string(),
         blob_id: entry.blob_id().to_string(),
         commit_id: gen.meta.commit_id.clone(),
@@ -285,8 +317,8 @@ pub fn file_meta(app: &App, req: &Request, id: &str, path: &str) -> Result<Respo
 }
 
 /// `GET projects/:id/repository/blobs/:sha/raw`
-pub fn blob_raw(app: &App, req: &Request, id: &str, sha: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn blob_raw(app: &App, token: &TokenRecord, id: &ProjectId, sha: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let bytes = app.store.read_blob(&project, sha)?;
     let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
     set_header(&mut r, "etag", &format!("\"{sha}\""));
@@ -294,8 +326,8 @@ pub fn blob_raw(app: &App, req: &Request, id: &str, sha: &str) -> Result<Respons
 }
 
 /// `GET projects/:id/repository/blobs/:sha`
-pub fn blob(app: &App, req: &Request, id: &str, sha: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn blob(app: &App, token: &TokenRecord, id: &ProjectId, sha: &str) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let bytes = app.store.read_blob(&project, sha)?;
     Ok(json(&serde_json::json!({
         "size": bytes.len(),
@@ -307,8 +339,13 @@ pub fn blob(app: &App, req: &Request, id: &str, sha: &str) -> Result<Response<Bo
 
 /// `GET projects/:id/repository/archive[.tar.gz]?sha=`: every file of one
 /// generation, so the archive is one consistent state of the branch.
-pub fn archive(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn archive(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    id: &ProjectId,
+) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("sha"), "file")?;
     let folder = format!(
         "{}-{}-{}",
@@ -353,12 +390,12 @@ pub fn archive(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
 
 /// `GET projects/:id`: `id` echoes the id the client used, so non-lazy
 /// python-gitlab objects address later calls the same way.
-pub fn project(app: &App, req: &Request, id: &str) -> Result<Response<Body>> {
-    let project = resolve_project(app, req, id)?;
+fn project(app: &App, token: &TokenRecord, id: &ProjectId) -> Result<Response<Body>> {
+    let project = resolve_project(app, token, id)?;
     let info = app.store.project(&project)?;
     let default_branch = app.store.default_branch(&project)?;
     Ok(json(&serde_json::json!({
-        "id": id,
+        "id": id.to_string(),
         "name": info.repo,
         "path": info.repo,
         "description": "",

@@ -18,10 +18,10 @@ pub fn decode_segment(raw: &str) -> std::result::Result<String, RouteError> {
 /// `decode_segment`, appended to `out` (a path decoded segment by segment
 /// is built in one string).
 pub fn decode_segment_into(raw: &str, mut out: String) -> std::result::Result<String, RouteError> {
-    check_escapes(raw).map_err(RouteError::BadEncoding)?;
+    check_escapes(raw).map_err(RouteError::Invalid)?;
     let decoded = percent_decode_str(raw)
         .decode_utf8()
-        .map_err(|_| RouteError::BadEncoding(format!("path segment {raw:?} is not UTF-8")))?;
+        .map_err(|_| RouteError::Invalid(format!("path segment {raw:?} is not UTF-8")))?;
     out.push_str(&decoded);
     Ok(out)
 }
@@ -45,6 +45,9 @@ fn check_escapes(raw: &str) -> std::result::Result<(), String> {
     Ok(())
 }
 
+/// The one parameter that may appear more than once.
+const MULTI_VALUED: &str = "private_token";
+
 /// The query string: decoded pairs for handlers, and the raw pairs so a
 /// `Link` header can repeat them exactly as the client sent them.
 #[derive(Debug, Default, Clone)]
@@ -65,7 +68,16 @@ impl Query {
         };
         for part in raw.split('&').filter(|p| !p.is_empty()) {
             let (k, v) = part.split_once('=').unwrap_or((part, ""));
-            query.pairs.push((decode_query(k)?, decode_query(v)?));
+            let key = decode_query(k)?;
+            // A parameter given twice (`ref=main&ref=develop`) is ambiguous:
+            // which one a client meant is not ours to guess. Only a token
+            // may repeat (the same one; `presented_token` checks that).
+            if key != MULTI_VALUED && query.pairs.iter().any(|(seen, _)| *seen == key) {
+                return Err(Error::invalid(format!(
+                    "query parameter {key:?} is given more than once"
+                )));
+            }
+            query.pairs.push((key, decode_query(v)?));
             let v = if v.is_empty() { 0..0 } else { range(v) };
             query.raw_pairs.push((range(k), v));
         }
@@ -73,7 +85,8 @@ impl Query {
         Ok(query)
     }
 
-    /// The first value of `key`.
+    /// The value of `key` (parameters other than `private_token` appear at
+    /// most once: `parse` refuses repeats).
     pub fn get(&self, key: &str) -> Option<&str> {
         self.pairs
             .iter()
@@ -124,7 +137,10 @@ impl Query {
         let mut replaced = false;
         for ((key, _), (raw_key, raw_value)) in self.pairs.iter().zip(&self.raw_pairs) {
             let (raw_key, raw_value) = (&self.raw[raw_key.clone()], &self.raw[raw_value.clone()]);
-            if key == "page" {
+            if key == MULTI_VALUED {
+                // A `Link` must never carry a secret on to the next request.
+                continue;
+            } else if key == "page" {
                 if !replaced {
                     parts.push(format!("page={page}"));
                     replaced = true;
@@ -222,5 +238,18 @@ mod tests {
             q.with_page(2),
             "per_page=10&path=config%2Fapp+settings&page=2"
         );
+        let q = Query::parse(Some("private_token=s3cret&per_page=1")).unwrap();
+        assert_eq!(q.with_page(2), "per_page=1&page=2", "no secret in a Link");
+    }
+
+    #[test]
+    fn a_parameter_given_twice_is_refused() {
+        let err = Query::parse(Some("ref=main&ref=develop")).unwrap_err();
+        assert!(
+            err.to_string().contains("\"ref\" is given more than once"),
+            "{err}"
+        );
+        assert!(Query::parse(Some("ref=main&path=a&ref=main")).is_err());
+        assert!(Query::parse(Some("private_token=a&private_token=a")).is_ok());
     }
 }

@@ -106,6 +106,11 @@ pub fn error(err: &Error) -> Response<Body> {
             format!("413 Payload Too Large - {msg}"),
             "TOO_LARGE",
         ),
+        Error::UnsupportedMediaType(msg) => (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("415 Unsupported Media Type - {msg}"),
+            "UNSUPPORTED_MEDIA_TYPE",
+        ),
         Error::TimedOut(msg) => (
             StatusCode::REQUEST_TIMEOUT,
             format!("408 Request Timeout - {msg}"),
@@ -155,13 +160,14 @@ pub fn route_not_found() -> Response<Body> {
     error_body(StatusCode::NOT_FOUND, "404 Not Found", "NOT_FOUND")
 }
 
-pub fn method_not_allowed() -> Response<Body> {
+/// A 405 whose `Allow` names the methods the path really has.
+pub fn method_not_allowed(allowed: super::route::Methods) -> Response<Body> {
     let mut r = error_body(
         StatusCode::METHOD_NOT_ALLOWED,
         "405 Method Not Allowed",
         "METHOD_NOT_ALLOWED",
     );
-    set_header(&mut r, "allow", "GET, HEAD");
+    set_header(&mut r, "allow", &allowed.allow_header());
     r
 }
 

@@ -16,8 +16,8 @@ use subtle::ConstantTimeEq;
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result, Unauthorized};
-use crate::store::fsutil::hex;
-use crate::store::{OwnerName, ProjectRef, RepoId};
+use crate::hex::encode as hex;
+use crate::names::{OwnerName, ProjectRef, RepoId};
 
 /// The secret key tokens and fingerprints are hashed under, kept as the
 /// HMAC state after the key (a MAC per request then costs the message's

@@ -6,7 +6,7 @@
 use std::fmt;
 
 use crate::error::{Error, Result};
-use crate::store::{OwnerName, ProjectRef};
+use crate::names::{OwnerName, ProjectRef};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Role {
@@ -97,6 +97,9 @@ pub enum Principal<'a> {
     /// The operator at the host's shell: whoever can run the CLI on the
     /// data directory already owns every file in it.
     Operator,
+    /// No user: a read token or an anonymous client. Granted nothing here
+    /// (tokens are checked against their own scope, `TokenRecord::covers`).
+    Nobody,
 }
 
 /// What they want to do.
@@ -104,8 +107,12 @@ pub enum Principal<'a> {
 pub enum Action {
     /// See a project, its branches, files and history.
     Read,
-    /// Create, change or remove: projects, branches, files, rollbacks.
+    /// Create, change or remove in a project: branches, files, rollbacks.
     Write,
+    /// Create a project in an owner's folder: one's own, the public area
+    /// with the public editor role, any with ROOT. A prefix role writes in
+    /// other owners' projects but never creates them.
+    CreateProject,
     /// Create, change, revoke and rotate read tokens of an owner.
     ManageTokens,
     /// Read the audit trail.
@@ -137,14 +144,18 @@ pub fn authorize(principal: Principal, action: Action, target: Target) -> Result
 fn allowed(principal: Principal, action: Action, target: Target) -> bool {
     let (name, roles) = match principal {
         Principal::Operator => return true,
+        Principal::Nobody => return false,
         Principal::User { name, roles } => (name, roles),
     };
     let has = |role: &Role| roles.contains(role);
     if has(&Role::EditorRoot) {
         return true;
     }
+    // A prefix role covers other users' folders, never the public area
+    // (only the public editor and ROOT write there).
     let prefix_covers = |project: &ProjectRef| {
-        roles.iter().any(|r| matches!(r, Role::UserPrefix(prefix) if Role::prefix_covers(prefix, project.repo.as_str())))
+        !project.owner.is_public()
+            && roles.iter().any(|r| matches!(r, Role::UserPrefix(prefix) if Role::prefix_covers(prefix, project.repo.as_str())))
     };
     match (action, target) {
         (Action::Read, Target::Project(p)) => {
@@ -161,8 +172,18 @@ fn allowed(principal: Principal, action: Action, target: Target) -> bool {
                 || (p.owner.is_public() && has(&Role::EditorPublic))
                 || prefix_covers(p)
         }
+        (Action::CreateProject, Target::Owner(o)) => {
+            *o == *name || (o.is_public() && has(&Role::EditorPublic))
+        }
         (Action::ManageTokens, Target::Owner(o)) => *o == *name,
         (Action::ReadAudit, Target::Everything) => has(&Role::EditorReadonly),
+        // The trail of a project: whoever may read the project.
+        (Action::ReadAudit, Target::Project(p)) => {
+            p.owner == *name
+                || p.owner.is_public()
+                || has(&Role::EditorReadonly)
+                || prefix_covers(p)
+        }
         _ => false,
     }
 }

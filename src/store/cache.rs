@@ -32,9 +32,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::generation::Generation;
-use super::names::{BranchName, ProjectRef, SnapshotId};
 use super::ProjectInfo;
 use crate::auth::TokenRecord;
+use crate::names::{BranchName, ProjectRef, SnapshotId};
 
 impl std::fmt::Debug for ReadCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

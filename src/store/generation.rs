@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fsutil::{hex, open_regular};
-use super::names::{FilePath, SnapshotId};
 use crate::error::{Error, Result};
+use crate::names::{FilePath, SnapshotId};
 
 const MAGIC: &str = "cfgstore-generation 1";
 

@@ -26,7 +26,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
+use crate::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
 
 pub const INTERNAL_DIR: &str = ".cfgstore";
 pub const FORMAT_FILE: &str = "format";

@@ -41,7 +41,7 @@ pub mod fsck;
 pub mod fsutil;
 pub mod generation;
 pub mod layout;
-pub mod names;
+
 pub mod tokens;
 pub mod tree;
 
@@ -59,13 +59,13 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+pub use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
 use fsutil::{
     check_real_dirs, create_dir, create_dir_durable, fsync_dir, open_regular, read_regular,
     LockGuard, Scratch,
 };
 pub use generation::{ContentId, Entry, Generation, GenerationMeta, ParentSummary};
 use layout::{Layout, FORMAT_LINE, HEAD_FILE, LOCK_FILE};
-pub use names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
 
 /// How long a writer waits for a branch lock before answering `Busy`.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -568,6 +568,9 @@ impl Store {
     }
 
     fn require_branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<PathBuf> {
+        // The project first: a planted link where it should be is "no such
+        // project" (404), not a corrupt branch folder.
+        self.require_project(project)?;
         let dir = self.layout.branch_dir(project, branch);
         let exists = match &self.cache {
             Some(_) => self.shared_branch_names(project)?.contains(branch),
@@ -577,7 +580,6 @@ impl Store {
         if exists {
             return Ok(dir);
         }
-        self.require_project(project)?;
         Err(Error::not_found("branch", branch))
     }
 

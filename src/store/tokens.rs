@@ -111,6 +111,22 @@ impl Store {
         expires_at: Option<String>,
         fingerprint_required: bool,
     ) -> Result<(TokenRecord, String)> {
+        let (record, secret) =
+            self.new_token(owner, name, repos, expires_at, fingerprint_required)?;
+        let _lock = self.tokens_lock()?;
+        self.write_token(&record)?;
+        Ok((record, secret))
+    }
+
+    /// A new token's record and secret, not yet written.
+    fn new_token(
+        &self,
+        owner: &OwnerName,
+        name: &str,
+        repos: Vec<RepoId>,
+        expires_at: Option<String>,
+        fingerprint_required: bool,
+    ) -> Result<(TokenRecord, String)> {
         check_token_name(name)?;
         if let Some(e) = &expires_at {
             auth::parse_expiry(e)?;
@@ -132,8 +148,6 @@ impl Store {
             revoked_at: None,
             rotated_to: None,
         };
-        let _lock = self.tokens_lock()?;
-        self.write_token(&record)?;
         Ok((record, secret))
     }
 
@@ -255,9 +269,24 @@ impl Store {
         grace: time::Duration,
         now: OffsetDateTime,
     ) -> Result<(TokenRecord, String, TokenRecord)> {
-        let old = self.token(id)?;
+        // One lock around the check and both writes: two rotations at once
+        // must not both issue a successor.
+        let _lock = self.tokens_lock()?;
+        let mut old = self.token(id)?;
         if old.revoked_at.is_some() {
             return Err(Error::Conflict(format!("token {id} is revoked")));
+        }
+        if let Some(next) = &old.rotated_to {
+            let live = match self.token(next) {
+                Ok(successor) => successor.revoked_at.is_none(),
+                Err(Error::NotFound { .. }) => false,
+                Err(e) => return Err(e),
+            };
+            if live {
+                return Err(Error::Conflict(format!(
+                    "token {id} was already rotated: its successor {next} is live (rotate that one, or revoke it first)"
+                )));
+            }
         }
         // Checked before anything is written: an absurd grace period is a
         // 400, not a successor nobody ever sees.
@@ -265,15 +294,13 @@ impl Store {
             .checked_add(grace)
             .filter(|t| t.year() <= 9999)
             .ok_or_else(|| Error::invalid("grace period too long"))?;
-        let (mut successor, secret) = self.create_token(
+        let (mut successor, secret) = self.new_token(
             &old.owner,
             &auth::successor_name(&old.name),
             old.repos.clone(),
             old.expires_at.clone(),
             old.fingerprint_required,
         )?;
-        let _lock = self.tokens_lock()?;
-        let mut old = self.token(id)?;
         // The successor starts bound to the same host: rotation is about
         // the secret, not about moving the ERP.
         successor.fingerprint = old.fingerprint.clone();

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::generation::Generation;
-use super::names::FilePath;
 use crate::error::{Error, Result};
+use crate::names::FilePath;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -178,8 +178,8 @@ pub fn list(gen: &Generation, under: Option<&FilePath>, recursive: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::SnapshotId;
     use crate::store::generation::{ContentId, Entry};
-    use crate::store::names::SnapshotId;
     use std::collections::BTreeMap;
 
     fn gen(paths: &[&str]) -> Generation {

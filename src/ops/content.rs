@@ -1,0 +1,157 @@
+//! Changes to projects, branches and files: create, put, delete, import,
+//! rollback.
+
+use serde_json::json;
+
+use super::audit::{self, Event};
+use super::Actor;
+use crate::auth::roles::{Action, Target};
+use crate::error::Result;
+use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
+use crate::store::{BranchInfo, ProjectInfo, Store, WriteOutcome};
+
+/// Creates project `{name}.{kind}` in `owner`'s folder, with an empty
+/// `main`. Errors: `Forbidden`, `Invalid`, `Conflict`.
+pub fn create_project(
+    store: &Store,
+    actor: &Actor,
+    owner: &OwnerName,
+    name: &str,
+    kind: &str,
+) -> Result<ProjectInfo> {
+    actor.authorize(Action::CreateProject, Target::Owner(owner))?;
+    let repo = RepoId::from_name_and_type(name, kind)?;
+    let project = ProjectRef::new(owner.clone(), repo);
+    let info = store.create_project(owner, name, kind, &actor.name())?;
+    audit::change(
+        store,
+        actor,
+        Event::ProjectCreate,
+        &project.to_string(),
+        json!({"branch": "main"}),
+    );
+    Ok(info)
+}
+
+/// Creates a branch, empty or as a copy of `from`'s live files.
+/// Errors: `Forbidden`, `NotFound`, `Conflict`.
+pub fn create_branch(
+    store: &Store,
+    actor: &Actor,
+    project: &ProjectRef,
+    name: &BranchName,
+    from: Option<&BranchName>,
+) -> Result<BranchInfo> {
+    actor.authorize(Action::Write, Target::Project(project))?;
+    let info = store.create_branch(project, name, from, &actor.name())?;
+    audit::change(
+        store,
+        actor,
+        Event::BranchCreate,
+        &format!("{project}@{name}"),
+        json!({"from": from, "short_id": info.short_id}),
+    );
+    Ok(info)
+}
+
+/// Saves one file, snapshot first. `if_match` makes the write conditional
+/// on the branch's `short_id` (`Conflict` when it moved).
+/// Errors: `Forbidden`, `NotFound`, `Conflict`, `Busy`, `Io`.
+pub fn put_file(
+    store: &Store,
+    actor: &Actor,
+    project: &ProjectRef,
+    branch: &BranchName,
+    path: &FilePath,
+    bytes: &[u8],
+    if_match: Option<&str>,
+) -> Result<WriteOutcome> {
+    actor.authorize(Action::Write, Target::Project(project))?;
+    let outcome = store.put_file(project, branch, path, bytes, &actor.name(), if_match)?;
+    let mut details = outcome.audit_details();
+    details["size"] = bytes.len().into();
+    audit::change(
+        store,
+        actor,
+        Event::FilePut,
+        &format!("{project}@{branch}:{path}"),
+        details,
+    );
+    Ok(outcome)
+}
+
+/// Removes one file, snapshot first. Errors: as `put_file`; `NotFound`
+/// for a file that is not there.
+pub fn delete_file(
+    store: &Store,
+    actor: &Actor,
+    project: &ProjectRef,
+    branch: &BranchName,
+    path: &FilePath,
+    if_match: Option<&str>,
+) -> Result<WriteOutcome> {
+    actor.authorize(Action::Write, Target::Project(project))?;
+    let outcome = store.delete_file(project, branch, path, &actor.name(), if_match)?;
+    audit::change(
+        store,
+        actor,
+        Event::FileDelete,
+        &format!("{project}@{branch}:{path}"),
+        outcome.audit_details(),
+    );
+    Ok(outcome)
+}
+
+/// Saves many files as one version. With `replace` the branch holds
+/// exactly these files afterwards.
+pub fn import(
+    store: &Store,
+    actor: &Actor,
+    project: &ProjectRef,
+    branch: &BranchName,
+    files: impl IntoIterator<Item = Result<(FilePath, Vec<u8>)>>,
+    replace: bool,
+) -> Result<WriteOutcome> {
+    actor.authorize(Action::Write, Target::Project(project))?;
+    let mut count = 0usize;
+    let counted = files.into_iter().inspect(|item| {
+        if item.is_ok() {
+            count += 1;
+        }
+    });
+    let outcome = store.import(project, branch, counted, replace, &actor.name())?;
+    let mut details = outcome.audit_details();
+    details["files"] = count.into();
+    details["replace"] = replace.into();
+    audit::change(
+        store,
+        actor,
+        Event::FileImport,
+        &format!("{project}@{branch}"),
+        details,
+    );
+    Ok(outcome)
+}
+
+/// Sets a branch back to an earlier version; the state before it is kept.
+/// Errors: `Forbidden`, `NotFound` (branch or version), `Busy`, `Io`.
+pub fn rollback(
+    store: &Store,
+    actor: &Actor,
+    project: &ProjectRef,
+    branch: &BranchName,
+    to: SnapshotId,
+) -> Result<WriteOutcome> {
+    actor.authorize(Action::Write, Target::Project(project))?;
+    let outcome = store.rollback(project, branch, to, &actor.name())?;
+    let mut details = outcome.audit_details();
+    details["to"] = to.to_string().into();
+    audit::change(
+        store,
+        actor,
+        Event::Rollback,
+        &format!("{project}@{branch}"),
+        details,
+    );
+    Ok(outcome)
+}
