@@ -29,28 +29,51 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 /// column is not padded, so long paths or reasons do not push trailing
 /// blanks.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
-    for row in rows {
+    print!("{}", table(header, rows));
+}
+
+/// Widest a column other than the last may be; longer cells are cut with
+/// `…` (the whole value is in `--json`). The last column is never cut.
+const MAX_CELL: usize = 60;
+
+/// The text of a table: columns padded to their widest cell (at most
+/// `MAX_CELL` characters), two spaces apart.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let last = header.len().saturating_sub(1);
+    let shown = |i: usize, cell: &str| -> String {
+        if i == last || cell.chars().count() <= MAX_CELL {
+            cell.to_string()
+        } else {
+            let mut cut: String = cell.chars().take(MAX_CELL - 1).collect();
+            cut.push('…');
+            cut
+        }
+    };
+    let cells: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
+        .chain(rows.iter().cloned())
+        .map(|row: Vec<String>| row.iter().enumerate().map(|(i, c)| shown(i, c)).collect())
+        .collect();
+    let mut widths = vec![0; header.len()];
+    for row in &cells {
         for (i, cell) in row.iter().enumerate() {
             widths[i] = widths[i].max(cell.chars().count());
         }
     }
-    let line = |cells: Vec<&str>| {
-        let last = cells.len() - 1;
-        let mut s = String::new();
-        for (i, cell) in cells.into_iter().enumerate() {
-            if i == last {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+    let mut out = String::new();
+    for row in &cells {
+        let mut line = String::new();
+        for (i, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            if i != last {
+                // Padded by hand: a format width is limited to 65,535.
+                let pad = widths[i] - cell.chars().count() + 2;
+                line.extend(std::iter::repeat_n(' ', pad));
             }
         }
-        println!("{}", s.trim_end());
-    };
-    line(header.to_vec());
-    for row in rows {
-        line(row.iter().map(String::as_str).collect());
+        out.push_str(line.trim_end());
+        out.push('\n');
     }
+    out
 }
 
 /// Asks a yes/no question on the terminal. Without a terminal there is no
@@ -93,5 +116,31 @@ pub fn size(bytes: u64) -> String {
         format!("{:.1} KiB", bytes as f64 / 1024.0)
     } else {
         format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_value_is_cut_not_a_panic() {
+        let wide = "r".repeat(70_000);
+        let text = table(
+            &["A", "B"],
+            &[vec![wide.clone(), "x".into()], vec!["y".into(), wide]],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with(&format!("{}…  x", "r".repeat(MAX_CELL - 1))));
+        assert_eq!(
+            lines[2].chars().count(),
+            MAX_CELL + 2 + 70_000,
+            "the last column is whole"
+        );
+        assert_eq!(
+            table(&["ID", "NAME"], &[vec!["a".into(), "b".into()]]),
+            "ID  NAME\na   b\n"
+        );
     }
 }

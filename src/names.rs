@@ -261,11 +261,23 @@ fn file_path_problem(s: &str) -> Option<&'static str> {
         if segment.chars().any(|c| c == '\\' || c.is_control()) {
             return Some("NUL, '\\' and control characters are not allowed");
         }
+        if segment.chars().any(is_invisible_control) {
+            return Some("invisible direction and line controls (U+200B-U+200F, U+202A-U+202E, U+2028/2029, U+2066-U+2069) are not allowed");
+        }
         if segment.starts_with(RESERVED_SEGMENT_PREFIX) {
             return Some("names starting with '.cfgstore' are reserved");
         }
     }
     None
+}
+
+/// Characters that change how text around them is shown without being
+/// seen themselves: zero-width spaces and joiners, direction marks,
+/// embeddings, overrides and isolates, line and paragraph separators. In a
+/// name they let one thing pass for another in the audit trail and in CLI
+/// output (`invoice\u{202E}nosj.exe`), so names and paths refuse them.
+pub fn is_invisible_control(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2028}' | '\u{2029}' | '\u{2066}'..='\u{2069}')
 }
 
 /// A snapshot version, `v0001`, `v0002`, ..., `v9999`, `v10000`, ...
@@ -515,6 +527,14 @@ mod tests {
             "a\tb",
             "a\u{7f}",
             "a\u{85}",
+            "invoice\u{202E}nosj.exe",
+            "a\u{200B}b",
+            "a\u{200F}",
+            "a\u{202A}",
+            "a\u{2028}b",
+            "a\u{2029}",
+            "a\u{2066}b/c",
+            "dir\u{2069}/x",
             ".cfgstore",
             "x/.cfgstore-tmp-1",
             &"s".repeat(256),

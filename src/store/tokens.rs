@@ -367,9 +367,10 @@ impl Store {
 }
 
 fn check_token_name(name: &str) -> Result<()> {
-    if name.is_empty() || name.len() > 100 || name.chars().any(char::is_control) {
+    let hidden = |c: char| c.is_control() || crate::names::is_invisible_control(c);
+    if name.is_empty() || name.len() > 100 || name.chars().any(hidden) {
         return Err(Error::invalid(
-            "token name must be 1-100 characters without control characters",
+            "token name must be 1-100 characters without control or invisible direction characters",
         ));
     }
     Ok(())
