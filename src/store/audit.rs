@@ -90,14 +90,11 @@ impl AuditFilter {
 impl Store {
     /// Appends one record. With `durable`, it is on disk when this returns.
     pub fn append_audit(&self, record: &AuditRecord, durable: bool) -> Result<()> {
-        let path = self.layout().internal_dir().join("audit.log");
+        let path = self.layout().audit_log();
         fsutil::failpoint("audit.append", &path)?;
         let mut line = serde_json::to_vec(record).expect("audit record serialises");
         line.push(b'\n');
-        let _lock = LockGuard::acquire(
-            &self.layout().internal_dir().join("audit.lock"),
-            Duration::from_secs(10),
-        )?;
+        let _lock = LockGuard::acquire(&self.layout().audit_lock(), Duration::from_secs(10))?;
         let existed = path.exists();
         let mut file = OpenOptions::new()
             .append(true)
@@ -118,7 +115,7 @@ impl Store {
 
     /// The records that match, newest first.
     pub fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
-        let path = self.layout().internal_dir().join("audit.log");
+        let path = self.layout().audit_log();
         let file = match fsutil::open_regular(&path) {
             Ok(file) => file,
             Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {

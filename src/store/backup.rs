@@ -18,7 +18,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::fsutil::{self, create_dir, fsync_dir, read_regular, LockGuard};
-use super::layout::{Layout, HEAD_FILE, LOCK_FILE};
+use super::layout::{self, Layout};
 use super::{read_head, Generation, SnapshotId, Store};
 use crate::error::{Error, Result};
 
@@ -73,28 +73,18 @@ impl Store {
         create_dir(&to.internal_dir())?;
         copy_file(&from.format_file(), &to.format_file(), &mut report)?;
         copy_file(&from.server_key(), &to.server_key(), &mut report)?;
-        let internal = |name: &str| (from.internal_dir().join(name), to.internal_dir().join(name));
         {
-            let _lock = LockGuard::acquire(
-                &from.internal_dir().join("tokens.lock"),
-                Duration::from_secs(30),
-            )?;
+            let _lock = LockGuard::acquire(&from.tokens_lock(), Duration::from_secs(30))?;
             report.tokens = copy_dir_files(&from.tokens_dir(), &to.tokens_dir(), &mut report)?;
         }
         {
-            let _lock = LockGuard::acquire(
-                &from.internal_dir().join("users.lock"),
-                Duration::from_secs(30),
-            )?;
-            let (src, dst) = internal("users");
+            let _lock = LockGuard::acquire(&from.users_lock(), Duration::from_secs(30))?;
+            let (src, dst) = (from.users_dir(), to.users_dir());
             report.users = copy_dir_files(&src, &dst, &mut report)?;
         }
         {
-            let _lock = LockGuard::acquire(
-                &from.internal_dir().join("audit.lock"),
-                Duration::from_secs(30),
-            )?;
-            let (src, dst) = internal("audit.log");
+            let _lock = LockGuard::acquire(&from.audit_lock(), Duration::from_secs(30))?;
+            let (src, dst) = (from.audit_log(), to.audit_log());
             if src.exists() {
                 copy_file(&src, &dst, &mut report)?;
             }
@@ -129,8 +119,8 @@ impl Store {
                     copy_file(&gen_src, &to.generation_file(&dst, version), &mut report)?;
                     report.generations += 1;
                 }
-                fsutil::write_new(&dst.join(HEAD_FILE), format!("{head}\n").as_bytes())?;
-                fsutil::write_new(&dst.join(LOCK_FILE), b"")?;
+                fsutil::write_new(&layout::head_file(&dst), format!("{head}\n").as_bytes())?;
+                fsutil::write_new(&layout::branch_lock(&dst), b"")?;
                 fsync_dir(&dst)?;
             }
             fsync_dir(&to.branches_dir(&project))?;

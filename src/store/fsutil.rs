@@ -357,3 +357,28 @@ impl Drop for TempGuard<'_> {
 }
 
 pub use crate::hex::encode as hex;
+
+/// Removes a staging folder when an error unwinds past it.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Renames a folder built in scratch to `target` and fsyncs `parent`. If
+/// either step fails, the folder is moved back out (the rename may have
+/// happened before the fsync failed), so that a creation reported failed
+/// does not exist; the caller's guard then removes it from scratch.
+pub fn move_into_place(staging: &Path, target: &Path, parent: &Path) -> Result<()> {
+    let placed = rename(staging, target).and_then(|()| fsync_dir(parent));
+    if let Err(e) = placed {
+        if target.exists() && !staging.exists() {
+            let _ = fs::rename(target, staging);
+            let _ = fsync_dir(parent);
+        }
+        return Err(e);
+    }
+    Ok(())
+}

@@ -8,6 +8,10 @@
 //!     server.key               HMAC key for token and fingerprint hashes (0600)
 //!     changes                  a random value, replaced after every change
 //!     tokens/                  one JSON record per read token
+//!     tokens.lock              serialises token changes
+//!     users/, sessions/        one JSON record per user and per session
+//!     users.lock               serialises user and session changes
+//!     audit.log, audit.lock    the audit trail (append-only) and its lock
 //!     tmp/{pid}.{random}/      one scratch folder per open Store; temp files
 //!                              are born here and renamed into place
 //!   {owner}/{repoId}/
@@ -76,6 +80,30 @@ impl Layout {
         self.internal_dir().join("tokens")
     }
 
+    pub fn tokens_lock(&self) -> PathBuf {
+        self.internal_dir().join("tokens.lock")
+    }
+
+    pub fn users_dir(&self) -> PathBuf {
+        self.internal_dir().join("users")
+    }
+
+    pub fn sessions_dir(&self) -> PathBuf {
+        self.internal_dir().join("sessions")
+    }
+
+    pub fn users_lock(&self) -> PathBuf {
+        self.internal_dir().join("users.lock")
+    }
+
+    pub fn audit_log(&self) -> PathBuf {
+        self.internal_dir().join("audit.log")
+    }
+
+    pub fn audit_lock(&self) -> PathBuf {
+        self.internal_dir().join("audit.lock")
+    }
+
     pub fn scratch_parent(&self) -> PathBuf {
         self.internal_dir().join("tmp")
     }
@@ -116,6 +144,16 @@ impl Layout {
     pub fn generation_file(&self, branch_dir: &Path, version: SnapshotId) -> PathBuf {
         branch_dir.join(version.to_string())
     }
+}
+
+/// A branch's writer lock, in its folder.
+pub fn branch_lock(branch_dir: &Path) -> PathBuf {
+    branch_dir.join(LOCK_FILE)
+}
+
+/// A branch's HEAD, in its folder.
+pub fn head_file(branch_dir: &Path) -> PathBuf {
+    branch_dir.join(HEAD_FILE)
 }
 
 /// Reads a generation file name (`v0001`) back into its version, for

@@ -59,10 +59,7 @@ impl Store {
 
     fn tokens_lock(&self) -> Result<LockGuard> {
         super::fsutil::create_dir(&self.layout().tokens_dir())?;
-        LockGuard::acquire(
-            &self.layout().internal_dir().join("tokens.lock"),
-            Duration::from_secs(10),
-        )
+        LockGuard::acquire(&self.layout().tokens_lock(), Duration::from_secs(10))
     }
 
     fn token_path(&self, mac: &str) -> std::path::PathBuf {
@@ -189,16 +186,11 @@ impl Store {
             return Ok(None);
         }
         let mac = self.server_key()?.token_mac(secret);
-        let Some(cache) = &self.cache else {
-            return Ok(self.read_token(&mac)?.map(Arc::new));
-        };
-        let epoch = cache.epoch();
-        if let Some(found) = cache.token(&mac) {
-            return Ok(found);
-        }
-        let found = self.read_token(&mac)?.map(Arc::new);
-        cache.put_token(epoch, mac, found.clone());
-        Ok(found)
+        self.cached(
+            |c| c.token(&mac),
+            || Ok(self.read_token(&mac)?.map(Arc::new)),
+            |c, epoch, found| c.put_token(epoch, mac.clone(), found),
+        )
     }
 
     fn read_token(&self, mac: &str) -> Result<Option<TokenRecord>> {

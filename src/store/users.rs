@@ -64,26 +64,17 @@ pub fn session_key(id: &str) -> String {
 
 impl Store {
     fn users_lock(&self) -> Result<LockGuard> {
-        super::fsutil::create_dir_durable(&self.layout().internal_dir().join("users"))?;
-        super::fsutil::create_dir_durable(&self.layout().internal_dir().join("sessions"))?;
-        LockGuard::acquire(
-            &self.layout().internal_dir().join("users.lock"),
-            Duration::from_secs(10),
-        )
+        super::fsutil::create_dir_durable(&self.layout().users_dir())?;
+        super::fsutil::create_dir_durable(&self.layout().sessions_dir())?;
+        LockGuard::acquire(&self.layout().users_lock(), Duration::from_secs(10))
     }
 
     fn user_path(&self, name: &OwnerName) -> std::path::PathBuf {
-        self.layout()
-            .internal_dir()
-            .join("users")
-            .join(format!("{name}.json"))
+        self.layout().users_dir().join(format!("{name}.json"))
     }
 
     fn session_path(&self, key: &str) -> std::path::PathBuf {
-        self.layout()
-            .internal_dir()
-            .join("sessions")
-            .join(format!("{key}.json"))
+        self.layout().sessions_dir().join(format!("{key}.json"))
     }
 
     fn write_user(&self, user: &UserRecord) -> Result<()> {
@@ -135,7 +126,7 @@ impl Store {
     }
 
     pub fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let dir = self.layout().internal_dir().join("users");
+        let dir = self.layout().users_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -263,7 +254,7 @@ impl Store {
     /// Ends every session of a user (password change, disable).
     pub fn delete_sessions_of(&self, user: &OwnerName) -> Result<()> {
         let _lock = self.users_lock()?;
-        let dir = self.layout().internal_dir().join("sessions");
+        let dir = self.layout().sessions_dir();
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),

@@ -1,0 +1,255 @@
+//! Branches: names, listing, the default branch, creation, and the
+//! versions of a branch (its history and any retained generation).
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::fsutil::{
+    self, check_real_dirs, create_dir, fsync_dir, move_into_place, read_regular, LockGuard,
+    RemoveOnDrop,
+};
+use super::layout::{self};
+use super::*;
+use crate::error::{Error, Result};
+
+impl Store {
+    /// The branch names of a project, sorted bytewise.
+    pub fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>> {
+        Ok(self.shared_branch_names(project)?.as_ref().clone())
+    }
+
+    /// `branch_names`, shared with the cache instead of copied.
+    pub(super) fn shared_branch_names(&self, project: &ProjectRef) -> Result<Arc<Vec<BranchName>>> {
+        self.cached(
+            |c| c.branch_names(project),
+            || {
+                let dir = self.layout.branches_dir(project);
+                check_real_dirs(self.layout.root(), &dir)?;
+                sorted_names(&dir, |n| BranchName::from_folder_name(n).ok()).map(Arc::new)
+            },
+            |c, epoch, names| c.put_branch_names(epoch, project.clone(), names),
+        )
+    }
+
+    /// The default branch per SPEC §4: `master`, else `main`, else the
+    /// first by name. `None` for a project without branches.
+    pub fn default_branch(&self, project: &ProjectRef) -> Result<Option<BranchName>> {
+        self.require_project(project)?;
+        Ok(pick_default(&self.shared_branch_names(project)?).cloned())
+    }
+
+    /// Every branch with its live state, sorted by name.
+    /// Errors: `NotFound` for an unknown project.
+    pub fn list_branches(&self, project: &ProjectRef) -> Result<Vec<BranchInfo>> {
+        self.require_project(project)?;
+        let names = self.shared_branch_names(project)?;
+        let default = pick_default(&names).cloned();
+        names
+            .iter()
+            .map(|name| self.branch_info(project, name, default.as_ref() == Some(name)))
+            .collect()
+    }
+
+    /// One branch. Errors: `NotFound` for the project or the branch.
+    pub fn branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<BranchInfo> {
+        self.require_branch(project, branch)?;
+        let default = pick_default(&self.shared_branch_names(project)?).cloned();
+        self.branch_info(project, branch, default.as_ref() == Some(branch))
+    }
+
+    pub(super) fn branch_info(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        default: bool,
+    ) -> Result<BranchInfo> {
+        let meta = self.live(project, branch)?.meta.clone();
+        Ok(BranchInfo {
+            name: branch.clone(),
+            version: meta.version,
+            short_id: meta.short_id,
+            commit_id: meta.commit_id,
+            file_count: meta.file_count,
+            updated_at: meta.created_at,
+            reason: meta.reason,
+            actor: meta.actor,
+            default,
+        })
+    }
+
+    /// Creates a branch, empty or holding a copy of `from`'s live files
+    /// (a manifest copy: contents are shared, not duplicated).
+    /// Errors: `NotFound` (project, `from`), `Conflict` when the name exists
+    /// or nests with an existing branch (`a` vs `a/b`).
+    pub fn create_branch(
+        &self,
+        project: &ProjectRef,
+        name: &BranchName,
+        from: Option<&BranchName>,
+        actor: &str,
+    ) -> Result<BranchInfo> {
+        self.require_project(project)?;
+        check_real_dirs(self.layout.root(), &self.layout.branches_dir(project))?;
+        let _lock = LockGuard::acquire(&self.layout.project_lock(project), self.lock_timeout)?;
+        // From disk, not the cache: another process may have just made one.
+        let existing = sorted_names(&self.layout.branches_dir(project), |n| {
+            BranchName::from_folder_name(n).ok()
+        })?;
+        if existing.contains(name) {
+            return Err(Error::Conflict(format!(
+                "branch {name} already exists in {project}"
+            )));
+        }
+        if let Some(other) = existing.iter().find(|b| b.conflicts_with(name)) {
+            return Err(Error::Conflict(format!(
+                "branch {name} conflicts with existing branch {other}: one name cannot be both a branch and a folder of branches"
+            )));
+        }
+        let (files, reason) = match from {
+            Some(source) => (
+                self.live(project, source)?.file_map(),
+                format!("branch.create from {source}"),
+            ),
+            None => (BTreeMap::new(), "branch.create".to_string()),
+        };
+        let staging = self.scratch()?.temp_path();
+        let guard = RemoveOnDrop(staging.clone());
+        self.stage_branch(&staging, &files, &now_rfc3339(), actor, reason)?;
+        let target = self.layout.branch_dir(project, name);
+        move_into_place(&staging, &target, &self.layout.branches_dir(project))?;
+        std::mem::forget(guard);
+        self.announce_change();
+        self.branch(project, name)
+    }
+
+    /// Writes a complete branch folder (first generation and HEAD) at `dir`.
+    pub(super) fn stage_branch(
+        &self,
+        dir: &Path,
+        files: &BTreeMap<FilePath, Entry>,
+        now: &str,
+        actor: &str,
+        reason: String,
+    ) -> Result<()> {
+        create_dir(dir)?;
+        let first = SnapshotId::new(1).expect("1 is a valid version");
+        let gen = Generation::build(first, now.to_string(), actor, reason, files, None);
+        fsutil::write_new(&dir.join(first.to_string()), &gen.to_bytes())?;
+        fsutil::write_new(&layout::head_file(&dir), format!("{first}\n").as_bytes())?;
+        fsutil::write_new(&layout::branch_lock(&dir), b"")?;
+        fsync_dir(dir)
+    }
+
+    pub(super) fn require_branch(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+    ) -> Result<PathBuf> {
+        // The project first: a planted link where it should be is "no such
+        // project" (404), not a corrupt branch folder.
+        self.require_project(project)?;
+        let dir = self.layout.branch_dir(project, branch);
+        let exists = match &self.cache {
+            Some(_) => self.shared_branch_names(project)?.contains(branch),
+            // A symlinked branch folder is not a branch (nor in listings).
+            None => fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()),
+        };
+        if exists {
+            return Ok(dir);
+        }
+        Err(Error::not_found("branch", branch))
+    }
+
+    /// A snapshot: a state some write superseded (version below the live
+    /// one). Errors: `NotFound` for an unknown branch or snapshot.
+    pub fn snapshot(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Generation> {
+        let dir = self.require_branch(project, branch)?;
+        if version >= read_head(&dir)? {
+            return Err(Error::not_found("snapshot", version));
+        }
+        Generation::read(&self.layout.generation_file(&dir, version))
+    }
+
+    /// Any generation of a branch: a snapshot or the live state.
+    /// Errors: `NotFound` for an unknown branch or version.
+    pub fn generation(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Generation> {
+        let dir = self.require_branch(project, branch)?;
+        if version > read_head(&dir)? {
+            return Err(Error::not_found("snapshot", version));
+        }
+        Generation::read(&self.layout.generation_file(&dir, version))
+    }
+
+    /// History of a branch, newest snapshot first.
+    pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<SnapshotInfo>> {
+        let dir = self.require_branch(project, branch)?;
+        let head = read_head(&dir)?;
+        let mut out = Vec::with_capacity(head.number() as usize);
+        let mut version = head;
+        while version.number() > 1 {
+            let meta = Generation::read_meta(&self.layout.generation_file(&dir, version))?;
+            let parent = meta.parent.ok_or_else(|| {
+                Error::corrupt(
+                    self.layout.generation_file(&dir, version),
+                    "generation without parent summary",
+                )
+            })?;
+            out.push(SnapshotInfo {
+                version: parent.version,
+                created_at: meta.created_at,
+                actor: meta.actor,
+                reason: meta.reason,
+                file_count: parent.file_count,
+                short_id: parent.short_id,
+            });
+            version = parent.version;
+        }
+        Ok(out)
+    }
+}
+
+pub(super) fn pick_default(names: &[BranchName]) -> Option<&BranchName> {
+    names
+        .iter()
+        .find(|b| b.as_str() == "master")
+        .or_else(|| names.iter().find(|b| b.as_str() == "main"))
+        .or_else(|| names.first())
+}
+
+/// The live version a branch's HEAD names, checked to exist.
+pub(crate) fn read_head(dir: &Path) -> Result<SnapshotId> {
+    let path = layout::head_file(&dir);
+    let bytes = read_regular(&path)?;
+    let text = std::str::from_utf8(&bytes).unwrap_or("");
+    let version = layout::parse_generation_name(text.trim_end())
+        .ok_or_else(|| Error::corrupt(&path, format!("HEAD holds {text:?}")))?;
+    Ok(version)
+}
+
+/// The newest generation in a branch folder, for a missing or broken HEAD.
+pub(crate) fn newest_generation(dir: &Path) -> Result<SnapshotId> {
+    let mut newest = None;
+    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        if let Some(v) = entry
+            .file_name()
+            .to_str()
+            .and_then(layout::parse_generation_name)
+        {
+            newest = newest.max(Some(v));
+        }
+    }
+    newest.ok_or_else(|| Error::corrupt(dir, "branch has no generations"))
+}

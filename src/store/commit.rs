@@ -1,0 +1,375 @@
+//! The commit path: every write to a branch goes through `Store::commit`
+//! (lock, recover, edit the file set, write the next generation, switch
+//! HEAD), with new contents stored as objects first (see the module docs
+//! of `store` for the order and why it is crash-safe).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::branches::newest_generation;
+use super::fsutil::{self, check_real_dirs, create_dir_durable, fsync_dir, LockGuard};
+use super::*;
+use crate::error::{Error, Result};
+
+impl Store {
+    /// Saves one file. `expect_short_id` makes the write conditional on the
+    /// branch's current `short_id` (`Conflict` when stale).
+    /// Errors: `NotFound`, `Conflict`, `Busy`, `Io`.
+    pub fn put_file(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+        bytes: &[u8],
+        actor: &str,
+        expect_short_id: Option<&str>,
+    ) -> Result<WriteOutcome> {
+        self.require_branch(project, branch)?;
+        // Refuse early what the commit would refuse (it checks again under
+        // the lock), so a refused write leaves no object behind: otherwise
+        // every stale If-Match or misplaced path would fill the disk.
+        let live = self.live(project, branch)?;
+        if let Some(expected) = expect_short_id {
+            if expected != live.meta.short_id {
+                return Err(Error::Conflict(format!(
+                    "branch {branch} is at {} now, not {expected}",
+                    live.meta.short_id
+                )));
+            }
+        }
+        check_not_nested_in(&live.entries, path)?;
+        let mut objects = ObjectBatch::default();
+        let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
+        objects.sync()?;
+        self.commit(
+            project,
+            branch,
+            actor,
+            format!("file.put {path}"),
+            expect_short_id,
+            Unchanged::Skip,
+            |files, _| {
+                files.insert(path.clone(), entry);
+                check_not_nested(files, path)
+            },
+        )
+    }
+
+    /// Removes one file. Errors: `NotFound` (also for the file), `Conflict`.
+    pub fn delete_file(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+        actor: &str,
+        expect_short_id: Option<&str>,
+    ) -> Result<WriteOutcome> {
+        self.commit(
+            project,
+            branch,
+            actor,
+            format!("file.delete {path}"),
+            expect_short_id,
+            Unchanged::Skip,
+            |files, _| {
+                files
+                    .remove(path)
+                    .map(|_| ())
+                    .ok_or_else(|| Error::not_found("file", path))
+            },
+        )
+    }
+
+    /// Saves many files as one write and one snapshot. With `replace`, the
+    /// branch afterwards holds exactly these files; otherwise they are
+    /// added to (or overwrite) what is there.
+    pub fn import(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        files: impl IntoIterator<Item = Result<(FilePath, Vec<u8>)>>,
+        replace: bool,
+        actor: &str,
+    ) -> Result<WriteOutcome> {
+        self.require_branch(project, branch)?;
+        let mut objects = ObjectBatch::default();
+        let mut incoming = BTreeMap::new();
+        for item in files {
+            let (path, bytes) = item?;
+            let entry = self.store_object(project, path.clone(), &bytes, &mut objects)?;
+            incoming.insert(path, entry);
+        }
+        objects.sync()?;
+        let reason = format!("import {} files", incoming.len());
+        self.commit(
+            project,
+            branch,
+            actor,
+            reason,
+            None,
+            Unchanged::Skip,
+            |files, _| {
+                if replace {
+                    files.clear();
+                }
+                let paths: Vec<FilePath> = incoming.keys().cloned().collect();
+                files.extend(incoming);
+                paths.iter().try_for_each(|p| check_not_nested(files, p))
+            },
+        )
+    }
+
+    /// Restores a snapshot. The state before the rollback becomes a
+    /// snapshot itself, so a rollback can be rolled back.
+    /// Errors: `NotFound` for the branch or the snapshot.
+    pub fn rollback(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        to: SnapshotId,
+        actor: &str,
+    ) -> Result<WriteOutcome> {
+        let dir = self.require_branch(project, branch)?;
+        let target = self.layout.generation_file(&dir, to);
+        self.commit(
+            project,
+            branch,
+            actor,
+            format!("rollback to {to}"),
+            None,
+            Unchanged::Commit,
+            |files, head| {
+                if to >= head {
+                    return Err(Error::not_found("snapshot", to));
+                }
+                *files = Generation::read(&target)?.file_map();
+                Ok(())
+            },
+        )
+    }
+
+    /// The one write path: lock, recover, edit the file set, write the next
+    /// generation, switch HEAD.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn commit(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        actor: &str,
+        reason: String,
+        expect_short_id: Option<&str>,
+        unchanged: Unchanged,
+        edit: impl FnOnce(&mut BTreeMap<FilePath, Entry>, SnapshotId) -> Result<()>,
+    ) -> Result<WriteOutcome> {
+        let dir = self.require_branch(project, branch)?;
+        // Checked on every write, cache or not: the lock, the generation and
+        // HEAD are all written below this folder.
+        check_real_dirs(self.layout.root(), &dir)?;
+        let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
+        // Under the lock, HEAD on disk is the truth: a cached one may be a
+        // write behind, and building on it would lose that write.
+        fsutil::failpoint("commit.locked", &dir)?;
+        let head = self.recover_branch(&dir)?;
+        let current = self.load_generation(dir.clone(), head)?;
+        if let Some(expected) = expect_short_id {
+            if expected != current.meta.short_id {
+                return Err(Error::Conflict(format!(
+                    "branch {branch} is at {} now, not {expected}",
+                    current.meta.short_id
+                )));
+            }
+        }
+        let mut files = current.file_map();
+        edit(&mut files, head)?;
+        fsutil::failpoint("commit.objects", &dir)?;
+        if unchanged == Unchanged::Skip && files.values().eq(current.entries.iter()) {
+            return Ok(WriteOutcome {
+                changed: false,
+                snapshot: None,
+                version: head,
+                old_short_id: current.meta.short_id.clone(),
+                short_id: current.meta.short_id.clone(),
+                file_count: current.meta.file_count,
+            });
+        }
+        let next = head.next();
+        let parent = ParentSummary {
+            version: head,
+            file_count: current.meta.file_count,
+            short_id: current.meta.short_id.clone(),
+        };
+        let gen = Generation::build(next, now_rfc3339(), actor, reason, &files, Some(parent));
+        // The commit point: the generation file renamed into place and its
+        // folder fsynced. After this the write survives a crash.
+        let gen_path = self.layout.generation_file(&dir, next);
+        let published = self
+            .scratch()
+            .and_then(|scratch| scratch.replace_file(&gen_path, &gen.to_bytes()))
+            .and_then(|()| fsutil::failpoint("commit.published", &gen_path))
+            .and_then(|()| self.write_head(&dir, next))
+            .and_then(|()| fsutil::failpoint("commit.head", &dir));
+        if let Err(e) = published {
+            // The rename may have happened before the failure (a folder
+            // fsync, the HEAD update): take the version back, or the next
+            // writer's roll-forward would publish a write reported failed,
+            // and point HEAD back at the version it built on.
+            if gen_path.exists() {
+                if read_head(&dir).is_ok_and(|h| h == next) {
+                    let _ = self.write_head(&dir, head);
+                }
+                let _ = fs::remove_file(&gen_path);
+                let _ = fsync_dir(&dir);
+            }
+            return Err(e);
+        }
+        let outcome = WriteOutcome {
+            changed: true,
+            snapshot: Some(head),
+            version: next,
+            old_short_id: current.meta.short_id.clone(),
+            short_id: gen.meta.short_id.clone(),
+            file_count: gen.meta.file_count,
+        };
+        if let Some(cache) = &self.cache {
+            cache.put_generation(dir, Arc::new(gen));
+        }
+        self.announce_change();
+        Ok(outcome)
+    }
+
+    /// HEAD is replaced atomically (temp, fsync, rename). Its folder is not
+    /// fsynced: a lost HEAD update is repaired by `recover_branch`, because
+    /// the generation it names is already durable.
+    pub(super) fn write_head(&self, dir: &Path, version: SnapshotId) -> Result<()> {
+        self.scratch()?
+            .place_file(&layout::head_file(&dir), format!("{version}\n").as_bytes())
+    }
+
+    /// Under the branch lock: rolls HEAD forward over complete generations
+    /// a crashed writer committed but did not announce. Returns the head.
+    pub(super) fn recover_branch(&self, dir: &Path) -> Result<SnapshotId> {
+        let recorded = read_head(dir).or_else(|_| newest_generation(dir))?;
+        let mut head = recorded;
+        while self.layout.generation_file(dir, head.next()).exists() {
+            head = head.next();
+        }
+        if head != recorded || read_head(dir).is_err() {
+            self.write_head(dir, head)?;
+            fsync_dir(dir)?;
+            self.announce_change();
+        }
+        Ok(head)
+    }
+
+    /// Stores content in the project's object folder unless it is there
+    /// already. Objects are immutable and named by their hash, so this is
+    /// safe without the branch lock and concurrent writers of the same
+    /// bytes do not interfere.
+    pub(super) fn store_object(
+        &self,
+        project: &ProjectRef,
+        path: FilePath,
+        bytes: &[u8],
+        batch: &mut ObjectBatch,
+    ) -> Result<Entry> {
+        let id = ContentId::of(bytes);
+        let target = self.layout.object_file(project, &id.hash);
+        let present =
+            fs::symlink_metadata(&target).is_ok_and(|m| m.is_file() && m.len() == id.size);
+        let fan = target.parent().expect("object has a fan-out folder");
+        // Placed through a planted link, the object would land outside.
+        check_real_dirs(self.layout.root(), fan)?;
+        if !present {
+            create_dir_durable(fan)?;
+            self.scratch()?.place_file(&target, bytes)?;
+        }
+        // Even an object that is there already may not be durable yet: the
+        // writer that placed it may not have fsynced its folders. Ours
+        // fsyncs them before the commit, whoever wrote the object.
+        batch.dirs.insert(fan.to_path_buf());
+        batch.dirs.insert(
+            fan.parent()
+                .expect("fan-out folder has a parent")
+                .to_path_buf(),
+        );
+        Ok(Entry {
+            path,
+            size: id.size,
+            md5: id.md5,
+            hash: id.hash,
+        })
+    }
+}
+
+/// Folders whose new entries must be fsynced before a write commits.
+#[derive(Default)]
+pub(super) struct ObjectBatch {
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl ObjectBatch {
+    pub(super) fn sync(&self) -> Result<()> {
+        self.dirs.iter().try_for_each(|d| fsync_dir(d))
+    }
+}
+
+/// A path cannot be both a file and a folder of other files: `a` and
+/// `a/b` never coexist in one branch (a tree listing, an archive and a
+/// checkout on disk could not hold both).
+pub(super) fn check_not_nested(files: &BTreeMap<FilePath, Entry>, path: &FilePath) -> Result<()> {
+    not_nested(
+        |a| files.contains_key(a),
+        files.range(path.clone()..).map(|(k, _)| k.as_str()),
+        path,
+    )
+}
+
+/// `check_not_nested` on a generation's sorted entries, without building
+/// a map of them (a put on a 20,000-file branch checks this first).
+pub(super) fn check_not_nested_in(entries: &[Entry], path: &FilePath) -> Result<()> {
+    let from = entries.partition_point(|e| e.path < *path);
+    not_nested(
+        |a| entries.binary_search_by(|e| e.path.cmp(a)).is_ok(),
+        entries[from..].iter().map(|e| e.path.as_str()),
+        path,
+    )
+}
+
+/// `contains` tells whether a path is a file; `from_path` yields the
+/// files from `path` on, in order.
+pub(super) fn not_nested<'a>(
+    contains: impl Fn(&FilePath) -> bool,
+    from_path: impl Iterator<Item = &'a str>,
+    path: &FilePath,
+) -> Result<()> {
+    let p = path.as_str();
+    for (i, _) in p.match_indices('/') {
+        let ancestor = &p[..i];
+        if FilePath::parse(ancestor).is_ok_and(|a| contains(&a)) {
+            return Err(Error::Conflict(format!(
+                "{ancestor} is a file, so {p} cannot be inside it"
+            )));
+        }
+    }
+    // Keys under `p/` sort after `p` (among the keys that start with `p`).
+    for key in from_path {
+        let Some(rest) = key.strip_prefix(p) else {
+            break;
+        };
+        if rest.starts_with('/') {
+            return Err(Error::Conflict(format!(
+                "{p} is a folder (it holds {key}), not a file"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `commit` may skip a write that changes nothing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unchanged {
+    Skip,
+    Commit,
+}

@@ -1,0 +1,226 @@
+//! Reads, and the daemon's read cache in front of them.
+//!
+//! With the cache on (the daemon), mutable pointers — a project's record,
+//! its branch names, a branch's live generation, a token — go through one
+//! helper, `Store::cached`, which looks the value up, else reads the disk
+//! and stores what it read unless a change was announced meanwhile (the
+//! epoch check). Immutable things — generations, object contents — are
+//! cached by their identity and never invalidated. Without the cache (the
+//! CLI) every read goes to the disk.
+
+use std::fs;
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use super::fsutil::{self, check_real_dirs, open_regular, read_regular};
+use super::*;
+use crate::error::{Error, Result};
+
+impl Store {
+    /// A mutable pointer through the read cache: `lookup` there, else
+    /// `read` from the disk and `keep` what was read — unless a change was
+    /// announced while reading (the epoch moved), in which case it is used
+    /// for this request only. Without the cache (the CLI), always `read`.
+    pub(super) fn cached<T: Clone>(
+        &self,
+        lookup: impl FnOnce(&cache::ReadCache) -> Option<T>,
+        read: impl FnOnce() -> Result<T>,
+        keep: impl FnOnce(&cache::ReadCache, cache::Epoch, T),
+    ) -> Result<T> {
+        let Some(cache) = &self.cache else {
+            return read();
+        };
+        let epoch = cache.epoch();
+        if let Some(found) = lookup(cache) {
+            return Ok(found);
+        }
+        let found = read()?;
+        keep(cache, epoch, found.clone());
+        Ok(found)
+    }
+
+    /// The live state of a branch. Errors: `NotFound`.
+    pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Result<Arc<Generation>> {
+        self.cached(
+            |c| c.live(project, branch),
+            || self.read_live(project, branch),
+            |c, epoch, gen| c.put_live(epoch, project, branch, gen),
+        )
+    }
+
+    /// What `live` caches: the branch's HEAD, read from disk, and the
+    /// generation it names.
+    pub(super) fn read_live(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+    ) -> Result<Arc<Generation>> {
+        let dir = self.require_branch(project, branch)?;
+        let version = read_head(&dir)?;
+        self.load_generation(dir, version)
+    }
+
+    /// One generation, parsed once per process when the cache is on.
+    pub(super) fn load_generation(
+        &self,
+        dir: PathBuf,
+        version: SnapshotId,
+    ) -> Result<Arc<Generation>> {
+        if let Some(gen) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.generation(&dir, version))
+        {
+            return Ok(gen);
+        }
+        let gen = Arc::new(Generation::read(
+            &self.layout.generation_file(&dir, version),
+        )?);
+        if let Some(cache) = &self.cache {
+            cache.put_generation(dir, Arc::clone(&gen));
+        }
+        Ok(gen)
+    }
+
+    /// Turns on the read cache: for a long-running process (the daemon)
+    /// that calls `revalidate` at the start of every request.
+    pub fn enable_read_cache(&mut self) {
+        let cache = cache::ReadCache::default();
+        cache.watch_marker(&self.layout.changes_file());
+        self.cache = Some(cache);
+    }
+
+    /// Sets the read cache's budget for file contents, in bytes.
+    pub fn set_content_cache_bytes(&self, bytes: usize) {
+        if let Some(cache) = &self.cache {
+            cache.set_content_budget(bytes);
+        }
+    }
+
+    /// Drops cached pointers if any process changed the store since the
+    /// last call. One small file read.
+    pub fn revalidate(&self) -> Result<()> {
+        let Some(cache) = &self.cache else {
+            return Ok(());
+        };
+        cache.check_marker()
+    }
+
+    /// `note_change` after a write that is already durable and live: its
+    /// failure must not turn the write into a reported failure, so it is
+    /// logged; other daemons pick the change up at the next marker change.
+    pub(super) fn announce_change(&self) {
+        if let Err(e) = self.note_change() {
+            tracing::warn!(error = %e, "could not replace the change marker; caches refresh at the next change");
+        }
+    }
+
+    /// Announces a committed change to every process's read cache. Not
+    /// fsynced: it is a hint, and after a crash every cache starts empty.
+    pub(crate) fn note_change(&self) -> Result<()> {
+        let mut marker = [0u8; 16];
+        getrandom::getrandom(&mut marker)
+            .map_err(|e| Error::io("getrandom", io::Error::other(e)))?;
+        let marker = fsutil::hex(&marker);
+        // This process sees its own change at once, not from its next request.
+        if let Some(cache) = &self.cache {
+            cache.revalidate(marker.as_bytes());
+        }
+        self.scratch()?
+            .place_file(&self.layout.changes_file(), marker.as_bytes())
+    }
+
+    /// The bytes of one file of a generation of `project`.
+    /// Errors: `Corrupt` if the object is missing or has the wrong size.
+    pub fn read_entry(&self, project: &ProjectRef, entry: &Entry) -> Result<bytes::Bytes> {
+        Ok(self.read_content(project, entry)?.bytes)
+    }
+
+    /// Like `read_entry`, with whether the bytes are text.
+    pub fn read_content(&self, project: &ProjectRef, entry: &Entry) -> Result<Content> {
+        if let Some(content) = self.cache.as_ref().and_then(|c| c.object(&entry.hash)) {
+            return Ok(content);
+        }
+        let content = Content::new(
+            bytes::Bytes::from(self.read_object(project, entry)?),
+            entry.blob_id(),
+        );
+        if let Some(cache) = &self.cache {
+            cache.put_object(&entry.hash, content.clone());
+        }
+        Ok(content)
+    }
+
+    pub(super) fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
+        let path = self.layout.object_file(project, &entry.hash);
+        check_real_dirs(
+            self.layout.root(),
+            path.parent().expect("object has a fan-out folder"),
+        )?;
+        let mut file = open_regular(&path).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
+                Error::corrupt(&path, format!("object of {} is missing", entry.path))
+            }
+            other => other,
+        })?;
+        let mut bytes = Vec::with_capacity(entry.size as usize);
+        file.read_to_end(&mut bytes)
+            .map_err(|e| Error::io(&path, e))?;
+        if bytes.len() as u64 != entry.size {
+            return Err(Error::corrupt(
+                &path,
+                format!("object of {} has the wrong size", entry.path),
+            ));
+        }
+        Ok(bytes)
+    }
+
+    /// The bytes of the object whose blob id (the first 40 hex digits of
+    /// its hash) is `blob_id`. Errors: `NotFound("blob")`.
+    pub fn read_blob(&self, project: &ProjectRef, blob_id: &str) -> Result<Vec<u8>> {
+        let valid = blob_id.len() == 40
+            && blob_id
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        if !valid {
+            return Err(Error::not_found("blob", blob_id));
+        }
+        let fan = self.layout.objects_dir(project).join(&blob_id[..2]);
+        check_real_dirs(self.layout.root(), &fan)?;
+        let names = match fs::read_dir(&fan) {
+            Ok(names) => names,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::not_found("blob", blob_id))
+            }
+            Err(e) => return Err(Error::io(&fan, e)),
+        };
+        for name in names {
+            let name = name.map_err(|e| Error::io(&fan, e))?.file_name();
+            let name = name.to_string_lossy();
+            if name.len() == 64 && name.starts_with(blob_id) {
+                let path = fan.join(name.as_ref());
+                let bytes = read_regular(&path)?;
+                if blake3::hash(&bytes).to_hex().as_str() != name {
+                    return Err(Error::corrupt(&path, "object does not match its hash"));
+                }
+                return Ok(bytes);
+            }
+        }
+        Err(Error::not_found("blob", blob_id))
+    }
+
+    /// Reads one file of the live branch. Errors: `NotFound`.
+    pub fn read_file(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+    ) -> Result<bytes::Bytes> {
+        let gen = self.live(project, branch)?;
+        let entry = gen
+            .find(path)
+            .ok_or_else(|| Error::not_found("file", path))?;
+        self.read_entry(project, entry)
+    }
+}
