@@ -137,8 +137,8 @@ impl Store {
         let first = SnapshotId::new(1).expect("1 is a valid version");
         let gen = Generation::build(first, now.to_string(), actor, reason, files, None);
         fsutil::write_new(&dir.join(first.to_string()), &gen.to_bytes())?;
-        fsutil::write_new(&layout::head_file(&dir), format!("{first}\n").as_bytes())?;
-        fsutil::write_new(&layout::branch_lock(&dir), b"")?;
+        fsutil::write_new(&layout::head_file(dir), format!("{first}\n").as_bytes())?;
+        fsutil::write_new(&layout::branch_lock(dir), b"")?;
         fsync_dir(dir)
     }
 
@@ -230,7 +230,7 @@ pub(super) fn pick_default(names: &[BranchName]) -> Option<&BranchName> {
 
 /// The live version a branch's HEAD names, checked to exist.
 pub(crate) fn read_head(dir: &Path) -> Result<SnapshotId> {
-    let path = layout::head_file(&dir);
+    let path = layout::head_file(dir);
     let bytes = read_regular(&path)?;
     let text = std::str::from_utf8(&bytes).unwrap_or("");
     let version = layout::parse_generation_name(text.trim_end())

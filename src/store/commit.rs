@@ -244,7 +244,7 @@ impl Store {
     /// the generation it names is already durable.
     pub(super) fn write_head(&self, dir: &Path, version: SnapshotId) -> Result<()> {
         self.scratch()?
-            .place_file(&layout::head_file(&dir), format!("{version}\n").as_bytes())
+            .place_file(&layout::head_file(dir), format!("{version}\n").as_bytes())
     }
 
     /// Under the branch lock: rolls HEAD forward over complete generations

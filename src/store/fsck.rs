@@ -212,7 +212,7 @@ impl Store {
         }
         // A writer between its commit rename and its HEAD update holds the
         // lock; only a HEAD behind with the lock free is a problem.
-        let quiet = LockGuard::try_acquire(&layout::branch_lock(&dir))?;
+        let quiet = LockGuard::try_acquire(&layout::branch_lock(dir))?;
         match read_head(dir) {
             Ok(head) if head == newest => {}
             _ if quiet.is_none() => {}
@@ -228,7 +228,7 @@ impl Store {
                     self.recover_branch(dir)?;
                     repaired = true;
                 }
-                report.problem(layout::head_file(&dir), what, repaired);
+                report.problem(layout::head_file(dir), what, repaired);
             }
         }
         drop(quiet);
