@@ -11,7 +11,7 @@ use anyhow::Context;
 use cfgstore::api::App;
 use cfgstore::config::{Config, LogFormat, Overrides};
 use cfgstore::ops;
-use cfgstore::server::ServerOptions;
+use cfgstore::server::{Routes, ServerOptions};
 use cfgstore::store::{OwnerName, Store};
 use clap::{Args, Subcommand};
 
@@ -180,12 +180,45 @@ fn run_daemon(
     runtime.block_on(async move {
         let listener = cfgstore::server::listen(listen, config.max_connections)
             .with_context(|| format!("cannot listen on {listen}"))?;
+        let metrics = match config.metrics_listen {
+            Some(addr) => Some(
+                cfgstore::server::listen(addr, 64)
+                    .with_context(|| format!("cannot listen on {addr} (metrics_listen)"))?,
+            ),
+            None => None,
+        };
+        if let Some(addr) = metrics.as_ref().and_then(|m| m.local_addr().ok()) {
+            tracing::info!(metrics_address = %addr, "serving /metrics");
+        }
         let address = listener.local_addr()?;
         on_listening(address);
         tracing::info!(address = %address, data = %app.store.root().display(), "listening");
-        notify_systemd(&format!("READY=1\nSTATUS=listening on {address}"));
         let app = Arc::new(app);
-        cfgstore::server::run_with(listener, app, shutdown_signal(), options).await?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let metrics_server = metrics.map(|listener| {
+            let mut stopped = stopped.clone();
+            let options = ServerOptions {
+                routes: Routes::MetricsOnly,
+                ..options.clone()
+            };
+            tokio::spawn(cfgstore::server::run_with(
+                listener,
+                Arc::clone(&app),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+                options,
+            ))
+        });
+        notify_systemd(&format!("READY=1\nSTATUS=listening on {address}"));
+        let shutdown = async move {
+            shutdown_signal().await;
+            let _ = stop.send(true);
+        };
+        cfgstore::server::run_with(listener, app, shutdown, options).await?;
+        if let Some(server) = metrics_server {
+            let _ = server.await;
+        }
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

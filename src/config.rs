@@ -5,6 +5,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:8080"
+//! metrics_listen = "127.0.0.1:9180"   # optional: /metrics only there
 //! data_dir = "/var/lib/cfgstore"
 //! max_body_bytes = 10485760
 //! max_header_bytes = 32768
@@ -50,6 +51,10 @@ pub enum LogFormat {
 pub struct Config {
     /// Address the daemon listens on.
     pub listen: SocketAddr,
+    /// A separate address for `GET /metrics` (e.g. for a scraper on
+    /// another interface); when set, `/metrics` is served there only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
     /// The data directory.
     pub data_dir: PathBuf,
     /// Largest request body of a signed-in admin session (a file upload);
@@ -103,6 +108,7 @@ impl Default for Config {
     fn default() -> Config {
         Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
+            metrics_listen: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             max_body_bytes: 10 * 1024 * 1024,
             max_header_bytes: 32 * 1024,
@@ -141,6 +147,7 @@ struct FileConfig {
     content_cache_bytes: Option<u64>,
     log_format: Option<String>,
     external_url: Option<String>,
+    metrics_listen: Option<String>,
     trusted_proxies: Option<Vec<String>>,
     secure_cookies: Option<bool>,
     session_idle_timeout: Option<String>,
@@ -219,6 +226,7 @@ impl Config {
             ),
             ("log_format", f.log_format),
             ("external_url", f.external_url),
+            ("metrics_listen", f.metrics_listen),
             ("trusted_proxies", f.trusted_proxies.map(|v| v.join(","))),
             ("secure_cookies", f.secure_cookies.map(|b| b.to_string())),
             ("session_idle_timeout", f.session_idle_timeout),
@@ -263,6 +271,15 @@ impl Config {
                 self.listen = value
                     .parse()
                     .map_err(|_| bad("expected ADDRESS:PORT, e.g. 127.0.0.1:8080"))?
+            }
+            "metrics_listen" => {
+                self.metrics_listen = match value {
+                    "" => None,
+                    v => Some(
+                        v.parse()
+                            .map_err(|_| bad("expected ADDRESS:PORT, e.g. 127.0.0.1:9180"))?,
+                    ),
+                }
             }
             "data_dir" => self.data_dir = PathBuf::from(value),
             "max_body_bytes" => self.max_body_bytes = number(value)?,
@@ -358,6 +375,7 @@ pub const KEYS: &[&str] = &[
     "content_cache_bytes",
     "log_format",
     "external_url",
+    "metrics_listen",
     "trusted_proxies",
     "secure_cookies",
     "session_idle_timeout",
@@ -483,7 +501,10 @@ mod tests {
     #[test]
     fn check_prints_every_key() {
         let text = Config::default().to_toml();
-        for key in KEYS.iter().filter(|k| **k != "external_url") {
+        for key in KEYS
+            .iter()
+            .filter(|k| !["external_url", "metrics_listen"].contains(*k))
+        {
             assert!(text.contains(key), "{key} missing from:\n{text}");
         }
         let parsed: toml::Value = toml::from_str(&text).unwrap();

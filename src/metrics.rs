@@ -1,7 +1,8 @@
 //! Counters for `GET /metrics`, in Prometheus' text format (version 0.0.4).
 //!
 //! Cheap to update from every request: atomics, and one short-held mutex
-//! for the per-route table. Store sizes are measured when scraped.
+//! for the per-route table. Store sizes are counted once and then kept up
+//! to date by the writes (`Store::size`): a scrape does not walk the store.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -29,8 +30,9 @@ pub struct Metrics {
     connections_total: AtomicU64,
 }
 
-/// What the store holds, measured at scrape time.
-#[derive(Debug, Default)]
+/// What the store holds: counted once, then kept by the writes (see
+/// `Store::size`).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct StoreSize {
     pub projects: u64,
     pub branches: u64,

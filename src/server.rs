@@ -62,6 +62,27 @@ pub struct ServerOptions {
     pub drain_timeout: Duration,
     /// How often token `last_used_at` updates are written.
     pub token_use_flush: Duration,
+    /// Which routes this listener answers.
+    pub routes: Routes,
+}
+
+/// What one listener serves: with `metrics_listen` set, the API listener
+/// answers everything but `/metrics`, and the metrics listener only that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routes {
+    All,
+    AllButMetrics,
+    MetricsOnly,
+}
+
+impl Routes {
+    fn serves(self, path: &str) -> bool {
+        match self {
+            Routes::All => true,
+            Routes::AllButMetrics => path != "/metrics",
+            Routes::MetricsOnly => path == "/metrics",
+        }
+    }
 }
 
 impl Default for ServerOptions {
@@ -81,6 +102,11 @@ impl From<&Config> for ServerOptions {
             max_connections: c.max_connections,
             drain_timeout: c.drain_timeout,
             token_use_flush: Duration::from_secs(10),
+            routes: if c.metrics_listen.is_some() {
+                Routes::AllButMetrics
+            } else {
+                Routes::All
+            },
         }
     }
 }
@@ -151,10 +177,14 @@ pub async fn run_with(
                 app.metrics.connection_opened();
                 let app = Arc::clone(&app);
                 let limits = (options.max_body_bytes, options.body_read_timeout);
+                let routes = options.routes;
                 let service_app = Arc::clone(&app);
                 let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let app = Arc::clone(&service_app);
                     async move {
+                        if !routes.serves(req.uri().path()) {
+                            return Ok(api::response::route_not_found().map(Full::new));
+                        }
                         let response = serve_one(app, req, peer, limits).await;
                         Ok::<_, Infallible>(response.map(Full::new))
                     }

@@ -421,6 +421,39 @@ fn metrics_count_what_happened() {
     assert!(count >= 7.0);
 }
 
+/// `metrics_listen` moves `/metrics` to an address of its own: served
+/// there and nowhere else, and nothing but `/metrics` is served there.
+#[test]
+fn metrics_listen_serves_metrics_apart() {
+    let dir = TestDir::new("metrics-listen");
+    let data = dir.data();
+    ok(&data, &["init", "--example"]);
+    let daemon = Daemon::start_with(
+        &data,
+        dir.path().join("daemon.log"),
+        &[("CFGSTORE_METRICS_LISTEN", "127.0.0.1:0")],
+    );
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap();
+    let metrics: std::net::SocketAddr = log
+        .split("metrics_address=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no metrics address in the log: {log}"))
+        .parse()
+        .unwrap();
+    assert_ne!(metrics, daemon.addr);
+    let on_metrics = util::request(metrics, "GET", "/metrics", &[]);
+    assert_eq!(on_metrics.status, 200);
+    assert!(on_metrics.text().contains("cfgstore_store_projects 2"));
+    assert_eq!(
+        util::request(daemon.addr, "GET", "/metrics", &[]).status,
+        404
+    );
+    let health = format!("{API}/health");
+    assert_eq!(util::request(daemon.addr, "GET", &health, &[]).status, 200);
+    assert_eq!(util::request(metrics, "GET", &health, &[]).status, 404);
+}
+
 #[test]
 fn backup_under_concurrent_writes_then_restore() {
     let dir = TestDir::new("backup");

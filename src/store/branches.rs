@@ -120,6 +120,7 @@ impl Store {
         let target = self.layout.branch_dir(project, name);
         move_into_place(&staging, &target, &self.layout.branches_dir(project))?;
         std::mem::forget(guard);
+        self.count(|size| size.branches += 1);
         self.announce_change();
         self.branch(project, name)
     }

@@ -34,6 +34,7 @@ use bytes::Bytes;
 use super::generation::Generation;
 use super::ProjectInfo;
 use crate::auth::TokenRecord;
+use crate::metrics::StoreSize;
 use crate::names::{BranchName, ProjectRef, SnapshotId};
 
 impl std::fmt::Debug for ReadCache {
@@ -56,6 +57,9 @@ const GENERATION_SLOTS: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
+    /// The store's size as last counted (`/metrics`), and the marker it
+    /// is true for.
+    size: Mutex<Option<CountedSize>>,
     /// Where the change marker lives (set by `watch_marker`).
     marker_path: std::sync::OnceLock<PathBuf>,
     /// The marker file as last opened, with its device and inode. Writers
@@ -95,6 +99,17 @@ impl Pointers {
         self.tokens.clear();
     }
 }
+
+/// A count of the store (`Store::size`), true as of `marker`.
+struct CountedSize {
+    marker: Vec<u8>,
+    counted_at: Instant,
+    size: StoreSize,
+}
+
+/// A count is walked again after this long even without a change seen,
+/// so a change this process missed (see `own_change`) is not missed for good.
+const RECOUNT_AFTER: Duration = Duration::from_secs(600);
 
 /// An epoch, taken before reading the disk, that decides whether what was
 /// read may still be stored.
@@ -217,6 +232,52 @@ impl ReadCache {
         if p.marker != marker {
             p.marker = marker.to_vec();
             p.clear();
+        }
+    }
+
+    /// Like `revalidate`, for a change this process made itself: a size
+    /// count that was true before it stays true (the write adjusted it
+    /// with `count`).
+    pub fn own_change(&self, marker: &[u8]) {
+        let mut p = self.pointers.lock().expect("cache");
+        let mut size = self.size.lock().expect("cache");
+        if let Some(counted) = size.as_mut() {
+            if counted.marker == p.marker {
+                counted.marker = marker.to_vec();
+            }
+        }
+        if p.marker != marker {
+            p.marker = marker.to_vec();
+            p.clear();
+        }
+    }
+
+    /// The store's size, if counted since the last change seen.
+    pub fn counted_size(&self) -> Option<StoreSize> {
+        let p = self.pointers.lock().expect("cache");
+        let size = self.size.lock().expect("cache");
+        size.as_ref()
+            .filter(|c| c.marker == p.marker && c.counted_at.elapsed() < RECOUNT_AFTER)
+            .map(|c| c.size.clone())
+    }
+
+    /// The current marker, taken before a count begins.
+    pub fn marker(&self) -> Vec<u8> {
+        self.pointers.lock().expect("cache").marker.clone()
+    }
+
+    pub fn put_counted_size(&self, marker: Vec<u8>, size: StoreSize) {
+        *self.size.lock().expect("cache") = Some(CountedSize {
+            marker,
+            counted_at: Instant::now(),
+            size,
+        });
+    }
+
+    /// Adjusts the count for a change this process is making.
+    pub fn count(&self, change: impl FnOnce(&mut StoreSize)) {
+        if let Some(counted) = self.size.lock().expect("cache").as_mut() {
+            change(&mut counted.size);
         }
     }
 

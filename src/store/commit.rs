@@ -284,6 +284,10 @@ impl Store {
         if !present {
             create_dir_durable(fan)?;
             self.scratch()?.place_file(&target, bytes)?;
+            self.count(|size| {
+                size.objects += 1;
+                size.object_bytes += id.size;
+            });
         }
         // Even an object that is there already may not be durable yet: the
         // writer that placed it may not have fsynced its folders. Ours

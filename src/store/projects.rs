@@ -65,6 +65,10 @@ impl Store {
         create_dir_durable(&owner_dir)?;
         move_into_place(&staging, &target, &owner_dir)?;
         std::mem::forget(guard);
+        self.count(|size| {
+            size.projects += 1;
+            size.branches += 1;
+        });
         self.announce_change();
         Ok(ProjectInfo {
             owner: owner.clone(),
@@ -141,9 +145,25 @@ impl Store {
         Ok(out)
     }
 
-    /// How much the store holds, for metrics: counts folders, never reads
-    /// file contents.
+    /// How much the store holds, for `/metrics`. With the read cache (the
+    /// daemon) it is counted once and then kept by this process's writes;
+    /// it is counted again only after another process changed the store
+    /// (or every ten minutes), never per scrape. Without the cache, a walk.
     pub fn size(&self) -> Result<crate::metrics::StoreSize> {
+        let Some(cache) = &self.cache else {
+            return self.count_size();
+        };
+        if let Some(size) = cache.counted_size() {
+            return Ok(size);
+        }
+        let marker = cache.marker();
+        let size = self.count_size()?;
+        cache.put_counted_size(marker, size.clone());
+        Ok(size)
+    }
+
+    /// Walks the store: counts folders, never reads file contents.
+    fn count_size(&self) -> Result<crate::metrics::StoreSize> {
         let mut size = crate::metrics::StoreSize::default();
         for project in self.list_projects(None)? {
             let project = project.project_ref();
@@ -162,5 +182,69 @@ impl Store {
             }
         }
         Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_store(name: &str) -> (std::path::PathBuf, Store) {
+        let dir = std::env::temp_dir().join(format!("cfgstore-size-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let (store, _) = Store::init(&dir).unwrap();
+        (dir, store)
+    }
+
+    /// The daemon's size is counted once and kept by its writes: a scrape
+    /// does not walk the store. Another process's change makes it count again.
+    #[test]
+    fn size_is_kept_by_writes_and_recounted_after_others_change() {
+        let (dir, mut store) = temp_store("kept");
+        store.enable_read_cache();
+        store.revalidate().unwrap();
+        let owner = OwnerName::parse("acme").unwrap();
+        store.create_project(&owner, "a", "cfg", "t").unwrap();
+        let first = store.size().unwrap();
+        assert_eq!((first.projects, first.branches, first.objects), (1, 1, 0));
+        let project = ProjectRef::parse("acme/a.cfg").unwrap();
+        let main = BranchName::parse("main").unwrap();
+        let path = FilePath::parse("x.json").unwrap();
+        store
+            .put_file(&project, &main, &path, b"12345", "t", None)
+            .unwrap();
+        store
+            .create_branch(
+                &project,
+                &BranchName::parse("dev").unwrap(),
+                Some(&main),
+                "t",
+            )
+            .unwrap();
+        let kept = store.size().unwrap();
+        assert_eq!(
+            (
+                kept.projects,
+                kept.branches,
+                kept.objects,
+                kept.object_bytes
+            ),
+            (1, 2, 1, 5),
+            "counted by the writes"
+        );
+        // Remove the object behind the store's back: a walk would see it
+        // gone, the kept count does not.
+        let objects = store.layout().objects_dir(&project);
+        for fan in fs::read_dir(&objects).unwrap() {
+            fs::remove_dir_all(fan.unwrap().path()).unwrap();
+        }
+        assert_eq!(store.size().unwrap().objects, 1, "no walk per scrape");
+        // Another process changes the store: the next scrape counts again.
+        let other = Store::open(&dir).unwrap();
+        other.create_project(&owner, "b", "cfg", "t").unwrap();
+        store.revalidate().unwrap();
+        let recounted = store.size().unwrap();
+        assert_eq!((recounted.projects, recounted.objects), (2, 0));
+        let _ = fs::remove_dir_all(&dir);
     }
 }

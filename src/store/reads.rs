@@ -125,10 +125,17 @@ impl Store {
         let marker = fsutil::hex(&marker);
         // This process sees its own change at once, not from its next request.
         if let Some(cache) = &self.cache {
-            cache.revalidate(marker.as_bytes());
+            cache.own_change(marker.as_bytes());
         }
         self.scratch()?
             .place_file(&self.layout.changes_file(), marker.as_bytes())
+    }
+
+    /// Adjusts the daemon's size count for a change this process makes.
+    pub(super) fn count(&self, change: impl FnOnce(&mut crate::metrics::StoreSize)) {
+        if let Some(cache) = &self.cache {
+            cache.count(change);
+        }
     }
 
     /// The bytes of one file of a generation of `project`.
