@@ -10,6 +10,29 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` and `print!` for the whole binary: like std's, except that
+/// a closed stdout (`cfgstore … | head`) ends the command quietly with
+/// status 0, the way `ls | head` does, instead of a panic.
+macro_rules! println {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
+macro_rules! print {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = write!(out, $($arg)*) {
+            $crate::stdout_failed(e);
+        }
+    }};
+}
+
 mod audit;
 mod branch;
 mod example;
@@ -113,6 +136,16 @@ enum Command {
     },
 }
 
+/// A write to stdout failed: a reader that went away (a closed pipe) ends
+/// the command quietly and successfully; anything else is reported.
+pub fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("cfgstore: cannot write to stdout: {e}");
+    std::process::exit(1);
+}
+
 fn main() -> ExitCode {
     // Only with the `failpoints` feature: the fault tests' FAILPOINTS.
     #[allow(clippy::let_unit_value)]
@@ -120,6 +153,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`… | head`): done, quietly.
+        Err(err) if broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("cfgstore: {err:#}");
             if storage_full(&err) {
@@ -225,6 +260,18 @@ fn unix_user() -> String {
         Ok(uid) => cfgstore::store::user_name(uid).unwrap_or_else(|| format!("uid{uid}")),
         Err(_) => std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
     }
+}
+
+fn broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause
+                .downcast_ref::<serde_json::Error>()
+                .and_then(|e| e.io_error_kind())
+                == Some(std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Whether the failure is the data directory's file system being full.

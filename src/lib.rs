@@ -7,25 +7,36 @@
 //!
 //! # Layout
 //!
-//! - [`store`]: the only code that touches the data directory. Validated
-//!   names (`store::names`), immutable generations and snapshots, the
-//!   durable write path, recovery and `fsck`; tokens, users, sessions and
-//!   the audit trail on disk; backup and restore; the daemon's read cache.
+//! Imports point one way: `error` → `names` → `auth` → `store` → `ops` →
+//! `api` → `server`, with the binary (`cli/`) on top.
+//!
+//! - [`error`]: the one error enum; HTTP statuses and exit codes are
+//!   assigned where the error leaves the library.
+//! - [`names`]: validated names (`OwnerName`, `RepoId`, `BranchName`,
+//!   `FilePath`, `SnapshotId`): the only way a caller's string reaches the
+//!   filesystem. [`hex`]: the hex encoding ids and MACs share.
 //! - [`auth`]: decisions without I/O: token and fingerprint checks (HMAC
 //!   under the server key, constant-time compares, expiry, scope), password
 //!   hashing, and the one `authorize(principal, action, target)` of roles.
-//! - [`api`]: the HTTP API, read (token) and admin (session). `Endpoint`
-//!   parsed from the raw path, one authentication step, one handler per
-//!   endpoint, one error → status table (`api::response`).
-//! - [`server`]: `run(listener, app, shutdown)`, the hyper accept loop and
-//!   the limits that hold (sizes, timeouts, connection cap).
+//! - [`store`]: the only code that touches the data directory: immutable
+//!   generations, the durable write path, recovery and `fsck`; tokens,
+//!   users, sessions and the audit trail on disk; backup and restore; the
+//!   daemon's read cache.
+//! - [`ops`]: one function per change (put, rollback, token create, user
+//!   add, …) for every front end: authorize, write, append the audit
+//!   record. The audit vocabulary lives there (`ops::audit`).
+//! - [`api`]: the HTTP API, read (token) and admin (session): routing into
+//!   a typed `Endpoint`, one authentication step before the body is read,
+//!   one exhaustive dispatch, one error → status table (`api::response`).
+//! - [`server`]: `run(listener, app, shutdown)`, the hyper accept loop, the
+//!   execution model and the limits that hold (sizes, timeouts, connection
+//!   cap).
 //! - [`config`]: every daemon setting, its default and its source.
 //! - [`metrics`]: the counters behind `GET /metrics`.
-//! - [`error`]: the one error enum; HTTP statuses and exit codes are
-//!   assigned where the error leaves the library.
 //!
 //! The binary lives in `cli/` and holds no logic the library lacks: it
-//! parses arguments, calls the store and prints.
+//! parses arguments, calls the operations (changes) or the store (reads)
+//! and prints.
 
 #![forbid(unsafe_code)]
 

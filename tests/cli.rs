@@ -721,3 +721,84 @@ fn a_path_is_a_file_or_a_folder_never_both() {
     ok(&data, &["file", "rm", PROJECT, "main", "conf"]);
     put(&data, "conf/app.json", b"{}");
 }
+
+/// `cfgstore … | head`: a reader that goes away after the first line ends
+/// the command quietly with status 0 (no panic, no "Broken pipe"), for
+/// tables, JSON and raw file bytes alike.
+#[test]
+fn a_closed_pipe_ends_the_command_quietly() {
+    use std::io::{BufRead, BufReader};
+    let dir = TestDir::new("pipe");
+    let data = dir.data();
+    ok(&data, &["init", "--example"]);
+    let big = dir.path().join("big.txt");
+    std::fs::write(&big, "line of text\n".repeat(100_000)).unwrap();
+    let big_arg = big.to_str().unwrap();
+    const EXAMPLE: &str = "demo/b2b-cnc.erp-config";
+    ok(
+        &data,
+        &["file", "put", EXAMPLE, "main", "big.txt", "--from", big_arg],
+    );
+    for i in 0..200 {
+        ok(
+            &data,
+            &[
+                "token",
+                "create",
+                "--owner",
+                "demo",
+                "--name",
+                &format!("t{i}"),
+            ],
+        );
+    }
+    let commands: [&[&str]; 4] = [
+        &["token", "list"],
+        &["token", "list", "--json"],
+        &["file", "get", EXAMPLE, "main", "big.txt"],
+        &["audit"],
+    ];
+    for args in commands {
+        let mut child = util::cfgstore(&data)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert!(!first.is_empty(), "{args:?} printed nothing");
+        // The reader is dropped here: the pipe is closed.
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Durations always carry a unit: `--grace 1` (a second? a day?) is a
+/// usage error that says how to write one, and nothing is rotated.
+#[test]
+fn a_duration_without_a_unit_is_refused() {
+    let dir = TestDir::new("duration");
+    let data = dir.data();
+    ok(&data, &["init", "--example"]);
+    let (id, _) = util::create_token(&data, "demo", &[]);
+    let out = run(&data, &["token", "rotate", &id, "--grace", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.contains("30s, 15m, 24h, 7d"), "{said}");
+    assert_eq!(json(&data, &["token", "list"]).as_array().unwrap().len(), 1);
+    ok(&data, &["token", "rotate", &id, "--grace", "1h"]);
+    assert_eq!(json(&data, &["token", "list"]).as_array().unwrap().len(), 2);
+}

@@ -216,7 +216,9 @@ pub fn parse_expiry(text: &str) -> Result<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).map_err(|_| bad())
 }
 
-/// Parses a duration such as `30s`, `15m`, `24h`, `7d` (or plain seconds).
+/// Parses a duration such as `30s`, `15m`, `24h`, `7d`. The unit is
+/// required: a bare `1` could mean a second or a day, and a grace period
+/// misread by that much cuts an ERP off or leaves a leaked token alive.
 pub fn parse_duration(text: &str) -> Result<time::Duration> {
     let bad = || {
         Error::invalid(format!(
@@ -229,7 +231,7 @@ pub fn parse_duration(text: &str) -> Result<time::Duration> {
     );
     let n: i64 = digits.parse().map_err(|_| bad())?;
     let seconds = match unit {
-        "" | "s" => n,
+        "s" => n,
         "m" => n.checked_mul(60).ok_or_else(bad)?,
         "h" => n.checked_mul(3600).ok_or_else(bad)?,
         "d" => n.checked_mul(86_400).ok_or_else(bad)?,
@@ -347,7 +349,8 @@ mod tests {
 
     #[test]
     fn durations_and_names() {
-        assert_eq!(parse_duration("90").unwrap(), time::Duration::seconds(90));
+        assert_eq!(parse_duration("90s").unwrap(), time::Duration::seconds(90));
+        assert!(parse_duration("90").is_err(), "a duration has a unit");
         assert_eq!(parse_duration("15m").unwrap(), time::Duration::minutes(15));
         assert_eq!(parse_duration("7d").unwrap(), time::Duration::days(7));
         assert!(parse_duration("1w").is_err());
