@@ -11,21 +11,10 @@ use super::Actor;
 use crate::auth::roles::{Action, Target};
 use crate::auth::TokenRecord;
 use crate::error::{Error, Result};
-use crate::names::{OwnerName, RepoId};
 use crate::store::tokens::TokenUpdate;
 use crate::store::Store;
 
-/// What a new token is to be.
-#[derive(Debug, Clone)]
-pub struct NewToken {
-    pub owner: OwnerName,
-    pub name: String,
-    /// Exact project ids of the owner; empty is all of them.
-    pub repos: Vec<RepoId>,
-    /// `YYYY-MM-DD` or RFC 3339.
-    pub expires_at: Option<String>,
-    pub fingerprint_required: bool,
-}
+pub use crate::store::tokens::NewToken;
 
 /// A token just issued: its record and its secret, shown this once.
 pub struct Issued {
@@ -53,13 +42,7 @@ pub fn create(store: &Store, actor: &Actor, new: NewToken, now: OffsetDateTime) 
             )));
         }
     }
-    let (record, secret) = store.create_token(
-        &new.owner,
-        &new.name,
-        new.repos,
-        new.expires_at,
-        new.fingerprint_required,
-    )?;
+    let (record, secret) = store.create_token(new)?;
     audit::change(
         store,
         actor,

@@ -25,7 +25,7 @@
 //!       v0001 ... v0007        immutable generations: metadata + manifest
 //! ```
 //!
-//! Callers hand in validated names (`store::names`), so every path built
+//! Callers hand in validated names (`crate::names`), so every path built
 //! here stays inside the data directory.
 
 use std::path::{Path, PathBuf};

@@ -25,6 +25,18 @@ pub struct TokenUpdate {
     pub fingerprint_required: Option<bool>,
 }
 
+/// What a new token is to be.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    pub owner: OwnerName,
+    pub name: String,
+    /// Exact project ids of the owner; empty is all of them.
+    pub repos: Vec<RepoId>,
+    /// `YYYY-MM-DD` or RFC 3339.
+    pub expires_at: Option<String>,
+    pub fingerprint_required: bool,
+}
+
 /// What binding a fingerprint did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum BindOutcome {
@@ -100,43 +112,28 @@ impl Store {
 
     /// Creates a token. Returns the record and the secret, which is never
     /// stored and cannot be shown again.
-    pub fn create_token(
-        &self,
-        owner: &OwnerName,
-        name: &str,
-        repos: Vec<RepoId>,
-        expires_at: Option<String>,
-        fingerprint_required: bool,
-    ) -> Result<(TokenRecord, String)> {
-        let (record, secret) =
-            self.new_token(owner, name, repos, expires_at, fingerprint_required)?;
+    pub fn create_token(&self, new: NewToken) -> Result<(TokenRecord, String)> {
+        let (record, secret) = self.new_token(new)?;
         let _lock = self.tokens_lock()?;
         self.write_token(&record)?;
         Ok((record, secret))
     }
 
     /// A new token's record and secret, not yet written.
-    fn new_token(
-        &self,
-        owner: &OwnerName,
-        name: &str,
-        repos: Vec<RepoId>,
-        expires_at: Option<String>,
-        fingerprint_required: bool,
-    ) -> Result<(TokenRecord, String)> {
-        check_token_name(name)?;
-        if let Some(e) = &expires_at {
+    fn new_token(&self, new: NewToken) -> Result<(TokenRecord, String)> {
+        check_token_name(&new.name)?;
+        if let Some(e) = &new.expires_at {
             auth::parse_expiry(e)?;
         }
         let key = self.server_key()?;
         let secret = auth::new_secret()?;
         let record = TokenRecord {
             id: auth::new_secret()?[..12].to_string(),
-            owner: owner.clone(),
-            name: name.to_string(),
-            repos,
-            expires_at,
-            fingerprint_required,
+            owner: new.owner,
+            name: new.name,
+            repos: new.repos,
+            expires_at: new.expires_at,
+            fingerprint_required: new.fingerprint_required,
             fingerprint: None,
             created_at: super::now_rfc3339(),
             last_used_at: None,
@@ -286,13 +283,13 @@ impl Store {
             .checked_add(grace)
             .filter(|t| t.year() <= 9999)
             .ok_or_else(|| Error::invalid("grace period too long"))?;
-        let (mut successor, secret) = self.new_token(
-            &old.owner,
-            &auth::successor_name(&old.name),
-            old.repos.clone(),
-            old.expires_at.clone(),
-            old.fingerprint_required,
-        )?;
+        let (mut successor, secret) = self.new_token(NewToken {
+            owner: old.owner.clone(),
+            name: auth::successor_name(&old.name),
+            repos: old.repos.clone(),
+            expires_at: old.expires_at.clone(),
+            fingerprint_required: old.fingerprint_required,
+        })?;
         // The successor starts bound to the same host: rotation is about
         // the secret, not about moving the ERP.
         successor.fingerprint = old.fingerprint.clone();
