@@ -209,7 +209,7 @@ pub fn create(store: &Store, actor: &Actor) -> anyhow::Result<()> {
         actor,
     )?;
     // The new scheduler was switched on too early: roll that back.
-    let before_flag = store.history(&project, &main)?[0].version;
+    let before_flag = store.history(&project, &main)?[1].version;
     ops::content::rollback(store, actor, &project, &main, before_flag)?;
 
     let public = OwnerName::parse(OwnerName::PUBLIC)?;

@@ -14,7 +14,7 @@ use crate::output::{self, print_json, print_table, UsageError};
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Save a file (snapshot first); the content comes from --from or stdin
+    /// Save a file as a new version; the content comes from --from or stdin
     Put {
         /// OWNER/PROJECT
         project: String,
@@ -36,11 +36,11 @@ pub enum Command {
         project: String,
         branch: String,
         path: String,
-        /// Read from this snapshot instead of the live branch
+        /// Read this version instead of the live state
         #[arg(long, value_name = "vNNNN")]
         version: Option<String>,
     },
-    /// Remove a file (snapshot first)
+    /// Remove a file (a new version; the one before stays in the history)
     Rm {
         /// OWNER/PROJECT
         project: String,
@@ -59,7 +59,7 @@ pub enum Command {
         /// Descend into sub-folders
         #[arg(long, short)]
         recursive: bool,
-        /// List this snapshot instead of the live branch
+        /// List this version instead of the live state
         #[arg(long, value_name = "vNNNN")]
         version: Option<String>,
         #[arg(long)]
@@ -126,7 +126,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let bytes = match version {
                 None => store.read_file(&project, &branch, &path)?,
                 Some(v) => {
-                    let gen = store.snapshot(&project, &branch, output::version(&v)?)?;
+                    let gen = store.version(&project, &branch, output::version(&v)?)?;
                     let entry = gen
                         .find(&path)
                         .ok_or_else(|| cfgstore::Error::not_found("file", &path))?;
@@ -163,8 +163,8 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let (project, branch) = (output::project(&project)?, output::branch(&branch)?);
             let under = path.as_deref().map(output::path).transpose()?;
             let gen = match version {
-                None => store.live(&project, &branch)?.as_ref().clone(),
-                Some(v) => store.snapshot(&project, &branch, output::version(&v)?)?,
+                None => store.live(&project, &branch)?,
+                Some(v) => store.version(&project, &branch, output::version(&v)?)?,
             };
             let entries = tree::list(&gen, under.as_ref(), recursive)?;
             if json {
@@ -280,9 +280,9 @@ pub fn report_write(outcome: &WriteOutcome, what: &str, json: bool) -> anyhow::R
         );
         return Ok(());
     }
-    let snapshot = outcome.snapshot.map(|s| s.to_string()).unwrap_or_default();
+    let before = outcome.snapshot.map(|s| s.to_string()).unwrap_or_default();
     println!(
-        "{what}: now {} (previous state kept as snapshot {snapshot}), short_id {} -> {}",
+        "{what}: now {} (the state before stays in the history as {before}), short_id {} -> {}",
         outcome.version, outcome.old_short_id, outcome.short_id
     );
     Ok(())

@@ -4,28 +4,33 @@ use std::collections::BTreeSet;
 use std::process::ExitCode;
 
 use cfgstore::ops;
-use cfgstore::store::{Generation, ProjectRef, Store};
+use cfgstore::store::{Generation, ProjectRef, Store, VersionInfo};
 use clap::{Args, Subcommand};
 
 use crate::output::{self, print_json, print_table};
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// List a branch's snapshots, newest first
+    /// List a branch's versions, the live one first: who made each, when,
+    /// what it did and how many files it added, changed and removed
     List {
         /// OWNER/PROJECT
         project: String,
+        /// The branch, e.g. main or release/2026.1
         branch: String,
+        /// Print JSON (one object per version) instead of a table
         #[arg(long)]
         json: bool,
     },
-    /// Show one snapshot: its metadata and files
+    /// Show one version (the live one too): who made it, and its files
     Show {
         /// OWNER/PROJECT
         project: String,
+        /// The branch, e.g. main
         branch: String,
-        /// vNNNN
+        /// The version, vNNNN
         version: String,
+        /// Print JSON instead of text
         #[arg(long)]
         json: bool,
     },
@@ -33,11 +38,13 @@ pub enum Command {
     Diff {
         /// OWNER/PROJECT
         project: String,
+        /// The branch, e.g. main
         branch: String,
         /// The older version, vNNNN
         from: String,
         /// The newer version, vNNNN (the live version number works too)
         to: String,
+        /// Print JSON (paths only) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -47,13 +54,15 @@ pub enum Command {
 pub struct RollbackArgs {
     /// OWNER/PROJECT
     project: String,
+    /// The branch, e.g. main
     branch: String,
-    /// The snapshot to restore
+    /// The version to set the branch back to (see `history list`)
     #[arg(long, value_name = "vNNNN")]
     to: String,
     /// Do not ask for confirmation
     #[arg(long)]
     yes: bool,
+    /// Print the outcome as JSON
     #[arg(long)]
     json: bool,
 }
@@ -70,26 +79,11 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             if json {
                 print_json(&history)?;
             } else {
-                let live = store.branch(&project, &branch)?;
-                println!(
-                    "{project} {branch}: live {} ({}, {} files)",
-                    live.version, live.short_id, live.file_count
-                );
-                let rows: Vec<Vec<String>> = history
-                    .iter()
-                    .map(|s| {
-                        vec![
-                            s.version.to_string(),
-                            s.created_at.clone(),
-                            s.actor.clone(),
-                            s.file_count.to_string(),
-                            s.short_id.clone(),
-                            format!("before {}", s.reason),
-                        ]
-                    })
-                    .collect();
+                let rows: Vec<Vec<String>> = history.iter().map(version_row).collect();
                 print_table(
-                    &["SNAPSHOT", "TAKEN", "BY", "FILES", "SHORT_ID", "REASON"],
+                    &[
+                        "VERSION", "WHEN", "BY", "FILES", "+ ~ -", "SHORT_ID", "WHAT",
+                    ],
                     &rows,
                 );
             }
@@ -105,7 +99,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 output::branch(&branch)?,
                 output::version(&version)?,
             );
-            let gen = store.snapshot(&project, &branch, version)?;
+            let gen = store.version(&project, &branch, version)?;
             let info = store
                 .history(&project, &branch)?
                 .into_iter()
@@ -116,13 +110,22 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|e| serde_json::json!({ "path": e.path, "size": e.size, "md5": e.md5 }))
                     .collect();
-                print_json(&serde_json::json!({ "snapshot": info, "files": files }))?;
+                print_json(&serde_json::json!({ "version": info, "files": files }))?;
             } else {
-                println!("snapshot  {version} of {project} {branch}");
+                let live = if info.as_ref().is_some_and(|i| i.live) {
+                    " (live)"
+                } else {
+                    ""
+                };
+                println!("version   {version}{live} of {project} {branch}");
                 if let Some(info) = &info {
                     println!(
-                        "taken     {} by {} before {}",
-                        info.created_at, info.actor, info.reason
+                        "made      {} by {}: {}",
+                        info.created_at, info.actor, info.action
+                    );
+                    println!(
+                        "changes   {} added, {} changed, {} removed",
+                        info.added, info.changed, info.removed
                     );
                 }
                 println!("short_id  {}", gen.meta.short_id);
@@ -144,12 +147,30 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             json,
         } => {
             let (project, branch) = (output::project(&project)?, output::branch(&branch)?);
-            let old = store.generation(&project, &branch, output::version(&from)?)?;
-            let new = store.generation(&project, &branch, output::version(&to)?)?;
+            let old = store.version(&project, &branch, output::version(&from)?)?;
+            let new = store.version(&project, &branch, output::version(&to)?)?;
             diff(store, &project, &old, &new, json)?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A history row: the live version marked, counts as `+added ~changed -removed`.
+fn version_row(v: &VersionInfo) -> Vec<String> {
+    let version = if v.live {
+        format!("{} (live)", v.version)
+    } else {
+        v.version.to_string()
+    };
+    vec![
+        version,
+        v.created_at.clone(),
+        v.actor.clone(),
+        v.file_count.to_string(),
+        format!("+{} ~{} -{}", v.added, v.changed, v.removed),
+        v.short_id.clone(),
+        v.action.clone(),
+    ]
 }
 
 pub fn rollback(store: &Store, args: RollbackArgs) -> anyhow::Result<ExitCode> {
@@ -158,13 +179,13 @@ pub fn rollback(store: &Store, args: RollbackArgs) -> anyhow::Result<ExitCode> {
         output::branch(&args.branch)?,
         output::version(&args.to)?,
     );
-    // Fail on an unknown snapshot before asking anything.
-    let target = store.snapshot(&project, &branch, to)?;
-    if !args.yes {
-        let live = store.branch(&project, &branch)?;
+    // Fail on an unknown version before asking anything.
+    let target = store.version(&project, &branch, to)?;
+    let live = store.branch(&project, &branch)?;
+    if !args.yes && target.meta.short_id != live.short_id {
         let question = format!(
-            "Roll back {project} {branch} from {} ({} files) to {to} ({} files)? The current state is kept as a snapshot.",
-            live.version, live.file_count, target.meta.file_count
+            "Roll back {project} {branch} from {} ({} files) to {to} ({} files)? The current state stays in the history as {}.",
+            live.version, live.file_count, target.meta.file_count, live.version
         );
         if !output::confirm(&question)? {
             eprintln!("not rolled back");

@@ -59,8 +59,8 @@ use clap::{Parser, Subcommand};
     long_about = "A configuration store for a single box.\n\n\
         ERP systems poll config files over HTTP; operators manage projects, branches,\n\
         files, history and rollbacks from this command, on the same data directory,\n\
-        safely, while the daemon runs. Every write keeps a snapshot of the state\n\
-        before it, so any change can be rolled back.",
+        safely, while the daemon runs. Every write makes a new version and keeps\n\
+        the ones before, so any change can be rolled back.",
     after_help = "Examples:\n  \
         cfgstore --data /tmp/demo init --example\n  \
         cfgstore --data /tmp/demo branch list demo/b2b-cnc.erp-config\n  \
@@ -117,12 +117,12 @@ enum Command {
     /// Put, get, remove and list files
     #[command(subcommand)]
     File(file::Command),
-    /// Save every file under a directory as one write (one snapshot)
+    /// Save every file under a directory as one write (one new version)
     Import(file::ImportArgs),
-    /// List, show and compare snapshots
+    /// List, show and compare the versions of a branch
     #[command(subcommand)]
     History(history::Command),
-    /// Restore a snapshot (the current state is kept as a snapshot first)
+    /// Set a branch back to an earlier version (the current one stays in the history)
     Rollback(history::RollbackArgs),
     /// Verify every manifest, object and permission in the data directory
     Fsck {
@@ -228,7 +228,7 @@ fn fsck(store: &Store, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
             println!("{tag}: {}: {}", p.path.display(), p.detail);
         }
         println!(
-            "checked {} projects, {} branches, {} generations, {} objects ({} unreferenced): {}",
+            "checked {} projects, {} branches, {} versions, {} objects ({} unreferenced): {}",
             report.projects,
             report.branches,
             report.generations,

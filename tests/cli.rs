@@ -54,10 +54,18 @@ fn example_store_has_what_the_readme_promises() {
     );
     assert!(
         history.as_array().unwrap().len() >= 5,
-        "several snapshots on main"
+        "several versions on main"
     );
     for h in history.as_array().unwrap() {
-        for key in ["version", "created_at", "actor", "reason", "short_id"] {
+        for key in [
+            "version",
+            "live",
+            "created_at",
+            "actor",
+            "action",
+            "short_id",
+            "added",
+        ] {
             assert!(h.get(key).is_some(), "history entry lacks {key}");
         }
     }
@@ -200,7 +208,7 @@ fn put_get_round_trips_exact_bytes_and_snapshots_first() {
     );
     let again: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
     assert_eq!(again["changed"], false);
-    assert_eq!(history_len(&data), 2);
+    assert_eq!(history_len(&data), 3, "v0001 (created), v0002, v0003");
 }
 
 #[test]
@@ -279,8 +287,38 @@ fn rollback_restores_exact_bytes_and_takes_a_snapshot() {
     );
     let history = json(&data, &["history", "list", PROJECT, "main"]);
     assert_eq!(history.as_array().unwrap().len(), before + 1);
-    assert_eq!(history[0]["version"], "v0004");
-    assert_eq!(history[0]["reason"], "rollback to v0002");
+    assert_eq!(history[0]["version"], "v0005");
+    assert_eq!(history[0]["live"], true);
+    assert_eq!(history[0]["action"], "rollback to v0002");
+    assert_eq!(
+        (
+            &history[0]["added"],
+            &history[0]["changed"],
+            &history[0]["removed"]
+        ),
+        (
+            &serde_json::json!(0),
+            &serde_json::json!(1),
+            &serde_json::json!(1)
+        ),
+        "app.json back to v1, extra.yaml gone"
+    );
+    assert_eq!(history[1]["version"], "v0004");
+    assert_eq!(history[1]["live"], false);
+    assert_eq!(history[1]["action"], "file.put extra.yaml");
+
+    // A rollback to the state the branch has is no change, and no version.
+    let same = json(
+        &data,
+        &["rollback", PROJECT, "main", "--to", "v0005", "--yes"],
+    );
+    assert_eq!(same["changed"], false);
+    let again = json(
+        &data,
+        &["rollback", PROJECT, "main", "--to", "v0002", "--yes"],
+    );
+    assert_eq!(again["changed"], false, "v0002 holds what v0005 holds");
+    assert_eq!(history_len(&data), before + 1);
 
     // And the rollback itself can be undone.
     ok(
@@ -301,7 +339,7 @@ fn rollback_restores_exact_bytes_and_takes_a_snapshot() {
         &["rollback", PROJECT, "main", "--to", "v0099", "--yes"],
     );
     assert_eq!(missing.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("snapshot not found"));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("version not found: v0099"));
 }
 
 #[test]
@@ -316,7 +354,7 @@ fn import_of_fifty_files_is_one_snapshot() {
     }
     let outcome = json(&data, &["import", PROJECT, "main", src.to_str().unwrap()]);
     assert_eq!(outcome["file_count"], 50);
-    assert_eq!(history_len(&data), 1);
+    assert_eq!(history_len(&data), 2, "the empty v0001 and the import");
     let ls = json(&data, &["file", "ls", PROJECT, "main", "--recursive"]);
     assert_eq!(
         ls.as_array()
@@ -360,7 +398,7 @@ fn import_of_fifty_files_is_one_snapshot() {
     std::os::unix::fs::symlink("/etc/passwd", small.join("evil")).unwrap();
     let out = run(&data, &["import", PROJECT, "main", small.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
-    assert_eq!(history_len(&data), 2);
+    assert_eq!(history_len(&data), 3);
 }
 
 #[test]
@@ -473,7 +511,7 @@ fn hostile_names_are_usage_errors_and_write_nothing() {
         );
     }
     assert!(!dir.path().join("escape").exists());
-    assert_eq!(history_len(&data), 0);
+    assert_eq!(history_len(&data), 1, "only the project's first version");
     assert_eq!(
         json(&data, &["project", "list"]).as_array().unwrap().len(),
         1
@@ -584,13 +622,40 @@ fn history_show_and_diff() {
     assert!(text.contains("-two\n+TWO\n"), "{text}");
     let show = json(&data, &["history", "show", PROJECT, "main", "v0003"]);
     assert_eq!(show["files"].as_array().unwrap().len(), 2);
-    assert_eq!(show["snapshot"]["reason"], "file.put a.yaml");
     assert_eq!(
-        run(&data, &["history", "show", PROJECT, "main", "v0006"])
-            .status
-            .code(),
-        Some(1),
-        "the live state is not a snapshot"
+        show["version"]["action"], "file.put b.bin",
+        "the write that made v0003"
+    );
+    assert_eq!(show["version"]["added"], 1);
+    // The live version is addressable like any other.
+    let live = json(&data, &["history", "show", PROJECT, "main", "v0006"]);
+    assert_eq!(live["version"]["live"], true);
+    assert_eq!(live["version"]["action"], "file.put c.json");
+    assert_eq!(
+        ok(
+            &data,
+            &[
+                "file",
+                "get",
+                PROJECT,
+                "main",
+                "c.json",
+                "--version",
+                "v0006"
+            ]
+        ),
+        "{}"
+    );
+    let missing = run(&data, &["history", "show", PROJECT, "main", "v0007"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("version not found: v0007"));
+    // The table marks the live version and counts what each one did.
+    let table = ok(&data, &["history", "list", PROJECT, "main"]);
+    let first = table.lines().nth(1).unwrap();
+    assert!(first.starts_with("v0006 (live)"), "{table}");
+    assert!(
+        first.contains("+1 ~0 -0") && first.ends_with("file.put c.json"),
+        "{table}"
     );
 }
 
@@ -637,8 +702,8 @@ fn four_cli_writers_lose_nothing() {
         .iter()
         .map(|h| h["version"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(history.as_array().unwrap().len(), 100);
-    assert_eq!(versions.len(), 100, "versions never repeat");
+    assert_eq!(history.as_array().unwrap().len(), 101);
+    assert_eq!(versions.len(), 101, "versions never repeat");
     assert_eq!(
         json(&data, &["branch", "list", PROJECT])[0]["version"],
         "v0101"
@@ -672,8 +737,9 @@ fn snapshot_numbers_pass_v9999() {
     let branch = &json(&data, &["branch", "list", PROJECT])[0];
     assert_eq!(branch["version"], "v10001");
     let history = json(&data, &["history", "list", PROJECT, "main"]);
-    assert_eq!(history[0]["version"], "v10000");
-    assert_eq!(history[1]["version"], "v9999");
+    assert_eq!(history[0]["version"], "v10001");
+    assert_eq!(history[1]["version"], "v10000");
+    assert_eq!(history[2]["version"], "v9999");
     assert_eq!(
         ok(
             &data,

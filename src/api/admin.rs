@@ -201,15 +201,16 @@ fn create_branch(
 
 // ----- files, history, rollback ---------------------------------------------
 
+/// The live state of a branch, or one of its versions (the live one too).
 fn generation(
     app: &App,
     project: &ProjectRef,
     branch: &BranchName,
     version: Option<SnapshotId>,
-) -> Result<crate::store::Generation> {
+) -> Result<std::sync::Arc<crate::store::Generation>> {
     match version {
-        None => Ok(app.store.live(project, branch)?.as_ref().clone()),
-        Some(v) => app.store.snapshot(project, branch, v),
+        None => app.store.live(project, branch),
+        Some(v) => app.store.version(project, branch, v),
     }
 }
 

@@ -136,7 +136,8 @@ impl Store {
     ) -> Result<()> {
         create_dir(dir)?;
         let first = SnapshotId::new(1).expect("1 is a valid version");
-        let gen = Generation::build(first, now.to_string(), actor, reason, files, None);
+        let mut gen = Generation::build(first, now.to_string(), actor, reason, files, None);
+        gen.meta.changes = Some(ChangeCounts::between(&[], &gen.entries));
         fsutil::write_new(&dir.join(first.to_string()), &gen.to_bytes())?;
         fsutil::write_new(&layout::head_file(dir), format!("{first}\n").as_bytes())?;
         fsutil::write_new(&layout::branch_lock(dir), b"")?;
@@ -163,59 +164,60 @@ impl Store {
         Err(Error::not_found("branch", branch))
     }
 
-    /// A snapshot: a state some write superseded (version below the live
-    /// one). Errors: `NotFound` for an unknown branch or snapshot.
-    pub fn snapshot(
-        &self,
-        project: &ProjectRef,
-        branch: &BranchName,
-        version: SnapshotId,
-    ) -> Result<Generation> {
-        let dir = self.require_branch(project, branch)?;
-        if version >= read_head(&dir)? {
-            return Err(Error::not_found("snapshot", version));
-        }
-        Generation::read(&self.layout.generation_file(&dir, version))
-    }
-
-    /// Any generation of a branch: a snapshot or the live state.
+    /// One version of a branch, the live one included.
     /// Errors: `NotFound` for an unknown branch or version.
-    pub fn generation(
+    pub fn version(
         &self,
         project: &ProjectRef,
         branch: &BranchName,
         version: SnapshotId,
-    ) -> Result<Generation> {
+    ) -> Result<Arc<Generation>> {
         let dir = self.require_branch(project, branch)?;
         if version > read_head(&dir)? {
-            return Err(Error::not_found("snapshot", version));
+            return Err(Error::not_found("version", version));
         }
-        Generation::read(&self.layout.generation_file(&dir, version))
+        self.load_generation(dir, version)
     }
 
-    /// History of a branch, newest snapshot first.
-    pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<SnapshotInfo>> {
+    /// The versions of a branch, newest (the live one) first.
+    pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<VersionInfo>> {
         let dir = self.require_branch(project, branch)?;
         let head = read_head(&dir)?;
         let mut out = Vec::with_capacity(head.number() as usize);
-        let mut version = head;
-        while version.number() > 1 {
-            let meta = Generation::read_meta(&self.layout.generation_file(&dir, version))?;
-            let parent = meta.parent.ok_or_else(|| {
-                Error::corrupt(
-                    self.layout.generation_file(&dir, version),
-                    "generation without parent summary",
-                )
-            })?;
-            out.push(SnapshotInfo {
-                version: parent.version,
+        let mut version = Some(head);
+        // Versions written before 0.2 carry no change counts: those are
+        // computed from the manifests.
+        while let Some(v) = version {
+            let path = self.layout.generation_file(&dir, v);
+            let meta = Generation::read_meta(&path)?;
+            let parent = meta.parent.as_ref().map(|p| p.version);
+            let counts = match meta.changes {
+                Some(counts) => counts,
+                None => {
+                    let this = self.load_generation(dir.clone(), v)?;
+                    match parent {
+                        Some(p) => {
+                            let before = self.load_generation(dir.clone(), p)?;
+                            ChangeCounts::between(&before.entries, &this.entries)
+                        }
+                        None => ChangeCounts::between(&[], &this.entries),
+                    }
+                }
+            };
+            out.push(VersionInfo {
+                version: v,
+                live: v == head,
                 created_at: meta.created_at,
                 actor: meta.actor,
-                reason: meta.reason,
-                file_count: parent.file_count,
-                short_id: parent.short_id,
+                action: meta.reason,
+                short_id: meta.short_id,
+                commit_id: meta.commit_id,
+                file_count: meta.file_count,
+                added: counts.added,
+                changed: counts.changed,
+                removed: counts.removed,
             });
-            version = parent.version;
+            version = parent;
         }
         Ok(out)
     }

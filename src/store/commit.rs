@@ -49,7 +49,6 @@ impl Store {
             actor,
             format!("file.put {path}"),
             expect_short_id,
-            Unchanged::Skip,
             |files, _| {
                 files.insert(path.clone(), entry);
                 check_not_nested(files, path)
@@ -72,7 +71,6 @@ impl Store {
             actor,
             format!("file.delete {path}"),
             expect_short_id,
-            Unchanged::Skip,
             |files, _| {
                 files
                     .remove(path)
@@ -103,27 +101,20 @@ impl Store {
         }
         objects.sync()?;
         let reason = format!("import {} files", incoming.len());
-        self.commit(
-            project,
-            branch,
-            actor,
-            reason,
-            None,
-            Unchanged::Skip,
-            |files, _| {
-                if replace {
-                    files.clear();
-                }
-                let paths: Vec<FilePath> = incoming.keys().cloned().collect();
-                files.extend(incoming);
-                paths.iter().try_for_each(|p| check_not_nested(files, p))
-            },
-        )
+        self.commit(project, branch, actor, reason, None, |files, _| {
+            if replace {
+                files.clear();
+            }
+            let paths: Vec<FilePath> = incoming.keys().cloned().collect();
+            files.extend(incoming);
+            paths.iter().try_for_each(|p| check_not_nested(files, p))
+        })
     }
 
-    /// Restores a snapshot. The state before the rollback becomes a
-    /// snapshot itself, so a rollback can be rolled back.
-    /// Errors: `NotFound` for the branch or the snapshot.
+    /// Sets a branch back to an earlier version. The state before the
+    /// rollback stays a version itself, so a rollback can be rolled back;
+    /// a rollback to the state the branch already has changes nothing.
+    /// Errors: `NotFound` for the branch or the version.
     pub fn rollback(
         &self,
         project: &ProjectRef,
@@ -139,10 +130,9 @@ impl Store {
             actor,
             format!("rollback to {to}"),
             None,
-            Unchanged::Commit,
             |files, head| {
-                if to >= head {
-                    return Err(Error::not_found("snapshot", to));
+                if to > head {
+                    return Err(Error::not_found("version", to));
                 }
                 *files = Generation::read(&target)?.file_map();
                 Ok(())
@@ -152,7 +142,6 @@ impl Store {
 
     /// The one write path: lock, recover, edit the file set, write the next
     /// generation, switch HEAD.
-    #[allow(clippy::too_many_arguments)]
     pub(super) fn commit(
         &self,
         project: &ProjectRef,
@@ -160,7 +149,6 @@ impl Store {
         actor: &str,
         reason: String,
         expect_short_id: Option<&str>,
-        unchanged: Unchanged,
         edit: impl FnOnce(&mut BTreeMap<FilePath, Entry>, SnapshotId) -> Result<()>,
     ) -> Result<WriteOutcome> {
         let dir = self.require_branch(project, branch)?;
@@ -184,7 +172,10 @@ impl Store {
         let mut files = current.file_map();
         edit(&mut files, head)?;
         fsutil::failpoint("commit.objects", &dir)?;
-        if unchanged == Unchanged::Skip && files.values().eq(current.entries.iter()) {
+        // A write that leaves the files as they are (the same bytes put again,
+        // a rollback to the state the branch has) changes nothing: no
+        // version is made.
+        if files.values().eq(current.entries.iter()) {
             return Ok(WriteOutcome {
                 changed: false,
                 snapshot: None,
@@ -200,7 +191,8 @@ impl Store {
             file_count: current.meta.file_count,
             short_id: current.meta.short_id.clone(),
         };
-        let gen = Generation::build(next, now_rfc3339(), actor, reason, &files, Some(parent));
+        let mut gen = Generation::build(next, now_rfc3339(), actor, reason, &files, Some(parent));
+        gen.meta.changes = Some(ChangeCounts::between(&current.entries, &gen.entries));
         // The commit point: the generation file renamed into place and its
         // folder fsynced. After this the write survives a crash.
         let gen_path = self.layout.generation_file(&dir, next);
@@ -369,11 +361,4 @@ pub(super) fn not_nested<'a>(
         }
     }
     Ok(())
-}
-
-/// Whether `commit` may skip a write that changes nothing.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Unchanged {
-    Skip,
-    Commit,
 }

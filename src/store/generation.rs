@@ -83,6 +83,57 @@ pub struct GenerationMeta {
     /// The previous generation, now a snapshot; absent for a branch's first.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentSummary>,
+    /// What this write changed against the previous generation. Recorded
+    /// since 0.2; absent in older stores, where history computes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<ChangeCounts>,
+}
+
+/// Files added, changed and removed by one write.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeCounts {
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
+}
+
+impl ChangeCounts {
+    /// Compares two sorted manifests in one pass.
+    pub fn between(before: &[Entry], after: &[Entry]) -> ChangeCounts {
+        let mut counts = ChangeCounts::default();
+        let (mut i, mut j) = (0, 0);
+        while i < before.len() || j < after.len() {
+            match (before.get(i), after.get(j)) {
+                (Some(b), Some(a)) => match b.path.cmp(&a.path) {
+                    std::cmp::Ordering::Less => {
+                        counts.removed += 1;
+                        i += 1;
+                    }
+                    std::cmp::Ordering::Greater => {
+                        counts.added += 1;
+                        j += 1;
+                    }
+                    std::cmp::Ordering::Equal => {
+                        if b.hash != a.hash {
+                            counts.changed += 1;
+                        }
+                        i += 1;
+                        j += 1;
+                    }
+                },
+                (Some(_), None) => {
+                    counts.removed += 1;
+                    i += 1;
+                }
+                (None, Some(_)) => {
+                    counts.added += 1;
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
+        counts
+    }
 }
 
 /// Enough of the previous generation to list it as a snapshot without
@@ -238,6 +289,7 @@ impl Generation {
                 short_id,
                 commit_id,
                 parent,
+                changes: None,
             },
             entries,
             tree: Default::default(),

@@ -78,7 +78,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 pub use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
 use fsutil::{create_dir, create_dir_durable, LockGuard, Scratch};
-pub use generation::{ContentId, Entry, Generation, GenerationMeta, ParentSummary};
+pub use generation::{ChangeCounts, ContentId, Entry, Generation, GenerationMeta, ParentSummary};
 use layout::{Layout, FORMAT_LINE};
 
 /// How long a writer waits for a branch lock before answering `Busy`.
@@ -140,16 +140,27 @@ pub struct BranchInfo {
     pub default: bool,
 }
 
-/// One snapshot in a branch's history: a state that a later write
-/// superseded, with who made that write, when and why.
+/// One version of a branch, as its history lists it: the state one write
+/// made, who made it, when, and what it did.
 #[derive(Debug, Clone, Serialize)]
-pub struct SnapshotInfo {
+pub struct VersionInfo {
     pub version: SnapshotId,
+    /// The branch's live state: the top row of a history.
+    pub live: bool,
+    /// When the write that made this version happened (RFC 3339 UTC).
     pub created_at: String,
+    /// Who made it: a user, `token:{id}` or `cli:{unix user}`.
     pub actor: String,
-    pub reason: String,
-    pub file_count: u64,
+    /// What the write did: `file.put b.txt`, `rollback to v0003`,
+    /// `import 120 files`, `branch.create from main`.
+    pub action: String,
     pub short_id: String,
+    pub commit_id: String,
+    pub file_count: u64,
+    /// Files added, changed and removed against the version before.
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
 }
 
 /// What a write did.

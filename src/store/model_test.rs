@@ -1,6 +1,6 @@
 //! A model-based test of the store: random operations, with the store
 //! reopened now and then, against a plain in-memory model of what every
-//! branch and snapshot must hold.
+//! branch and every version must hold.
 
 use std::collections::BTreeMap;
 
@@ -106,9 +106,14 @@ proptest! {
                         continue;
                     }
                     let to = SnapshotId::new((live - back) as u64).unwrap();
-                    s.rollback(&project, &branches[branch], to, "t").unwrap();
+                    let out = s.rollback(&project, &branches[branch], to, "t").unwrap();
                     let restored = model.states[branch][live - back - 1].clone();
-                    model.states[branch].push(restored);
+                    // Back to the state the branch has: no change, no version.
+                    let changed = &restored != model.states[branch].last().unwrap();
+                    prop_assert_eq!(out.changed, changed);
+                    if changed {
+                        model.states[branch].push(restored);
+                    }
                 }
                 Op::Import { branch, paths, replace } => {
                     let items: Vec<crate::Result<(FilePath, Vec<u8>)>> = paths.iter().map(|&(p, v)| Ok((FilePath::parse(PATHS[p]).unwrap(), body(p, v)))).collect();
@@ -134,7 +139,7 @@ proptest! {
                     store = Some(Store::open(&dir).unwrap());
                 }
             }
-            // After every step: the live files, the version and every snapshot.
+            // After every step: the live files, the version and every version before.
             let s = store.as_ref().unwrap();
             for (b, branch) in branches.iter().enumerate() {
                 let states = &model.states[b];
@@ -146,9 +151,10 @@ proptest! {
                 }
                 prop_assert_eq!(&files, states.last().unwrap());
                 let history = s.history(&project, branch).unwrap();
-                prop_assert_eq!(history.len(), states.len() - 1);
-                for (i, state) in states.iter().enumerate().take(states.len() - 1) {
-                    let snap = s.snapshot(&project, branch, SnapshotId::new(i as u64 + 1).unwrap()).unwrap();
+                prop_assert_eq!(history.len(), states.len());
+                prop_assert!(history[0].live && history.iter().skip(1).all(|v| !v.live));
+                for (i, state) in states.iter().enumerate() {
+                    let snap = s.version(&project, branch, SnapshotId::new(i as u64 + 1).unwrap()).unwrap();
                     let paths: Vec<String> = snap.entries.iter().map(|e| e.path.to_string()).collect();
                     prop_assert_eq!(paths, state.keys().cloned().collect::<Vec<_>>());
                 }

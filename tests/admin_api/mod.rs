@@ -616,7 +616,9 @@ fn if_match_conflicts_rollback_and_concurrent_cli_and_api_writers() {
         b"",
     );
     assert_eq!(history.header("x-per-page"), Some("2"));
-    let newest = history.json()[0]["version"].as_str().unwrap().to_string();
+    // The top row is the live version; the one below it holds the binary.
+    assert_eq!(history.json()[0]["live"], true);
+    let newest = history.json()[1]["version"].as_str().unwrap().to_string();
     let r = login.send(
         server.addr,
         "POST",

@@ -255,6 +255,18 @@ fn syscall_faults_fail_requests_cleanly() {
                 assert!(n < MAX_CALLS, "{op} never succeeded under {syscall}");
                 seq += 1;
                 let body = format!("body {seq}\n");
+                if op == "rollback" {
+                    // A rollback to the state the branch has changes nothing:
+                    // give every attempt a write to undo.
+                    let setup = admin(
+                        daemon.addr,
+                        &login,
+                        "PUT",
+                        &format!("{ADMIN_FILES}/files/a.txt"),
+                        format!("undo {seq}\n").as_bytes(),
+                    );
+                    assert_eq!(setup.map(|a| a.0), Some(200), "setup write");
+                }
                 let before = state(&data);
                 let log_start = std::fs::metadata(&log).unwrap().len() as usize;
                 let tracer = Tracer::attach(daemon.pid(), syscall, errno, n, &trace);
@@ -329,6 +341,10 @@ fn syscall_faults_fail_requests_cleanly() {
                 assert!(n < MAX_CALLS, "{op} never succeeded under {syscall}");
                 seq += 1;
                 let body = format!("cli body {seq}\n");
+                if op == "rollback" {
+                    // As above: something for the rollback to undo.
+                    put(&data, "a.txt", format!("undo {seq}\n").as_bytes());
+                }
                 std::fs::write(dir.path().join("body"), &body).unwrap();
                 let before = state(&data);
                 let set = syscall_set(syscall);

@@ -768,9 +768,9 @@ fn admin_api_paths_bodies_and_roles() {
             404,
         ),
         case(
-            "rollback to the live version",
+            "rollback past the live version",
             "POST",
-            format!("{ADMIN}/projects/{APP}/branches/main/rollback?to=v0003"),
+            format!("{ADMIN}/projects/{APP}/branches/main/rollback?to=v0004"),
             d,
             b"",
             404,
