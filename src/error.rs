@@ -15,6 +15,13 @@ pub enum Error {
     /// A named thing does not exist. `what` is a noun such as "project",
     /// "branch", "file", "snapshot", "token"; `name` is what was asked for.
     NotFound { what: &'static str, name: String },
+    /// A `ref` that names no branch and no retained version of the
+    /// project; `branches` are the ones that exist, for the hint.
+    UnknownRef {
+        what: &'static str,
+        reference: String,
+        branches: Vec<String>,
+    },
     /// The caller sent something malformed: a bad name, path, version, body.
     Invalid(String),
     /// The caller is not authenticated (missing, unknown, expired token...).
@@ -100,6 +107,9 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::NotFound { what, name } => write!(f, "{what} not found: {name}"),
+            Error::UnknownRef {
+                what, reference, ..
+            } => write!(f, "{what} not found: no branch or version {reference:?}"),
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Unauthorized(reason) => write!(f, "unauthorized: {reason}"),
             Error::Forbidden(msg) => write!(f, "forbidden: {msg}"),

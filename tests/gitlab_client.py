@@ -69,4 +69,18 @@ try:
 except gitlab.exceptions.GitlabAuthenticationError as e:
     assert e.response_code == 401, e
 
+# Who am I, and which projects may I read (both answer for a read token).
+gl.auth()
+assert gl.user.username == "demo", gl.user.username
+listed = sorted(p.path_with_namespace for p in gl.projects.list(get_all=True))
+assert listed == ["demo/b2b-cnc.erp-config", "public/units.erp-config"], listed
+
+# A tree listed once, then every file fetched at that same state: the
+# branch's commit id pins the reads even if the branch moves meanwhile.
+pinned = default[0].commit["id"]
+pinned_tree = project.repository_tree(recursive=True, ref=pinned, get_all=True)
+assert [t["path"] for t in pinned_tree] == paths
+first_file = [t for t in pinned_tree if t["type"] == "blob"][0]["path"]
+assert project.files.raw(file_path=first_file, ref=pinned)
+
 print("python-gitlab: all checks passed")

@@ -32,6 +32,8 @@ pub(super) fn dispatch(
 ) -> Result<Response<Body>> {
     use ReadEndpoint as R;
     match endpoint {
+        R::Projects => projects(app, req, token),
+        R::User => user(token),
         R::Project { id } => project(app, token, id),
         R::Branches { id } => branches(app, req, token, id),
         R::Branch { id, branch: name } => branch(app, token, id, name),
@@ -60,33 +62,58 @@ fn resolve_project(app: &App, token: &TokenRecord, id: &ProjectId) -> Result<Pro
     Ok(project)
 }
 
-/// The branch a `ref` names; absent, empty or `HEAD` is the default branch.
-/// A branch that does not exist is reported as `missing` (each endpoint
-/// words its 404 the way GitLab does).
+/// The state a `ref` names: absent, empty or `HEAD` is the default
+/// branch; a branch name is its live state; a commit id (40 hex) or
+/// `short_id` (8 hex) of a retained version pins that version, so a client
+/// that listed a tree can fetch every file of that one state. A ref that
+/// names nothing is a 404 in GitLab's words for the endpoint (`missing`),
+/// with a hint naming the branches that exist.
 fn resolve_ref(
     app: &App,
     project: &ProjectRef,
     reference: Option<&str>,
     missing: &'static str,
 ) -> Result<(BranchName, Arc<Generation>)> {
-    let branch = match reference {
-        None | Some("") | Some("HEAD") => app
-            .store
-            .default_branch(project)?
-            .ok_or_else(|| Error::not_found(missing, "default branch"))?,
-        Some(name) => BranchName::parse(name)?,
+    let name = match reference {
+        None | Some("") | Some("HEAD") => {
+            let branch = app
+                .store
+                .default_branch(project)?
+                .ok_or_else(|| Error::not_found(missing, "default branch"))?;
+            let gen = app.store.live(project, &branch)?;
+            return Ok((branch, gen));
+        }
+        Some(name) => name,
     };
-    match app.store.live(project, &branch) {
-        Ok(gen) => Ok((branch, gen)),
-        Err(Error::NotFound {
-            what: "branch",
-            name,
-        }) => Err(Error::NotFound {
-            what: missing,
-            name,
-        }),
-        Err(e) => Err(e),
+    let is_commit_id = matches!(name.len(), 8 | 40)
+        && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let branch = match BranchName::parse(name) {
+        Ok(branch) => Some(branch),
+        Err(e) if !is_commit_id => return Err(e),
+        Err(_) => None,
+    };
+    if let Some(branch) = &branch {
+        match app.store.live(project, branch) {
+            Ok(gen) => return Ok((branch.clone(), gen)),
+            Err(Error::NotFound { what: "branch", .. }) => {}
+            Err(e) => return Err(e),
+        }
     }
+    if is_commit_id {
+        if let Some(found) = app.store.find_version(project, name)? {
+            return Ok(found);
+        }
+    }
+    Err(Error::UnknownRef {
+        what: missing,
+        reference: name.to_string(),
+        branches: app
+            .store
+            .branch_names(project)?
+            .iter()
+            .map(|b| b.to_string())
+            .collect(),
+    })
 }
 
 #[derive(Serialize)]
@@ -392,10 +419,16 @@ fn archive(
 /// python-gitlab objects address later calls the same way.
 fn project(app: &App, token: &TokenRecord, id: &ProjectId) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
-    let info = app.store.project(&project)?;
-    let default_branch = app.store.default_branch(&project)?;
-    Ok(json(&serde_json::json!({
-        "id": id.to_string(),
+    Ok(json(&project_json(app, &project, &id.to_string())?))
+}
+
+/// GitLab's project object. `id` echoes the id the client used, so
+/// non-lazy python-gitlab objects address later calls the same way.
+fn project_json(app: &App, project: &ProjectRef, id: &str) -> Result<serde_json::Value> {
+    let info = app.store.project(project)?;
+    let default_branch = app.store.default_branch(project)?;
+    Ok(serde_json::json!({
+        "id": id,
         "name": info.repo,
         "path": info.repo,
         "description": "",
@@ -414,6 +447,42 @@ fn project(app: &App, token: &TokenRecord, id: &ProjectId) -> Result<Response<Bo
             "kind": "user",
         },
         "cfgstore": { "owner": project.owner, "repo_id": project.repo, "type": info.kind },
+    }))
+}
+
+/// `GET projects`: every project the token may read — its owner's (all,
+/// or those it names) and the public area's. Ids are the forms the token
+/// resolves: a bare repoId for the owner's, `public/…` for the others.
+fn projects(app: &App, req: &Request, token: &TokenRecord) -> Result<Response<Body>> {
+    let public = crate::names::OwnerName::parse(crate::names::OwnerName::PUBLIC)?;
+    let mut list = Vec::new();
+    for owner in [&token.owner, &public] {
+        for info in app.store.list_projects(Some(owner))? {
+            let project = info.project_ref();
+            if !token.covers(&project) {
+                continue;
+            }
+            let id = if project.owner == token.owner {
+                project.repo.to_string()
+            } else {
+                project.to_string()
+            };
+            list.push(project_json(app, &project, &id)?);
+        }
+    }
+    paginated(&req.parts, &req.query, &list)
+}
+
+/// `GET user`: the token's owner, GitLab-shaped, for `gl.auth()`.
+fn user(token: &TokenRecord) -> Result<Response<Body>> {
+    Ok(json(&serde_json::json!({
+        "id": token.owner,
+        "username": token.owner,
+        "name": token.owner,
+        "state": "active",
+        "bot": false,
+        "is_admin": false,
+        "cfgstore": { "token_id": token.id, "token_name": token.name },
     })))
 }
 

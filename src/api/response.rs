@@ -54,7 +54,7 @@ pub const X_GITLAB_COMMIT_ID: HeaderName = HeaderName::from_static("x-gitlab-com
 /// must be given its status here.
 pub fn error(err: &Error) -> Response<Body> {
     let (status, message, code) = match err {
-        Error::NotFound { what, .. } => (
+        Error::NotFound { what, .. } | Error::UnknownRef { what, .. } => (
             StatusCode::NOT_FOUND,
             format!("404 {} Not Found", title(what)),
             "NOT_FOUND",
@@ -136,7 +136,30 @@ pub fn error(err: &Error) -> Response<Body> {
             )
         }
     };
-    let mut r = error_body(status, &message, code);
+    let mut r = match err {
+        // GitLab's message, and a hint for the person reading it: the
+        // walkthrough's most common slip is `ref=master` on a `main` project.
+        Error::UnknownRef {
+            reference,
+            branches,
+            ..
+        } => {
+            let hint = match branches.as_slice() {
+                [] => format!("no branch or version {reference:?}: the project has no branches"),
+                _ => format!(
+                    "no branch or version {reference:?}; the branches are: {}",
+                    branches.join(", ")
+                ),
+            };
+            let body = serde_json::json!({ "message": message, "code": code, "hint": hint });
+            with_body(
+                status,
+                JSON,
+                serde_json::to_vec(&body).expect("error body serialises"),
+            )
+        }
+        _ => error_body(status, &message, code),
+    };
     match err {
         Error::Busy(_) => set_header(&mut r, "retry-after", "1"),
         Error::TooManyRequests { retry_after } => {

@@ -76,15 +76,42 @@ pub enum Endpoint {
 /// The read API (SPEC §4), GitLab v4 shaped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadEndpoint {
-    Project { id: ProjectId },
-    Branches { id: ProjectId },
-    Branch { id: ProjectId, branch: BranchName },
-    Tree { id: ProjectId },
-    FileRaw { id: ProjectId, path: FilePath },
-    FileMeta { id: ProjectId, path: FilePath },
-    BlobRaw { id: ProjectId, sha: String },
-    Blob { id: ProjectId, sha: String },
-    Archive { id: ProjectId },
+    /// The projects the token may read.
+    Projects,
+    /// The token's owner.
+    User,
+    Project {
+        id: ProjectId,
+    },
+    Branches {
+        id: ProjectId,
+    },
+    Branch {
+        id: ProjectId,
+        branch: BranchName,
+    },
+    Tree {
+        id: ProjectId,
+    },
+    FileRaw {
+        id: ProjectId,
+        path: FilePath,
+    },
+    FileMeta {
+        id: ProjectId,
+        path: FilePath,
+    },
+    BlobRaw {
+        id: ProjectId,
+        sha: String,
+    },
+    Blob {
+        id: ProjectId,
+        sha: String,
+    },
+    Archive {
+        id: ProjectId,
+    },
 }
 
 /// The admin API (SPEC §6, §7), behind a session.
@@ -265,6 +292,8 @@ impl Endpoint {
             Endpoint::Health => "health",
             Endpoint::Login => "admin.login",
             Endpoint::Read(read) => match read {
+                ReadEndpoint::Projects => "projects",
+                ReadEndpoint::User => "user",
                 ReadEndpoint::Project { .. } => "project",
                 ReadEndpoint::Branches { .. } => "branches",
                 ReadEndpoint::Branch { .. } => "branch",
@@ -334,6 +363,8 @@ fn parse_read(method: &Method, rest: &str) -> Routed {
     let segments = if mounted_v4 { &all[2..] } else { all };
     let endpoint = match segments {
         ["health"] if !mounted_v4 => return get(method, Endpoint::Health),
+        ["projects"] => ReadEndpoint::Projects,
+        ["user"] => ReadEndpoint::User,
         ["projects", id] => ReadEndpoint::Project {
             id: project_id(id)?,
         },

@@ -179,6 +179,43 @@ impl Store {
         self.load_generation(dir, version)
     }
 
+    /// The retained version whose `commit_id` (40 hex) or `short_id` (8
+    /// hex) is `id`, searched branch by branch (the default first), newest
+    /// version first; with the read cache a found id is remembered, since
+    /// versions never change. `None` when no version has it.
+    pub fn find_version(
+        &self,
+        project: &ProjectRef,
+        id: &str,
+    ) -> Result<Option<(BranchName, Arc<Generation>)>> {
+        if let Some((branch, version)) = self.cache.as_ref().and_then(|c| c.commit(project, id)) {
+            if let Ok(gen) = self.version(project, &branch, version) {
+                return Ok(Some((branch, gen)));
+            }
+        }
+        let names = self.shared_branch_names(project)?;
+        let default = pick_default(&names).cloned();
+        let ordered = default
+            .iter()
+            .chain(names.iter().filter(|b| Some(*b) != default.as_ref()));
+        for branch in ordered {
+            let dir = self.layout.branch_dir(project, branch);
+            let mut version = Some(read_head(&dir)?);
+            while let Some(v) = version {
+                let meta = Generation::read_meta(&self.layout.generation_file(&dir, v))?;
+                if meta.commit_id == id || meta.short_id == id {
+                    if let Some(cache) = &self.cache {
+                        cache.put_commit(project, id, branch, v);
+                    }
+                    let gen = self.load_generation(dir, v)?;
+                    return Ok(Some((branch.clone(), gen)));
+                }
+                version = meta.parent.map(|p| p.version);
+            }
+        }
+        Ok(None)
+    }
+
     /// The versions of a branch, newest (the live one) first.
     pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<VersionInfo>> {
         let dir = self.require_branch(project, branch)?;

@@ -57,6 +57,9 @@ const GENERATION_SLOTS: usize = 4096;
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
+    /// Commit ids and short ids of pinned reads (`ref=<id>`) found once:
+    /// versions never change, so a found id stays true.
+    commits: Mutex<HashMap<(ProjectRef, String), (BranchName, SnapshotId)>>,
     /// The store's size as last counted (`/metrics`), and the marker it
     /// is true for.
     size: Mutex<Option<CountedSize>>,
@@ -259,6 +262,24 @@ impl ReadCache {
         size.as_ref()
             .filter(|c| c.marker == p.marker && c.counted_at.elapsed() < RECOUNT_AFTER)
             .map(|c| c.size.clone())
+    }
+
+    pub fn commit(&self, project: &ProjectRef, id: &str) -> Option<(BranchName, SnapshotId)> {
+        self.commits
+            .lock()
+            .expect("cache")
+            .get(&(project.clone(), id.to_string()))
+            .cloned()
+    }
+
+    pub fn put_commit(&self, project: &ProjectRef, id: &str, branch: &BranchName, v: SnapshotId) {
+        let mut commits = self.commits.lock().expect("cache");
+        // Bounded: ids a client asks for are few; a flood of made-up ids is
+        // never stored (only found ones are).
+        if commits.len() >= GENERATION_SLOTS {
+            commits.clear();
+        }
+        commits.insert((project.clone(), id.to_string()), (branch.clone(), v));
     }
 
     /// The current marker, taken before a count begins.

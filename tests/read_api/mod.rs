@@ -758,3 +758,4 @@ fn hostile_requests_get_exact_4xx() {
 }
 
 mod freshness;
+mod pinned;

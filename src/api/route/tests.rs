@@ -88,7 +88,12 @@ fn routing_table() {
             parse(&format!("{mount}/projects/a/repository/nope")),
             Err(RouteError::NotFound)
         );
-        assert_eq!(parse(&format!("{mount}/user")), Err(RouteError::NotFound));
+        assert_eq!(parse(&format!("{mount}/user")), read(ReadEndpoint::User));
+        assert_eq!(
+            parse(&format!("{mount}/projects")),
+            read(ReadEndpoint::Projects)
+        );
+        assert_eq!(parse(&format!("{mount}/users")), Err(RouteError::NotFound));
     }
     assert_eq!(parse(&format!("{p}/health")), Ok(Endpoint::Health));
     assert_eq!(
