@@ -116,8 +116,17 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 expires_at: expires,
                 fingerprint_required: fingerprint,
             };
-            let ops::tokens::Issued { record, secret } =
-                ops::tokens::create(store, &crate::actor(), new, now)?;
+            let ops::tokens::Issued {
+                record,
+                secret,
+                missing_repos,
+            } = ops::tokens::create(store, &crate::actor(), new, now)?;
+            for repo in &missing_repos {
+                eprintln!(
+                    "warning: {} has no project {repo} (yet): the token will read it once it exists",
+                    record.owner
+                );
+            }
             if json {
                 let mut value = serde_json::to_value(record.view(now))?;
                 value["token"] = secret.into();

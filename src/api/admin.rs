@@ -391,6 +391,13 @@ fn create_token(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body
     let issued = ops::tokens::create(&app.store, actor, new, now)?;
     let mut value = serde_json::to_value(issued.record.view(now)).expect("token view serialises");
     value["token"] = issued.secret.into();
+    if !issued.missing_repos.is_empty() {
+        value["warnings"] = issued
+            .missing_repos
+            .iter()
+            .map(|r| format!("no project {r} (yet)"))
+            .collect();
+    }
     Ok(created(&value))
 }
 

@@ -11,6 +11,7 @@ use super::Actor;
 use crate::auth::roles::{Action, Target};
 use crate::auth::TokenRecord;
 use crate::error::{Error, Result};
+use crate::names::RepoId;
 use crate::store::tokens::TokenUpdate;
 use crate::store::Store;
 
@@ -20,6 +21,9 @@ pub use crate::store::tokens::NewToken;
 pub struct Issued {
     pub record: TokenRecord,
     pub secret: String,
+    /// Repos it names that the owner has no project of (yet): allowed,
+    /// since the project may come later, but worth a warning.
+    pub missing_repos: Vec<RepoId>,
 }
 
 /// A token the actor may manage. Errors: `NotFound` for others' tokens.
@@ -31,10 +35,30 @@ pub fn manageable(store: &Store, actor: &Actor, id: &str) -> Result<TokenRecord>
     Ok(token)
 }
 
-/// Issues a token. An expiry in the past is refused (`Invalid`): such a
-/// token could never be used. Errors: `Forbidden`, `Invalid`.
+/// Issues a token. Refused (`Invalid`): an expiry in the past (such a
+/// token could never be used), and an owner that is neither a user nor has
+/// a project (a typo would give a token that reads nothing).
+/// Errors: `Forbidden`, `Invalid`.
 pub fn create(store: &Store, actor: &Actor, new: NewToken, now: OffsetDateTime) -> Result<Issued> {
     actor.authorize(Action::ManageTokens, Target::Owner(&new.owner))?;
+    let projects = store.list_projects(Some(&new.owner))?;
+    let is_user = match store.user(&new.owner) {
+        Ok(_) => true,
+        Err(Error::NotFound { .. }) => false,
+        Err(e) => return Err(e),
+    };
+    if projects.is_empty() && !is_user && !new.owner.is_public() {
+        return Err(Error::invalid(format!(
+            "owner {} has no projects and is no user: create a project first (cfgstore project create {} NAME)",
+            new.owner, new.owner
+        )));
+    }
+    let missing_repos: Vec<RepoId> = new
+        .repos
+        .iter()
+        .filter(|r| !projects.iter().any(|p| &p.repo == *r))
+        .cloned()
+        .collect();
     if let Some(expiry) = &new.expires_at {
         if crate::auth::parse_expiry(expiry)? <= now {
             return Err(Error::invalid(format!(
@@ -50,7 +74,11 @@ pub fn create(store: &Store, actor: &Actor, new: NewToken, now: OffsetDateTime) 
         &record.id,
         json!({"owner": record.owner, "name": record.name, "repos": record.repos}),
     );
-    Ok(Issued { record, secret })
+    Ok(Issued {
+        record,
+        secret,
+        missing_repos,
+    })
 }
 
 /// Changes a token's name, scope, expiry or fingerprint requirement.
@@ -118,6 +146,7 @@ pub fn rotate(
         successor: Issued {
             record: successor,
             secret,
+            missing_repos: Vec::new(),
         },
         previous,
     })
