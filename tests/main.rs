@@ -2,6 +2,7 @@
 //! real data directories. One binary, so helpers in `util` compile once.
 
 mod admin_api;
+mod attacks;
 mod cli;
 mod connections;
 mod crash;
