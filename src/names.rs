@@ -258,11 +258,14 @@ fn file_path_problem(s: &str) -> Option<&'static str> {
         if segment.len() > 255 {
             return Some("a segment is longer than 255 bytes");
         }
-        if segment.chars().any(|c| c == '\\' || c.is_control()) {
-            return Some("NUL, '\\' and control characters are not allowed");
-        }
-        if segment.chars().any(is_invisible_control) {
-            return Some("invisible direction and line controls (U+200B-U+200F, U+202A-U+202E, U+2028/2029, U+2066-U+2069) are not allowed");
+        // One pass over the characters: this runs on every read request.
+        let forbidden = |c: char| c == '\\' || c.is_control() || is_invisible_control(c);
+        if let Some(c) = segment.chars().find(|c| forbidden(*c)) {
+            return Some(if is_invisible_control(c) {
+                "invisible direction and line controls (U+200B-U+200F, U+202A-U+202E, U+2028/2029, U+2066-U+2069) are not allowed"
+            } else {
+                "NUL, '\\' and control characters are not allowed"
+            });
         }
         if segment.starts_with(RESERVED_SEGMENT_PREFIX) {
             return Some("names starting with '.cfgstore' are reserved");

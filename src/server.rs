@@ -232,14 +232,23 @@ async fn serve_one(
     peer: std::net::SocketAddr,
     (max_body, body_timeout): (u64, Duration),
 ) -> hyper::Response<api::Body> {
-    let (parts, body) = req.into_parts();
+    let (mut parts, body) = req.into_parts();
+    let peer = Some(peer);
     let inline = api::is_fast_read(&parts);
     let admission = if inline {
-        api::admit(&app, parts, Some(peer))
+        api::admit(&app, &mut parts, peer)
     } else {
         let app = Arc::clone(&app);
-        match tokio::task::spawn_blocking(move || api::admit(&app, parts, Some(peer))).await {
-            Ok(admission) => admission,
+        let admitted = tokio::task::spawn_blocking(move || {
+            let admission = api::admit(&app, &mut parts, peer);
+            (parts, admission)
+        })
+        .await;
+        match admitted {
+            Ok((returned, admission)) => {
+                parts = returned;
+                admission
+            }
             Err(e) => return handler_panicked(e),
         }
     };
@@ -248,15 +257,15 @@ async fn serve_one(
         api::Admission::Admitted(admitted) => admitted,
     };
     let limit = admitted.body_limit(max_body);
-    let body = match read_body(admitted.parts(), body, limit, body_timeout).await {
+    let body = match read_body(&parts, body, limit, body_timeout).await {
         Ok(body) => body,
-        Err(err) => return api::refuse_body(&app, admitted, &err),
+        Err(err) => return api::refuse_body(&app, &parts, admitted, &err),
     };
     if inline {
-        return api::respond(&app, admitted, body);
+        return api::respond(&app, &parts, peer, admitted, body);
     }
     let handler_app = Arc::clone(&app);
-    tokio::task::spawn_blocking(move || api::respond(&handler_app, admitted, body))
+    tokio::task::spawn_blocking(move || api::respond(&handler_app, &parts, peer, admitted, body))
         .await
         .unwrap_or_else(handler_panicked)
 }

@@ -105,7 +105,7 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
 /// disagree (a repeated header, a header and a query parameter naming
 /// different tokens) fail closed: which one a proxy or a client meant is
 /// not ours to guess.
-fn presented_token(req: &Request) -> Result<Option<&str>> {
+fn presented_token<'a>(req: &'a Request<'_>) -> Result<Option<&'a str>> {
     let bad = || Error::Unauthorized(Unauthorized::UnknownToken);
     let mut found: Option<&str> = None;
     // Records a token; a different one than seen before is an error.

@@ -66,8 +66,8 @@ pub const ANONYMOUS_BODY_LIMIT: u64 = 64 * 1024;
 pub struct Origin(pub String);
 
 /// One request as handlers see it.
-pub struct Request {
-    pub parts: Parts,
+pub struct Request<'a> {
+    pub parts: &'a Parts,
     pub query: Query,
     pub body: Bytes,
     pub peer: Option<SocketAddr>,
@@ -76,7 +76,7 @@ pub struct Request {
     pub client_ip: Option<IpAddr>,
 }
 
-impl Request {
+impl Request<'_> {
     /// `base` as seen from this request's client: its address and agent,
     /// for the audit trail.
     pub fn actor(&self, base: Actor) -> Actor {
@@ -99,18 +99,21 @@ pub enum Access {
     Admin(Box<Session>, AdminEndpoint),
 }
 
-/// A request routed and authenticated, its body not read yet.
+/// A request routed and authenticated, its body not read yet. The request
+/// head (`Parts`) stays with the caller, who hands it to `respond`: it is
+/// borrowed, never moved, on the way through.
 pub struct Admitted {
     started: Instant,
     route: &'static str,
     access: Access,
-    req: Request,
+    query: Query,
+    client_ip: Option<IpAddr>,
 }
 
 /// What admission gives: a request to serve once its body is in, or the
 /// answer already (unknown route, bad query, refused credentials).
 pub enum Admission {
-    Admitted(Box<Admitted>),
+    Admitted(Admitted),
     Answered(Response<Body>),
 }
 
@@ -124,23 +127,19 @@ impl Admitted {
             _ => ANONYMOUS_BODY_LIMIT.min(max),
         }
     }
-
-    pub fn parts(&self) -> &Parts {
-        &self.req.parts
-    }
 }
 
 /// Step 1: route, check freshness and query, authenticate.
-pub fn admit(app: &App, mut parts: Parts, peer: Option<SocketAddr>) -> Admission {
+pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admission {
     let started = Instant::now();
     let routed = Endpoint::parse(&parts.method, parts.uri.path());
     if let Ok(endpoint) = &routed {
         if needs_origin(endpoint) {
-            let origin = Origin(app.origin(&parts, peer));
+            let origin = Origin(app.origin(parts, peer));
             parts.extensions.insert(origin);
         }
     }
-    let client_ip = app.client_ip(&parts, peer);
+    let client_ip = app.client_ip(parts, peer);
     let mut req = Request {
         parts,
         query: Query::default(),
@@ -170,63 +169,83 @@ pub fn admit(app: &App, mut parts: Parts, peer: Option<SocketAddr>) -> Admission
     };
     let route = endpoint.name();
     match authenticate(app, &mut req, endpoint) {
-        Ok(access) => Admission::Admitted(Box::new(Admitted {
+        Ok(access) => Admission::Admitted(Admitted {
             started,
             route,
             access,
-            req,
-        })),
+            query: req.query,
+            client_ip,
+        }),
         Err(err) => {
             let response = error_response(app, route, &err);
-            Admission::Answered(close(app, &req.parts, route, None, started, response))
+            Admission::Answered(close(app, req.parts, route, None, started, response))
         }
     }
 }
 
 /// Step 3: the body is in; answer.
-pub fn respond(app: &App, admitted: Box<Admitted>, body: Bytes) -> Response<Body> {
-    let Admitted {
-        started,
-        route,
-        access,
-        mut req,
-    } = *admitted;
-    req.body = body;
-    let result = dispatch(app, &req, &access);
-    let response = match result {
-        Ok(response) => response::finish(&req.parts, response),
-        Err(err) => error_response(app, route, &err),
+pub fn respond(
+    app: &App,
+    parts: &Parts,
+    peer: Option<SocketAddr>,
+    admitted: Admitted,
+    body: Bytes,
+) -> Response<Body> {
+    let req = Request {
+        parts,
+        query: admitted.query,
+        body,
+        peer,
+        client_ip: admitted.client_ip,
     };
-    close(app, &req.parts, route, Some(&access), started, response)
+    let result = dispatch(app, &req, &admitted.access);
+    let response = match result {
+        Ok(response) => response::finish(parts, response),
+        Err(err) => error_response(app, admitted.route, &err),
+    };
+    let access = Some(&admitted.access);
+    close(
+        app,
+        parts,
+        admitted.route,
+        access,
+        admitted.started,
+        response,
+    )
 }
 
 /// The body could not be read (too large, too slow): answer with `err`.
-pub fn refuse_body(app: &App, admitted: Box<Admitted>, err: &Error) -> Response<Body> {
+pub fn refuse_body(app: &App, parts: &Parts, admitted: Admitted, err: &Error) -> Response<Body> {
     let response = error_response(app, admitted.route, err);
-    let a = *admitted;
+    let access = Some(&admitted.access);
     close(
         app,
-        &a.req.parts,
-        a.route,
-        Some(&a.access),
-        a.started,
+        parts,
+        admitted.route,
+        access,
+        admitted.started,
         response,
     )
 }
 
 /// `admit`, then `respond` with `body`: for callers that hold the whole
 /// request already (the fuzz targets, tests of the handlers).
-pub fn handle(app: &App, parts: Parts, body: Bytes, peer: Option<SocketAddr>) -> Response<Body> {
-    match admit(app, parts, peer) {
+pub fn handle(
+    app: &App,
+    mut parts: Parts,
+    body: Bytes,
+    peer: Option<SocketAddr>,
+) -> Response<Body> {
+    match admit(app, &mut parts, peer) {
         Admission::Answered(response) => response,
         Admission::Admitted(admitted) => {
             if body.len() as u64 > admitted.body_limit(u64::MAX) {
                 let err = Error::TooLarge(format!(
                     "request bodies are limited to {ANONYMOUS_BODY_LIMIT} bytes"
                 ));
-                return refuse_body(app, admitted, &err);
+                return refuse_body(app, &parts, admitted, &err);
             }
-            respond(app, admitted, body)
+            respond(app, &parts, peer, admitted, body)
         }
     }
 }

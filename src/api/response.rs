@@ -26,6 +26,9 @@ pub fn with_body(
 ) -> Response<Body> {
     let mut r = Response::new(bytes.into());
     *r.status_mut() = status;
+    // Room for every header an answer gets (a file: type, length, ETag,
+    // two GitLab ids, caching, Vary) without the map growing and rehashing.
+    *r.headers_mut() = hyper::HeaderMap::with_capacity(12);
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
