@@ -19,6 +19,7 @@ pub enum Command {
         /// Start from this branch's current files
         #[arg(long)]
         from: Option<String>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -26,6 +27,7 @@ pub enum Command {
     List {
         /// OWNER/PROJECT
         project: String,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },

@@ -18,6 +18,7 @@ pub enum Command {
     Put {
         /// OWNER/PROJECT
         project: String,
+        /// The branch, e.g. main or release/2026.1
         branch: String,
         /// Path inside the branch, e.g. config/app.json
         path: String,
@@ -27,6 +28,7 @@ pub enum Command {
         /// Only write if the branch is still at this short_id
         #[arg(long, value_name = "SHORT_ID")]
         if_match: Option<String>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -34,7 +36,9 @@ pub enum Command {
     Get {
         /// OWNER/PROJECT
         project: String,
+        /// The branch, e.g. main or release/2026.1
         branch: String,
+        /// Path of the file inside the branch, e.g. config/app.json
         path: String,
         /// Read this version instead of the live state
         #[arg(long, value_name = "vNNNN")]
@@ -44,8 +48,11 @@ pub enum Command {
     Rm {
         /// OWNER/PROJECT
         project: String,
+        /// The branch, e.g. main or release/2026.1
         branch: String,
+        /// Path of the file inside the branch, e.g. config/app.json
         path: String,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -53,6 +60,7 @@ pub enum Command {
     Ls {
         /// OWNER/PROJECT
         project: String,
+        /// The branch, e.g. main or release/2026.1
         branch: String,
         /// Folder to list (default: the root)
         path: Option<String>,
@@ -62,6 +70,7 @@ pub enum Command {
         /// List this version instead of the live state
         #[arg(long, value_name = "vNNNN")]
         version: Option<String>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -71,12 +80,33 @@ pub enum Command {
 pub struct ImportArgs {
     /// OWNER/PROJECT
     project: String,
+    /// The branch to write, e.g. main
     branch: String,
     /// Directory whose files are saved, keeping their relative paths
     dir: PathBuf,
     /// Make the branch hold exactly the directory's files (others removed)
     #[arg(long)]
     replace: bool,
+    /// With --replace: remove files without asking
+    #[arg(long)]
+    yes: bool,
+    /// Print the outcome as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// OWNER/PROJECT
+    project: String,
+    /// The branch to read, e.g. main
+    branch: String,
+    /// A new or empty directory to write the files into
+    dir: PathBuf,
+    /// Export this version instead of the live state
+    #[arg(long, value_name = "vNNNN")]
+    version: Option<String>,
+    /// Print the outcome as JSON
     #[arg(long)]
     json: bool,
 }
@@ -199,6 +229,35 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
     }
     let files = collect_files(&args.dir)?;
     let count = files.len();
+    if args.replace && !args.yes {
+        // A replace removes what the directory lacks: say what, and ask.
+        let incoming: std::collections::HashSet<&str> =
+            files.iter().map(|(p, _)| p.as_str()).collect();
+        let live = store.live(&project, &branch)?;
+        let gone: Vec<&str> = live
+            .entries
+            .iter()
+            .map(|e| e.path.as_str())
+            .filter(|p| !incoming.contains(p))
+            .collect();
+        if !gone.is_empty() {
+            let shown: Vec<&str> = gone.iter().take(5).copied().collect();
+            let more = if gone.len() > 5 {
+                format!(" and {} more", gone.len() - 5)
+            } else {
+                String::new()
+            };
+            let question = format!(
+                "Import with --replace removes {} files from {project} {branch} ({}{more})?",
+                gone.len(),
+                shown.join(", ")
+            );
+            if !output::confirm(&question)? {
+                eprintln!("not imported");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     let dir = args.dir.clone();
     let reading = files.into_iter().map(move |(path, source)| {
         let bytes = std::fs::read(&source).map_err(|e| cfgstore::Error::io(&source, e))?;
@@ -214,9 +273,71 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
     )?;
     report_write(
         &outcome,
-        &format!("imported {count} files from {}", dir.display()),
+        &format!(
+            "imported {count} files from {} ({} added, {} changed, {} removed)",
+            dir.display(),
+            outcome.added,
+            outcome.updated,
+            outcome.removed
+        ),
         args.json,
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cfgstore export`: a version's files as a plain folder tree, the
+/// inverse of `import` (a person can `ls`, `grep` and `diff -r` it).
+pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
+    let (project, branch) = (
+        output::project(&args.project)?,
+        output::branch(&args.branch)?,
+    );
+    let gen = match &args.version {
+        None => store.live(&project, &branch)?,
+        Some(v) => store.version(&project, &branch, output::version(v)?)?,
+    };
+    let occupied = std::fs::read_dir(&args.dir).is_ok_and(|mut d| d.next().is_some());
+    if occupied {
+        return Err(UsageError(format!(
+            "{} is not empty: export writes into a new or empty directory",
+            args.dir.display()
+        ))
+        .into());
+    }
+    std::fs::create_dir_all(&args.dir)
+        .with_context(|| format!("cannot create {}", args.dir.display()))?;
+    let mut bytes_written = 0u64;
+    for entry in &gen.entries {
+        // A validated path: relative, no `..`, so it stays inside `dir`.
+        let target = args.dir.join(entry.path.as_str());
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let content = store.read_entry(&project, entry)?;
+        std::fs::write(&target, &content)
+            .with_context(|| format!("cannot write {}", target.display()))?;
+        bytes_written += content.len() as u64;
+    }
+    let summary = serde_json::json!({
+        "version": gen.meta.version,
+        "short_id": gen.meta.short_id,
+        "files": gen.entries.len(),
+        "bytes": bytes_written,
+        "dir": args.dir,
+    });
+    if args.json {
+        print_json(&summary)?;
+    } else {
+        println!(
+            "exported {} files ({}) of {project} {branch} {} ({}) to {}",
+            gen.entries.len(),
+            output::size(bytes_written),
+            gen.meta.version,
+            gen.meta.short_id,
+            args.dir.display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

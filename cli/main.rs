@@ -86,12 +86,17 @@ enum Command {
     Config(serve::ConfigCommand),
     /// Copy the store to DEST (new or empty) while the daemon keeps serving
     Backup {
+        /// A new or empty directory for the copy
         dest: PathBuf,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Restore a backup into the (new or empty) data directory
-    Restore { src: PathBuf },
+    Restore {
+        /// The backup directory to restore from (made by `cfgstore backup`)
+        src: PathBuf,
+    },
     /// Serve the example store from a temp dir with a ready-made token
     Demo(serve::DemoArgs),
     /// Create the data directory (or complete a partial one)
@@ -119,11 +124,21 @@ enum Command {
     File(file::Command),
     /// Save every file under a directory as one write (one new version)
     Import(file::ImportArgs),
+    /// Write a version's files into a directory as a plain folder tree
+    Export(file::ExportArgs),
     /// List, show and compare the versions of a branch
     #[command(subcommand)]
     History(history::Command),
     /// Set a branch back to an earlier version (the current one stays in the history)
     Rollback(history::RollbackArgs),
+    /// Print a shell completion script: source it, or install it where
+    /// your shell looks (the .deb does)
+    Completions {
+        /// bash, zsh, fish, elvish or powershell
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff): `cfgstore man | man -l -`
+    Man,
     /// Verify every manifest, object and permission in the data directory
     Fsck {
         /// Repair what is safe to repair: roll HEADs forward, tighten
@@ -185,6 +200,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(args) => serve::serve(flag, args),
         Command::Config(cmd) => serve::config(flag, cmd),
         Command::Demo(args) => serve::demo(flag, args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            // Built whole first: clap_complete panics on a failed write.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "cfgstore", &mut script);
+            std::io::Write::write_all(&mut std::io::stdout(), &script)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let command = <Cli as clap::CommandFactory>::command();
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            std::io::Write::write_all(&mut std::io::stdout(), &page)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Init { example } => init(&data(flag)?, example),
         Command::Restore { src } => serve::restore(&src, &data(flag)?),
         Command::Backup { dest, json } => serve::backup(&store(flag)?, &dest, json),
@@ -195,6 +225,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Branch(cmd) => branch::run(&store(flag)?, cmd),
         Command::File(cmd) => file::run(&store(flag)?, cmd),
         Command::Import(args) => file::import(&store(flag)?, args),
+        Command::Export(args) => file::export(&store(flag)?, args),
         Command::History(cmd) => history::run(&store(flag)?, cmd),
         Command::Rollback(args) => history::rollback(&store(flag)?, args),
         Command::Fsck { repair, json } => fsck(&store(flag)?, repair, json),
@@ -294,5 +325,41 @@ fn exit_code_for(err: &anyhow::Error) -> ExitCode {
         ExitCode::from(2)
     } else {
         ExitCode::FAILURE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// `--help` teaches: every subcommand says what it does, and every
+    /// argument and flag what it is for.
+    #[test]
+    fn every_command_argument_and_flag_has_help() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in command.get_arguments() {
+                let id = arg.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} <{id}>"));
+                }
+            }
+            for sub in command.get_subcommands() {
+                let sub_path = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() && sub.get_name() != "help" {
+                    missing.push(sub_path.clone());
+                }
+                walk(sub, &sub_path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "cfgstore", &mut missing);
+        assert!(
+            missing.is_empty(),
+            "no help text for:\n{}",
+            missing.join("\n")
+        );
     }
 }

@@ -28,6 +28,7 @@ pub enum Command {
         /// Only this owner's projects
         #[arg(long)]
         owner: Option<String>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
@@ -35,6 +36,7 @@ pub enum Command {
     Show {
         /// OWNER/PROJECT
         project: String,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },

@@ -39,7 +39,9 @@ pub enum ConfigCommand {
     /// Validate FILE (default: /etc/cfgstore/cfgstore.toml when present) with
     /// the CFGSTORE_* environment applied, and print the effective settings
     Check {
+        /// The configuration file [default: /etc/cfgstore/cfgstore.toml when present]
         file: Option<PathBuf>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },

@@ -29,25 +29,32 @@ pub enum Command {
         /// Require X-Instance-Id; the first request binds it
         #[arg(long)]
         fingerprint: bool,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
     /// List tokens (never their secrets)
     List {
+        /// Only the tokens of this owner
         #[arg(long)]
         owner: Option<String>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Show one token
     Show {
+        /// The token id (see `token list`)
         id: String,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Change a token; in force for the daemon's next request
     Update {
+        /// The token id (see `token list`)
         id: String,
+        /// A new name for the token
         #[arg(long)]
         name: Option<String>,
         /// Comma-separated project ids (replaces the list)
@@ -56,18 +63,22 @@ pub enum Command {
         /// Allow every project of the owner
         #[arg(long)]
         all_repos: bool,
+        /// New expiry: YYYY-MM-DD (00:00 UTC that day) or an RFC 3339 time
         #[arg(long, value_name = "DATE|RFC3339", conflicts_with = "no_expiry")]
         expires: Option<String>,
+        /// Remove the expiry: the token never expires
         #[arg(long)]
         no_expiry: bool,
         /// Require X-Instance-Id (true) or not (false, which also unbinds)
         #[arg(long, value_name = "true|false")]
         fingerprint: Option<bool>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token: refused from the next request on
     Revoke {
+        /// The token id (see `token list`)
         id: String,
         /// Do not ask for confirmation
         #[arg(long)]
@@ -75,16 +86,20 @@ pub enum Command {
     },
     /// Issue a successor with the same scope; the old one expires after the grace period
     Rotate {
+        /// The token id (see `token list`)
         id: String,
         /// How long the old token keeps working, e.g. 30m, 24h, 7d (default: stops at once)
         #[arg(long, value_name = "DURATION")]
         grace: Option<String>,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Forget the bound fingerprint so the next request binds again (an ERP moved host)
     Unbind {
+        /// The token id (see `token list`)
         id: String,
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },

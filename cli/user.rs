@@ -14,6 +14,7 @@ use crate::output::{print_json, print_table, UsageError};
 pub enum Command {
     /// Add a user (who may log in to the admin API)
     Add {
+        /// The user name (also the name of their own folder)
         name: String,
         /// A role to grant; repeat for several (e.g. ROLE_SITEBUILDER_EDITOR__ROOT)
         #[arg(long = "role", value_name = "ROLE")]
@@ -24,21 +25,37 @@ pub enum Command {
     },
     /// Set a user's password; ends all their sessions
     Passwd {
+        /// The user name (also the name of their own folder)
         name: String,
+        /// Read the password from the first line of stdin instead of asking
         #[arg(long)]
         password_stdin: bool,
     },
     /// Grant a role
-    Grant { name: String, role: String },
+    Grant {
+        /// The user name
+        name: String,
+        /// A role, e.g. ROLE_SITEBUILDER_EDITOR__ROOT or ROLE_SITEBUILDER_USER__team-a
+        role: String,
+    },
     /// Take a role away
-    Revoke { name: String, role: String },
+    Revoke {
+        /// The user name
+        name: String,
+        /// A role, e.g. ROLE_SITEBUILDER_EDITOR__ROOT or ROLE_SITEBUILDER_USER__team-a
+        role: String,
+    },
     /// List users and their roles
     List {
+        /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
     },
     /// Disable a user: no more logins, every session ended
-    Disable { name: String },
+    Disable {
+        /// The user name
+        name: String,
+    },
 }
 
 pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {

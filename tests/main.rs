@@ -4,6 +4,7 @@
 mod admin_api;
 mod attacks;
 mod cli;
+mod cli_behaves;
 mod connections;
 mod crash;
 #[cfg(feature = "failpoints")]

@@ -102,7 +102,7 @@ pub fn store_with_project(dir: &TestDir) -> PathBuf {
 
 pub const PROJECT: &str = "demo/app.cfg";
 
-/// How many snapshots `PROJECT` main has.
+/// How many versions `PROJECT` main has (the live one included).
 pub fn history_len(data: &Path) -> usize {
     json(data, &["history", "list", PROJECT, "main"])
         .as_array()

@@ -124,7 +124,7 @@ fn list_projects(app: &App, req: &Request, actor: &Actor) -> Result<Response<Bod
             })
         })
         .collect();
-    paginated(&req.parts, &req.query, &visible)
+    paginated(req.parts, &req.query, &visible)
 }
 
 #[derive(Deserialize)]
@@ -172,7 +172,7 @@ fn list_branches(
         .iter()
         .map(branch_json)
         .collect();
-    paginated(&req.parts, &req.query, &list)
+    paginated(req.parts, &req.query, &list)
 }
 
 #[derive(Deserialize)]
@@ -314,11 +314,7 @@ fn history(
     branch: &BranchName,
 ) -> Result<Response<Body>> {
     let project = readable(app, actor, id)?;
-    paginated(
-        &req.parts,
-        &req.query,
-        &app.store.history(&project, branch)?,
-    )
+    paginated(req.parts, &req.query, &app.store.history(&project, branch)?)
 }
 
 fn rollback(
@@ -355,7 +351,7 @@ fn list_tokens(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>
         .iter()
         .map(|t| t.view(now))
         .collect();
-    paginated(&req.parts, &req.query, &views)
+    paginated(req.parts, &req.query, &views)
 }
 
 #[derive(Deserialize)]
@@ -505,7 +501,7 @@ fn audit(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
         let me = actor.name();
         records.retain(|r| r.actor == me || visible_project(actor, r));
     }
-    paginated(&req.parts, &req.query, &records)
+    paginated(req.parts, &req.query, &records)
 }
 
 /// Whether a record's target is inside a project the actor may read.

@@ -192,13 +192,15 @@ impl App {
 }
 
 /// The store as the daemon uses it: read cache on, lock timeout and cache
-/// budget from the configuration, the server key present.
+/// budget from the configuration, the server key present (made if the
+/// store has none, as for a copy of the committed example).
 fn open_for_serving(data: &Path, config: &Config) -> Result<Store> {
     let mut store = Store::open(data)?;
     store.enable_read_cache();
     store.set_lock_timeout(config.lock_timeout);
     store
         .set_content_cache_bytes(usize::try_from(config.content_cache_bytes).unwrap_or(usize::MAX));
+    store.ensure_server_key()?;
     store.server_key()?;
     Ok(store)
 }

@@ -156,15 +156,11 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
                 .err()
                 .unwrap_or(Error::Invalid(what));
             let response = error_response(app, "unrouted", &err);
-            return Admission::Answered(close(
-                app, &req.parts, "unrouted", None, started, response,
-            ));
+            return Admission::Answered(close(app, req.parts, "unrouted", None, started, response));
         }
         Err(err) => {
             let response = route_error(err);
-            return Admission::Answered(close(
-                app, &req.parts, "unrouted", None, started, response,
-            ));
+            return Admission::Answered(close(app, req.parts, "unrouted", None, started, response));
         }
     };
     let route = endpoint.name();
@@ -287,9 +283,9 @@ fn authenticate(app: &App, req: &mut Request, endpoint: Endpoint) -> Result<Acce
         Endpoint::Login => Access::Login,
         Endpoint::Read(read) => Access::Read(authn::token(app, req)?, read),
         Endpoint::Admin(admin) => {
-            let session = session::authenticate(app, &req.parts)?;
+            let session = session::authenticate(app, req.parts)?;
             if !matches!(req.parts.method, Method::GET | Method::HEAD) {
-                if let Err(err) = session::check_csrf(app, &req.parts, &session) {
+                if let Err(err) = session::check_csrf(app, req.parts, &session) {
                     authn::record_denied(app, req, &session.actor(req), &err);
                     return Err(err);
                 }
@@ -308,7 +304,7 @@ fn credentials_for_path(app: &App, req: &mut Request) -> Result<()> {
     if path.starts_with(READ_PREFIX) {
         authn::token(app, req).map(drop)
     } else if path.starts_with(ADMIN_PREFIX) || path.starts_with("/user/") {
-        session::authenticate(app, &req.parts).map(drop)
+        session::authenticate(app, req.parts).map(drop)
     } else {
         Ok(())
     }

@@ -202,7 +202,7 @@ fn branches(
         .filter(|b| matches(b.name.as_str()))
         .map(GitlabBranch::from)
         .collect();
-    paginated(&req.parts, &req.query, &list)
+    paginated(req.parts, &req.query, &list)
 }
 
 fn branch(
@@ -231,8 +231,8 @@ pub(super) fn listing(req: &Request, gen: &Generation) -> Result<Response<Body>>
         Some(p) => Some(FilePath::parse(p)?),
     };
     match gen.tree().select(under.as_ref(), recursive)? {
-        tree::Selection::Slice(entries) => paginated(&req.parts, &req.query, entries),
-        tree::Selection::Picked(entries) => paginated(&req.parts, &req.query, &entries),
+        tree::Selection::Slice(entries) => paginated(req.parts, &req.query, entries),
+        tree::Selection::Picked(entries) => paginated(req.parts, &req.query, &entries),
     }
 }
 
@@ -470,7 +470,7 @@ fn projects(app: &App, req: &Request, token: &TokenRecord) -> Result<Response<Bo
             list.push(project_json(app, &project, &id)?);
         }
     }
-    paginated(&req.parts, &req.query, &list)
+    paginated(req.parts, &req.query, &list)
 }
 
 /// `GET user`: the token's owner, GitLab-shaped, for `gl.auth()`.

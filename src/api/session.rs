@@ -218,7 +218,7 @@ fn check_same_origin(app: &App, req: &Request) -> Result<()> {
     }
     match header("origin") {
         None => Ok(()),
-        Some(origin) if origin == app.origin(&req.parts, req.peer) => Ok(()),
+        Some(origin) if origin == app.origin(req.parts, req.peer) => Ok(()),
         Some(_) => Err(refused()),
     }
 }

@@ -183,6 +183,9 @@ impl Store {
                 old_short_id: current.meta.short_id.clone(),
                 short_id: current.meta.short_id.clone(),
                 file_count: current.meta.file_count,
+                added: 0,
+                updated: 0,
+                removed: 0,
             });
         }
         let next = head.next();
@@ -192,7 +195,8 @@ impl Store {
             short_id: current.meta.short_id.clone(),
         };
         let mut gen = Generation::build(next, now_rfc3339(), actor, reason, &files, Some(parent));
-        gen.meta.changes = Some(ChangeCounts::between(&current.entries, &gen.entries));
+        let counts = ChangeCounts::between(&current.entries, &gen.entries);
+        gen.meta.changes = Some(counts);
         // The commit point: the generation file renamed into place and its
         // folder fsynced. After this the write survives a crash.
         let gen_path = self.layout.generation_file(&dir, next);
@@ -223,6 +227,9 @@ impl Store {
             old_short_id: current.meta.short_id.clone(),
             short_id: gen.meta.short_id.clone(),
             file_count: gen.meta.file_count,
+            added: counts.added,
+            updated: counts.changed,
+            removed: counts.removed,
         };
         if let Some(cache) = &self.cache {
             cache.put_generation(dir, Arc::new(gen));

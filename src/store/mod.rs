@@ -167,15 +167,20 @@ pub struct VersionInfo {
 #[derive(Debug, Clone, Serialize)]
 pub struct WriteOutcome {
     /// False when the write changed nothing (same bytes put again): no
-    /// snapshot was taken and the version did not move.
+    /// version was made and the live one did not move.
     pub changed: bool,
-    /// The snapshot holding the state before the write.
+    /// The version holding the state before the write (the admin API's
+    /// name for it, after the seed's "snapshot").
     pub snapshot: Option<SnapshotId>,
     /// The live version after the write.
     pub version: SnapshotId,
     pub old_short_id: String,
     pub short_id: String,
     pub file_count: u64,
+    /// Files added, changed and removed by the write.
+    pub added: u64,
+    pub updated: u64,
+    pub removed: u64,
 }
 
 impl WriteOutcome {
@@ -208,13 +213,7 @@ impl Store {
         created |= create_dir_durable(&layout.tokens_dir())?;
         create_dir(&layout.scratch_parent())?;
         let scratch = Scratch::create(&layout.scratch_parent())?;
-        if !layout.server_key().exists() {
-            let mut key = [0u8; 32];
-            getrandom::getrandom(&mut key)
-                .map_err(|e| Error::io(layout.server_key(), io::Error::other(e)))?;
-            scratch.replace_file(&layout.server_key(), fsutil::hex(&key).as_bytes())?;
-            created = true;
-        }
+        created |= make_server_key(&layout, &scratch)?;
         if !layout.format_file().exists() {
             scratch.replace_file(&layout.format_file(), format!("{FORMAT_LINE}\n").as_bytes())?;
             created = true;
@@ -343,6 +342,31 @@ fn check_private(root: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Makes the server key if there is none; never replaces one (tokens are
+/// hashed under it). Returns whether it made one.
+fn make_server_key(layout: &Layout, scratch: &Scratch) -> Result<bool> {
+    if layout.server_key().exists() {
+        return Ok(false);
+    }
+    let mut key = [0u8; 32];
+    getrandom::getrandom(&mut key)
+        .map_err(|e| Error::io(layout.server_key(), io::Error::other(e)))?;
+    scratch.replace_file(&layout.server_key(), fsutil::hex(&key).as_bytes())?;
+    Ok(true)
+}
+
+impl Store {
+    /// For the daemon: a store without a server key (a copy of the
+    /// committed example, which holds no secret) gets one, as `init`
+    /// would make it. An existing key is never replaced.
+    pub fn ensure_server_key(&self) -> Result<()> {
+        if !self.layout.server_key().exists() && make_server_key(&self.layout, self.scratch()?)? {
+            tracing::info!("made a server key for this store");
+        }
+        Ok(())
+    }
 }
 
 /// The name of a local user id, from /etc/passwd.

@@ -404,7 +404,10 @@ fn project_object_and_health() {
     // `GET /user` answers with the token's owner (python-gitlab's auth());
     // a route that does not exist is a JSON 404.
     let user = server.get(&format!("{V4}/user"), &auth(&token));
-    assert_eq!((user.status, user.json()["username"].as_str()), (200, Some("demo")));
+    assert_eq!(
+        (user.status, user.json()["username"].as_str()),
+        (200, Some("demo"))
+    );
     let nope = server.get(&format!("{V4}/users"), &auth(&token));
     assert_eq!(nope.status, 404);
     assert_eq!(nope.header("content-type"), Some("application/json"));
