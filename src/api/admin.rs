@@ -83,7 +83,7 @@ fn user_of(actor: &Actor) -> Result<&OwnerName> {
 
 /// The project `id` names for this user (a bare repoId is their own).
 fn project_of(actor: &Actor, id: &ProjectId) -> Result<ProjectRef> {
-    Ok(id.resolve(user_of(actor)?))
+    Ok(id.resolve(user_of(actor)?).into_owned())
 }
 
 /// A project the user may read: authorized before anything is looked up.

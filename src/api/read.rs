@@ -53,7 +53,11 @@ pub fn health(app: &App) -> Result<Response<Body>> {
 
 /// The project a token means by `id` (a bare repoId is the token owner's).
 /// Scope first (403), then existence (404).
-fn resolve_project(app: &App, token: &TokenRecord, id: &ProjectId) -> Result<ProjectRef> {
+fn resolve_project<'a>(
+    app: &App,
+    token: &TokenRecord,
+    id: &'a ProjectId,
+) -> Result<std::borrow::Cow<'a, ProjectRef>> {
     let project = id.resolve(&token.owner);
     if !token.covers(&project) {
         return Err(Error::Forbidden(format!("token does not cover {project}")));

@@ -39,11 +39,14 @@ impl ProjectId {
         }
     }
 
-    /// The project meant, for a caller whose own folder is `owner`.
-    pub fn resolve(&self, owner: &OwnerName) -> ProjectRef {
+    /// The project meant, for a caller whose own folder is `owner`
+    /// (borrowed when the id names it whole: no copy per request).
+    pub fn resolve(&self, owner: &OwnerName) -> std::borrow::Cow<'_, ProjectRef> {
         match self {
-            ProjectId::Own(repo) => ProjectRef::new(owner.clone(), repo.clone()),
-            ProjectId::Full(project) => project.clone(),
+            ProjectId::Own(repo) => {
+                std::borrow::Cow::Owned(ProjectRef::new(owner.clone(), repo.clone()))
+            }
+            ProjectId::Full(project) => std::borrow::Cow::Borrowed(project),
         }
     }
 }
