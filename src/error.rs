@@ -13,7 +13,7 @@ use std::path::PathBuf;
 #[derive(Debug)]
 pub enum Error {
     /// A named thing does not exist. `what` is a noun such as "project",
-    /// "branch", "file", "snapshot", "token"; `name` is what was asked for.
+    /// "branch", "file", "version", "token"; `name` is what was asked for.
     NotFound { what: &'static str, name: String },
     /// A `ref` that names no branch and no retained version of the
     /// project; `branches` are the ones that exist, for the hint.

@@ -291,5 +291,5 @@ pub(crate) fn newest_generation(dir: &Path) -> Result<SnapshotId> {
             newest = newest.max(Some(v));
         }
     }
-    newest.ok_or_else(|| Error::corrupt(dir, "branch has no generations"))
+    newest.ok_or_else(|| Error::corrupt(dir, "branch has no versions"))
 }

@@ -203,12 +203,12 @@ impl Store {
             }
         }
         let Some(&newest) = versions.iter().next_back() else {
-            report.problem(dir, "branch has no generations", false);
+            report.problem(dir, "branch has no versions", false);
             return Ok(());
         };
         let expected: Vec<_> = (1..=newest.number()).collect();
         if versions.iter().map(|v| v.number()).collect::<Vec<_>>() != expected {
-            report.problem(dir, "generation numbers have gaps", false);
+            report.problem(dir, "version numbers have gaps", false);
         }
         // A writer between its commit rename and its HEAD update holds the
         // lock; only a HEAD behind with the lock free is a problem.
@@ -219,7 +219,7 @@ impl Store {
             other => {
                 let what = match other {
                     Ok(head) => {
-                        format!("HEAD names {head} but {newest} is the newest complete generation")
+                        format!("HEAD names {head} but {newest} is the newest complete version")
                     }
                     Err(e) => format!("HEAD unreadable ({e})"),
                 };
@@ -269,7 +269,7 @@ impl Store {
                 {
                     report.problem(
                         &path,
-                        "parent summary does not match the previous generation",
+                        "parent summary does not match the previous version",
                         false,
                     );
                 }

@@ -405,7 +405,7 @@ fn read_header(reader: &mut impl BufRead, path: &Path) -> Result<GenerationMeta>
         .read_line(&mut line)
         .map_err(|e| Error::io(path, e))?;
     if line.trim_end() != MAGIC {
-        return Err(Error::corrupt(path, "not a generation file"));
+        return Err(Error::corrupt(path, "not a version file"));
     }
     line.clear();
     reader
