@@ -173,7 +173,15 @@ pub fn create(store: &Store, actor: &Actor) -> anyhow::Result<()> {
         ("reporting/kpi-thresholds.json", KPI),
         ("legacy/old-export.json", LEGACY_EXPORT),
     ])?;
-    ops::content::import(store, actor, &project, &main, initial, false)?;
+    ops::content::import(
+        store,
+        actor,
+        &project,
+        &main,
+        initial,
+        false,
+        ops::content::Validation::Check,
+    )?;
     put(
         store,
         &project,
@@ -237,15 +245,13 @@ fn put(
         &FilePath::parse(path)?,
         content.as_bytes(),
         None,
+        ops::content::Validation::Check,
     )?;
     Ok(())
 }
 
-/// Files as `Store::import` takes them.
-type ImportItems = Vec<cfgstore::Result<(FilePath, Vec<u8>)>>;
-
-fn files(list: &[(&str, &str)]) -> anyhow::Result<ImportItems> {
+fn files(list: &[(&str, &str)]) -> anyhow::Result<Vec<(FilePath, Vec<u8>)>> {
     list.iter()
-        .map(|(p, c)| Ok(Ok((FilePath::parse(p)?, c.as_bytes().to_vec()))))
+        .map(|(p, c)| Ok((FilePath::parse(p)?, c.as_bytes().to_vec())))
         .collect()
 }

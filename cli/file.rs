@@ -28,6 +28,9 @@ pub enum Command {
         /// Only write if the branch is still at this short_id
         #[arg(long, value_name = "SHORT_ID")]
         if_match: Option<String>,
+        /// Store it even if it is not well-formed JSON, YAML or TOML (audited)
+        #[arg(long)]
+        no_validate: bool,
         /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
@@ -90,6 +93,9 @@ pub struct ImportArgs {
     /// With --replace: remove files without asking
     #[arg(long)]
     yes: bool,
+    /// Store the files even if some are not well-formed JSON, YAML or TOML (audited)
+    #[arg(long)]
+    no_validate: bool,
     /// Print the outcome as JSON
     #[arg(long)]
     json: bool,
@@ -119,6 +125,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             path,
             from,
             if_match,
+            no_validate,
             json,
         } => {
             let (project, branch, path) = (
@@ -135,6 +142,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 &path,
                 &bytes,
                 if_match.as_deref(),
+                validation(no_validate),
             )?;
             report_write(
                 &outcome,
@@ -259,17 +267,21 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let dir = args.dir.clone();
-    let reading = files.into_iter().map(move |(path, source)| {
-        let bytes = std::fs::read(&source).map_err(|e| cfgstore::Error::io(&source, e))?;
-        Ok((path, bytes))
-    });
+    let contents = files
+        .into_iter()
+        .map(|(path, source)| {
+            let bytes = std::fs::read(&source).map_err(|e| cfgstore::Error::io(&source, e))?;
+            Ok((path, bytes))
+        })
+        .collect::<cfgstore::Result<Vec<_>>>()?;
     let outcome = ops::content::import(
         store,
         &crate::actor(),
         &project,
         &branch,
-        reading,
+        contents,
         args.replace,
+        validation(args.no_validate),
     )?;
     report_write(
         &outcome,
@@ -387,6 +399,14 @@ fn read_content(from: Option<&Path>) -> anyhow::Result<Vec<u8>> {
                 .context("cannot read stdin")?;
             Ok(bytes)
         }
+    }
+}
+
+fn validation(skip: bool) -> ops::content::Validation {
+    if skip {
+        ops::content::Validation::Skip
+    } else {
+        ops::content::Validation::Check
     }
 }
 

@@ -318,8 +318,10 @@ fn storage_full(err: &anyhow::Error) -> bool {
 fn exit_code_for(err: &anyhow::Error) -> ExitCode {
     use cfgstore::Error;
     let usage = err.chain().any(|cause| {
-        matches!(cause.downcast_ref::<Error>(), Some(Error::Invalid(_)))
-            || cause.downcast_ref::<output::UsageError>().is_some()
+        matches!(
+            cause.downcast_ref::<Error>(),
+            Some(Error::Invalid(_) | Error::Unprocessable { .. })
+        ) || cause.downcast_ref::<output::UsageError>().is_some()
     });
     if usage {
         ExitCode::from(2)

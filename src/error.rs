@@ -35,6 +35,9 @@ pub enum Error {
     Busy(String),
     /// Too many failed attempts; try again after this many seconds.
     TooManyRequests { retry_after: u64 },
+    /// A file whose content is malformed for its type (JSON, YAML, TOML):
+    /// each problem names its line and column. Nothing was written.
+    Unprocessable { path: String, problems: Vec<String> },
     /// A request body over the configured limit.
     TooLarge(String),
     /// A request body of a kind this endpoint does not take.
@@ -117,6 +120,9 @@ impl fmt::Display for Error {
             Error::Busy(msg) => write!(f, "busy: {msg}"),
             Error::TooManyRequests { retry_after } => {
                 write!(f, "too many attempts; retry in {retry_after} s")
+            }
+            Error::Unprocessable { path, problems } => {
+                write!(f, "{path} is not valid: {}", problems.join("; "))
             }
             Error::TooLarge(msg) => write!(f, "too large: {msg}"),
             Error::UnsupportedMediaType(msg) => write!(f, "unsupported media type: {msg}"),

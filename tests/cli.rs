@@ -384,6 +384,7 @@ fn import_of_fifty_files_is_one_snapshot() {
             "main",
             small.to_str().unwrap(),
             "--replace",
+            "--yes",
         ],
     );
     assert_eq!(

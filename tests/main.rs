@@ -17,3 +17,4 @@ mod races;
 mod read_api;
 mod secrets;
 mod util;
+mod validation;

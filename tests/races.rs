@@ -76,6 +76,7 @@ fn readers_never_see_a_mix_of_two_branch_states() {
             "main",
             state_dir(dir.path(), 0).to_str().unwrap(),
             "--replace",
+            "--yes",
         ],
     );
     add_user(
@@ -111,6 +112,7 @@ fn readers_never_see_a_mix_of_two_branch_states() {
                         "main",
                         state.to_str().unwrap(),
                         "--replace",
+                        "--yes",
                     ],
                 );
                 writes.fetch_add(1, Ordering::Relaxed);

@@ -271,6 +271,11 @@ fn put_file(
 ) -> Result<Response<Body>> {
     let project = project_of(actor, id)?;
     let expected = if_match(req)?;
+    // `?validate=false` stores content the checks refuse (audited).
+    let validation = match req.query.flag("validate", true)? {
+        true => ops::content::Validation::Check,
+        false => ops::content::Validation::Skip,
+    };
     let outcome = ops::content::put_file(
         &app.store,
         actor,
@@ -279,6 +284,7 @@ fn put_file(
         path,
         &req.body,
         expected.as_deref(),
+        validation,
     )?;
     app.metrics.write(outcome.changed);
     Ok(json(&outcome))

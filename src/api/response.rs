@@ -109,6 +109,11 @@ pub fn error(err: &Error) -> Response<Body> {
             format!("413 Payload Too Large - {msg}"),
             "TOO_LARGE",
         ),
+        Error::Unprocessable { .. } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("422 Unprocessable Entity - {err}"),
+            "UNPROCESSABLE",
+        ),
         Error::UnsupportedMediaType(msg) => (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!("415 Unsupported Media Type - {msg}"),
@@ -155,6 +160,17 @@ pub fn error(err: &Error) -> Response<Body> {
                 ),
             };
             let body = serde_json::json!({ "message": message, "code": code, "hint": hint });
+            with_body(
+                status,
+                JSON,
+                serde_json::to_vec(&body).expect("error body serialises"),
+            )
+        }
+        // Every problem apart, for a UI to list beside the editor.
+        Error::Unprocessable { path, problems } => {
+            let body = serde_json::json!({
+                "message": message, "code": code, "path": path, "errors": problems,
+            });
             with_body(
                 status,
                 JSON,

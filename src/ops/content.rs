@@ -54,9 +54,20 @@ pub fn create_branch(
     Ok(info)
 }
 
-/// Saves one file, snapshot first. `if_match` makes the write conditional
-/// on the branch's `short_id` (`Conflict` when it moved).
-/// Errors: `Forbidden`, `NotFound`, `Conflict`, `Busy`, `Io`.
+/// Whether a write checks its JSON, YAML and TOML files (`validate.rs`).
+/// Skipping it is for content known to be right that the checks refuse;
+/// it is audited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Validation {
+    Check,
+    Skip,
+}
+
+/// Saves one file as a new version. `if_match` makes the write
+/// conditional on the branch's `short_id` (`Conflict` when it moved).
+/// Errors: `Forbidden`, `Unprocessable` (malformed content), `NotFound`,
+/// `Conflict`, `Busy`, `Io`.
+#[allow(clippy::too_many_arguments)]
 pub fn put_file(
     store: &Store,
     actor: &Actor,
@@ -65,11 +76,18 @@ pub fn put_file(
     path: &FilePath,
     bytes: &[u8],
     if_match: Option<&str>,
+    validation: Validation,
 ) -> Result<WriteOutcome> {
     actor.authorize(Action::Write, Target::Project(project))?;
+    if validation == Validation::Check {
+        super::validate::check(path, bytes)?;
+    }
     let outcome = store.put_file(project, branch, path, bytes, &actor.name(), if_match)?;
     let mut details = outcome.audit_details();
     details["size"] = bytes.len().into();
+    if validation == Validation::Skip {
+        details["validated"] = false.into();
+    }
     audit::change(
         store,
         actor,
@@ -109,20 +127,29 @@ pub fn import(
     actor: &Actor,
     project: &ProjectRef,
     branch: &BranchName,
-    files: impl IntoIterator<Item = Result<(FilePath, Vec<u8>)>>,
+    files: Vec<(FilePath, Vec<u8>)>,
     replace: bool,
+    validation: Validation,
 ) -> Result<WriteOutcome> {
     actor.authorize(Action::Write, Target::Project(project))?;
-    let mut count = 0usize;
-    let counted = files.into_iter().inspect(|item| {
-        if item.is_ok() {
-            count += 1;
-        }
-    });
-    let outcome = store.import(project, branch, counted, replace, &actor.name())?;
+    if validation == Validation::Check {
+        // Every malformed file named at once, before anything is stored.
+        super::validate::check_all(files.iter().map(|(p, b)| (p, b.as_slice())))?;
+    }
+    let count = files.len();
+    let outcome = store.import(
+        project,
+        branch,
+        files.into_iter().map(Ok),
+        replace,
+        &actor.name(),
+    )?;
     let mut details = outcome.audit_details();
     details["files"] = count.into();
     details["replace"] = replace.into();
+    if validation == Validation::Skip {
+        details["validated"] = false.into();
+    }
     audit::change(
         store,
         actor,

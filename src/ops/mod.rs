@@ -21,6 +21,7 @@ pub mod audit;
 pub mod content;
 pub mod tokens;
 pub mod users;
+pub mod validate;
 
 use crate::auth::roles::{authorize, Action, Principal, Role, Target};
 use crate::error::Result;

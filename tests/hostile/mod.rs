@@ -179,8 +179,11 @@ const PASSWORDS: &[(&str, &str, &[&str])] = &[
     ("bob", "bob-secret-pw-5", &["ROLE_SITEBUILDER_USER"]),
 ];
 
+/// Stores bytes as they are (`--no-validate`): the fixture's contents are
+/// markers to look for, not configuration.
 fn put_cli(data: &Path, project: &str, path: &str, bytes: &[u8]) {
-    let out = run_with_input(data, &["file", "put", project, "main", path], bytes);
+    let args = ["file", "put", project, "main", path, "--no-validate"];
+    let out = run_with_input(data, &args, bytes);
     assert!(
         out.status.success(),
         "{}",

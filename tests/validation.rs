@@ -1,0 +1,116 @@
+//! Nothing malformed reaches an ERP: every write path checks JSON, YAML
+//! and TOML (duplicate keys included) and refuses with 422 naming line and
+//! column, changing nothing; `--no-validate` / `?validate=false` store it
+//! anyway, and say so in the audit trail.
+
+use crate::util::{self, json, ok, run, run_with_input, Login, TestDir, TestServer};
+
+const P: &str = "demo/b2b-cnc.erp-config";
+const FILES: &str = "/projects/b2b-cnc.erp-config/branches/main/files";
+
+fn setup(dir: &TestDir) -> std::path::PathBuf {
+    let data = dir.data();
+    ok(&data, &["init", "--example"]);
+    util::add_user(&data, "demo", "demo-password", &[]);
+    data
+}
+
+fn versions(data: &std::path::Path) -> usize {
+    json(data, &["history", "list", P, "main"])
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+#[test]
+fn the_admin_api_refuses_malformed_files_with_422_and_changes_nothing() {
+    let dir = TestDir::new("validate-api");
+    let data = setup(&dir);
+    let server = TestServer::start(&data);
+    let login = Login::new(server.addr, "demo", "demo-password");
+    let before = versions(&data);
+    for (path, body, says) in [
+        (
+            "operations.config.json",
+            &b"{\n  \"maxParallelJobs\": 20,\n}"[..],
+            "line 3, column 1",
+        ),
+        (
+            "dup.json",
+            b"{\"a\": 1,\n \"a\": 2}",
+            "duplicate key \\\"a\\\"",
+        ),
+        (
+            "erp/connection.yaml",
+            b"host: a\nport: 1\nhost: b\n",
+            "line 3, column 1: duplicate key",
+        ),
+        ("broken.yml", b"a: [1, 2\n", "line "),
+        ("settings.toml", b"a = 1\na = 2\n", "line 2, column 1"),
+    ] {
+        let r = login.send(server.addr, "PUT", &format!("{FILES}/{path}"), body);
+        assert_eq!(r.status, 422, "{path}: {}", r.text());
+        assert!(r.text().contains(says), "{path}: {}", r.text());
+        assert_eq!(r.json()["code"], "UNPROCESSABLE");
+        assert_eq!(r.json()["errors"].as_array().unwrap().len(), 1);
+    }
+    assert_eq!(versions(&data), before, "nothing was written");
+    // Other files are not looked at; well-formed ones pass.
+    let r = login.send(server.addr, "PUT", &format!("{FILES}/notes.txt"), b"{{{");
+    assert_eq!(r.status, 200);
+    let r = login.send(server.addr, "PUT", &format!("{FILES}/ok.yaml"), b"a: 1\n");
+    assert_eq!(r.status, 200);
+    // ?validate=false stores it, and the trail says it was not checked.
+    let r = login.send(
+        server.addr,
+        "PUT",
+        &format!("{FILES}/dup.json?validate=false"),
+        b"{\"a\":1,\"a\":2}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let audit = json(&data, &["audit", "--action", "file.put", "--limit", "1"]);
+    assert_eq!(audit[0]["target"], format!("{P}@main:dup.json"));
+    assert_eq!(audit[0]["details"]["validated"], false);
+}
+
+#[test]
+fn the_cli_refuses_malformed_files_and_names_every_one_in_an_import() {
+    let dir = TestDir::new("validate-cli");
+    let data = setup(&dir);
+    let before = versions(&data);
+    let out = run_with_input(&data, &["file", "put", P, "main", "a.json"], b"{\"x\": }");
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("a.json is not valid: line 1, column 7"),
+        "{said}"
+    );
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("conf")).unwrap();
+    std::fs::write(src.join("good.json"), b"{}").unwrap();
+    std::fs::write(src.join("conf/bad.yaml"), b"k: 1\nk: 2\n").unwrap();
+    std::fs::write(src.join("conf/bad.toml"), b"x = \n").unwrap();
+    let out = run(&data, &["import", P, "main", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("conf/bad.yaml: line 2, column 1: duplicate key"),
+        "{said}"
+    );
+    assert!(said.contains("conf/bad.toml: line 1"), "{said}");
+    assert_eq!(versions(&data), before, "nothing was written");
+    // --no-validate stores them, audited.
+    ok(
+        &data,
+        &["import", P, "main", src.to_str().unwrap(), "--no-validate"],
+    );
+    assert_eq!(versions(&data), before + 1);
+    let audit = json(&data, &["audit", "--action", "file.import", "--limit", "1"]);
+    assert_eq!(audit[0]["details"]["validated"], false);
+    let out = run_with_input(
+        &data,
+        &["file", "put", P, "main", "a.json", "--no-validate"],
+        b"{\"x\": }",
+    );
+    assert!(out.status.success());
+}
