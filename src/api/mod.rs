@@ -184,12 +184,12 @@ pub fn respond(
     app: &App,
     parts: &Parts,
     peer: Option<SocketAddr>,
-    admitted: Admitted,
+    mut admitted: Admitted,
     body: Bytes,
 ) -> Response<Body> {
     let req = Request {
         parts,
-        query: admitted.query,
+        query: std::mem::take(&mut admitted.query),
         body,
         peer,
         client_ip: admitted.client_ip,
@@ -199,29 +199,21 @@ pub fn respond(
         Ok(response) => response::finish(parts, response),
         Err(err) => error_response(app, admitted.route, &err),
     };
-    let access = Some(&admitted.access);
-    close(
-        app,
-        parts,
-        admitted.route,
-        access,
-        admitted.started,
-        response,
-    )
+    admitted.close(app, parts, response)
 }
 
 /// The body could not be read (too large, too slow): answer with `err`.
 pub fn refuse_body(app: &App, parts: &Parts, admitted: Admitted, err: &Error) -> Response<Body> {
     let response = error_response(app, admitted.route, err);
-    let access = Some(&admitted.access);
-    close(
-        app,
-        parts,
-        admitted.route,
-        access,
-        admitted.started,
-        response,
-    )
+    admitted.close(app, parts, response)
+}
+
+impl Admitted {
+    /// `close` for an admitted request: its route, principal and clock.
+    fn close(&self, app: &App, parts: &Parts, response: Response<Body>) -> Response<Body> {
+        let access = Some(&self.access);
+        close(app, parts, self.route, access, self.started, response)
+    }
 }
 
 /// `admit`, then `respond` with `body`: for callers that hold the whole
