@@ -14,6 +14,22 @@ import random
 import sys
 
 
+def config_text(is_json, i, value, size):
+    """A well-formed JSON or YAML file of about `size` bytes: distinct keys
+    (cfgstore refuses duplicate keys and truncated files on every write)."""
+    lines, total, n = [], 4, 0
+    while True:
+        line = f'  "key{i}-{n}": "{value}"' if is_json else f'key{i}-{n}: "{value}"'
+        if total + len(line) + 2 > size and lines:
+            break
+        lines.append(line)
+        total += len(line) + 2
+        n += 1
+    if is_json:
+        return "{\n" + ",\n".join(lines) + "\n}\n"
+    return "\n".join(lines) + "\n"
+
+
 def write_tree(root, count, seed):
     rng = random.Random(seed)
     paths = []
@@ -22,8 +38,8 @@ def write_tree(root, count, seed):
         folders = [f"{['area', 'team', 'svc'][d]}{rng.randint(0, 9)}" for d in range(depth)]
         rel = "/".join(folders + [f"conf-{i:05d}.{'json' if i % 3 else 'yaml'}"])
         size = rng.randint(512, 20 * 1024)
-        line = f'"key{i}": "{rng.getrandbits(64):016x}",\n'
-        body = ("{\n" + line * (size // len(line) + 1))[: size - 2] + "\n}"
+        value = f"{rng.getrandbits(64):016x}"
+        body = config_text(rel.endswith(".json"), i, value, size)
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(path, "w") as f:
