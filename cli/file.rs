@@ -29,8 +29,12 @@ pub enum Command {
         #[arg(long, value_name = "SHORT_ID")]
         if_match: Option<String>,
         /// Store it even if it is not well-formed JSON, YAML or TOML (audited)
-        #[arg(long)]
+        #[arg(long, conflicts_with = "dry_run")]
         no_validate: bool,
+        /// Check it and show the diff and the new short_id; write nothing
+        /// (exit 2 when it would be refused)
+        #[arg(long)]
+        dry_run: bool,
         /// Print JSON (for scripts) instead of text
         #[arg(long)]
         json: bool,
@@ -126,6 +130,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             from,
             if_match,
             no_validate,
+            dry_run,
             json,
         } => {
             let (project, branch, path) = (
@@ -134,6 +139,35 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 output::path(&path)?,
             );
             let bytes = read_content(from.as_deref())?;
+            if dry_run {
+                let dry = ops::content::preview_put(
+                    store,
+                    &crate::actor(),
+                    &project,
+                    &branch,
+                    &path,
+                    &bytes,
+                )?;
+                if json {
+                    print_json(&dry)?;
+                } else {
+                    for error in &dry.errors {
+                        eprintln!("{path}: {error}");
+                    }
+                    println!(
+                        "dry run of {path}: {}; short_id {} -> {}",
+                        if dry.valid { "valid" } else { "INVALID" },
+                        dry.old_short_id,
+                        dry.short_id
+                    );
+                    print!("{}", dry.diff);
+                }
+                return Ok(if dry.valid {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(2)
+                });
+            }
             let outcome = ops::content::put_file(
                 store,
                 &crate::actor(),

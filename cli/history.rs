@@ -235,7 +235,7 @@ fn diff(
                 result.changed.push(path.to_string());
                 if !json {
                     let (a, b) = (store.read_entry(project, a)?, store.read_entry(project, b)?);
-                    patches.push((path.to_string(), line_diff(&a, &b)));
+                    patches.push((path.to_string(), cfgstore::diff::unified(&a, &b)));
                 }
             }
             _ => {}
@@ -266,102 +266,4 @@ fn diff(
         print!("{patch}");
     }
     Ok(())
-}
-
-/// A unified diff (3 lines of context) of two texts, or a one-line note
-/// for binary or very large files.
-fn line_diff(old: &[u8], new: &[u8]) -> String {
-    let (Ok(old), Ok(new)) = (std::str::from_utf8(old), std::str::from_utf8(new)) else {
-        return format!(
-            "binary files differ ({} -> {} bytes)\n",
-            old.len(),
-            new.len()
-        );
-    };
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    if a.len().saturating_mul(b.len()) > 4_000_000 {
-        return format!(
-            "too large for a line diff ({} -> {} lines)\n",
-            a.len(),
-            b.len()
-        );
-    }
-    // Longest common subsequence table, suffix form: lcs[i][j] is the LCS
-    // of a[i..] and b[j..].
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
-        }
-    }
-    // Walk it into a list of (tag, old line no, new line no, text).
-    let mut ops: Vec<(char, usize, usize, &str)> = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            ops.push((' ', i, j, a[i]));
-            i += 1;
-            j += 1;
-        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
-            ops.push(('-', i, j, a[i]));
-            i += 1;
-        } else {
-            ops.push(('+', i, j, b[j]));
-            j += 1;
-        }
-    }
-    const CONTEXT: usize = 3;
-    let mut out = String::new();
-    let mut k = 0;
-    while k < ops.len() {
-        if ops[k].0 == ' ' {
-            k += 1;
-            continue;
-        }
-        // A hunk: from CONTEXT lines before the change to CONTEXT lines
-        // after the last change that is within 2*CONTEXT of the previous.
-        let start = k.saturating_sub(CONTEXT);
-        let mut end = k;
-        let mut last_change = k;
-        while end < ops.len() && end <= last_change + 2 * CONTEXT {
-            if ops[end].0 != ' ' {
-                last_change = end;
-            }
-            end += 1;
-        }
-        let end = (last_change + CONTEXT + 1).min(ops.len());
-        let hunk = &ops[start..end];
-        let old_count = hunk.iter().filter(|o| o.0 != '+').count();
-        let new_count = hunk.iter().filter(|o| o.0 != '-').count();
-        out.push_str(&format!(
-            "@@ -{},{} +{},{} @@\n",
-            hunk[0].1 + 1,
-            old_count,
-            hunk[0].2 + 1,
-            new_count
-        ));
-        for (tag, _, _, text) in hunk {
-            out.push_str(&format!("{tag}{text}\n"));
-        }
-        k = end;
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::line_diff;
-
-    #[test]
-    fn unified_diff_marks_changed_lines() {
-        let d = line_diff(b"a\nb\nc\n", b"a\nB\nc\nd\n");
-        assert_eq!(d, "@@ -1,3 +1,4 @@\n a\n-b\n+B\n c\n+d\n");
-        assert_eq!(line_diff(b"same\n", b"same\n"), "");
-        assert!(line_diff(b"\xff", b"x").starts_with("binary files differ"));
-    }
 }

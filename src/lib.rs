@@ -43,6 +43,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod diff;
 pub mod error;
 pub mod hex;
 pub mod metrics;

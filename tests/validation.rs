@@ -114,3 +114,67 @@ fn the_cli_refuses_malformed_files_and_names_every_one_in_an_import() {
     );
     assert!(out.status.success());
 }
+
+#[test]
+fn a_dry_run_checks_and_diffs_and_writes_nothing() {
+    let dir = TestDir::new("dry-run");
+    let data = setup(&dir);
+    let server = TestServer::start(&data);
+    let login = Login::new(server.addr, "demo", "demo-password");
+    let before = versions(&data);
+    let live = json(&data, &["branch", "list", P])[0]["short_id"].clone();
+    let path = format!("{FILES}/operations.config.json?dry_run=true");
+    let r = login.send(
+        server.addr,
+        "PUT",
+        &path,
+        b"{\n  \"maxParallelJobs\": 20\n}\n",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let dry = r.json();
+    assert_eq!(dry["valid"], true);
+    assert_eq!(dry["errors"], serde_json::json!([]));
+    assert_eq!(dry["old_short_id"], live);
+    assert_ne!(dry["short_id"], live);
+    assert_eq!(dry["changed"], true);
+    let diff = dry["diff"].as_str().unwrap();
+    assert!(
+        diff.starts_with("@@ ") && diff.contains("+  \"maxParallelJobs\": 20"),
+        "{diff}"
+    );
+    // An invalid one says why, still writing nothing.
+    let bad = login.send(server.addr, "PUT", &path, b"{\"a\": 1, \"a\": 2}");
+    assert_eq!(bad.status, 200);
+    assert_eq!(bad.json()["valid"], false);
+    assert!(bad.json()["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("duplicate key"));
+    assert_eq!(versions(&data), before, "a dry run writes nothing");
+    // The real put then makes exactly the short_id the dry run foretold.
+    let body = b"{\n  \"maxParallelJobs\": 20\n}\n";
+    let put = login.send(
+        server.addr,
+        "PUT",
+        &format!("{FILES}/operations.config.json"),
+        body,
+    );
+    assert_eq!(put.json()["short_id"], dry["short_id"]);
+    // The CLI's --dry-run: exit 2 when it would be refused, nothing written.
+    let after = versions(&data);
+    let cli = run_with_input(
+        &data,
+        &["file", "put", P, "main", "x.yaml", "--dry-run"],
+        b"k: 1\nk: 2\n",
+    );
+    assert_eq!(cli.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&cli.stderr).contains("line 2, column 1: duplicate key"));
+    let ok_run = run_with_input(
+        &data,
+        &["file", "put", P, "main", "x.yaml", "--dry-run"],
+        b"k: 1\n",
+    );
+    assert!(ok_run.status.success());
+    assert!(String::from_utf8_lossy(&ok_run.stdout).contains("+k: 1"));
+    assert_eq!(versions(&data), after);
+}

@@ -270,6 +270,11 @@ fn put_file(
     path: &FilePath,
 ) -> Result<Response<Body>> {
     let project = project_of(actor, id)?;
+    if req.query.flag("dry_run", false)? {
+        // Checked, diffed and answered; nothing is written.
+        let dry = ops::content::preview_put(&app.store, actor, &project, branch, path, &req.body)?;
+        return Ok(json(&dry));
+    }
     let expected = if_match(req)?;
     // `?validate=false` stores content the checks refuse (audited).
     let validation = match req.query.flag("validate", true)? {

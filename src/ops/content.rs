@@ -98,6 +98,47 @@ pub fn put_file(
     Ok(outcome)
 }
 
+/// What a put would do, written nowhere: whether the content passes the
+/// checks (and why not), the branch's `short_id` before and after, and a
+/// unified diff against the file as it is. Needs the same right as the put.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DryRun {
+    pub valid: bool,
+    pub errors: Vec<String>,
+    pub old_short_id: String,
+    pub short_id: String,
+    /// False when the bytes are the ones already stored.
+    pub changed: bool,
+    pub diff: String,
+}
+
+/// A dry run of `put_file`. Errors: `Forbidden`, `NotFound`, `Conflict`.
+pub fn preview_put(
+    store: &Store,
+    actor: &Actor,
+    project: &ProjectRef,
+    branch: &BranchName,
+    path: &FilePath,
+    bytes: &[u8],
+) -> Result<DryRun> {
+    actor.authorize(Action::Write, Target::Project(project))?;
+    let errors = match super::validate::check(path, bytes) {
+        Ok(()) => Vec::new(),
+        Err(crate::Error::Unprocessable { problems, .. }) => problems,
+        Err(e) => return Err(e),
+    };
+    let preview = store.preview_put(project, branch, path, bytes)?;
+    let previous = preview.previous.as_deref().unwrap_or(b"");
+    Ok(DryRun {
+        valid: errors.is_empty(),
+        errors,
+        changed: preview.short_id != preview.old_short_id,
+        old_short_id: preview.old_short_id,
+        short_id: preview.short_id,
+        diff: crate::diff::unified(previous, bytes),
+    })
+}
+
 /// Removes one file, snapshot first. Errors: as `put_file`; `NotFound`
 /// for a file that is not there.
 pub fn delete_file(

@@ -56,6 +56,47 @@ impl Store {
         )
     }
 
+    /// What a put would make, without writing anything: the branch's
+    /// `short_id` now and after, and the file's current bytes (for a diff).
+    /// Errors: `NotFound`, `Conflict` (a path that is a folder, or inside a
+    /// file), as `put_file`.
+    pub fn preview_put(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+        bytes: &[u8],
+    ) -> Result<PutPreview> {
+        let live = self.live(project, branch)?;
+        check_not_nested_in(&live.entries, path)?;
+        let id = ContentId::of(bytes);
+        let mut files = live.file_map();
+        let entry = Entry {
+            path: path.clone(),
+            size: id.size,
+            md5: id.md5,
+            hash: id.hash,
+        };
+        files.insert(path.clone(), entry);
+        let next = Generation::build(
+            live.meta.version.next(),
+            String::new(),
+            "",
+            String::new(),
+            &files,
+            None,
+        );
+        let previous = match live.find(path) {
+            Some(entry) => Some(self.read_entry(project, entry)?),
+            None => None,
+        };
+        Ok(PutPreview {
+            old_short_id: live.meta.short_id.clone(),
+            short_id: next.meta.short_id.clone(),
+            previous,
+        })
+    }
+
     /// Removes one file. Errors: `NotFound` (also for the file), `Conflict`.
     pub fn delete_file(
         &self,
@@ -368,4 +409,12 @@ pub(super) fn not_nested<'a>(
         }
     }
     Ok(())
+}
+
+/// What `preview_put` found.
+pub struct PutPreview {
+    pub old_short_id: String,
+    pub short_id: String,
+    /// The file's bytes in the live state, if it exists.
+    pub previous: Option<bytes::Bytes>,
 }
