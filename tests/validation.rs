@@ -178,3 +178,91 @@ fn a_dry_run_checks_and_diffs_and_writes_nothing() {
     assert!(String::from_utf8_lossy(&ok_run.stdout).contains("+k: 1"));
     assert_eq!(versions(&data), after);
 }
+
+#[test]
+fn a_schema_kept_with_the_config_is_enforced_on_every_write_path() {
+    let dir = TestDir::new("schemas");
+    let data = setup(&dir);
+    let server = TestServer::start(&data);
+    let login = Login::new(server.addr, "demo", "demo-password");
+    let schema = br#"{"type": "object", "properties": {"maxParallelJobs": {"type": "integer", "maximum": 64}}}"#;
+    let r = login.send(
+        server.addr,
+        "PUT",
+        &format!("{FILES}/operations.config.schema.json"),
+        schema,
+    );
+    assert_eq!(
+        r.status,
+        200,
+        "the example's file satisfies it: {}",
+        r.text()
+    );
+    let before = versions(&data);
+    let r = login.send(
+        server.addr,
+        "PUT",
+        &format!("{FILES}/operations.config.json"),
+        b"{\"maxParallelJobs\": 500}",
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    let error = r.json()["errors"][0].as_str().unwrap().to_string();
+    assert!(
+        error.starts_with("operations.config.json: /maxParallelJobs: 500"),
+        "{error}"
+    );
+    // The same file as YAML next to it is governed too; the CLI refuses it.
+    let out = run_with_input(
+        &data,
+        &["file", "put", P, "main", "operations.config.yaml"],
+        b"maxParallelJobs: 65\n",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/maxParallelJobs: 65"));
+    // A schema change that the file no longer satisfies is refused.
+    let tighter = br#"{"type": "object", "properties": {"maxParallelJobs": {"maximum": 1}}}"#;
+    let r = login.send(
+        server.addr,
+        "PUT",
+        &format!("{FILES}/operations.config.schema.json"),
+        tighter,
+    );
+    assert_eq!(r.status, 422, "{}", r.text());
+    assert!(
+        r.text()
+            .contains("operations.config.json: /maxParallelJobs"),
+        "{}",
+        r.text()
+    );
+    // An import is checked against schemas in the import and in the branch.
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("operations.config.json"),
+        b"{\"maxParallelJobs\": 99}",
+    )
+    .unwrap();
+    let out = run(&data, &["import", P, "main", src.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(versions(&data), before, "nothing was written");
+    // A dry run reports schema problems without writing.
+    let dry = login.send(
+        server.addr,
+        "PUT",
+        &format!("{FILES}/operations.config.json?dry_run=true"),
+        b"{\"maxParallelJobs\": 500}",
+    );
+    assert_eq!(dry.json()["valid"], false);
+    assert!(dry.json()["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("/maxParallelJobs: 500"));
+    // Within the schema it is stored.
+    let r = login.send(
+        server.addr,
+        "PUT",
+        &format!("{FILES}/operations.config.json"),
+        b"{\"maxParallelJobs\": 64}",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

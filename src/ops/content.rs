@@ -81,6 +81,8 @@ pub fn put_file(
     actor.authorize(Action::Write, Target::Project(project))?;
     if validation == Validation::Check {
         super::validate::check(path, bytes)?;
+        let state = after_put(store, project, branch, path, bytes);
+        super::validate::check_schemas(std::slice::from_ref(path), &state)?;
     }
     let outcome = store.put_file(project, branch, path, bytes, &actor.name(), if_match)?;
     let mut details = outcome.audit_details();
@@ -122,7 +124,10 @@ pub fn preview_put(
     bytes: &[u8],
 ) -> Result<DryRun> {
     actor.authorize(Action::Write, Target::Project(project))?;
-    let errors = match super::validate::check(path, bytes) {
+    let state = after_put(store, project, branch, path, bytes);
+    let checked = super::validate::check(path, bytes)
+        .and_then(|()| super::validate::check_schemas(std::slice::from_ref(path), &state));
+    let errors = match checked {
         Ok(()) => Vec::new(),
         Err(crate::Error::Unprocessable { problems, .. }) => problems,
         Err(e) => return Err(e),
@@ -137,6 +142,26 @@ pub fn preview_put(
         short_id: preview.short_id,
         diff: crate::diff::unified(previous, bytes),
     })
+}
+
+/// The content of any path once `path` holds `bytes` (the rest as live).
+fn after_put<'a>(
+    store: &'a Store,
+    project: &'a ProjectRef,
+    branch: &'a BranchName,
+    path: &'a FilePath,
+    bytes: &'a [u8],
+) -> impl Fn(&FilePath) -> Result<Option<Vec<u8>>> + 'a {
+    move |p: &FilePath| {
+        if p == path {
+            return Ok(Some(bytes.to_vec()));
+        }
+        let live = store.live(project, branch)?;
+        match live.find(p) {
+            Some(entry) => Ok(Some(store.read_entry(project, entry)?.to_vec())),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Removes one file, snapshot first. Errors: as `put_file`; `NotFound`
@@ -176,6 +201,24 @@ pub fn import(
     if validation == Validation::Check {
         // Every malformed file named at once, before anything is stored.
         super::validate::check_all(files.iter().map(|(p, b)| (p, b.as_slice())))?;
+        let incoming: std::collections::HashMap<&FilePath, &[u8]> =
+            files.iter().map(|(p, b)| (p, b.as_slice())).collect();
+        let live = if replace {
+            None
+        } else {
+            Some(store.live(project, branch)?)
+        };
+        let state = |p: &FilePath| -> Result<Option<Vec<u8>>> {
+            if let Some(bytes) = incoming.get(p) {
+                return Ok(Some(bytes.to_vec()));
+            }
+            match live.as_ref().and_then(|g| g.find(p)) {
+                Some(entry) => Ok(Some(store.read_entry(project, entry)?.to_vec())),
+                None => Ok(None),
+            }
+        };
+        let written: Vec<FilePath> = files.iter().map(|(p, _)| p.clone()).collect();
+        super::validate::check_schemas(&written, &state)?;
     }
     let count = files.len();
     let outcome = store.import(

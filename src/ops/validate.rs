@@ -1,4 +1,6 @@
-//! Publish-time checks: nothing malformed reaches an ERP.
+//! Publish-time checks: nothing malformed reaches an ERP, and nothing that
+//! breaks the schema kept beside it (`NAME.schema.json`, JSON Schema
+//! 2020-12, for `NAME.json|yaml|yml|toml` in the same folder).
 //!
 //! A `.json`, `.yaml`/`.yml` or `.toml` file must parse, and no mapping may
 //! name a key twice (serde_json and most YAML libraries silently keep the
@@ -250,6 +252,229 @@ fn toml_problem(text: &str) -> Option<String> {
     })
 }
 
+// ----- schemas --------------------------------------------------------------
+
+/// The suffix of a schema file: `NAME.schema.json` validates `NAME.json`,
+/// `NAME.yaml`, `NAME.yml` and `NAME.toml` in the same folder.
+const SCHEMA_SUFFIX: &str = ".schema.json";
+const VALIDATED: [&str; 4] = ["json", "yaml", "yml", "toml"];
+
+/// The schema that governs `path`, if `path` is a config file.
+fn schema_for(path: &FilePath) -> Option<FilePath> {
+    let p = path.as_str();
+    if p.ends_with(SCHEMA_SUFFIX) {
+        return None;
+    }
+    let (stem, ext) = p.rsplit_once('.')?;
+    if !VALIDATED.contains(&ext.to_ascii_lowercase().as_str()) {
+        return None;
+    }
+    FilePath::parse(&format!("{stem}{SCHEMA_SUFFIX}")).ok()
+}
+
+/// The config files a schema at `path` governs.
+fn governed_by(path: &FilePath) -> Vec<FilePath> {
+    let Some(stem) = path.as_str().strip_suffix(SCHEMA_SUFFIX) else {
+        return Vec::new();
+    };
+    VALIDATED
+        .iter()
+        .filter_map(|ext| FilePath::parse(&format!("{stem}.{ext}")).ok())
+        .collect()
+}
+
+/// Checks the schemas of a write: every written config file against its
+/// folder's schema, and every written schema against the files it governs.
+/// `state(path)` is the content `path` will have after the write (`None`
+/// if it will not exist). All problems at once: `Unprocessable`.
+pub fn check_schemas(
+    written: &[FilePath],
+    state: &dyn Fn(&FilePath) -> Result<Option<Vec<u8>>>,
+) -> Result<()> {
+    let mut pairs: Vec<(FilePath, FilePath)> = Vec::new();
+    for path in written {
+        if let Some(schema) = schema_for(path) {
+            pairs.push((schema, path.clone()));
+        }
+        for target in governed_by(path) {
+            pairs.push((path.clone(), target));
+        }
+    }
+    pairs.sort_by(|a, b| (a.0.as_str(), a.1.as_str()).cmp(&(b.0.as_str(), b.1.as_str())));
+    pairs.dedup();
+    let mut problems = Vec::new();
+    for (schema_path, target) in pairs {
+        let (Some(schema), Some(config)) = (state(&schema_path)?, state(&target)?) else {
+            continue;
+        };
+        let schema: serde_json::Value = match serde_json::from_slice(&schema) {
+            Ok(schema) => schema,
+            Err(e) => {
+                problems.push(format!("{schema_path}: not JSON: {e}"));
+                continue;
+            }
+        };
+        let validator = match jsonschema::draft202012::new(&schema) {
+            Ok(v) => v,
+            Err(e) => {
+                problems.push(format!("{schema_path}: not a valid JSON Schema: {e}"));
+                continue;
+            }
+        };
+        let Some(instance) = as_json(&target, &config) else {
+            continue; // malformed: `check` reports it
+        };
+        for error in validator.iter_errors(&instance) {
+            let location = error.instance_path().to_string();
+            let location = if location.is_empty() {
+                "/".to_string()
+            } else {
+                location
+            };
+            problems.push(format!(
+                "{target}: {location}: {error} (schema {schema_path})"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Unprocessable {
+            path: format!("{} schema checks", problems.len()),
+            problems,
+        })
+    }
+}
+
+/// A config file as a JSON value, for its schema; `None` when malformed.
+fn as_json(path: &FilePath, bytes: &[u8]) -> Option<serde_json::Value> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    match Format::of(path)? {
+        Format::Json => serde_json::from_str(text).ok(),
+        Format::Toml => serde_json::to_value(text.parse::<toml::Table>().ok()?).ok(),
+        Format::Yaml => yaml_value(text),
+    }
+}
+
+/// Most nodes a YAML document may have once its aliases are expanded: a
+/// config is far smaller; a "billion laughs" stops here.
+const MAX_YAML_NODES: usize = 1_000_000;
+
+/// A YAML document as a JSON value (YAML 1.2 core schema for plain scalars).
+fn yaml_value(text: &str) -> Option<serde_json::Value> {
+    use saphyr_parser::{Event, Parser, ScalarStyle};
+    use serde_json::Value;
+    enum Open {
+        Seq(Vec<Value>, usize),
+        Map(serde_json::Map<String, Value>, Option<String>, usize),
+    }
+    let mut stack: Vec<Open> = Vec::new();
+    let mut anchors: std::collections::HashMap<usize, Value> = Default::default();
+    let mut nodes = 0usize;
+    let mut root = None;
+    // Places a finished node into its parent (or as the root).
+    fn place(stack: &mut [Open], root: &mut Option<Value>, value: Value) -> Option<()> {
+        match stack.last_mut() {
+            None => *root = Some(value),
+            Some(Open::Seq(items, _)) => items.push(value),
+            Some(Open::Map(map, key, _)) => match key.take() {
+                None => *key = Some(scalar_key(&value)?),
+                Some(k) => {
+                    map.insert(k, value);
+                }
+            },
+        }
+        Some(())
+    }
+    fn scalar_key(value: &Value) -> Option<String> {
+        match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Null => Some("null".into()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None, // complex keys have no JSON form
+        }
+    }
+    fn weight(value: &Value) -> usize {
+        match value {
+            Value::Array(items) => 1 + items.iter().map(weight).sum::<usize>(),
+            Value::Object(map) => 1 + map.values().map(weight).sum::<usize>(),
+            _ => 1,
+        }
+    }
+    for item in Parser::new_from_str(text) {
+        let (event, _) = item.ok()?;
+        let value = match event {
+            Event::Scalar(text, style, anchor, _) => {
+                let value = if style == ScalarStyle::Plain {
+                    plain(&text)
+                } else {
+                    Value::String(text.into_owned())
+                };
+                if anchor > 0 {
+                    anchors.insert(anchor, value.clone());
+                }
+                value
+            }
+            Event::Alias(id) => {
+                let value = anchors.get(&id)?.clone();
+                nodes += weight(&value);
+                if nodes > MAX_YAML_NODES {
+                    return None;
+                }
+                value
+            }
+            Event::SequenceStart(anchor, _) => {
+                stack.push(Open::Seq(Vec::new(), anchor));
+                continue;
+            }
+            Event::MappingStart(anchor, _) => {
+                stack.push(Open::Map(Default::default(), None, anchor));
+                continue;
+            }
+            Event::SequenceEnd | Event::MappingEnd => {
+                let (value, anchor) = match stack.pop()? {
+                    Open::Seq(items, anchor) => (Value::Array(items), anchor),
+                    Open::Map(map, _, anchor) => (Value::Object(map), anchor),
+                };
+                if anchor > 0 {
+                    anchors.insert(anchor, value.clone());
+                }
+                value
+            }
+            _ => continue,
+        };
+        nodes += 1;
+        if nodes > MAX_YAML_NODES {
+            return None;
+        }
+        place(&mut stack, &mut root, value)?;
+    }
+    Some(root.unwrap_or(serde_json::Value::Null))
+}
+
+/// A plain YAML scalar by the core schema: null, booleans, numbers, else text.
+fn plain(text: &str) -> serde_json::Value {
+    use serde_json::Value;
+    match text {
+        "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
+        "true" | "True" | "TRUE" => return Value::Bool(true),
+        "false" | "False" | "FALSE" => return Value::Bool(false),
+        _ => {}
+    }
+    if let Ok(n) = text.parse::<i64>() {
+        return Value::from(n);
+    }
+    if text.chars().any(|c| c.is_ascii_digit()) {
+        if let Ok(f) = text.parse::<f64>() {
+            if f.is_finite() {
+                return Value::from(f);
+            }
+        }
+    }
+    Value::String(text.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +542,97 @@ mod tests {
         assert!(problem("a.toml", "a = \n")
             .unwrap()
             .starts_with("line 1, column"));
+    }
+
+    fn schemas(files: &[(&str, &str)], written: &[&str]) -> Option<String> {
+        let state = |p: &FilePath| -> Result<Option<Vec<u8>>> {
+            Ok(files
+                .iter()
+                .find(|(path, _)| *path == p.as_str())
+                .map(|(_, text)| text.as_bytes().to_vec()))
+        };
+        let written: Vec<FilePath> = written
+            .iter()
+            .map(|p| FilePath::parse(p).unwrap())
+            .collect();
+        match check_schemas(&written, &state) {
+            Ok(()) => None,
+            Err(Error::Unprocessable { problems, .. }) => Some(problems.join("; ")),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_schema_governs_its_files_in_every_format() {
+        let schema = r#"{"type": "object", "properties": {"maxParallelJobs": {"type": "integer", "maximum": 64}}}"#;
+        for (file, good, bad) in [
+            (
+                "ops.json",
+                r#"{"maxParallelJobs": 8}"#,
+                r#"{"maxParallelJobs": 500}"#,
+            ),
+            ("ops.yaml", "maxParallelJobs: 8\n", "maxParallelJobs: 500\n"),
+            ("ops.yml", "maxParallelJobs: 8\n", "maxParallelJobs: 500\n"),
+            (
+                "ops.toml",
+                "maxParallelJobs = 8\n",
+                "maxParallelJobs = 500\n",
+            ),
+        ] {
+            assert_eq!(
+                schemas(&[("ops.schema.json", schema), (file, good)], &[file]),
+                None,
+                "{file}"
+            );
+            let p = schemas(&[("ops.schema.json", schema), (file, bad)], &[file]).unwrap();
+            assert!(
+                p.starts_with(&format!("{file}: /maxParallelJobs: 500")) && p.contains("64"),
+                "{p}"
+            );
+        }
+        // A new schema that a file no longer satisfies is refused too.
+        let p = schemas(
+            &[
+                ("ops.schema.json", schema),
+                ("ops.json", r#"{"maxParallelJobs": 100}"#),
+            ],
+            &["ops.schema.json"],
+        );
+        assert!(p.unwrap().contains("ops.json: /maxParallelJobs: 100"));
+        // Other folders and other names are not governed.
+        assert_eq!(
+            schemas(
+                &[
+                    ("ops.schema.json", schema),
+                    ("x/ops.json", "{\"maxParallelJobs\": 500}")
+                ],
+                &["x/ops.json"]
+            ),
+            None
+        );
+        // A schema that is no schema says so.
+        let p = schemas(
+            &[("ops.schema.json", r#"{"type": 12}"#), ("ops.json", "{}")],
+            &["ops.json"],
+        )
+        .unwrap();
+        assert!(p.contains("not a valid JSON Schema"), "{p}");
+    }
+
+    #[test]
+    fn yaml_values_follow_the_core_schema_and_bound_aliases() {
+        let v = yaml_value("a: 1\nb: true\nc: ~\nd: \"1\"\ne: [x, 2.5]\nf: &x {k: v}\ng: *x\n")
+            .unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"a": 1, "b": true, "c": null, "d": "1", "e": ["x", 2.5], "f": {"k": "v"}, "g": {"k": "v"}})
+        );
+        let mut laughs = String::from("a: &a [1,1,1,1,1,1,1,1,1,1]\n");
+        for (i, name) in ["b", "c", "d", "e", "f", "g", "h"].iter().enumerate() {
+            let prev = ["a", "b", "c", "d", "e", "f", "g"][i];
+            laughs.push_str(&format!("{name}: &{name} [*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev},*{prev}]\n"));
+        }
+        assert_eq!(yaml_value(&laughs), None, "expansion is bounded");
     }
 
     #[test]
