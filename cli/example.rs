@@ -237,16 +237,14 @@ fn put(
     content: &str,
     actor: &Actor,
 ) -> anyhow::Result<()> {
-    ops::content::put_file(
-        store,
-        actor,
+    let path = FilePath::parse(path)?;
+    let write = ops::content::FileWrite {
         project,
         branch,
-        &FilePath::parse(path)?,
-        content.as_bytes(),
-        None,
-        ops::content::Validation::Check,
-    )?;
+        path: &path,
+        bytes: content.as_bytes(),
+    };
+    ops::content::put_file(store, actor, write, None, ops::content::Validation::Check)?;
     Ok(())
 }
 

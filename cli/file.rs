@@ -139,15 +139,14 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 output::path(&path)?,
             );
             let bytes = read_content(from.as_deref())?;
+            let write = ops::content::FileWrite {
+                project: &project,
+                branch: &branch,
+                path: &path,
+                bytes: &bytes,
+            };
             if dry_run {
-                let dry = ops::content::preview_put(
-                    store,
-                    &crate::actor(),
-                    &project,
-                    &branch,
-                    &path,
-                    &bytes,
-                )?;
+                let dry = ops::content::preview_put(store, &crate::actor(), write)?;
                 if json {
                     print_json(&dry)?;
                 } else {
@@ -171,10 +170,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let outcome = ops::content::put_file(
                 store,
                 &crate::actor(),
-                &project,
-                &branch,
-                &path,
-                &bytes,
+                write,
                 if_match.as_deref(),
                 validation(no_validate),
             )?;

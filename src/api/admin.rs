@@ -270,9 +270,15 @@ fn put_file(
     path: &FilePath,
 ) -> Result<Response<Body>> {
     let project = project_of(actor, id)?;
+    let write = ops::content::FileWrite {
+        project: &project,
+        branch,
+        path,
+        bytes: &req.body,
+    };
     if req.query.flag("dry_run", false)? {
         // Checked, diffed and answered; nothing is written.
-        let dry = ops::content::preview_put(&app.store, actor, &project, branch, path, &req.body)?;
+        let dry = ops::content::preview_put(&app.store, actor, write)?;
         return Ok(json(&dry));
     }
     let expected = if_match(req)?;
@@ -281,16 +287,8 @@ fn put_file(
         true => ops::content::Validation::Check,
         false => ops::content::Validation::Skip,
     };
-    let outcome = ops::content::put_file(
-        &app.store,
-        actor,
-        &project,
-        branch,
-        path,
-        &req.body,
-        expected.as_deref(),
-        validation,
-    )?;
+    let outcome =
+        ops::content::put_file(&app.store, actor, write, expected.as_deref(), validation)?;
     app.metrics.write(outcome.changed);
     Ok(json(&outcome))
 }

@@ -63,25 +63,31 @@ pub enum Validation {
     Skip,
 }
 
+/// One file's new content: what a put and its dry run take.
+#[derive(Clone, Copy)]
+pub struct FileWrite<'a> {
+    pub project: &'a ProjectRef,
+    pub branch: &'a BranchName,
+    pub path: &'a FilePath,
+    pub bytes: &'a [u8],
+}
+
 /// Saves one file as a new version. `if_match` makes the write
 /// conditional on the branch's `short_id` (`Conflict` when it moved).
 /// Errors: `Forbidden`, `Unprocessable` (malformed content), `NotFound`,
 /// `Conflict`, `Busy`, `Io`.
-#[allow(clippy::too_many_arguments)]
 pub fn put_file(
     store: &Store,
     actor: &Actor,
-    project: &ProjectRef,
-    branch: &BranchName,
-    path: &FilePath,
-    bytes: &[u8],
+    write: FileWrite,
     if_match: Option<&str>,
     validation: Validation,
 ) -> Result<WriteOutcome> {
+    let (project, branch, path, bytes) = (write.project, write.branch, write.path, write.bytes);
     actor.authorize(Action::Write, Target::Project(project))?;
     if validation == Validation::Check {
         super::validate::check(path, bytes)?;
-        let state = after_put(store, project, branch, path, bytes);
+        let state = after_put(store, write);
         super::validate::check_schemas(std::slice::from_ref(path), &state)?;
     }
     let outcome = store.put_file(project, branch, path, bytes, &actor.name(), if_match)?;
@@ -115,16 +121,10 @@ pub struct DryRun {
 }
 
 /// A dry run of `put_file`. Errors: `Forbidden`, `NotFound`, `Conflict`.
-pub fn preview_put(
-    store: &Store,
-    actor: &Actor,
-    project: &ProjectRef,
-    branch: &BranchName,
-    path: &FilePath,
-    bytes: &[u8],
-) -> Result<DryRun> {
+pub fn preview_put(store: &Store, actor: &Actor, write: FileWrite) -> Result<DryRun> {
+    let (project, branch, path, bytes) = (write.project, write.branch, write.path, write.bytes);
     actor.authorize(Action::Write, Target::Project(project))?;
-    let state = after_put(store, project, branch, path, bytes);
+    let state = after_put(store, write);
     let checked = super::validate::check(path, bytes)
         .and_then(|()| super::validate::check_schemas(std::slice::from_ref(path), &state));
     let errors = match checked {
@@ -144,21 +144,18 @@ pub fn preview_put(
     })
 }
 
-/// The content of any path once `path` holds `bytes` (the rest as live).
+/// The content of any path once the write is made (the rest as live).
 fn after_put<'a>(
     store: &'a Store,
-    project: &'a ProjectRef,
-    branch: &'a BranchName,
-    path: &'a FilePath,
-    bytes: &'a [u8],
+    write: FileWrite<'a>,
 ) -> impl Fn(&FilePath) -> Result<Option<Vec<u8>>> + 'a {
     move |p: &FilePath| {
-        if p == path {
-            return Ok(Some(bytes.to_vec()));
+        if p == write.path {
+            return Ok(Some(write.bytes.to_vec()));
         }
-        let live = store.live(project, branch)?;
+        let live = store.live(write.project, write.branch)?;
         match live.find(p) {
-            Some(entry) => Ok(Some(store.read_entry(project, entry)?.to_vec())),
+            Some(entry) => Ok(Some(store.read_entry(write.project, entry)?.to_vec())),
             None => Ok(None),
         }
     }
