@@ -12,6 +12,7 @@ mod failpoints;
 mod faults;
 mod gitlab_client;
 mod hostile;
+mod old_store;
 mod ops;
 mod races;
 mod read_api;

@@ -262,6 +262,27 @@ impl Store {
                     false,
                 );
             }
+            // Change counts (recorded since 0.2; older versions have none)
+            // must be what the manifests say.
+            if let Some(recorded) = gen.meta.changes {
+                let before = match (&gen.meta.parent, &previous) {
+                    (None, _) => Some(&[][..]),
+                    (Some(_), Some(prev)) => Some(prev.entries.as_slice()),
+                    (Some(_), None) => None, // the previous one is unreadable: reported above
+                };
+                if let Some(before) = before {
+                    let counted = super::ChangeCounts::between(before, &gen.entries);
+                    if counted != recorded {
+                        report.problem(
+                            &path,
+                            format!(
+                                "change counts recompute to {counted:?}, recorded {recorded:?}"
+                            ),
+                            false,
+                        );
+                    }
+                }
+            }
             if let (Some(prev), Some(parent)) = (&previous, &gen.meta.parent) {
                 if parent.version != prev.meta.version
                     || parent.short_id != prev.meta.short_id
