@@ -216,28 +216,6 @@ impl Admitted {
     }
 }
 
-/// `admit`, then `respond` with `body`: for callers that hold the whole
-/// request already (the fuzz targets, tests of the handlers).
-pub fn handle(
-    app: &App,
-    mut parts: Parts,
-    body: Bytes,
-    peer: Option<SocketAddr>,
-) -> Response<Body> {
-    match admit(app, &mut parts, peer) {
-        Admission::Answered(response) => response,
-        Admission::Admitted(admitted) => {
-            if body.len() as u64 > admitted.body_limit(u64::MAX) {
-                let err = Error::TooLarge(format!(
-                    "request bodies are limited to {ANONYMOUS_BODY_LIMIT} bytes"
-                ));
-                return refuse_body(app, &parts, admitted, &err);
-            }
-            respond(app, &parts, peer, admitted, body)
-        }
-    }
-}
-
 /// Whether a request is a read-API `GET`/`HEAD` answered from the read
 /// cache (no write of its own, but a fingerprint's first bind): the
 /// server runs those inline on its async workers.
@@ -265,10 +243,16 @@ fn needs_origin(endpoint: &Endpoint) -> bool {
     )
 }
 
-fn authenticate(app: &App, req: &mut Request, endpoint: Endpoint) -> Result<Access> {
+/// What every request does before its credentials are looked at.
+fn prepare(app: &App, req: &mut Request) -> Result<()> {
     // What other processes changed since the last request is in force now.
     app.store.revalidate()?;
     req.query = Query::parse(req.parts.uri.query())?;
+    Ok(())
+}
+
+fn authenticate(app: &App, req: &mut Request, endpoint: Endpoint) -> Result<Access> {
+    prepare(app, req)?;
     Ok(match endpoint {
         Endpoint::Metrics => Access::Metrics,
         Endpoint::Health => Access::Health,
@@ -290,8 +274,7 @@ fn authenticate(app: &App, req: &mut Request, endpoint: Endpoint) -> Result<Acce
 /// The credentials the API under this path takes, checked (for a path
 /// that names no valid endpoint, whose answer depends on them).
 fn credentials_for_path(app: &App, req: &mut Request) -> Result<()> {
-    app.store.revalidate()?;
-    req.query = Query::parse(req.parts.uri.query())?;
+    prepare(app, req)?;
     let path = req.parts.uri.path();
     if path.starts_with(READ_PREFIX) {
         authn::token(app, req).map(drop)

@@ -144,21 +144,45 @@ pub fn preview_put(store: &Store, actor: &Actor, write: FileWrite) -> Result<Dry
     })
 }
 
-/// The content of any path once the write is made (the rest as live).
+/// The content any path will have once `incoming` is written: an incoming
+/// file's bytes, else (unless the write replaces the whole branch) the live
+/// file's. The live state is loaded once, and only if asked for.
+fn state_after<'a>(
+    store: &'a Store,
+    project: &'a ProjectRef,
+    branch: &'a BranchName,
+    incoming: std::collections::HashMap<&'a FilePath, &'a [u8]>,
+    replace: bool,
+) -> impl Fn(&FilePath) -> Result<Option<Vec<u8>>> + 'a {
+    let live = std::cell::OnceCell::new();
+    move |p: &FilePath| {
+        if let Some(bytes) = incoming.get(p) {
+            return Ok(Some(bytes.to_vec()));
+        }
+        if replace {
+            return Ok(None);
+        }
+        let live = match live.get() {
+            Some(live) => live,
+            None => {
+                let loaded = store.live(project, branch)?;
+                live.get_or_init(|| loaded)
+            }
+        };
+        match live.find(p) {
+            Some(entry) => Ok(Some(store.read_entry(project, entry)?.to_vec())),
+            None => Ok(None),
+        }
+    }
+}
+
+/// `state_after` a put of one file.
 fn after_put<'a>(
     store: &'a Store,
     write: FileWrite<'a>,
 ) -> impl Fn(&FilePath) -> Result<Option<Vec<u8>>> + 'a {
-    move |p: &FilePath| {
-        if p == write.path {
-            return Ok(Some(write.bytes.to_vec()));
-        }
-        let live = store.live(write.project, write.branch)?;
-        match live.find(p) {
-            Some(entry) => Ok(Some(store.read_entry(write.project, entry)?.to_vec())),
-            None => Ok(None),
-        }
-    }
+    let incoming = [(write.path, write.bytes)].into_iter().collect();
+    state_after(store, write.project, write.branch, incoming, false)
 }
 
 /// Removes one file, snapshot first. Errors: as `put_file`; `NotFound`
@@ -198,22 +222,8 @@ pub fn import(
     if validation == Validation::Check {
         // Every malformed file named at once, before anything is stored.
         super::validate::check_all(files.iter().map(|(p, b)| (p, b.as_slice())))?;
-        let incoming: std::collections::HashMap<&FilePath, &[u8]> =
-            files.iter().map(|(p, b)| (p, b.as_slice())).collect();
-        let live = if replace {
-            None
-        } else {
-            Some(store.live(project, branch)?)
-        };
-        let state = |p: &FilePath| -> Result<Option<Vec<u8>>> {
-            if let Some(bytes) = incoming.get(p) {
-                return Ok(Some(bytes.to_vec()));
-            }
-            match live.as_ref().and_then(|g| g.find(p)) {
-                Some(entry) => Ok(Some(store.read_entry(project, entry)?.to_vec())),
-                None => Ok(None),
-            }
-        };
+        let incoming = files.iter().map(|(p, b)| (p, b.as_slice())).collect();
+        let state = state_after(store, project, branch, incoming, replace);
         let written: Vec<FilePath> = files.iter().map(|(p, _)| p.clone()).collect();
         super::validate::check_schemas(&written, &state)?;
     }
