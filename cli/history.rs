@@ -1,8 +1,8 @@
 //! `cfgstore history list | show | diff` and `cfgstore rollback`
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
 
+use cfgstore::compare::{self, FileChange, KeyChange, Status};
 use cfgstore::ops;
 use cfgstore::store::{Generation, ProjectRef, Store, VersionInfo};
 use clap::{Args, Subcommand};
@@ -204,6 +204,8 @@ struct DiffJson {
     added: Vec<String>,
     removed: Vec<String>,
     changed: Vec<String>,
+    /// The changed keys of each modified JSON, YAML or TOML file, by path.
+    keys: std::collections::BTreeMap<String, Vec<KeyChange>>,
 }
 
 fn diff(
@@ -213,57 +215,114 @@ fn diff(
     new: &Generation,
     json: bool,
 ) -> anyhow::Result<()> {
-    let paths: BTreeSet<_> = old
-        .entries
-        .iter()
-        .chain(&new.entries)
-        .map(|e| &e.path)
-        .collect();
-    let mut result = DiffJson {
-        from: old.meta.version.to_string(),
-        to: new.meta.version.to_string(),
-        added: vec![],
-        removed: vec![],
-        changed: vec![],
+    let files = compare::files(store, project, old, new)?;
+    let (from, to) = (old.meta.version.to_string(), new.meta.version.to_string());
+    if !json {
+        println!("{from} -> {to}: {}", counts(&files));
+        print_files(&files, &from, &to);
+        return Ok(());
+    }
+    let paths = |status: Status| {
+        files
+            .iter()
+            .filter(|f| f.status == status)
+            .map(|f| f.path.clone())
+            .collect()
     };
-    let mut patches = Vec::new();
-    for path in paths {
-        match (old.find(path), new.find(path)) {
-            (None, Some(_)) => result.added.push(path.to_string()),
-            (Some(_), None) => result.removed.push(path.to_string()),
-            (Some(a), Some(b)) if a.hash != b.hash => {
-                result.changed.push(path.to_string());
-                if !json {
-                    let (a, b) = (store.read_entry(project, a)?, store.read_entry(project, b)?);
-                    patches.push((path.to_string(), cfgstore::diff::unified(&a, &b)));
+    print_json(&DiffJson {
+        added: paths(Status::Added),
+        removed: paths(Status::Removed),
+        changed: paths(Status::Modified),
+        keys: files
+            .iter()
+            .filter_map(|f| Some((f.path.clone(), f.keys.clone()?)))
+            .collect(),
+        from,
+        to,
+    })
+}
+
+#[derive(Args)]
+pub struct CompareArgs {
+    /// OWNER/PROJECT
+    project: String,
+    /// The older state: a branch (its live state), BRANCH@vNNNN, or a
+    /// commit id or short_id
+    from: String,
+    /// The newer state, named the same ways (it may be on another branch)
+    to: String,
+    /// Print JSON: both states, and per file its status, diff and changed keys
+    #[arg(long)]
+    json: bool,
+}
+
+/// `cfgstore compare`: two states of a project, as the admin API's
+/// `compare` shows them.
+pub fn compare(store: &Store, args: CompareArgs) -> anyhow::Result<ExitCode> {
+    let project = output::project(&args.project)?;
+    let comparison = compare::compare(store, &project, &args.from, &args.to)?;
+    if args.json {
+        print_json(&comparison)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let label = |s: &compare::State| {
+        let pinned = format!("{}@{}", s.branch, s.version);
+        if s.reference == s.branch {
+            format!("{} ({}, {})", s.branch, s.version, s.short_id)
+        } else if s.reference == pinned {
+            format!("{pinned} ({})", s.short_id)
+        } else {
+            format!("{} ({pinned})", s.reference)
+        }
+    };
+    println!(
+        "{} -> {}: {}",
+        label(&comparison.from),
+        label(&comparison.to),
+        counts(&comparison.files)
+    );
+    print_files(
+        &comparison.files,
+        &comparison.from.reference,
+        &comparison.to.reference,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn counts(files: &[FileChange]) -> String {
+    let count = |s: Status| files.iter().filter(|f| f.status == s).count();
+    format!(
+        "{} added, {} removed, {} changed",
+        count(Status::Added),
+        count(Status::Removed),
+        count(Status::Modified)
+    )
+}
+
+/// One line per file (the changed keys of config files under it), then
+/// the line diffs of the changed files.
+fn print_files(files: &[FileChange], from: &str, to: &str) {
+    for f in files {
+        let status = match f.status {
+            Status::Added => "added  ",
+            Status::Removed => "removed",
+            Status::Modified => "changed",
+        };
+        println!("  {status}  {}", f.path);
+        match &f.keys {
+            Some(keys) if keys.is_empty() => {
+                println!("             (formatting only: no key changed)")
+            }
+            Some(keys) => {
+                for key in keys {
+                    println!("             {key}");
                 }
             }
-            _ => {}
+            None => {}
         }
     }
-    if json {
-        return print_json(&result);
+    for f in files.iter().filter(|f| f.status == Status::Modified) {
+        println!("\n--- {} ({from})\n+++ {} ({to})", f.path, f.path);
+        print!("{}", f.diff);
     }
-    println!(
-        "{} -> {}: {} added, {} removed, {} changed",
-        result.from,
-        result.to,
-        result.added.len(),
-        result.removed.len(),
-        result.changed.len()
-    );
-    for p in &result.added {
-        println!("  added    {p}");
-    }
-    for p in &result.removed {
-        println!("  removed  {p}");
-    }
-    for p in &result.changed {
-        println!("  changed  {p}");
-    }
-    for (path, patch) in patches {
-        println!("\n--- {path} ({})\n+++ {path} ({})", result.from, result.to);
-        print!("{patch}");
-    }
-    Ok(())
 }

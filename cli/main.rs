@@ -131,6 +131,10 @@ enum Command {
     History(history::Command),
     /// Set a branch back to an earlier version (the current one stays in the history)
     Rollback(history::RollbackArgs),
+    /// Compare two states of a project (branches, versions, commit ids):
+    /// files added, removed and changed, the keys that changed in JSON,
+    /// YAML and TOML files, and line diffs
+    Compare(history::CompareArgs),
     /// Print a shell completion script: source it, or install it where
     /// your shell looks (the .deb does)
     Completions {
@@ -228,6 +232,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(args) => file::export(&store(flag)?, args),
         Command::History(cmd) => history::run(&store(flag)?, cmd),
         Command::Rollback(args) => history::rollback(&store(flag)?, args),
+        Command::Compare(args) => history::compare(&store(flag)?, args),
         Command::Fsck { repair, json } => fsck(&store(flag)?, repair, json),
     }
 }

@@ -111,8 +111,16 @@ impl fmt::Display for Error {
         match self {
             Error::NotFound { what, name } => write!(f, "{what} not found: {name}"),
             Error::UnknownRef {
-                what, reference, ..
-            } => write!(f, "{what} not found: no branch or version {reference:?}"),
+                what,
+                reference,
+                branches,
+            } => {
+                write!(f, "{what} not found: no branch or version {reference:?}")?;
+                match branches.as_slice() {
+                    [] => write!(f, " (the project has no branches)"),
+                    _ => write!(f, " (branches: {})", branches.join(", ")),
+                }
+            }
             Error::Invalid(msg) => write!(f, "{msg}"),
             Error::Unauthorized(reason) => write!(f, "unauthorized: {reason}"),
             Error::Forbidden(msg) => write!(f, "forbidden: {msg}"),

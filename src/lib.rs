@@ -31,6 +31,8 @@
 //! - [`server`]: `run(listener, app, shutdown)`, the hyper accept loop, the
 //!   execution model and the limits that hold (sizes, timeouts, connection
 //!   cap).
+//! - [`compare`]: two states of a project side by side: files, unified
+//!   diffs and changed keys of JSON, YAML and TOML files.
 //! - [`config`]: every daemon setting, its default and its source.
 //! - [`metrics`]: the counters behind `GET /metrics`.
 //!
@@ -42,6 +44,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod compare;
 pub mod config;
 pub mod diff;
 pub mod error;

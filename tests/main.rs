@@ -5,6 +5,7 @@ mod admin_api;
 mod attacks;
 mod cli;
 mod cli_behaves;
+mod compare;
 mod connections;
 mod crash;
 #[cfg(feature = "failpoints")]

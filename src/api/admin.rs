@@ -62,6 +62,7 @@ pub(super) fn dispatch(
         A::RevokeToken { token } => revoke_token(app, &actor, token),
         A::RotateToken { token } => rotate_token(app, req, &actor, token),
         A::Audit => audit(app, req, &actor),
+        A::Compare { id } => compare(app, req, &actor, id),
     }
 }
 
@@ -324,6 +325,22 @@ fn history(
 ) -> Result<Response<Body>> {
     let project = readable(app, actor, id)?;
     paginated(req.parts, &req.query, &app.store.history(&project, branch)?)
+}
+
+/// `?from=REF&to=REF`: two states side by side (`crate::compare`).
+fn compare(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Response<Body>> {
+    let project = readable(app, actor, id)?;
+    let side = |key: &str| {
+        req.query.get(key).filter(|v| !v.is_empty()).ok_or_else(|| {
+            Error::invalid(format!(
+                "{key} is missing (a branch, branch@vNNNN or a commit id)"
+            ))
+        })
+    };
+    let (from, to) = (side("from")?, side("to")?);
+    Ok(json(&crate::compare::compare(
+        &app.store, &project, from, to,
+    )?))
 }
 
 fn rollback(

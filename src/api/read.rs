@@ -67,8 +67,9 @@ fn resolve_project<'a>(
 }
 
 /// The state a `ref` names: absent, empty or `HEAD` is the default
-/// branch; a branch name is its live state; a commit id (40 hex) or
-/// `short_id` (8 hex) of a retained version pins that version, so a client
+/// branch; a branch name is its live state; `branch@vNNNN`, or a commit id
+/// (40 hex) or `short_id` (8 hex) of a retained version, pins that
+/// version (`Store::resolve`), so a client
 /// that listed a tree can fetch every file of that one state. A ref that
 /// names nothing is a 404 in GitLab's words for the endpoint (`missing`),
 /// with a hint naming the branches that exist.
@@ -89,24 +90,8 @@ fn resolve_ref(
         }
         Some(name) => name,
     };
-    let is_commit_id = matches!(name.len(), 8 | 40)
-        && name.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    let branch = match BranchName::parse(name) {
-        Ok(branch) => Some(branch),
-        Err(e) if !is_commit_id => return Err(e),
-        Err(_) => None,
-    };
-    if let Some(branch) = &branch {
-        match app.store.live(project, branch) {
-            Ok(gen) => return Ok((branch.clone(), gen)),
-            Err(Error::NotFound { what: "branch", .. }) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    if is_commit_id {
-        if let Some(found) = app.store.find_version(project, name)? {
-            return Ok(found);
-        }
+    if let Some(found) = app.store.resolve(project, name)? {
+        return Ok(found);
     }
     Err(Error::UnknownRef {
         what: missing,

@@ -180,6 +180,10 @@ pub enum AdminEndpoint {
         token: String,
     },
     Audit,
+    /// Two states of a project side by side (`?from=&to=`).
+    Compare {
+        id: ProjectId,
+    },
 }
 
 /// Why a request is not an endpoint.
@@ -328,6 +332,7 @@ impl Endpoint {
                 AdminEndpoint::RevokeToken { .. } => "admin.token_revoke",
                 AdminEndpoint::RotateToken { .. } => "admin.token_rotate",
                 AdminEndpoint::Audit => "admin.audit",
+                AdminEndpoint::Compare { .. } => "admin.compare",
             },
         }
     }
@@ -433,6 +438,12 @@ fn parse_admin(method: &Method, rest: &str) -> Routed {
                 (Methods::GET, admin(A::Projects)),
                 (Methods::POST, admin(A::CreateProject)),
             ],
+        ),
+        ["projects", id, "compare"] => get(
+            method,
+            admin(A::Compare {
+                id: project_id(id)?,
+            }),
         ),
         ["projects", id, "branches"] => {
             let id = project_id(id)?;

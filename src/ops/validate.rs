@@ -346,13 +346,34 @@ pub fn check_schemas(
     }
 }
 
-/// A config file as a JSON value, for its schema; `None` when malformed.
-fn as_json(path: &FilePath, bytes: &[u8]) -> Option<serde_json::Value> {
+/// A config file (JSON, YAML or TOML, by its extension) as a JSON value,
+/// for its schema and for key-level comparison; `None` when it is another
+/// kind of file or malformed.
+pub fn as_json(path: &FilePath, bytes: &[u8]) -> Option<serde_json::Value> {
     let text = std::str::from_utf8(bytes).ok()?;
     match Format::of(path)? {
         Format::Json => serde_json::from_str(text).ok(),
-        Format::Toml => serde_json::to_value(text.parse::<toml::Table>().ok()?).ok(),
+        Format::Toml => Some(toml_json(toml::Value::Table(text.parse().ok()?))),
         Format::Yaml => yaml_value(text),
+    }
+}
+
+/// A TOML value as JSON; dates and times become their TOML text (serde
+/// would give them as an internal `$__toml_private_datetime` object).
+fn toml_json(value: toml::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(n) => Value::from(n),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(f.to_string())),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(items) => Value::Array(items.into_iter().map(toml_json).collect()),
+        toml::Value::Table(table) => {
+            Value::Object(table.into_iter().map(|(k, v)| (k, toml_json(v))).collect())
+        }
     }
 }
 

@@ -216,6 +216,45 @@ impl Store {
         Ok(None)
     }
 
+    /// The state `reference` names in a project: a branch (its live
+    /// state), `branch@vNNNN` (one of its versions), or the commit id (40
+    /// hex) or `short_id` (8 hex) of a retained version. `None` when it
+    /// names nothing; a reference that cannot be any of these is
+    /// `Invalid`, a `branch@vNNNN` beyond the branch's versions `NotFound`.
+    pub fn resolve(
+        &self,
+        project: &ProjectRef,
+        reference: &str,
+    ) -> Result<Option<(BranchName, Arc<Generation>)>> {
+        let is_commit_id = matches!(reference.len(), 8 | 40)
+            && reference
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+        let pinned = reference
+            .rsplit_once('@')
+            .and_then(|(b, v)| Some((BranchName::parse(b).ok()?, SnapshotId::parse(v).ok()?)));
+        match BranchName::parse(reference) {
+            Ok(branch) => match self.live(project, &branch) {
+                Ok(gen) => return Ok(Some((branch, gen))),
+                Err(Error::NotFound { what: "branch", .. }) => {}
+                Err(e) => return Err(e),
+            },
+            Err(e) if !is_commit_id && pinned.is_none() => return Err(e),
+            Err(_) => {}
+        }
+        if let Some((branch, version)) = pinned {
+            return match self.version(project, &branch, version) {
+                Ok(gen) => Ok(Some((branch, gen))),
+                Err(Error::NotFound { what: "branch", .. }) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+        if is_commit_id {
+            return self.find_version(project, reference);
+        }
+        Ok(None)
+    }
+
     /// The versions of a branch, newest (the live one) first.
     pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<VersionInfo>> {
         let dir = self.require_branch(project, branch)?;

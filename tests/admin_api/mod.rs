@@ -153,6 +153,12 @@ fn golden_role_table() {
                 ),
                 ("history", "GET", format!("{b}/main/history"), vec![]),
                 (
+                    "compare",
+                    "GET",
+                    format!("/projects/{id}/compare?from=main@v0002&to=main"),
+                    vec![],
+                ),
+                (
                     "snapshot.tree",
                     "GET",
                     format!("{b}/main/snapshots/v0002/tree"),
