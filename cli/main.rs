@@ -37,6 +37,7 @@ mod audit;
 mod branch;
 mod example;
 mod file;
+mod fleet;
 mod history;
 mod output;
 mod project;
@@ -135,6 +136,9 @@ enum Command {
     /// files added, removed and changed, the keys that changed in JSON,
     /// YAML and TOML files, and line diffs
     Compare(history::CompareArgs),
+    /// Which ERP (token and X-Instance-Id) holds which state of each
+    /// branch: who is current, who is behind and since when
+    Fleet(fleet::FleetArgs),
     /// Print a shell completion script: source it, or install it where
     /// your shell looks (the .deb does)
     Completions {
@@ -233,6 +237,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(cmd) => history::run(&store(flag)?, cmd),
         Command::Rollback(args) => history::rollback(&store(flag)?, args),
         Command::Compare(args) => history::compare(&store(flag)?, args),
+        Command::Fleet(args) => fleet::run(&store(flag)?, args),
         Command::Fsck { repair, json } => fsck(&store(flag)?, repair, json),
     }
 }

@@ -33,6 +33,8 @@
 //!   cap).
 //! - [`compare`]: two states of a project side by side: files, unified
 //!   diffs and changed keys of JSON, YAML and TOML files.
+//! - [`fleet`]: which read client holds which state of a branch, and
+//!   who is behind since when.
 //! - [`config`]: every daemon setting, its default and its source.
 //! - [`metrics`]: the counters behind `GET /metrics`.
 //!
@@ -48,6 +50,7 @@ pub mod compare;
 pub mod config;
 pub mod diff;
 pub mod error;
+pub mod fleet;
 pub mod hex;
 pub mod metrics;
 pub mod names;

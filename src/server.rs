@@ -156,6 +156,9 @@ pub async fn run_with(
         Arc::clone(&app),
         options.token_use_flush,
     ));
+    // Long polls are read-API requests: the metrics-only listener has none.
+    let watcher = (options.routes != Routes::MetricsOnly)
+        .then(|| tokio::spawn(watch_changes(Arc::clone(&app))));
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
@@ -210,6 +213,8 @@ pub async fn run_with(
         }
     }
     drop(listener);
+    // Parked long polls answer now (304) instead of holding the drain.
+    app.changes.close();
     tokio::select! {
         _ = graceful.shutdown() => {}
         _ = tokio::time::sleep(options.drain_timeout) => {
@@ -217,6 +222,9 @@ pub async fn run_with(
         }
     }
     flusher.abort();
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     let app_for_flush = Arc::clone(&app);
     let _ = tokio::task::spawn_blocking(move || app_for_flush.flush(true)).await;
     Ok(())
@@ -262,12 +270,140 @@ async fn serve_one(
         Err(err) => return api::refuse_body(&app, &parts, admitted, &err),
     };
     if inline {
+        if let Some(poll) = admitted.long_poll().cloned() {
+            // Boxed: its state (held for the whole wait) then costs only
+            // the polls that wait, not every connection's task.
+            return Box::pin(long_poll(&app, &parts, peer, admitted, body, poll)).await;
+        }
         return api::respond(&app, &parts, peer, admitted, body);
     }
     let handler_app = Arc::clone(&app);
     tokio::task::spawn_blocking(move || api::respond(&handler_app, &parts, peer, admitted, body))
         .await
         .unwrap_or_else(handler_panicked)
+}
+
+/// A read held until its answer differs from what the client holds
+/// (`api::poll`): answered at once when it already does, else after the
+/// change that makes it differ, else 304 when the wait ends or the
+/// daemon shuts down. Subscribed before the first answer, so a change
+/// that lands in between is not missed.
+async fn long_poll(
+    app: &Arc<App>,
+    parts: &hyper::http::request::Parts,
+    peer: Option<std::net::SocketAddr>,
+    mut admitted: api::Admitted,
+    body: bytes::Bytes,
+    poll: api::poll::LongPoll,
+) -> hyper::Response<api::Body> {
+    let changes = &app.changes;
+    let mut closing = changes.closing();
+    let mut state = changes.subscribe(&app.store, &poll.key);
+    let deadline = Instant::now() + poll.wait;
+    loop {
+        let started = std::time::Instant::now();
+        let response = api::answer(app, parts, peer, &mut admitted, body.clone());
+        let took = started.elapsed();
+        if response.status() != hyper::StatusCode::NOT_MODIFIED || *closing.borrow() {
+            return admitted.finish(app, parts, took, response);
+        }
+        let _parked = changes.park();
+        let woken = tokio::select! {
+            changed = state.changed() => changed.is_ok(),
+            _ = tokio::time::sleep_until(deadline) => false,
+            _ = closing.changed() => false,
+        };
+        if !woken {
+            return admitted.finish(app, parts, took, response);
+        }
+        // What the change wrote is in force for the next answer.
+        if let Err(e) = app.store.revalidate() {
+            tracing::warn!(error = %e, "long poll: could not check the store for changes");
+        }
+    }
+}
+
+/// Wakes long polls (`api::poll`): watches the store's change marker with
+/// inotify (and checks once a second regardless, which also covers a
+/// kernel without inotify) and lets `Changes::refresh` notify the keys
+/// whose state moved. Runs as long as the server does.
+async fn watch_changes(app: Arc<App>) {
+    use inotify::{EventMask, Inotify, WatchMask};
+    use tokio::io::unix::AsyncFd;
+    let marker = app.store.layout().changes_file();
+    let name = marker.file_name().map(|n| n.to_os_string());
+    let mut watch = marker.parent().and_then(|folder| {
+        let inotify = Inotify::init().ok()?;
+        inotify
+            .watches()
+            .add(
+                folder,
+                WatchMask::MOVED_TO | WatchMask::CREATE | WatchMask::CLOSE_WRITE,
+            )
+            .ok()?;
+        // `AsyncFd::new` is deprecated because it cannot check that its
+        // value keeps one open descriptor for as long as it is registered
+        // (the safe-by-contract `register` is `unsafe`, which this crate
+        // forbids). An `Inotify` owns its descriptor and closes it only
+        // when dropped, which is that contract; the inotify crate's own
+        // event stream registers it the same way.
+        #[allow(deprecated)]
+        AsyncFd::new(inotify).ok()
+    });
+    if watch.is_none() {
+        tracing::warn!(
+            "no inotify watch on the change marker: long polls wake within a second of a change"
+        );
+    }
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut buffer = [0u8; 4096];
+    loop {
+        let changed = match watch.as_mut() {
+            Some(fd) => tokio::select! {
+                ready = fd.readable_mut() => {
+                    let mut relevant = false;
+                    match ready {
+                        Ok(mut guard) => loop {
+                            match guard.get_inner_mut().read_events(&mut buffer) {
+                                Ok(events) => {
+                                    let mut any = false;
+                                    for event in events {
+                                        any = true;
+                                        relevant |= event.mask.contains(EventMask::Q_OVERFLOW)
+                                            || event.name.map(|n| n.to_os_string()) == name;
+                                    }
+                                    if !any {
+                                        break;
+                                    }
+                                }
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                    guard.clear_ready();
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "inotify failed: long polls wake within a second of a change");
+                                    relevant = true;
+                                    break;
+                                }
+                            }
+                        },
+                        Err(_) => relevant = true,
+                    }
+                    relevant
+                }
+                _ = tick.tick() => true,
+            },
+            None => {
+                tick.tick().await;
+                true
+            }
+        };
+        if changed && app.changes.any_watched() {
+            let app = Arc::clone(&app);
+            let _ = tokio::task::spawn_blocking(move || app.changes.refresh(&app.store)).await;
+        }
+    }
 }
 
 fn handler_panicked(e: tokio::task::JoinError) -> hyper::Response<api::Body> {

@@ -11,6 +11,7 @@ mod crash;
 #[cfg(feature = "failpoints")]
 mod failpoints;
 mod faults;
+mod fleet;
 mod gitlab_client;
 mod hostile;
 mod old_store;

@@ -63,6 +63,7 @@ pub(super) fn dispatch(
         A::RotateToken { token } => rotate_token(app, req, &actor, token),
         A::Audit => audit(app, req, &actor),
         A::Compare { id } => compare(app, req, &actor, id),
+        A::Fleet { id } => fleet(app, req, &actor, id),
     }
 }
 
@@ -341,6 +342,17 @@ fn compare(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Re
     Ok(json(&crate::compare::compare(
         &app.store, &project, from, to,
     )?))
+}
+
+/// Who read which state (`crate::fleet`), behind first, paginated.
+fn fleet(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Response<Body>> {
+    let project = readable(app, actor, id)?;
+    let clients = app.fleet.clients(&app.store, &project);
+    paginated(
+        req.parts,
+        &req.query,
+        &crate::fleet::view(&app.store, &project, &clients)?,
+    )
 }
 
 fn rollback(

@@ -36,6 +36,10 @@ pub struct App {
     pub(crate) logins: LoginThrottle,
     /// Refusals written to the audit trail per client address.
     pub(crate) denied: DeniedLimiter,
+    /// What long polls wait on (`poll.rs`).
+    pub changes: super::poll::Changes,
+    /// Which client read which state (`crate::fleet`), written by `flush`.
+    pub fleet: crate::fleet::Fleet,
 }
 
 /// Session cookie settings and timeouts.
@@ -86,6 +90,8 @@ impl App {
             token_uses: Mutex::new(HashMap::new()),
             logins: LoginThrottle::default(),
             denied: DeniedLimiter::default(),
+            changes: Default::default(),
+            fleet: Default::default(),
         }
     }
 
@@ -179,11 +185,14 @@ impl App {
     }
 
     /// Writes what is kept in memory between requests: collected token
-    /// uses (`last_used_at`) and the summaries of refusals past the
+    /// uses (`last_used_at`), the fleet view, and the summaries of refusals past the
     /// per-address limit. The server calls this every few seconds and at
     /// shutdown (`at_shutdown`: every open summary too).
     pub fn flush(&self, at_shutdown: bool) -> Result<()> {
         self.denied.flush(&self.store, at_shutdown);
+        if let Err(e) = self.fleet.flush(&self.store) {
+            tracing::warn!(error = %e, "could not write the fleet view");
+        }
         let uses: Vec<_> = std::mem::take(&mut *self.token_uses.lock().expect("token uses"))
             .into_iter()
             .collect();

@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod app;
 mod authn;
+pub mod poll;
 pub mod read;
 pub mod request;
 pub mod response;
@@ -108,6 +109,8 @@ pub struct Admitted {
     access: Access,
     query: Query,
     client_ip: Option<IpAddr>,
+    /// The wait a read asked for (`poll.rs`), checked at admission.
+    long_poll: Option<poll::LongPoll>,
 }
 
 /// What admission gives: a request to serve once its body is in, or the
@@ -164,13 +167,21 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
         }
     };
     let route = endpoint.name();
-    match authenticate(app, &mut req, endpoint) {
-        Ok(access) => Admission::Admitted(Admitted {
+    let admitted = authenticate(app, &mut req, endpoint).and_then(|access| {
+        let long_poll = match &access {
+            Access::Read(token, endpoint) => poll::requested(&req, token, endpoint)?,
+            _ => None,
+        };
+        Ok((access, long_poll))
+    });
+    match admitted {
+        Ok((access, long_poll)) => Admission::Admitted(Admitted {
             started,
             route,
             access,
             query: req.query,
             client_ip,
+            long_poll,
         }),
         Err(err) => {
             let response = error_response(app, route, &err);
@@ -187,6 +198,20 @@ pub fn respond(
     mut admitted: Admitted,
     body: Bytes,
 ) -> Response<Body> {
+    let response = answer(app, parts, peer, &mut admitted, body);
+    admitted.close(app, parts, response)
+}
+
+/// The answer to an admitted request, without closing it: a long poll
+/// (`server::long_poll`) answers again after each change until its answer
+/// differs, then closes it with `Admitted::finish`.
+pub fn answer(
+    app: &App,
+    parts: &Parts,
+    peer: Option<SocketAddr>,
+    admitted: &mut Admitted,
+    body: Bytes,
+) -> Response<Body> {
     let req = Request {
         parts,
         query: std::mem::take(&mut admitted.query),
@@ -195,11 +220,12 @@ pub fn respond(
         client_ip: admitted.client_ip,
     };
     let result = dispatch(app, &req, &admitted.access);
-    let response = match result {
+    // Kept for the next answer of a long poll.
+    admitted.query = req.query;
+    match result {
         Ok(response) => response::finish(parts, response),
         Err(err) => error_response(app, admitted.route, &err),
-    };
-    admitted.close(app, parts, response)
+    }
 }
 
 /// The body could not be read (too large, too slow): answer with `err`.
@@ -213,6 +239,24 @@ impl Admitted {
     fn close(&self, app: &App, parts: &Parts, response: Response<Body>) -> Response<Body> {
         let access = Some(&self.access);
         close(app, parts, self.route, access, self.started, response)
+    }
+
+    /// The wait this read asked for, if it may be held.
+    pub fn long_poll(&self) -> Option<&poll::LongPoll> {
+        self.long_poll.as_ref()
+    }
+
+    /// Closes a long poll with its last answer. Its time in the latency
+    /// metrics is that of the last answer, not of the wait.
+    pub fn finish(
+        mut self,
+        app: &App,
+        parts: &Parts,
+        answered_in: std::time::Duration,
+        response: Response<Body>,
+    ) -> Response<Body> {
+        self.started = Instant::now() - answered_in;
+        self.close(app, parts, response)
     }
 }
 
@@ -311,10 +355,16 @@ fn metrics(app: &App) -> Result<Response<Body>> {
     let size = app.store.size()?;
     let audit_failures =
         crate::ops::audit::AUDIT_FAILURES.load(std::sync::atomic::Ordering::Relaxed);
+    let mut text = app.metrics.render(&size, audit_failures);
+    let (parked, wakes) = app.changes.counts();
+    text.push_str(&format!(
+        "# HELP cfgstore_long_polls_parked Long polls waiting for a change now.\n# TYPE cfgstore_long_polls_parked gauge\ncfgstore_long_polls_parked {parked}\n\
+         # HELP cfgstore_long_poll_wakes_total Long polls woken by a change of what they wait on.\n# TYPE cfgstore_long_poll_wakes_total counter\ncfgstore_long_poll_wakes_total {wakes}\n"
+    ));
     let mut r = response::with_body(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",
-        app.metrics.render(&size, audit_failures).into_bytes(),
+        text.into_bytes(),
     );
     response::set_header(&mut r, "cache-control", "no-store");
     Ok(r)

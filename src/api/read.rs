@@ -36,12 +36,12 @@ pub(super) fn dispatch(
         R::User => user(token),
         R::Project { id } => project(app, token, id),
         R::Branches { id } => branches(app, req, token, id),
-        R::Branch { id, branch: name } => branch(app, token, id, name),
+        R::Branch { id, branch: name } => branch(app, req, token, id, name),
         R::Tree { id } => tree(app, req, token, id),
         R::FileRaw { id, path } => file_raw(app, req, token, id, path),
         R::FileMeta { id, path } => file_meta(app, req, token, id, path),
-        R::BlobRaw { id, sha } => blob_raw(app, token, id, sha),
-        R::Blob { id, sha } => blob(app, token, id, sha),
+        R::BlobRaw { id, sha } => blob_raw(app, req, token, id, sha),
+        R::Blob { id, sha } => blob(app, req, token, id, sha),
         R::Archive { id } => archive(app, req, token, id),
     }
 }
@@ -103,6 +103,32 @@ fn resolve_ref(
             .map(|b| b.to_string())
             .collect(),
     })
+}
+
+/// Notes in the fleet view (`crate::fleet`) that this client read
+/// `project` and received `states` (branch, `short_id`).
+fn served(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    project: &ProjectRef,
+    states: &[(&str, &str)],
+) {
+    let header =
+        |name: hyper::header::HeaderName| req.parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let visit = crate::fleet::Visit {
+        token_id: &token.id,
+        instance_id: req
+            .parts
+            .headers
+            .get("x-instance-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
+        address: req.client_ip,
+        user_agent: header(header::USER_AGENT),
+        now: app.now().unix_timestamp(),
+    };
+    app.fleet.note(&app.store, project, &visit, states);
 }
 
 #[derive(Serialize)]
@@ -191,24 +217,47 @@ fn branches(
         .filter(|b| matches(b.name.as_str()))
         .map(GitlabBranch::from)
         .collect();
-    paginated(req.parts, &req.query, &list)
+    let response = paginated(req.parts, &req.query, &list)?;
+    let states: Vec<(&str, &str)> = list
+        .iter()
+        .map(|b| (b.name.as_str(), b.commit.short_id.as_str()))
+        .collect();
+    served(app, req, token, &project, &states);
+    Ok(response)
 }
 
 fn branch(
     app: &App,
+    req: &Request,
     token: &TokenRecord,
     id: &ProjectId,
     name: &BranchName,
 ) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
-    Ok(json(&GitlabBranch::from(app.store.branch(&project, name)?)))
+    let branch = app.store.branch(&project, name)?;
+    served(
+        app,
+        req,
+        token,
+        &project,
+        &[(name.as_str(), &branch.short_id)],
+    );
+    Ok(json(&GitlabBranch::from(branch)))
 }
 
 /// `GET projects/:id/repository/tree?ref=&path=&recursive=`
 fn tree(app: &App, req: &Request, token: &TokenRecord, id: &ProjectId) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
-    let (_, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
-    listing(req, &gen)
+    let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
+    let response = listing(req, &gen)?;
+    served(
+        app,
+        req,
+        token,
+        &project,
+        &[(branch.as_str(), &gen.meta.short_id)],
+    );
+    Ok(response)
 }
 
 /// A tree listing of `gen` as `path` and `recursive` in the query ask,
@@ -262,9 +311,16 @@ fn file_raw(
     path: &FilePath,
 ) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
-    let (_, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
+    let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
     let entry = find_file(&gen, path)?;
     let content = app.store.read_content(&project, entry)?;
+    served(
+        app,
+        req,
+        token,
+        &project,
+        &[(branch.as_str(), &gen.meta.short_id)],
+    );
     // The headers ERPs get all day, from values built once per content.
     let mut r = with_body(
         StatusCode::OK,
@@ -311,6 +367,13 @@ fn file_meta(
     let (branch, gen) = resolve_ref(app, &project, Some(reference), "file")?;
     let entry = find_file(&gen, path)?;
     let bytes = app.store.read_entry(&project, entry)?;
+    served(
+        app,
+        req,
+        token,
+        &project,
+        &[(branch.as_str(), &gen.meta.short_id)],
+    );
     let file = GitlabFile {
         file_name: entry.path.file_name().to_string(),
         file_path: entry.path.to_string(),
@@ -333,18 +396,32 @@ fn file_meta(
 }
 
 /// `GET projects/:id/repository/blobs/:sha/raw`
-fn blob_raw(app: &App, token: &TokenRecord, id: &ProjectId, sha: &str) -> Result<Response<Body>> {
+fn blob_raw(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    id: &ProjectId,
+    sha: &str,
+) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
     let bytes = app.store.read_blob(&project, sha)?;
+    served(app, req, token, &project, &[]);
     let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
     set_header(&mut r, "etag", &format!("\"{sha}\""));
     Ok(r)
 }
 
 /// `GET projects/:id/repository/blobs/:sha`
-fn blob(app: &App, token: &TokenRecord, id: &ProjectId, sha: &str) -> Result<Response<Body>> {
+fn blob(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    id: &ProjectId,
+    sha: &str,
+) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
     let bytes = app.store.read_blob(&project, sha)?;
+    served(app, req, token, &project, &[]);
     Ok(json(&serde_json::json!({
         "size": bytes.len(),
         "encoding": "base64",
@@ -363,6 +440,13 @@ fn archive(
 ) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("sha"), "file")?;
+    served(
+        app,
+        req,
+        token,
+        &project,
+        &[(branch.as_str(), &gen.meta.short_id)],
+    );
     let folder = format!(
         "{}-{}-{}",
         project.repo,

@@ -184,6 +184,10 @@ pub enum AdminEndpoint {
     Compare {
         id: ProjectId,
     },
+    /// Which client read which state of a project, and when.
+    Fleet {
+        id: ProjectId,
+    },
 }
 
 /// Why a request is not an endpoint.
@@ -333,6 +337,7 @@ impl Endpoint {
                 AdminEndpoint::RotateToken { .. } => "admin.token_rotate",
                 AdminEndpoint::Audit => "admin.audit",
                 AdminEndpoint::Compare { .. } => "admin.compare",
+                AdminEndpoint::Fleet { .. } => "admin.fleet",
             },
         }
     }
@@ -442,6 +447,12 @@ fn parse_admin(method: &Method, rest: &str) -> Routed {
         ["projects", id, "compare"] => get(
             method,
             admin(A::Compare {
+                id: project_id(id)?,
+            }),
+        ),
+        ["projects", id, "fleet"] => get(
+            method,
+            admin(A::Fleet {
                 id: project_id(id)?,
             }),
         ),

@@ -59,6 +59,14 @@ impl ServerKey {
     pub fn fingerprint_mac(&self, instance_id: &str) -> String {
         self.mac("fingerprint:", instance_id.as_bytes())
     }
+
+    /// How the fleet view names an `X-Instance-Id` (`i-` and 12 hex
+    /// digits): the id is half of a fingerprint-bound credential, so it is
+    /// never stored or shown in clear; the label tells instances apart and
+    /// is found again from the id (`cfgstore fleet --instance`).
+    pub fn instance_label(&self, instance_id: &str) -> String {
+        format!("i-{}", &self.mac("instance:", instance_id.as_bytes())[..12])
+    }
 }
 
 impl std::fmt::Debug for ServerKey {

@@ -12,6 +12,8 @@
 //!     users/, sessions/        one JSON record per user and per session
 //!     users.lock               serialises user and session changes
 //!     audit.log, audit.lock    the audit trail (append-only) and its lock
+//!     fleet/{owner}/{repoId}.json  which read clients hold which state (the
+//!                              fleet view; telemetry, rewritten by the daemon)
 //!     tmp/{pid}.{random}/      one scratch folder per open Store; temp files
 //!                              are born here and renamed into place
 //!   {owner}/{repoId}/
@@ -102,6 +104,14 @@ impl Layout {
 
     pub fn audit_lock(&self) -> PathBuf {
         self.internal_dir().join("audit.lock")
+    }
+
+    /// The daemon's record of who read which state of a project.
+    pub fn fleet_file(&self, project: &ProjectRef) -> PathBuf {
+        self.internal_dir()
+            .join("fleet")
+            .join(project.owner.as_str())
+            .join(format!("{}.json", project.repo))
     }
 
     pub fn scratch_parent(&self) -> PathBuf {

@@ -55,6 +55,7 @@ mod commit;
 pub use cache::{content_type, is_text, Content, DEFAULT_CONTENT_BUDGET};
 pub use commit::PutPreview;
 pub mod failpoint;
+pub mod fleet;
 pub mod fsck;
 pub mod fsutil;
 pub mod generation;

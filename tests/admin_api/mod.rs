@@ -158,6 +158,7 @@ fn golden_role_table() {
                     format!("/projects/{id}/compare?from=main@v0002&to=main"),
                     vec![],
                 ),
+                ("fleet", "GET", format!("/projects/{id}/fleet"), vec![]),
                 (
                     "snapshot.tree",
                     "GET",

@@ -765,4 +765,5 @@ fn hostile_requests_get_exact_4xx() {
 }
 
 mod freshness;
+mod long_poll;
 mod pinned;

@@ -1,0 +1,449 @@
+//! The fleet view: for every read client of a project — a token, and the
+//! `X-Instance-Id` it sends — when it was last seen, from where, with what
+//! user agent, and the `short_id` it last received per branch (from the
+//! branches listing as from file reads). Answers "has every site picked up
+//! the change?" and "who is behind, since when?".
+//!
+//! The daemon notes each read in memory ([`Fleet::note`], a short-held
+//! lock and no allocation for a client already known) and writes each
+//! project's record every few seconds and at shutdown, coalesced like
+//! token `last_used_at` (`App::flush`). Bounded: at most
+//! [`MAX_CLIENTS`] clients per project, the longest unseen dropped first.
+//! [`view`] turns the records into rows against the branches' live states
+//! and histories, for `GET …/projects/{id}/fleet` and `cfgstore fleet`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::names::{BranchName, ProjectRef};
+use crate::store::fleet::{FleetClient, Received};
+use crate::store::{format_time, Store};
+
+/// Clients remembered per project; beyond it the longest unseen goes.
+pub const MAX_CLIENTS: usize = 10_000;
+/// Longest `X-Instance-Id` labelled and user agent kept (characters).
+const MAX_INSTANCE_ID: usize = 128;
+const MAX_USER_AGENT: usize = 256;
+
+/// One read as the fleet sees it.
+pub struct Visit<'a> {
+    pub token_id: &'a str,
+    pub instance_id: &'a str,
+    pub address: Option<IpAddr>,
+    pub user_agent: Option<&'a str>,
+    /// Unix seconds.
+    pub now: i64,
+}
+
+/// The daemon's in-memory fleet: project → token → instance label →
+/// client.
+#[derive(Default)]
+pub struct Fleet {
+    projects: Mutex<HashMap<ProjectRef, Clients>>,
+    /// `X-Instance-Id` → its label (`ServerKey::instance_label`), so a
+    /// known instance costs a lookup, not a MAC. In memory only.
+    labels: Mutex<HashMap<String, String>>,
+}
+
+#[derive(Default)]
+struct Clients {
+    by_token: HashMap<String, HashMap<String, Client>>,
+    count: usize,
+    /// Changed since last written.
+    dirty: bool,
+}
+
+struct Client {
+    last_seen: i64,
+    address: Option<String>,
+    user_agent: Option<String>,
+    branches: BTreeMap<String, Received>,
+}
+
+impl Fleet {
+    /// Notes that a client read `project` and received `states` (branch,
+    /// `short_id`) — none for reads by blob id. The project's record is
+    /// loaded from the store the first time it is touched.
+    pub fn note(
+        &self,
+        store: &Store,
+        project: &ProjectRef,
+        visit: &Visit,
+        states: &[(&str, &str)],
+    ) {
+        let Some(label) = self.label(store, visit.instance_id) else {
+            return;
+        };
+        let instance = label.as_str();
+        let mut projects = self.projects.lock().expect("fleet");
+        if !projects.contains_key(project) {
+            drop(projects);
+            let loaded = load(store.read_fleet(project));
+            projects = self.projects.lock().expect("fleet");
+            projects.entry(project.clone()).or_insert(loaded);
+        }
+        let clients = projects.get_mut(project).expect("inserted above");
+        clients.dirty = true;
+        let known = clients
+            .by_token
+            .get_mut(visit.token_id)
+            .and_then(|instances| instances.get_mut(instance));
+        let client = match known {
+            Some(client) => client,
+            None => {
+                if clients.count >= MAX_CLIENTS {
+                    clients.evict_longest_unseen();
+                }
+                clients.count += 1;
+                clients
+                    .by_token
+                    .entry(visit.token_id.to_string())
+                    .or_default()
+                    .entry(instance.to_string())
+                    .or_insert(Client {
+                        last_seen: visit.now,
+                        address: None,
+                        user_agent: None,
+                        branches: BTreeMap::new(),
+                    })
+            }
+        };
+        client.last_seen = visit.now;
+        if let Some(ip) = visit.address {
+            let same = client
+                .address
+                .as_deref()
+                .is_some_and(|a| a.parse() == Ok(ip));
+            if !same {
+                client.address = Some(ip.to_string());
+            }
+        }
+        if let Some(agent) = visit.user_agent.map(|a| clip(a, MAX_USER_AGENT)) {
+            if client.user_agent.as_deref() != Some(agent) {
+                client.user_agent = Some(agent.to_string());
+            }
+        }
+        for (branch, short_id) in states {
+            match client.branches.get_mut(*branch) {
+                Some(seen) => {
+                    if seen.short_id != *short_id {
+                        seen.short_id = short_id.to_string();
+                    }
+                    seen.at = visit.now;
+                }
+                None => {
+                    client.branches.insert(
+                        branch.to_string(),
+                        Received {
+                            short_id: short_id.to_string(),
+                            at: visit.now,
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The label of an instance id ("" for none); `None` without a
+    /// server key (a store that cannot serve reads anyway).
+    fn label(&self, store: &Store, instance_id: &str) -> Option<String> {
+        if instance_id.is_empty() {
+            return Some(String::new());
+        }
+        let instance_id = clip(instance_id, MAX_INSTANCE_ID);
+        if let Some(label) = self.labels.lock().expect("fleet").get(instance_id) {
+            return Some(label.clone());
+        }
+        let label = store.server_key().ok()?.instance_label(instance_id);
+        let mut labels = self.labels.lock().expect("fleet");
+        // Bounded like the clients: a flood of made-up ids starts it over.
+        if labels.len() >= 2 * MAX_CLIENTS {
+            labels.clear();
+        }
+        labels.insert(instance_id.to_string(), label.clone());
+        Some(label)
+    }
+
+    /// The clients of a project: those in memory, else those on disk.
+    pub fn clients(&self, store: &Store, project: &ProjectRef) -> Vec<FleetClient> {
+        let projects = self.projects.lock().expect("fleet");
+        match projects.get(project) {
+            Some(clients) => clients.records(),
+            None => store.read_fleet(project),
+        }
+    }
+
+    /// Writes the record of every project read since the last flush.
+    pub fn flush(&self, store: &Store) -> Result<()> {
+        let changed: Vec<(ProjectRef, Vec<FleetClient>)> = {
+            let mut projects = self.projects.lock().expect("fleet");
+            projects
+                .iter_mut()
+                .filter(|(_, c)| c.dirty)
+                .map(|(p, c)| {
+                    c.dirty = false;
+                    (p.clone(), c.records())
+                })
+                .collect()
+        };
+        for (project, records) in changed {
+            store.write_fleet(&project, records)?;
+        }
+        Ok(())
+    }
+}
+
+impl Clients {
+    fn records(&self) -> Vec<FleetClient> {
+        let mut out: Vec<FleetClient> = self
+            .by_token
+            .iter()
+            .flat_map(|(token, instances)| {
+                instances.iter().map(move |(instance, c)| FleetClient {
+                    token_id: token.clone(),
+                    instance_id: instance.clone(),
+                    last_seen: c.last_seen,
+                    address: c.address.clone(),
+                    user_agent: c.user_agent.clone(),
+                    branches: c.branches.clone(),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.token_id, &a.instance_id).cmp(&(&b.token_id, &b.instance_id)));
+        out
+    }
+
+    fn evict_longest_unseen(&mut self) {
+        let oldest = self
+            .by_token
+            .iter()
+            .flat_map(|(t, instances)| instances.iter().map(move |(i, c)| (c.last_seen, t, i)))
+            .min()
+            .map(|(_, t, i)| (t.clone(), i.clone()));
+        if let Some((token, instance)) = oldest {
+            if let Some(instances) = self.by_token.get_mut(&token) {
+                instances.remove(&instance);
+                if instances.is_empty() {
+                    self.by_token.remove(&token);
+                }
+            }
+            self.count -= 1;
+        }
+    }
+}
+
+fn load(records: Vec<FleetClient>) -> Clients {
+    let mut clients = Clients::default();
+    for r in records.into_iter().take(MAX_CLIENTS) {
+        clients.count += 1;
+        clients.by_token.entry(r.token_id).or_default().insert(
+            r.instance_id,
+            Client {
+                last_seen: r.last_seen,
+                address: r.address,
+                user_agent: r.user_agent,
+                branches: r.branches,
+            },
+        );
+    }
+    clients
+}
+
+/// At most `max` characters of `s`.
+fn clip(s: &str, max: usize) -> &str {
+    match s.char_indices().nth(max) {
+        Some((at, _)) => &s[..at],
+        None => s,
+    }
+}
+
+/// One client on one branch, against the branch's live state.
+#[derive(Debug, Serialize)]
+pub struct Row {
+    pub branch: String,
+    pub token_id: String,
+    /// The token's name; absent once the token is gone.
+    pub token_name: Option<String>,
+    /// The label of its `X-Instance-Id` (`i-…`, never the id itself);
+    /// absent when the client sends none.
+    pub instance_id: Option<String>,
+    /// The state it last received.
+    pub short_id: String,
+    /// When it received it (its last read of this branch).
+    pub last_seen: String,
+    /// The branch's live state now; absent when the branch is gone.
+    pub live_short_id: Option<String>,
+    pub current: bool,
+    /// When the branch moved past the client's state (the version after
+    /// it was written); absent when current, or when its state is no
+    /// longer in the branch's history.
+    pub behind_since: Option<String>,
+    pub address: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The rows of a project's fleet: behind first, per branch.
+pub fn view(store: &Store, project: &ProjectRef, clients: &[FleetClient]) -> Result<Vec<Row>> {
+    let mut branches: HashMap<String, Option<BranchState>> = HashMap::new();
+    let mut names: HashMap<String, Option<String>> = HashMap::new();
+    let mut rows = Vec::new();
+    for client in clients {
+        let token_name = names
+            .entry(client.token_id.clone())
+            .or_insert_with(|| store.token(&client.token_id).ok().map(|t| t.name))
+            .clone();
+        for (branch, received) in &client.branches {
+            let state = match branches.get(branch) {
+                Some(state) => state,
+                None => {
+                    let state = BranchState::read(store, project, branch)?;
+                    branches.entry(branch.clone()).or_insert(state)
+                }
+            };
+            let live = state.as_ref().map(|s| s.live.clone());
+            let current = live.as_deref() == Some(received.short_id.as_str());
+            let behind_since = match (current, state) {
+                (false, Some(s)) => s.superseded.get(&received.short_id).cloned(),
+                _ => None,
+            };
+            rows.push(Row {
+                branch: branch.clone(),
+                token_id: client.token_id.clone(),
+                token_name: token_name.clone(),
+                instance_id: (!client.instance_id.is_empty()).then(|| client.instance_id.clone()),
+                short_id: received.short_id.clone(),
+                last_seen: unix_time(received.at),
+                live_short_id: live,
+                current,
+                behind_since,
+                address: client.address.clone(),
+                user_agent: client.user_agent.clone(),
+            });
+        }
+    }
+    rows.sort_by(|a, b| {
+        (&a.branch, a.current, &a.token_name, &a.instance_id).cmp(&(
+            &b.branch,
+            b.current,
+            &b.token_name,
+            &b.instance_id,
+        ))
+    });
+    Ok(rows)
+}
+
+/// A branch's live `short_id`, and for every earlier state when the
+/// branch last moved past it.
+struct BranchState {
+    live: String,
+    superseded: HashMap<String, String>,
+}
+
+impl BranchState {
+    fn read(store: &Store, project: &ProjectRef, branch: &str) -> Result<Option<BranchState>> {
+        let Ok(name) = BranchName::parse(branch) else {
+            return Ok(None);
+        };
+        let history = match store.history(project, &name) {
+            Ok(history) => history,
+            Err(crate::Error::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut superseded = HashMap::new();
+        // Newest first: a state that recurs (a rollback) is behind since
+        // the branch last left it.
+        for pair in history.windows(2) {
+            let (newer, older) = (&pair[0], &pair[1]);
+            if newer.short_id != older.short_id {
+                superseded
+                    .entry(older.short_id.clone())
+                    .or_insert_with(|| newer.created_at.clone());
+            }
+        }
+        Ok(history.first().map(|live| BranchState {
+            live: live.short_id.clone(),
+            superseded,
+        }))
+    }
+}
+
+fn unix_time(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .map(format_time)
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client flooding new instance ids cannot grow the fleet past
+    /// `MAX_CLIENTS`: the longest unseen go first, the others stay.
+    #[test]
+    fn the_fleet_of_a_project_is_bounded() {
+        let dir = std::env::temp_dir().join(format!("cfgstore-fleet-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::init(&dir).unwrap();
+        let project = ProjectRef::parse("acme/shop.cfg").unwrap();
+        let fleet = Fleet::default();
+        let extra = 5;
+        for i in 0..MAX_CLIENTS + extra {
+            let instance = format!("site-{i}");
+            let visit = Visit {
+                token_id: "t1",
+                instance_id: &instance,
+                address: None,
+                user_agent: Some("x"),
+                now: i as i64,
+            };
+            fleet.note(&store, &project, &visit, &[("main", "abcd1234")]);
+        }
+        let clients = fleet.clients(&store, &project);
+        assert_eq!(clients.len(), MAX_CLIENTS);
+        let key = store.server_key().unwrap();
+        let kept: std::collections::HashSet<_> =
+            clients.iter().map(|c| c.instance_id.as_str()).collect();
+        for i in 0..extra {
+            let label = key.instance_label(&format!("site-{i}"));
+            assert!(
+                !kept.contains(label.as_str()),
+                "site-{i} was the longest unseen"
+            );
+        }
+        let last = key.instance_label(&format!("site-{}", MAX_CLIENTS + extra - 1));
+        assert!(kept.contains(last.as_str()));
+        assert!(last.starts_with("i-") && last.len() == 14, "{last}");
+        // A known client is updated in place, not added.
+        let visit = Visit {
+            token_id: "t1",
+            instance_id: "site-9000",
+            address: Some("10.0.0.7".parse().unwrap()),
+            user_agent: Some(&"u".repeat(1000)),
+            now: 1_000_000,
+        };
+        fleet.note(&store, &project, &visit, &[("main", "ffff0000")]);
+        let clients = fleet.clients(&store, &project);
+        assert_eq!(clients.len(), MAX_CLIENTS);
+        let label = key.instance_label("site-9000");
+        let c = clients.iter().find(|c| c.instance_id == label).unwrap();
+        assert_eq!(c.address.as_deref(), Some("10.0.0.7"));
+        assert_eq!(c.user_agent.as_ref().unwrap().len(), MAX_USER_AGENT);
+        assert_eq!(c.branches["main"].short_id, "ffff0000");
+        // Written and read back whole.
+        fleet.flush(&store).unwrap();
+        assert_eq!(store.read_fleet(&project), clients);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn clipping_keeps_whole_characters() {
+        assert_eq!(clip("abc", 2), "ab");
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("ééé", 2), "éé");
+        assert_eq!(clip("", 2), "");
+    }
+}
