@@ -65,7 +65,7 @@ pub fn run(store: &Store, args: FleetArgs) -> anyhow::Result<ExitCode> {
     print_table(
         &[
             "BRANCH",
-            "HAS",
+            "SHORT_ID",
             "STATE",
             "TOKEN",
             "INSTANCE",

@@ -23,6 +23,9 @@ use crate::names::{BranchName, ProjectRef};
 use crate::store::fleet::{FleetClient, Received};
 use crate::store::{format_time, Store};
 
+/// The maps updated on every read (see Cargo.toml on foldhash).
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Clients remembered per project; beyond it the longest unseen goes.
 pub const MAX_CLIENTS: usize = 10_000;
 /// Longest `X-Instance-Id` labelled and user agent kept (characters).
@@ -43,7 +46,7 @@ pub struct Visit<'a> {
 /// client.
 #[derive(Default)]
 pub struct Fleet {
-    projects: Mutex<HashMap<ProjectRef, Clients>>,
+    projects: Mutex<FastMap<ProjectRef, Clients>>,
     /// `X-Instance-Id` → its label (`ServerKey::instance_label`), so a
     /// known instance costs a lookup, not a MAC. In memory only.
     labels: Mutex<HashMap<String, String>>,
@@ -51,7 +54,7 @@ pub struct Fleet {
 
 #[derive(Default)]
 struct Clients {
-    by_token: HashMap<String, HashMap<String, Client>>,
+    by_token: FastMap<String, FastMap<String, Client>>,
     count: usize,
     /// Changed since last written.
     dirty: bool,
@@ -59,7 +62,7 @@ struct Clients {
 
 struct Client {
     last_seen: i64,
-    address: Option<String>,
+    address: Option<IpAddr>,
     user_agent: Option<String>,
     branches: BTreeMap<String, Received>,
 }
@@ -80,13 +83,16 @@ impl Fleet {
         };
         let instance = label.as_str();
         let mut projects = self.projects.lock().expect("fleet");
-        if !projects.contains_key(project) {
-            drop(projects);
-            let loaded = load(store.read_fleet(project));
-            projects = self.projects.lock().expect("fleet");
-            projects.entry(project.clone()).or_insert(loaded);
-        }
-        let clients = projects.get_mut(project).expect("inserted above");
+        let clients = match projects.get_mut(project) {
+            Some(clients) => clients,
+            None => {
+                // Once per project and process: its record from disk.
+                drop(projects);
+                let loaded = load(store.read_fleet(project));
+                projects = self.projects.lock().expect("fleet");
+                projects.entry(project.clone()).or_insert(loaded)
+            }
+        };
         clients.dirty = true;
         let known = clients
             .by_token
@@ -113,14 +119,8 @@ impl Fleet {
             }
         };
         client.last_seen = visit.now;
-        if let Some(ip) = visit.address {
-            let same = client
-                .address
-                .as_deref()
-                .is_some_and(|a| a.parse() == Ok(ip));
-            if !same {
-                client.address = Some(ip.to_string());
-            }
+        if visit.address.is_some() {
+            client.address = visit.address;
         }
         if let Some(agent) = visit.user_agent.map(|a| clip(a, MAX_USER_AGENT)) {
             if client.user_agent.as_deref() != Some(agent) {
@@ -207,7 +207,7 @@ impl Clients {
                     token_id: token.clone(),
                     instance_id: instance.clone(),
                     last_seen: c.last_seen,
-                    address: c.address.clone(),
+                    address: c.address.map(|ip| ip.to_string()),
                     user_agent: c.user_agent.clone(),
                     branches: c.branches.clone(),
                 })
@@ -244,7 +244,7 @@ fn load(records: Vec<FleetClient>) -> Clients {
             r.instance_id,
             Client {
                 last_seen: r.last_seen,
-                address: r.address,
+                address: r.address.and_then(|a| a.parse().ok()),
                 user_agent: r.user_agent,
                 branches: r.branches,
             },
@@ -255,6 +255,9 @@ fn load(records: Vec<FleetClient>) -> Clients {
 
 /// At most `max` characters of `s`.
 fn clip(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s; // no more bytes, so no more characters
+    }
     match s.char_indices().nth(max) {
         Some((at, _)) => &s[..at],
         None => s,

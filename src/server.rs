@@ -60,7 +60,8 @@ pub struct ServerOptions {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
-    /// How often token `last_used_at` updates are written.
+    /// How often token `last_used_at` updates are written (the fleet view
+    /// is written every 2 s).
     pub token_use_flush: Duration,
     /// Which routes this listener answers.
     pub routes: Routes,
@@ -596,15 +597,34 @@ impl AsyncWrite for IdleIo {
     }
 }
 
+/// How often the fleet view is written (a small file per project read
+/// since): often, so `cfgstore fleet` is seconds behind the daemon.
+const FLEET_FLUSH: Duration = Duration::from_secs(2);
+
+/// Writes what `App` keeps in memory: the fleet view every `FLEET_FLUSH`,
+/// token uses and refusal summaries every `every` (one file per token
+/// used, so less often).
 async fn flush_periodically(app: Arc<App>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(FLEET_FLUSH.min(every));
     tick.tick().await;
+    let mut last_full = tokio::time::Instant::now();
     loop {
         tick.tick().await;
+        let full = last_full.elapsed() >= every;
+        if full {
+            last_full = tokio::time::Instant::now();
+        }
         let app = Arc::clone(&app);
-        match tokio::task::spawn_blocking(move || app.flush(false)).await {
-            Ok(Err(e)) => tracing::warn!(error = %e, "could not record token use"),
-            Err(e) => tracing::warn!(error = %e, "token use flush panicked"),
+        let flushed = tokio::task::spawn_blocking(move || {
+            if full {
+                app.flush(false)
+            } else {
+                app.fleet.flush(&app.store)
+            }
+        });
+        match flushed.await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "could not record token use or the fleet"),
+            Err(e) => tracing::warn!(error = %e, "flush panicked"),
             Ok(Ok(())) => {}
         }
     }

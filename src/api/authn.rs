@@ -16,7 +16,7 @@ use crate::ops::{self, Actor};
 use crate::store::tokens::BindOutcome;
 
 const PRIVATE_TOKEN: HeaderName = HeaderName::from_static("private-token");
-const X_INSTANCE_ID: HeaderName = HeaderName::from_static("x-instance-id");
+pub(super) const X_INSTANCE_ID: HeaderName = HeaderName::from_static("x-instance-id");
 
 /// The token of a read request, checked; a refusal is recorded.
 pub(super) fn token(app: &App, req: &Request) -> Result<Arc<TokenRecord>> {

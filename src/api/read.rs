@@ -114,19 +114,20 @@ fn served(
     project: &ProjectRef,
     states: &[(&str, &str)],
 ) {
-    let header =
-        |name: hyper::header::HeaderName| req.parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let header = |name: &hyper::header::HeaderName| {
+        req.parts.headers.get(name).and_then(|v| v.to_str().ok())
+    };
+    // Wall-clock seconds, not the app's clock: when a client was seen is
+    // compared with when versions were written, which is wall-clock too.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
     let visit = crate::fleet::Visit {
         token_id: &token.id,
-        instance_id: req
-            .parts
-            .headers
-            .get("x-instance-id")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(""),
+        instance_id: header(&super::authn::X_INSTANCE_ID).unwrap_or(""),
         address: req.client_ip,
-        user_agent: header(header::USER_AGENT),
-        now: app.now().unix_timestamp(),
+        user_agent: header(&header::USER_AGENT),
+        now,
     };
     app.fleet.note(&app.store, project, &visit, states);
 }

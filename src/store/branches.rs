@@ -230,19 +230,21 @@ impl Store {
             && reference
                 .bytes()
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let pinned = reference
-            .rsplit_once('@')
-            .and_then(|(b, v)| Some((BranchName::parse(b).ok()?, SnapshotId::parse(v).ok()?)));
+        let pinned = || {
+            reference
+                .rsplit_once('@')
+                .and_then(|(b, v)| Some((BranchName::parse(b).ok()?, SnapshotId::parse(v).ok()?)))
+        };
         match BranchName::parse(reference) {
             Ok(branch) => match self.live(project, &branch) {
                 Ok(gen) => return Ok(Some((branch, gen))),
                 Err(Error::NotFound { what: "branch", .. }) => {}
                 Err(e) => return Err(e),
             },
-            Err(e) if !is_commit_id && pinned.is_none() => return Err(e),
+            Err(e) if !is_commit_id && pinned().is_none() => return Err(e),
             Err(_) => {}
         }
-        if let Some((branch, version)) = pinned {
+        if let Some((branch, version)) = pinned() {
             return match self.version(project, &branch, version) {
                 Ok(gen) => Ok(Some((branch, gen))),
                 Err(Error::NotFound { what: "branch", .. }) => Ok(None),
