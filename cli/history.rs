@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use cfgstore::compare::{self, FileChange, KeyChange, Status};
+use cfgstore::names::SnapshotId;
 use cfgstore::ops;
+use cfgstore::store::retention::Keep;
 use cfgstore::store::{Generation, ProjectRef, Store, VersionInfo};
 use clap::{Args, Subcommand};
 
@@ -45,6 +47,28 @@ pub enum Command {
         /// The newer version, vNNNN (the live version number works too)
         to: String,
         /// Print JSON (paths only) instead of text
+        #[arg(long)]
+        json: bool,
+    },
+    /// Drop old versions of a branch (never the live one); `cfgstore gc`
+    /// then frees the contents only they used
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["keep", "older_than"])))]
+    Prune {
+        /// OWNER/PROJECT
+        project: String,
+        /// The branch, e.g. main
+        branch: String,
+        /// Keep the newest N versions, the live one included
+        #[arg(long, value_name = "N")]
+        keep: Option<u64>,
+        /// Drop the versions replaced more than this long ago (90d, 12h);
+        /// the versions live within that time stay
+        #[arg(long, value_name = "DURATION")]
+        older_than: Option<String>,
+        /// Do not ask for confirmation
+        #[arg(long)]
+        yes: bool,
+        /// Print the outcome as JSON
         #[arg(long)]
         json: bool,
     },
@@ -151,6 +175,14 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
             let new = store.version(&project, &branch, output::version(&to)?)?;
             diff(store, &project, &old, &new, json)?;
         }
+        Command::Prune {
+            project,
+            branch,
+            keep,
+            older_than,
+            yes,
+            json,
+        } => return prune(store, &project, &branch, keep, older_than, yes, json),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -194,6 +226,68 @@ pub fn rollback(store: &Store, args: RollbackArgs) -> anyhow::Result<ExitCode> {
     }
     let outcome = ops::content::rollback(store, &crate::actor(), &project, &branch, to)?;
     crate::file::report_write(&outcome, &format!("rolled back to {to}"), args.json)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `history prune`: says what it will drop, asks, drops.
+fn prune(
+    store: &Store,
+    project: &str,
+    branch: &str,
+    keep: Option<u64>,
+    older_than: Option<String>,
+    yes: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (project, branch) = (output::project(project)?, output::branch(branch)?);
+    let keep = match (keep, older_than) {
+        (Some(0), _) => return Err(output::UsageError("--keep must be at least 1".into()).into()),
+        (Some(n), _) => Keep::Newest(n),
+        (None, Some(text)) => {
+            let age = cfgstore::auth::parse_duration(&text)
+                .map_err(|e| output::UsageError(format!("--older-than: {e}")))?;
+            Keep::LiveSince(time::OffsetDateTime::now_utc() - age)
+        }
+        (None, None) => {
+            return Err(output::UsageError("give --keep N or --older-than DURATION".into()).into())
+        }
+    };
+    let plan = store.plan_prune(&project, &branch, keep)?;
+    if plan.removed == 0 {
+        if json {
+            print_json(&plan)?;
+        } else {
+            println!(
+                "nothing to drop: {project} {branch} keeps {}..{}",
+                plan.floor, plan.live
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if !yes {
+        let question = format!(
+            "Drop {} version(s) of {project} {branch} ({}..{}), keeping {}..{} (live)? \
+             A dropped version cannot be read or rolled back to.",
+            plan.removed,
+            plan.floor_before,
+            SnapshotId::new(plan.floor.number() - 1).expect("a version below the floor"),
+            plan.floor,
+            plan.live
+        );
+        if !output::confirm(&question)? {
+            eprintln!("nothing dropped");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let outcome = ops::retention::prune(store, &crate::actor(), &project, &branch, keep)?;
+    if json {
+        print_json(&outcome)?;
+    } else {
+        println!(
+            "dropped {} version(s) of {project} {branch}; kept {}..{}. `cfgstore gc` frees the contents only they used.",
+            outcome.removed, outcome.floor, outcome.live
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

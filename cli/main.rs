@@ -147,6 +147,14 @@ enum Command {
     },
     /// Print the manual page (roff): `cfgstore man | man -l -`
     Man,
+    /// Remove the file contents no kept version of any branch uses (after
+    /// `history prune`, or writes that failed); safe while the daemon and
+    /// other commands write
+    Gc {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify every manifest, object and permission in the data directory
     Fsck {
         /// Repair what is safe to repair: roll HEADs forward, tighten
@@ -239,6 +247,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Compare(args) => history::compare(&store(flag)?, args),
         Command::Fleet(args) => fleet::run(&store(flag)?, args),
         Command::Fsck { repair, json } => fsck(&store(flag)?, repair, json),
+        Command::Gc { json } => gc(&store(flag)?, json),
     }
 }
 
@@ -255,6 +264,32 @@ fn init(data: &Path, example: bool) -> anyhow::Result<ExitCode> {
     }
     if example {
         example::create(&store, &actor())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cfgstore gc`: collects project by project, naming each on a terminal.
+fn gc(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
+    use std::io::IsTerminal;
+    let show = !json && std::io::stderr().is_terminal();
+    let report = cfgstore::ops::retention::gc(store, &actor(), |project| {
+        if show {
+            eprint!("\rcollecting {project}\x1b[K");
+        }
+    })?;
+    if show {
+        eprint!("\r\x1b[K");
+    }
+    if json {
+        output::print_json(&report)?;
+    } else {
+        println!(
+            "removed {} unused contents ({}) from {} projects; {} contents in use kept",
+            report.objects_removed,
+            output::size(report.bytes_freed),
+            report.projects,
+            report.objects_kept
+        );
     }
     Ok(ExitCode::SUCCESS)
 }

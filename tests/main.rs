@@ -17,7 +17,9 @@ mod hostile;
 mod old_store;
 mod ops;
 mod races;
+
 mod read_api;
+mod retention;
 mod secrets;
 mod util;
 mod validation;

@@ -8,6 +8,8 @@
 //! | `file.delete`          | `owner/repo@branch:path`    | a file is removed                          |
 //! | `file.import`          | `owner/repo@branch`         | a folder is imported as one version        |
 //! | `rollback`             | `owner/repo@branch`         | a branch is set back to an earlier version |
+//! | `history.prune`        | `owner/repo@branch`         | old versions of a branch are dropped       |
+//! | `store.gc`             | `store`                     | contents no kept version uses are removed  |
 //! | `token.create`         | token id                    | a read token is issued                     |
 //! | `token.update`         | token id                    | scope, expiry, fingerprint or name changed |
 //! | `token.unbind`         | token id                    | a bound fingerprint is forgotten           |
@@ -52,6 +54,8 @@ pub enum Event {
     FileDelete,
     FileImport,
     Rollback,
+    HistoryPrune,
+    StoreGc,
     TokenCreate,
     TokenUpdate,
     TokenUnbind,
@@ -72,13 +76,15 @@ pub enum Event {
 }
 
 impl Event {
-    pub const ALL: [Event; 23] = [
+    pub const ALL: [Event; 25] = [
         Event::ProjectCreate,
         Event::BranchCreate,
         Event::FilePut,
         Event::FileDelete,
         Event::FileImport,
         Event::Rollback,
+        Event::HistoryPrune,
+        Event::StoreGc,
         Event::TokenCreate,
         Event::TokenUpdate,
         Event::TokenUnbind,
@@ -106,6 +112,8 @@ impl Event {
             Event::FileDelete => "file.delete",
             Event::FileImport => "file.import",
             Event::Rollback => "rollback",
+            Event::HistoryPrune => "history.prune",
+            Event::StoreGc => "store.gc",
             Event::TokenCreate => "token.create",
             Event::TokenUpdate => "token.update",
             Event::TokenUnbind => "token.unbind",

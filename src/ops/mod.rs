@@ -19,6 +19,7 @@
 
 pub mod audit;
 pub mod content;
+pub mod retention;
 pub mod tokens;
 pub mod users;
 pub mod validate;

@@ -173,7 +173,9 @@ impl Store {
         version: SnapshotId,
     ) -> Result<Arc<Generation>> {
         let dir = self.require_branch(project, branch)?;
-        if version > read_head(&dir)? {
+        // A pruned version may still sit in the generation cache: the
+        // floor, not the cache, says whether it is kept.
+        if version > read_head(&dir)? || version < self.floor(&dir)? {
             return Err(Error::not_found("version", version));
         }
         self.load_generation(dir, version)
@@ -200,8 +202,9 @@ impl Store {
             .chain(names.iter().filter(|b| Some(*b) != default.as_ref()));
         for branch in ordered {
             let dir = self.layout.branch_dir(project, branch);
+            let floor = self.floor(&dir)?;
             let mut version = Some(read_head(&dir)?);
-            while let Some(v) = version {
+            while let Some(v) = version.filter(|v| *v >= floor) {
                 let meta = Generation::read_meta(&self.layout.generation_file(&dir, v))?;
                 if meta.commit_id == id || meta.short_id == id {
                     if let Some(cache) = &self.cache {
@@ -261,11 +264,14 @@ impl Store {
     pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<VersionInfo>> {
         let dir = self.require_branch(project, branch)?;
         let head = read_head(&dir)?;
-        let mut out = Vec::with_capacity(head.number() as usize);
+        let floor = self.floor(&dir)?;
+        let mut out =
+            Vec::with_capacity((head.number() + 1 - floor.number().min(head.number())) as usize);
         let mut version = Some(head);
         // Versions written before 0.2 carry no change counts: those are
-        // computed from the manifests.
-        while let Some(v) = version {
+        // computed from the manifests (against nothing for the oldest kept
+        // version of a pruned branch, whose parent is gone).
+        while let Some(v) = version.filter(|v| *v >= floor) {
             let path = self.layout.generation_file(&dir, v);
             let meta = Generation::read_meta(&path)?;
             let parent = meta.parent.as_ref().map(|p| p.version);
@@ -273,7 +279,7 @@ impl Store {
                 Some(counts) => counts,
                 None => {
                     let this = self.load_generation(dir.clone(), v)?;
-                    match parent {
+                    match parent.filter(|p| *p >= floor) {
                         Some(p) => {
                             let before = self.load_generation(dir.clone(), p)?;
                             ChangeCounts::between(&before.entries, &this.entries)

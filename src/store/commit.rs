@@ -40,6 +40,7 @@ impl Store {
             }
         }
         check_not_nested_in(&live.entries, path)?;
+        let _objects_in_flight = self.objects_in_flight(project)?;
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
         objects.sync()?;
@@ -133,6 +134,7 @@ impl Store {
         actor: &str,
     ) -> Result<WriteOutcome> {
         self.require_branch(project, branch)?;
+        let _objects_in_flight = self.objects_in_flight(project)?;
         let mut objects = ObjectBatch::default();
         let mut incoming = BTreeMap::new();
         for item in files {
@@ -172,7 +174,7 @@ impl Store {
             format!("rollback to {to}"),
             None,
             |files, head| {
-                if to > head {
+                if to > head || to < self.floor(&dir)? {
                     return Err(Error::not_found("version", to));
                 }
                 *files = Generation::read(&target)?.file_map();

@@ -24,8 +24,8 @@ use walkdir::WalkDir;
 
 use super::fsutil::{self, hex, open_regular, LockGuard};
 use super::generation::{compute_ids, Generation};
-use super::layout::{self, HEAD_FILE, LOCK_FILE};
-use super::{read_head, ProjectRef, Store};
+use super::layout::{self, FLOOR_FILE, HEAD_FILE, LOCK_FILE};
+use super::{read_head, ProjectRef, SnapshotId, Store};
 use crate::error::{Error, Result};
 
 /// One thing fsck found wrong.
@@ -198,15 +198,34 @@ impl Store {
                 Some(v) => {
                     versions.insert(v);
                 }
-                None if name == HEAD_FILE || name == LOCK_FILE => {}
+                None if name == HEAD_FILE || name == LOCK_FILE || name == FLOOR_FILE => {}
                 None => report.problem(entry.path(), "unexpected entry in a branch folder", false),
             }
+        }
+        // Versions below the floor are what an interrupted prune left.
+        let floor = match self.floor(dir) {
+            Ok(floor) => floor,
+            Err(e) => {
+                report.problem(layout::floor_file(dir), e.to_string(), false);
+                SnapshotId::new(1).expect("v0001")
+            }
+        };
+        let leftovers = versions.iter().filter(|v| **v < floor).count();
+        if leftovers > 0 {
+            let quiet = LockGuard::try_acquire(&layout::branch_lock(dir))?;
+            let repaired = repair && quiet.is_some() && self.remove_below_floor(dir, floor).is_ok();
+            report.problem(
+                dir,
+                format!("{leftovers} version(s) below FLOOR {floor}, left by an interrupted prune"),
+                repaired,
+            );
+            versions.retain(|v| *v >= floor);
         }
         let Some(&newest) = versions.iter().next_back() else {
             report.problem(dir, "branch has no versions", false);
             return Ok(());
         };
-        let expected: Vec<_> = (1..=newest.number()).collect();
+        let expected: Vec<_> = (floor.number()..=newest.number()).collect();
         if versions.iter().map(|v| v.number()).collect::<Vec<_>>() != expected {
             report.problem(dir, "version numbers have gaps", false);
         }

@@ -154,6 +154,16 @@ impl LockGuard {
     /// Waits up to `timeout` for the lock, polling so that a stuck holder
     /// turns into `Error::Busy` instead of a hung caller.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<LockGuard> {
+        LockGuard::take(path, timeout, false)
+    }
+
+    /// Like `acquire`, but shared: any number of holders at once, none
+    /// while someone holds it exclusively.
+    pub fn acquire_shared(path: &Path, timeout: Duration) -> Result<LockGuard> {
+        LockGuard::take(path, timeout, true)
+    }
+
+    fn take(path: &Path, timeout: Duration, shared: bool) -> Result<LockGuard> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -168,7 +178,12 @@ impl LockGuard {
         loop {
             // Called through fs2 explicitly: std's File::try_lock has a
             // different signature and would shadow a method call.
-            match fs2::FileExt::try_lock_exclusive(&file) {
+            let locked = if shared {
+                fs2::FileExt::try_lock_shared(&file)
+            } else {
+                fs2::FileExt::try_lock_exclusive(&file)
+            };
+            match locked {
                 Ok(()) => return Ok(LockGuard { file }),
                 Err(e)
                     if e.kind() == io::ErrorKind::WouldBlock

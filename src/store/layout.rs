@@ -19,11 +19,15 @@
 //!   {owner}/{repoId}/
 //!     project.json             name, type, created_at
 //!     lock                     serialises branch creation in this project
+//!     gc.lock                  writers hold it shared from their first new
+//!                              object to their commit; `gc` exclusively
 //!     objects/{ab}/{blake3}    file contents, immutable, shared by every
 //!                              branch and snapshot of the project
 //!     branches/{folder}/       one folder per branch ('/' written as %2F)
 //!       lock                   serialises writers of this branch (flock)
 //!       HEAD                   the live version, e.g. "v0007"
+//!       FLOOR                  the oldest version kept, once a prune
+//!                              dropped the ones before (absent: v0001)
 //!       v0001 ... v0007        immutable generations: metadata + manifest
 //! ```
 //!
@@ -38,6 +42,8 @@ pub const INTERNAL_DIR: &str = ".cfgstore";
 pub const FORMAT_FILE: &str = "format";
 pub const FORMAT_LINE: &str = "cfgstore-data 1";
 pub const HEAD_FILE: &str = "HEAD";
+pub const FLOOR_FILE: &str = "FLOOR";
+pub const GC_LOCK_FILE: &str = "gc.lock";
 pub const LOCK_FILE: &str = "lock";
 pub const PROJECT_FILE: &str = "project.json";
 pub const OBJECTS_DIR: &str = "objects";
@@ -134,6 +140,12 @@ impl Layout {
         self.project_dir(project).join(LOCK_FILE)
     }
 
+    /// Shared by writers while their new objects are not yet referenced
+    /// by a committed version; exclusive for `gc`.
+    pub fn gc_lock(&self, project: &ProjectRef) -> PathBuf {
+        self.project_dir(project).join(GC_LOCK_FILE)
+    }
+
     pub fn objects_dir(&self, project: &ProjectRef) -> PathBuf {
         self.project_dir(project).join(OBJECTS_DIR)
     }
@@ -162,6 +174,11 @@ pub fn branch_lock(branch_dir: &Path) -> PathBuf {
 }
 
 /// A branch's HEAD, in its folder.
+/// The oldest version a branch keeps (`history prune`).
+pub fn floor_file(branch_dir: &Path) -> PathBuf {
+    branch_dir.join(FLOOR_FILE)
+}
+
 pub fn head_file(branch_dir: &Path) -> PathBuf {
     branch_dir.join(HEAD_FILE)
 }

@@ -62,6 +62,7 @@ pub mod generation;
 pub mod layout;
 mod projects;
 mod reads;
+pub mod retention;
 
 pub mod tokens;
 pub mod tree;

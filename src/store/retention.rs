@@ -1,0 +1,270 @@
+//! Retention: dropping old versions of a branch (`prune_history`) and the
+//! contents no kept version references (`gc`).
+//!
+//! Versions keep their numbers. A prune writes the branch's `FLOOR` (the
+//! oldest version kept) durably, then removes the generation files below
+//! it; every reader treats a version below the floor as gone, and a prune
+//! interrupted between the two steps leaves files `fsck --repair` (or the
+//! next prune) removes. The live version is never dropped.
+//!
+//! `gc` is safe beside running writers. A writer stores its new objects
+//! before it commits the version that references them; from the first
+//! object to the commit it holds the project's `gc.lock` shared
+//! (`objects_in_flight`). `gc` takes that lock exclusively, so while it
+//! looks for references no object is waiting for its version: everything
+//! a writer has stored is either referenced by a version on disk or not
+//! stored yet. Writers wait for a project's collection, never for another
+//! writer.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+use time::OffsetDateTime;
+use walkdir::WalkDir;
+
+use super::branches::read_head;
+use super::fsutil::{fsync_dir, read_regular, LockGuard};
+use super::generation::Generation;
+use super::layout;
+use super::Store;
+use crate::error::{Error, Result};
+use crate::names::{BranchName, ProjectRef, SnapshotId};
+
+/// Which versions a prune keeps (the live one always).
+#[derive(Debug, Clone, Copy)]
+pub enum Keep {
+    /// The newest N versions, the live one included (N ≥ 1).
+    Newest(u64),
+    /// The versions that were live at or after this instant: a version
+    /// replaced before it goes.
+    LiveSince(OffsetDateTime),
+}
+
+/// What a prune did (or, planned, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneOutcome {
+    pub branch: String,
+    /// Versions dropped.
+    pub removed: u64,
+    /// The oldest version kept, before and after.
+    pub floor_before: SnapshotId,
+    pub floor: SnapshotId,
+    pub live: SnapshotId,
+}
+
+/// What `gc` freed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GcReport {
+    pub projects: u64,
+    /// Contents kept: referenced by some kept version.
+    pub objects_kept: u64,
+    pub objects_removed: u64,
+    pub bytes_freed: u64,
+}
+
+impl Store {
+    /// The oldest version a branch keeps (`v0001` until a prune).
+    pub(crate) fn floor(&self, dir: &Path) -> Result<SnapshotId> {
+        let path = layout::floor_file(dir);
+        match read_regular(&path) {
+            Ok(bytes) => {
+                let text = std::str::from_utf8(&bytes).unwrap_or("");
+                layout::parse_generation_name(text.trim_end())
+                    .ok_or_else(|| Error::corrupt(&path, format!("FLOOR holds {text:?}")))
+            }
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(SnapshotId::new(1).expect("v0001"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Held (shared) by a writer from its first stored object to its
+    /// commit, so `gc` never takes an object for unreferenced that a
+    /// version is about to reference.
+    pub(crate) fn objects_in_flight(&self, project: &ProjectRef) -> Result<LockGuard> {
+        LockGuard::acquire_shared(&self.layout.gc_lock(project), self.lock_timeout)
+    }
+
+    /// What `prune_history` would do now, without doing it.
+    pub fn plan_prune(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        keep: Keep,
+    ) -> Result<PruneOutcome> {
+        let dir = self.require_branch(project, branch)?;
+        let head = read_head(&dir)?;
+        self.prune_target(&dir, branch, head, keep)
+    }
+
+    /// Drops the versions of a branch that `keep` does not keep (never the
+    /// live one), under the branch's writer lock.
+    pub fn prune_history(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        keep: Keep,
+    ) -> Result<PruneOutcome> {
+        let dir = self.require_branch(project, branch)?;
+        let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
+        let head = self.recover_branch(&dir)?;
+        let outcome = self.prune_target(&dir, branch, head, keep)?;
+        if outcome.removed == 0 {
+            // Leftovers of an interrupted prune go all the same.
+            self.remove_below_floor(&dir, outcome.floor)?;
+            return Ok(outcome);
+        }
+        // The floor first, durably: from here every reader treats the
+        // versions below it as gone, whatever a crash leaves of them.
+        self.scratch()?.replace_file(
+            &layout::floor_file(&dir),
+            format!("{}\n", outcome.floor).as_bytes(),
+        )?;
+        self.remove_below_floor(&dir, outcome.floor)?;
+        self.announce_change();
+        Ok(outcome)
+    }
+
+    /// Removes the generation files below `floor` (a prune's second step).
+    pub(crate) fn remove_below_floor(&self, dir: &Path, floor: SnapshotId) -> Result<u64> {
+        let mut removed = 0;
+        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+            let entry = entry.map_err(|e| Error::io(dir, e))?;
+            let below = entry
+                .file_name()
+                .to_str()
+                .and_then(layout::parse_generation_name)
+                .is_some_and(|v| v < floor);
+            if below {
+                fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            fsync_dir(dir)?;
+        }
+        Ok(removed)
+    }
+
+    fn prune_target(
+        &self,
+        dir: &Path,
+        branch: &BranchName,
+        head: SnapshotId,
+        keep: Keep,
+    ) -> Result<PruneOutcome> {
+        let floor_before = self.floor(dir)?;
+        let mut floor = floor_before;
+        match keep {
+            Keep::Newest(0) => return Err(Error::invalid("--keep must be at least 1")),
+            Keep::Newest(n) => {
+                let first_kept = head.number().saturating_sub(n - 1).max(1);
+                if first_kept > floor.number() {
+                    floor = SnapshotId::new(first_kept).expect("between 1 and head");
+                }
+            }
+            Keep::LiveSince(cutoff) => {
+                // A version stopped being live when its successor was
+                // written: the first version whose successor came at or
+                // after the cutoff is the oldest kept.
+                while floor < head {
+                    let next = floor.next();
+                    let meta = Generation::read_meta(&self.layout.generation_file(dir, next))?;
+                    let replaced_at = OffsetDateTime::parse(
+                        &meta.created_at,
+                        &time::format_description::well_known::Rfc3339,
+                    )
+                    .map_err(|_| {
+                        Error::corrupt(
+                            self.layout.generation_file(dir, next),
+                            "created_at is not an RFC 3339 time",
+                        )
+                    })?;
+                    if replaced_at >= cutoff {
+                        break;
+                    }
+                    floor = next;
+                }
+            }
+        }
+        Ok(PruneOutcome {
+            branch: branch.to_string(),
+            removed: floor.number() - floor_before.number(),
+            floor_before,
+            floor,
+            live: head,
+        })
+    }
+
+    /// Removes, project by project, the contents no kept version of any
+    /// branch references; `progress` is told each project as it starts.
+    pub fn gc(&self, mut progress: impl FnMut(&ProjectRef)) -> Result<GcReport> {
+        let mut report = GcReport::default();
+        for info in self.list_projects(None)? {
+            let project = info.project_ref();
+            progress(&project);
+            report.projects += 1;
+            let _exclusive = LockGuard::acquire(&self.layout.gc_lock(&project), self.lock_timeout)?;
+            let referenced = self.referenced_objects(&project)?;
+            let objects = self.layout.objects_dir(&project);
+            let mut touched_dirs = HashSet::new();
+            for entry in WalkDir::new(&objects).min_depth(2).max_depth(2) {
+                let entry = entry.map_err(|e| Error::io(&objects, e.into()))?;
+                if !entry.file_type().is_file() {
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy();
+                if referenced.contains(name.as_ref()) {
+                    report.objects_kept += 1;
+                    continue;
+                }
+                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+                fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                report.objects_removed += 1;
+                report.bytes_freed += size;
+                self.count(|s| {
+                    s.objects = s.objects.saturating_sub(1);
+                    s.object_bytes = s.object_bytes.saturating_sub(size);
+                });
+                if let Some(parent) = entry.path().parent() {
+                    touched_dirs.insert(parent.to_path_buf());
+                }
+            }
+            for dir in touched_dirs {
+                fsync_dir(&dir)?;
+            }
+        }
+        if report.objects_removed > 0 {
+            self.announce_change();
+        }
+        Ok(report)
+    }
+
+    /// The hashes every kept version of every branch of a project names.
+    /// Each branch is read under its writer lock, so a prune cannot take
+    /// a version away halfway through; a version committed after its
+    /// branch was read references only what a kept version does (a
+    /// rollback, a removal) or objects stored under the shared `gc.lock`,
+    /// which the caller holds exclusively.
+    fn referenced_objects(&self, project: &ProjectRef) -> Result<HashSet<String>> {
+        let mut referenced = HashSet::new();
+        for branch in self.branch_names(project)? {
+            let dir = self.layout.branch_dir(project, &branch);
+            let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
+            let head = self.recover_branch(&dir)?;
+            let mut v = self.floor(&dir)?;
+            loop {
+                let gen = Generation::read(&self.layout.generation_file(&dir, v))?;
+                referenced.extend(gen.entries.into_iter().map(|e| e.hash));
+                if v >= head {
+                    break;
+                }
+                v = v.next();
+            }
+        }
+        Ok(referenced)
+    }
+}
