@@ -75,9 +75,12 @@ class Daemon:
         self.proc.wait(20)
 
 
-def request_bytes(token, etag=None, wait=None):
+def request_bytes(token, etag=None, wait=None, site="plant-1"):
+    """A poll from one site of a fleet sharing one token (one client may
+    park at most 32 polls; sites differ by `X-Instance-Id`)."""
     path = RAW + (f"&wait={wait}" if wait else "")
-    head = f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\nPRIVATE-TOKEN: {token}\r\n"
+    head = (f"GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n"
+            f"PRIVATE-TOKEN: {token}\r\nX-Instance-Id: {site}\r\n")
     if etag:
         head += f"If-None-Match: {etag}\r\n"
     return (head + "\r\n").encode()
@@ -134,9 +137,9 @@ def crowd(daemon, token, n, admin):
     """N polls parked on one file; one PUT; ms until the last answer."""
     etag = current_etag(daemon.port, token)
     socks = []
-    for _ in range(n):
+    for i in range(n):
         s = socket.create_connection(("127.0.0.1", daemon.port))
-        s.sendall(request_bytes(token, etag, wait=60))
+        s.sendall(request_bytes(token, etag, wait=60, site=f"site-{i}"))
         socks.append(s)
     daemon.wait_parked(n)
     started = time.perf_counter()
@@ -170,10 +173,10 @@ def memory(binary, data, token, n, parked):
         time.sleep(0.3)
         before = rss_mb(d.proc.pid)
         socks = []
-        for _ in range(n):
+        for i in range(n):
             s = socket.create_connection(("127.0.0.1", d.port))
             if parked:
-                s.sendall(request_bytes(token, etag, wait=60))
+                s.sendall(request_bytes(token, etag, wait=60, site=f"site-{i}"))
             socks.append(s)
         if parked:
             d.wait_parked(n)

@@ -12,8 +12,14 @@ pub struct FleetArgs {
     /// OWNER/PROJECT
     project: String,
     /// Only the ERP that sends this X-Instance-Id (the fleet shows
-    /// instances by label, never by their id)
-    #[arg(long, value_name = "ID")]
+    /// instances by label, never by their id); from the environment, it
+    /// stays out of the process list and the shell history
+    #[arg(
+        long,
+        value_name = "ID",
+        env = "CFGSTORE_INSTANCE_ID",
+        hide_env_values = true
+    )]
     instance: Option<String>,
     /// Print JSON (one object per client and branch) instead of a table
     #[arg(long)]
@@ -27,7 +33,7 @@ pub fn run(store: &Store, args: FleetArgs) -> anyhow::Result<ExitCode> {
     let clients = store.read_fleet(&project);
     let mut rows = cfgstore::fleet::view(store, &project, &clients)?;
     if let Some(id) = &args.instance {
-        let label = store.server_key()?.instance_label(id);
+        let label = cfgstore::fleet::label_of(store, id)?;
         rows.retain(|r| r.instance_id.as_deref() == Some(label.as_str()));
     }
     if args.json {

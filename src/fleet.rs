@@ -26,8 +26,12 @@ use crate::store::{format_time, Store};
 /// The maps updated on every read (see Cargo.toml on foldhash).
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
-/// Clients remembered per project; beyond it the longest unseen goes.
+/// Clients remembered per project; when full, the tenth longest unseen
+/// goes at once (one scan per thousand new clients, not one per client).
 pub const MAX_CLIENTS: usize = 10_000;
+/// Instances remembered per token and project: a token sending a new
+/// `X-Instance-Id` with every request pushes out only its own instances.
+pub const MAX_INSTANCES_PER_TOKEN: usize = 1_000;
 /// Longest `X-Instance-Id` labelled and user agent kept (characters).
 const MAX_INSTANCE_ID: usize = 128;
 const MAX_USER_AGENT: usize = 256;
@@ -101,8 +105,11 @@ impl Fleet {
         let client = match known {
             Some(client) => client,
             None => {
-                if clients.count >= MAX_CLIENTS {
-                    clients.evict_longest_unseen();
+                let of_token = clients.by_token.get(visit.token_id).map_or(0, |i| i.len());
+                if of_token >= MAX_INSTANCES_PER_TOKEN {
+                    clients.evict_longest_unseen_of(visit.token_id);
+                } else if clients.count >= MAX_CLIENTS {
+                    clients.evict_longest_unseen(MAX_CLIENTS / 10);
                 }
                 clients.count += 1;
                 clients
@@ -158,7 +165,7 @@ impl Fleet {
         if let Some(label) = self.labels.lock().expect("fleet").get(instance_id) {
             return Some(label.clone());
         }
-        let label = store.server_key().ok()?.instance_label(instance_id);
+        let label = label_of(store, instance_id).ok()?;
         let mut labels = self.labels.lock().expect("fleet");
         // Bounded like the clients: a flood of made-up ids starts it over.
         if labels.len() >= 2 * MAX_CLIENTS {
@@ -170,11 +177,11 @@ impl Fleet {
 
     /// The clients of a project: those in memory, else those on disk.
     pub fn clients(&self, store: &Store, project: &ProjectRef) -> Vec<FleetClient> {
-        let projects = self.projects.lock().expect("fleet");
-        match projects.get(project) {
-            Some(clients) => clients.records(),
-            None => store.read_fleet(project),
+        if let Some(clients) = self.projects.lock().expect("fleet").get(project) {
+            return clients.records();
         }
+        // Not under the lock: every read's `note` takes it.
+        store.read_fleet(project)
     }
 
     /// Writes the record of every project read since the last flush.
@@ -217,21 +224,48 @@ impl Clients {
         out
     }
 
-    fn evict_longest_unseen(&mut self) {
-        let oldest = self
+    /// Drops the `n` clients seen longest ago.
+    fn evict_longest_unseen(&mut self, n: usize) {
+        let mut all: Vec<(i64, String, String)> = self
             .by_token
             .iter()
-            .flat_map(|(t, instances)| instances.iter().map(move |(i, c)| (c.last_seen, t, i)))
-            .min()
-            .map(|(_, t, i)| (t.clone(), i.clone()));
-        if let Some((token, instance)) = oldest {
-            if let Some(instances) = self.by_token.get_mut(&token) {
-                instances.remove(&instance);
-                if instances.is_empty() {
-                    self.by_token.remove(&token);
-                }
+            .flat_map(|(t, instances)| {
+                instances
+                    .iter()
+                    .map(move |(i, c)| (c.last_seen, t.clone(), i.clone()))
+            })
+            .collect();
+        let n = n.clamp(1, all.len().max(1)).min(all.len());
+        if n == 0 {
+            return;
+        }
+        all.select_nth_unstable(n - 1);
+        for (_, token, instance) in all.into_iter().take(n) {
+            self.remove(&token, &instance);
+        }
+    }
+
+    /// Drops the instance of `token` seen longest ago.
+    fn evict_longest_unseen_of(&mut self, token: &str) {
+        let oldest = self.by_token.get(token).and_then(|instances| {
+            instances
+                .iter()
+                .min_by_key(|(_, c)| c.last_seen)
+                .map(|(i, _)| i.clone())
+        });
+        if let Some(instance) = oldest {
+            self.remove(token, &instance);
+        }
+    }
+
+    fn remove(&mut self, token: &str, instance: &str) {
+        if let Some(instances) = self.by_token.get_mut(token) {
+            if instances.remove(instance).is_some() {
+                self.count -= 1;
             }
-            self.count -= 1;
+            if instances.is_empty() {
+                self.by_token.remove(token);
+            }
         }
     }
 }
@@ -253,6 +287,14 @@ fn load(records: Vec<FleetClient>) -> Clients {
     clients
 }
 
+/// The label the fleet shows for an `X-Instance-Id` (the id as the daemon
+/// reads it: its first 128 characters).
+pub fn label_of(store: &Store, instance_id: &str) -> Result<String> {
+    Ok(store
+        .server_key()?
+        .instance_label(clip(instance_id, MAX_INSTANCE_ID)))
+}
+
 /// At most `max` characters of `s`.
 fn clip(s: &str, max: usize) -> &str {
     if s.len() <= max {
@@ -269,8 +311,9 @@ fn clip(s: &str, max: usize) -> &str {
 pub struct Row {
     pub branch: String,
     pub token_id: String,
-    /// The token's name; absent once the token is gone.
+    /// The token's name and owner; absent once the token is gone.
     pub token_name: Option<String>,
+    pub token_owner: Option<String>,
     /// The label of its `X-Instance-Id` (`i-…`, never the id itself);
     /// absent when the client sends none.
     pub instance_id: Option<String>,
@@ -292,12 +335,15 @@ pub struct Row {
 /// The rows of a project's fleet: behind first, per branch.
 pub fn view(store: &Store, project: &ProjectRef, clients: &[FleetClient]) -> Result<Vec<Row>> {
     let mut branches: HashMap<String, Option<BranchState>> = HashMap::new();
-    let mut names: HashMap<String, Option<String>> = HashMap::new();
+    let mut names: HashMap<String, (Option<String>, Option<String>)> = HashMap::new();
     let mut rows = Vec::new();
     for client in clients {
-        let token_name = names
+        let (token_name, token_owner) = names
             .entry(client.token_id.clone())
-            .or_insert_with(|| store.token(&client.token_id).ok().map(|t| t.name))
+            .or_insert_with(|| match store.token(&client.token_id) {
+                Ok(t) => (Some(t.name), Some(t.owner.to_string())),
+                Err(_) => (None, None),
+            })
             .clone();
         for (branch, received) in &client.branches {
             let state = match branches.get(branch) {
@@ -317,6 +363,7 @@ pub fn view(store: &Store, project: &ProjectRef, clients: &[FleetClient]) -> Res
                 branch: branch.clone(),
                 token_id: client.token_id.clone(),
                 token_name: token_name.clone(),
+                token_owner: token_owner.clone(),
                 instance_id: (!client.instance_id.is_empty()).then(|| client.instance_id.clone()),
                 short_id: received.short_id.clone(),
                 last_seen: unix_time(received.at),
@@ -393,46 +440,77 @@ mod tests {
         let (store, _) = Store::init(&dir).unwrap();
         let project = ProjectRef::parse("acme/shop.cfg").unwrap();
         let fleet = Fleet::default();
-        let extra = 5;
-        for i in 0..MAX_CLIENTS + extra {
-            let instance = format!("site-{i}");
+        let key = store.server_key().unwrap();
+        let note = |token: &str, instance: &str, now: i64| {
             let visit = Visit {
-                token_id: "t1",
-                instance_id: &instance,
+                token_id: token,
+                instance_id: instance,
                 address: None,
                 user_agent: Some("x"),
-                now: i as i64,
+                now,
             };
             fleet.note(&store, &project, &visit, &[("main", "abcd1234")]);
+        };
+        let labels = |token: &str| -> std::collections::HashSet<String> {
+            fleet
+                .clients(&store, &project)
+                .into_iter()
+                .filter(|c| c.token_id == token)
+                .map(|c| c.instance_id)
+                .collect()
+        };
+        // One token sending a new instance id each time pushes out only
+        // its own oldest instances.
+        note("other", "steady", 0);
+        for i in 0..MAX_INSTANCES_PER_TOKEN + 5 {
+            note("flood", &format!("f-{i}"), 1 + i as i64);
         }
-        let clients = fleet.clients(&store, &project);
-        assert_eq!(clients.len(), MAX_CLIENTS);
-        let key = store.server_key().unwrap();
-        let kept: std::collections::HashSet<_> =
-            clients.iter().map(|c| c.instance_id.as_str()).collect();
-        for i in 0..extra {
-            let label = key.instance_label(&format!("site-{i}"));
+        let flood = labels("flood");
+        assert_eq!(flood.len(), MAX_INSTANCES_PER_TOKEN);
+        for i in 0..5 {
             assert!(
-                !kept.contains(label.as_str()),
-                "site-{i} was the longest unseen"
+                !flood.contains(&key.instance_label(&format!("f-{i}"))),
+                "f-{i}"
             );
         }
-        let last = key.instance_label(&format!("site-{}", MAX_CLIENTS + extra - 1));
-        assert!(kept.contains(last.as_str()));
-        assert!(last.starts_with("i-") && last.len() == 14, "{last}");
+        assert!(flood.contains(&key.instance_label(&format!("f-{}", MAX_INSTANCES_PER_TOKEN + 4))));
+        assert_eq!(labels("other").len(), 1, "another token's instance stays");
+        // Many tokens: the project never holds more than MAX_CLIENTS, and
+        // the longest unseen go first.
+        let mut now = 10_000;
+        for t in 0..12 {
+            for i in 0..MAX_INSTANCES_PER_TOKEN - 1 {
+                now += 1;
+                note(&format!("t{t}"), &format!("s-{i}"), now);
+            }
+        }
+        let clients = fleet.clients(&store, &project);
+        assert!(clients.len() <= MAX_CLIENTS, "{}", clients.len());
+        assert!(
+            labels("t11").len() == MAX_INSTANCES_PER_TOKEN - 1,
+            "the newest token stays whole"
+        );
+        assert!(
+            labels("t0").is_empty() && labels("other").is_empty(),
+            "the oldest went first"
+        );
         // A known client is updated in place, not added.
+        let count = clients.len();
         let visit = Visit {
-            token_id: "t1",
-            instance_id: "site-9000",
+            token_id: "t11",
+            instance_id: "s-900",
             address: Some("10.0.0.7".parse().unwrap()),
             user_agent: Some(&"u".repeat(1000)),
             now: 1_000_000,
         };
         fleet.note(&store, &project, &visit, &[("main", "ffff0000")]);
         let clients = fleet.clients(&store, &project);
-        assert_eq!(clients.len(), MAX_CLIENTS);
-        let label = key.instance_label("site-9000");
-        let c = clients.iter().find(|c| c.instance_id == label).unwrap();
+        assert_eq!(clients.len(), count);
+        let label = key.instance_label("s-900");
+        let c = clients
+            .iter()
+            .find(|c| c.token_id == "t11" && c.instance_id == label)
+            .unwrap();
         assert_eq!(c.address.as_deref(), Some("10.0.0.7"));
         assert_eq!(c.user_agent.as_ref().unwrap().len(), MAX_USER_AGENT);
         assert_eq!(c.branches["main"].short_id, "ffff0000");

@@ -65,6 +65,9 @@ pub struct ServerOptions {
     pub token_use_flush: Duration,
     /// Which routes this listener answers.
     pub routes: Routes,
+    /// How often long polls' keys are checked without a change seen (the
+    /// backstop of the inotify watch; tests lengthen it to prove the watch).
+    pub change_check: Duration,
 }
 
 /// What one listener serves: with `metrics_listen` set, the API listener
@@ -103,6 +106,7 @@ impl From<&Config> for ServerOptions {
             max_connections: c.max_connections,
             drain_timeout: c.drain_timeout,
             token_use_flush: Duration::from_secs(10),
+            change_check: Duration::from_secs(1),
             routes: if c.metrics_listen.is_some() {
                 Routes::AllButMetrics
             } else {
@@ -159,7 +163,7 @@ pub async fn run_with(
     ));
     // Long polls are read-API requests: the metrics-only listener has none.
     let watcher = (options.routes != Routes::MetricsOnly)
-        .then(|| tokio::spawn(watch_changes(Arc::clone(&app))));
+        .then(|| tokio::spawn(watch_changes(Arc::clone(&app), options.change_check)));
     let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
@@ -301,6 +305,7 @@ async fn long_poll(
     let mut closing = changes.closing();
     let mut state = changes.subscribe(&app.store, &poll.key);
     let deadline = Instant::now() + poll.wait;
+    let parked = changes.park(&admitted.poll_client(parts));
     loop {
         let started = std::time::Instant::now();
         let response = api::answer(app, parts, peer, &mut admitted, body.clone());
@@ -308,18 +313,22 @@ async fn long_poll(
         if response.status() != hyper::StatusCode::NOT_MODIFIED || *closing.borrow() {
             return admitted.finish(app, parts, took, response);
         }
-        let _parked = changes.park();
         let woken = tokio::select! {
             changed = state.changed() => changed.is_ok(),
             _ = tokio::time::sleep_until(deadline) => false,
             _ = closing.changed() => false,
+            _ = parked.released() => false,
         };
         if !woken {
             return admitted.finish(app, parts, took, response);
         }
-        // What the change wrote is in force for the next answer.
+        // What the change wrote is in force for the next answer, and the
+        // token must still allow it.
         if let Err(e) = app.store.revalidate() {
             tracing::warn!(error = %e, "long poll: could not check the store for changes");
+        }
+        if let Some(refused) = admitted.reauthenticate(app, parts, peer) {
+            return admitted.finish(app, parts, Duration::ZERO, refused);
         }
     }
 }
@@ -328,7 +337,7 @@ async fn long_poll(
 /// inotify (and checks once a second regardless, which also covers a
 /// kernel without inotify) and lets `Changes::refresh` notify the keys
 /// whose state moved. Runs as long as the server does.
-async fn watch_changes(app: Arc<App>) {
+async fn watch_changes(app: Arc<App>, every: Duration) {
     use inotify::{EventMask, Inotify, WatchMask};
     use tokio::io::unix::AsyncFd;
     let marker = app.store.layout().changes_file();
@@ -356,7 +365,7 @@ async fn watch_changes(app: Arc<App>) {
             "no inotify watch on the change marker: long polls wake within a second of a change"
         );
     }
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut buffer = [0u8; 4096];
     loop {

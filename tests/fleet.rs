@@ -203,3 +203,91 @@ fn fleet_of_an_unknown_project_and_an_empty_one() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("project not found"));
     assert_eq!(json(&data, &["fleet", P]), serde_json::json!([]));
 }
+
+/// The readers of a public project are every tenant's machines: a user
+/// sees the rows of the tokens they manage, ROOT all of them. A paginated
+/// branches list counts only the branches of the page sent.
+#[test]
+fn a_user_sees_only_their_own_tokens_and_pages_count_as_sent() {
+    let dir = TestDir::new("fleet-tenants");
+    let data = dir.data();
+    ok(&data, &["init", "--example"]);
+    util::add_user(&data, "demo", "demo-password", &[]);
+    util::add_user(&data, "acme", "acme-password", &[]);
+    util::add_user(
+        &data,
+        "boss",
+        "boss-password",
+        &["ROLE_SITEBUILDER_EDITOR__ROOT"],
+    );
+    let (demo_id, demo_token) = create_token(&data, "demo", &[]);
+    let (acme_id, acme_token) = create_token(&data, "acme", &[]);
+    ok(
+        &data,
+        &[
+            "branch",
+            "create",
+            "public/units.erp-config",
+            "zz-extra",
+            "--from",
+            "main",
+        ],
+    );
+    let server = TestServer::start(&data);
+    for token in [&demo_token, &acme_token] {
+        let r = request(
+            server.addr,
+            "GET",
+            &format!(
+                "{API}/projects/public%2Funits.erp-config/repository/branches?per_page=1&page=1"
+            ),
+            &[("PRIVATE-TOKEN", token)],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    let fleet = |user: &str, password: &str| {
+        let login = Login::new(server.addr, user, password);
+        let r = login.send(
+            server.addr,
+            "GET",
+            "/projects/public%2Funits.erp-config/fleet",
+            b"",
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let rows = r.json();
+        let mut ids: Vec<String> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["token_id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        (rows, ids)
+    };
+    let (rows, ids) = fleet("demo", "demo-password");
+    assert_eq!(ids, [demo_id.clone()], "{rows}");
+    assert_eq!(rows[0]["token_owner"], "demo");
+    let (_, ids) = fleet("acme", "acme-password");
+    assert_eq!(ids, [acme_id.clone()]);
+    let (_, ids) = fleet("boss", "boss-password");
+    let mut both = vec![demo_id, acme_id];
+    both.sort();
+    assert_eq!(ids, both);
+    // Page 1 of one branch: only that branch was received.
+    let branches = json(&data, &["branch", "list", "public/units.erp-config"]);
+    assert!(branches.as_array().unwrap().len() >= 2);
+    let (rows, _) = fleet("boss", "boss-password");
+    let first = branches[0]["name"].as_str().unwrap();
+    assert_eq!(
+        rows.as_array().unwrap().len(),
+        2,
+        "one row per token: {rows}"
+    );
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["branch"] == first),
+        "{rows}"
+    );
+}

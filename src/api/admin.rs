@@ -344,15 +344,27 @@ fn compare(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Re
     )?))
 }
 
-/// Who read which state (`crate::fleet`), behind first, paginated.
+/// Who read which state (`crate::fleet`), behind first, paginated. A
+/// user sees the clients of the tokens they manage (their own; every
+/// owner's with ROOT): the readers of a public project are other tenants'
+/// machines, whose addresses are not theirs to see.
 fn fleet(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Response<Body>> {
     let project = readable(app, actor, id)?;
     let clients = app.fleet.clients(&app.store, &project);
-    paginated(
-        req.parts,
-        &req.query,
-        &crate::fleet::view(&app.store, &project, &clients)?,
-    )
+    let mut rows = crate::fleet::view(&app.store, &project, &clients)?;
+    rows.retain(|row| {
+        let owner = match &row.token_owner {
+            Some(owner) => OwnerName::parse(owner).ok(),
+            // A token gone since: as visible as the project's own tokens.
+            None => Some(project.owner.clone()),
+        };
+        owner.is_some_and(|o| {
+            actor
+                .authorize(Action::ManageTokens, Target::Owner(&o))
+                .is_ok()
+        })
+    });
+    paginated(req.parts, &req.query, &rows)
 }
 
 fn rollback(

@@ -241,9 +241,55 @@ impl Admitted {
         close(app, parts, self.route, access, self.started, response)
     }
 
+    /// Who a long poll is from, as far as parking goes: the token, the
+    /// `X-Instance-Id` sent and the address (`poll::MAX_PARKED_PER_CLIENT`).
+    pub fn poll_client(&self, parts: &Parts) -> String {
+        let token = match &self.access {
+            Access::Read(token, _) => token.id.as_str(),
+            _ => "",
+        };
+        let instance = parts
+            .headers
+            .get(&authn::X_INSTANCE_ID)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        let address = self.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
+        format!("{token}\n{}\n{address}", String::from_utf8_lossy(instance))
+    }
+
     /// The wait this read asked for, if it may be held.
     pub fn long_poll(&self) -> Option<&poll::LongPoll> {
         self.long_poll.as_ref()
+    }
+
+    /// A long poll woken after a wait: its token is checked again (revoked,
+    /// expired or bound elsewhere meanwhile), so nothing reaches a client
+    /// its token no longer allows. The refusal, when there is one.
+    pub fn reauthenticate(
+        &mut self,
+        app: &App,
+        parts: &Parts,
+        peer: Option<SocketAddr>,
+    ) -> Option<Response<Body>> {
+        let Access::Read(token, _) = &mut self.access else {
+            return None;
+        };
+        let req = Request {
+            parts,
+            query: std::mem::take(&mut self.query),
+            body: Bytes::new(),
+            peer,
+            client_ip: self.client_ip,
+        };
+        let checked = authn::token(app, &req);
+        self.query = req.query;
+        match checked {
+            Ok(fresh) => {
+                *token = fresh;
+                None
+            }
+            Err(err) => Some(error_response(app, self.route, &err)),
+        }
     }
 
     /// Closes a long poll with its last answer. Its time in the latency

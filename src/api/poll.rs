@@ -22,12 +22,12 @@
 //! its key *before* it computes its first answer, and a `watch` channel
 //! remembers a change sent in between, so the wait returns at once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::route::ReadEndpoint;
 use super::Request;
@@ -38,6 +38,17 @@ use crate::store::Store;
 
 /// The longest wait a client may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(300);
+
+/// Polls one client — a token, the `X-Instance-Id` it sends and its
+/// address — may have parked at once. A parked poll whose client went
+/// away is not noticed until it is answered (a client may close its
+/// sending side and still wait for the answer, so a closed side says
+/// nothing); an ERP that gives up before its `wait` and asks again would
+/// pile such polls up against `max_connections`. Past this many, the
+/// client's oldest parked poll is answered (304) to make room. A fleet
+/// sharing one token is not limited as a whole: its sites differ in
+/// instance id or address.
+pub const MAX_PARKED_PER_CLIENT: usize = 32;
 
 /// What a poll waits on: one branch of a project, or (`branch: None`) any
 /// branch of it — the branches list, and reads of the default branch,
@@ -62,6 +73,10 @@ pub struct Changes {
     keys: Mutex<HashMap<Key, watch::Sender<String>>>,
     /// Set once at shutdown: every parked poll answers now.
     closing: watch::Sender<bool>,
+    /// Per client (see `MAX_PARKED_PER_CLIENT`), its parked polls, oldest
+    /// first, each with the signal that releases it.
+    by_token: Mutex<HashMap<String, VecDeque<(u64, Arc<Notify>)>>>,
+    next_park: AtomicU64,
     parked: AtomicU64,
     wakes: AtomicU64,
 }
@@ -124,10 +139,28 @@ impl Changes {
         self.closing.subscribe()
     }
 
-    /// Counts a poll parked for as long as the guard lives.
-    pub fn park(&self) -> Parked<'_> {
+    /// Registers a poll of `client` as parked for as long as the guard
+    /// lives; beyond `MAX_PARKED_PER_CLIENT` the client's oldest is released.
+    pub fn park(&self, client: &str) -> Parked<'_> {
+        let token = client;
         self.parked.fetch_add(1, Ordering::Relaxed);
-        Parked(self)
+        let id = self.next_park.fetch_add(1, Ordering::Relaxed);
+        let release = Arc::new(Notify::new());
+        let mut by_token = self.by_token.lock().expect("changes");
+        let queue = by_token.entry(token.to_string()).or_default();
+        queue.push_back((id, Arc::clone(&release)));
+        if queue.len() > MAX_PARKED_PER_CLIENT {
+            if let Some((_, oldest)) = queue.pop_front() {
+                // Stored as a permit if that poll is between two waits.
+                oldest.notify_one();
+            }
+        }
+        Parked {
+            changes: self,
+            token: token.to_string(),
+            id,
+            release,
+        }
     }
 
     /// Polls waiting now, and wakes sent so far (for `/metrics`).
@@ -139,16 +172,36 @@ impl Changes {
     }
 }
 
-pub struct Parked<'a>(&'a Changes);
+/// A parked poll's registration (see `Changes::park`).
+pub struct Parked<'a> {
+    changes: &'a Changes,
+    token: String,
+    id: u64,
+    release: Arc<Notify>,
+}
+
+impl Parked<'_> {
+    /// Completes when the poll must make room for a newer one of its client.
+    pub async fn released(&self) {
+        self.release.notified().await
+    }
+}
 
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
-        self.0.parked.fetch_sub(1, Ordering::Relaxed);
+        self.changes.parked.fetch_sub(1, Ordering::Relaxed);
+        let mut by_token = self.changes.by_token.lock().expect("changes");
+        if let Some(queue) = by_token.get_mut(&self.token) {
+            queue.retain(|(id, _)| *id != self.id);
+            if queue.is_empty() {
+                by_token.remove(&self.token);
+            }
+        }
     }
 }
 
 /// The state of a key: a branch's commit id, or a project's branches with
-/// theirs; empty for what does not exist (a poll on it waits for it to).
+/// theirs; empty for what does not exist.
 fn state(store: &Store, key: &Key) -> String {
     match &key.branch {
         Some(branch) => store
@@ -199,7 +252,9 @@ pub(super) fn requested(
     use ReadEndpoint as R;
     let (id, branch) = match endpoint {
         R::Branches { id } => (id, None),
-        R::Branch { id, branch } => (id, Some(branch.clone())),
+        // A branch's answer says whether it is the default, which other
+        // branches decide: it waits on the whole project.
+        R::Branch { id, .. } => (id, None),
         R::Tree { id } | R::FileRaw { id, .. } => (id, by_ref()),
         _ => {
             return Err(Error::invalid(

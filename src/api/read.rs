@@ -219,7 +219,8 @@ fn branches(
         .map(GitlabBranch::from)
         .collect();
     let response = paginated(req.parts, &req.query, &list)?;
-    let states: Vec<(&str, &str)> = list
+    // The client received the branches of the page it was sent.
+    let states: Vec<(&str, &str)> = list[super::response::page_range(&req.query, list.len())?]
         .iter()
         .map(|b| (b.name.as_str(), b.commit.short_id.as_str()))
         .collect();

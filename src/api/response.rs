@@ -224,6 +224,30 @@ fn title(what: &str) -> String {
 /// GitLab pagination, only when asked for (SPEC §4): with `page` or
 /// `per_page` the list is cut into pages with `Link` and `X-*` headers;
 /// with neither, every item comes back in one response.
+/// The `page` and `per_page` asked for (defaults 1 and 20, at most 100).
+fn page_and_size(query: &Query) -> crate::Result<(u64, u64)> {
+    let per_page = query
+        .number("per_page")?
+        .filter(|&n| n > 0)
+        .unwrap_or(20)
+        .min(100);
+    let page = query.number("page")?.filter(|&n| n > 0).unwrap_or(1);
+    Ok((page, per_page))
+}
+
+/// Which of `total` items `paginated` answers: all of them unless
+/// `page` or `per_page` is given.
+pub fn page_range(query: &Query, total: usize) -> crate::Result<std::ops::Range<usize>> {
+    if !(query.has("page") || query.has("per_page")) {
+        return Ok(0..total);
+    }
+    let (page, per_page) = page_and_size(query)?;
+    let total = total as u64;
+    let start = ((page - 1).saturating_mul(per_page)).min(total);
+    let end = (start + per_page).min(total);
+    Ok(start as usize..end as usize)
+}
+
 pub fn paginated<T: Serialize>(
     parts: &Parts,
     query: &Query,
@@ -239,16 +263,10 @@ pub fn paginated<T: Serialize>(
         set_header(&mut r, "x-per-page", &total.max(1).to_string());
         return Ok(r);
     }
-    let per_page = query
-        .number("per_page")?
-        .filter(|&n| n > 0)
-        .unwrap_or(20)
-        .min(100);
-    let page = query.number("page")?.filter(|&n| n > 0).unwrap_or(1);
+    let (page, per_page) = page_and_size(query)?;
     let pages = total.div_ceil(per_page).max(1);
-    let start = ((page - 1).saturating_mul(per_page)).min(total) as usize;
-    let end = (start as u64 + per_page).min(total) as usize;
-    let mut r = json(&&items[start..end]);
+    let served = page_range(query, items.len())?;
+    let mut r = json(&&items[served]);
     let base = request_url_without_query(parts);
     let link = |p: u64, rel: &str| format!("<{base}?{}>; rel=\"{rel}\"", query.with_page(p));
     let mut links = Vec::new();

@@ -221,15 +221,19 @@ fn concurrent_writers_lose_no_wake_and_send_no_spurious_answer() {
         .map(|_| {
             let (token, final_tag) = (token.clone(), Arc::clone(&final_tag));
             std::thread::spawn(move || {
-                let mut tag = etag(&get(addr, BRANCH, &token, None));
+                let first = get(addr, BRANCH, &token, None);
+                let mut commits = vec![first.json()["commit"]["id"].as_str().unwrap().to_string()];
+                let mut tag = etag(&first);
                 let mut seen = vec![tag.clone()];
                 loop {
                     let r = get(addr, &with_wait(BRANCH, 25), &token, Some(&tag));
                     match r.status {
                         200 => {
-                            let new = etag(&r);
-                            assert_ne!(new, tag, "a 200 with the state the client had");
-                            tag = new;
+                            // A real change: the branch's commit moved.
+                            let commit = r.json()["commit"]["id"].as_str().unwrap().to_string();
+                            assert_ne!(Some(&commit), commits.last(), "answered without a change");
+                            commits.push(commit);
+                            tag = etag(&r);
                             seen.push(tag.clone());
                         }
                         // The shutdown: the poller must hold the final state.
@@ -284,16 +288,22 @@ fn concurrent_writers_lose_no_wake_and_send_no_spurious_answer() {
     }
 }
 
-/// One raw connection with a long poll sent on it.
-fn park(addr: SocketAddr, token: &str, tag: &str) -> TcpStream {
+/// One raw connection with a long poll sent on it, from one site of a
+/// fleet (`X-Instance-Id: site`).
+fn park_as(addr: SocketAddr, token: &str, tag: &str, site: &str) -> TcpStream {
     let mut s = TcpStream::connect(addr).unwrap();
     write!(
         s,
-        "GET {API}{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nPRIVATE-TOKEN: {token}\r\nIf-None-Match: {tag}\r\n\r\n",
+        "GET {API}{} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nPRIVATE-TOKEN: {token}\r\nIf-None-Match: {tag}\r\nX-Instance-Id: {site}\r\n\r\n",
         with_wait(RAW, 60)
     )
     .unwrap();
     s
+}
+
+/// A long poll from the one site `plant-1`.
+fn park(addr: SocketAddr, token: &str, tag: &str) -> TcpStream {
+    park_as(addr, token, tag, "plant-1")
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -315,7 +325,10 @@ fn a_thousand_parked_polls_are_answered_by_one_put_and_drain_on_sigterm() {
     let daemon = Daemon::start(&data, dir.path().join("log"));
     let tag = etag(&daemon.get(&format!("{API}{RAW}"), &[("PRIVATE-TOKEN", &token)]));
     let before = rss_kib(daemon.pid());
-    let mut polls: Vec<TcpStream> = (0..1000).map(|_| park(daemon.addr, &token, &tag)).collect();
+    // A thousand sites sharing one token, each with its instance id.
+    let mut polls: Vec<TcpStream> = (0..1000)
+        .map(|i| park_as(daemon.addr, &token, &tag, &format!("site-{i}")))
+        .collect();
     wait_for_parked(daemon.addr, 1000);
     let per_poll = (rss_kib(daemon.pid()).saturating_sub(before)) as f64 / 1000.0;
     eprintln!("1,000 parked polls: {per_poll:.1} KiB of daemon memory each");
@@ -333,7 +346,9 @@ fn a_thousand_parked_polls_are_answered_by_one_put_and_drain_on_sigterm() {
 
     // SIGTERM: parked polls answer 304 at once and the daemon exits 0.
     let tag = etag(&daemon.get(&format!("{API}{RAW}"), &[("PRIVATE-TOKEN", &token)]));
-    let mut polls: Vec<TcpStream> = (0..50).map(|_| park(daemon.addr, &token, &tag)).collect();
+    let mut polls: Vec<TcpStream> = (0..50)
+        .map(|i| park_as(daemon.addr, &token, &tag, &format!("site-{i}")))
+        .collect();
     wait_for_parked(daemon.addr, 50);
     let stopping = Instant::now();
     let status = daemon.stop();
@@ -381,4 +396,112 @@ fn parked_polls_count_against_the_connection_cap() {
         assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
     }
     assert_eq!(waiting.join().unwrap(), 200);
+}
+
+/// The wake comes from the inotify watch on the change marker, not from
+/// the once-a-second backstop: with the backstop at an hour, a CLI write
+/// still answers a parked poll at once.
+#[test]
+fn a_write_from_another_process_wakes_a_poll_through_inotify() {
+    let dir = TestDir::new("longpoll-inotify");
+    let (data, token) = setup(&dir);
+    let options = cfgstore::server::ServerOptions {
+        change_check: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let server = TestServer::start_with_options(&data, options);
+    let tag = etag(&get(server.addr, RAW, &token, None));
+    let poll = poll_in_background(server.addr, with_wait(RAW, 20), &token, &tag);
+    wait_for_parked(server.addr, 1);
+    put(
+        &data,
+        "operations.config.json",
+        b"{\"maxParallelJobs\": 11}",
+    );
+    let (r, took) = poll.join().unwrap();
+    assert_eq!(r.status, 200);
+    assert!(
+        took < Duration::from_secs(10),
+        "woken by the 20 s wait, not the write: {took:?}"
+    );
+}
+
+/// A token revoked while its poll is parked gets nothing more: the next
+/// change answers 401.
+#[test]
+fn a_token_revoked_while_parked_is_refused_at_the_next_change() {
+    let dir = TestDir::new("longpoll-revoke");
+    let (data, token) = setup(&dir);
+    let server = TestServer::start(&data);
+    let id = crate::util::json(&data, &["token", "list"])[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let tag = etag(&get(server.addr, RAW, &token, None));
+    let poll = poll_in_background(server.addr, with_wait(RAW, 20), &token, &tag);
+    wait_for_parked(server.addr, 1);
+    ok(&data, &["token", "revoke", &id, "--yes"]);
+    put(
+        &data,
+        "operations.config.json",
+        b"{\"maxParallelJobs\": 12}",
+    );
+    let (r, _) = poll.join().unwrap();
+    assert_eq!(r.status, 401, "{}", r.text());
+    assert!(!r.text().contains("maxParallelJobs"));
+}
+
+/// One client (token, instance id, address) parks at most 32 polls: the
+/// 33rd releases the oldest (304), so an ERP that gives up on its polls
+/// and asks again cannot fill the connection cap with abandoned ones.
+#[test]
+fn one_client_parks_at_most_32_polls() {
+    let dir = TestDir::new("longpoll-per-token");
+    let (data, token) = setup(&dir);
+    let server = TestServer::start(&data);
+    let tag = etag(&get(server.addr, RAW, &token, None));
+    let mut first = park(server.addr, &token, &tag);
+    wait_for_parked(server.addr, 1);
+    let mut rest: Vec<TcpStream> = (0..31).map(|_| park(server.addr, &token, &tag)).collect();
+    wait_for_parked(server.addr, 32);
+    first
+        .set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut byte = [0u8; 1];
+    assert!(
+        first.read(&mut byte).is_err(),
+        "released before the cap was passed"
+    );
+    rest.push(park(server.addr, &token, &tag));
+    first
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut raw = Vec::new();
+    first.read_to_end(&mut raw).unwrap();
+    assert!(
+        String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 304"),
+        "{}",
+        String::from_utf8_lossy(&raw)
+    );
+    wait_for_parked(server.addr, 32);
+    assert_eq!(parked(server.addr), 32);
+    // Another token, or another site of the same token, is not limited
+    // by this one's polls.
+    let sibling = park_as(server.addr, &token, &tag, "plant-2");
+    wait_for_parked(server.addr, 33);
+    let (_, other) = create_token(&data, "demo", &[]);
+    let other_poll = poll_in_background(server.addr, with_wait(RAW, 20), &other, &tag);
+    wait_for_parked(server.addr, 34);
+    put(
+        &data,
+        "operations.config.json",
+        b"{\"maxParallelJobs\": 13}",
+    );
+    assert_eq!(other_poll.join().unwrap().0.status, 200);
+    rest.push(sibling);
+    for s in &mut rest {
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw).unwrap();
+        assert!(String::from_utf8_lossy(&raw).starts_with("HTTP/1.1 200"));
+    }
 }
