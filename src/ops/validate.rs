@@ -60,9 +60,12 @@ pub fn check(path: &FilePath, bytes: &[u8]) -> Result<()> {
 
 /// Checks every file; all problems at once, in path order.
 pub fn check_all<'a>(files: impl IntoIterator<Item = (&'a FilePath, &'a [u8])>) -> Result<()> {
+    let files: Vec<(&FilePath, &[u8])> = files.into_iter().collect();
+    // An import checks thousands of files: on every core.
+    let checked = crate::store::parallel_map(&files, |(path, bytes)| check(path, bytes));
     let mut problems = Vec::new();
-    for (path, bytes) in files {
-        if let Err(Error::Unprocessable { path, problems: p }) = check(path, bytes) {
+    for result in checked {
+        if let Err(Error::Unprocessable { path, problems: p }) = result {
             problems.extend(p.into_iter().map(|p| format!("{path}: {p}")));
         }
     }

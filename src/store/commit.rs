@@ -43,7 +43,7 @@ impl Store {
         let _objects_in_flight = self.objects_in_flight(project)?;
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
-        objects.sync()?;
+        objects.sync(&self.layout.objects_dir(project))?;
         self.commit(
             project,
             branch,
@@ -134,15 +134,51 @@ impl Store {
         actor: &str,
     ) -> Result<WriteOutcome> {
         self.require_branch(project, branch)?;
+        let files: Vec<(FilePath, Vec<u8>)> = files.into_iter().collect::<Result<_>>()?;
+        // Hashing (md5 and blake3 of every file) on every core.
+        let ids = parallel_map(&files, |(_, bytes)| ContentId::of(bytes));
         let _objects_in_flight = self.objects_in_flight(project)?;
-        let mut objects = ObjectBatch::default();
+        // Thousands of objects: written without an fsync each, then the
+        // filesystem synced once, before the version that names them.
+        let bulk = files.len() > 1;
+        // Each content written once, by the first file that has it.
+        let mut seen = std::collections::HashSet::new();
+        let work: Vec<((FilePath, Vec<u8>), ContentId, bool)> = files
+            .into_iter()
+            .zip(ids)
+            .map(|(file, id)| {
+                let first = seen.insert(id.hash.clone());
+                (file, id, first)
+            })
+            .collect();
+        let stored = parallel_map(&work, |((path, bytes), id, first)| {
+            let mut objects = ObjectBatch {
+                bulk,
+                ..Default::default()
+            };
+            let entry = if *first {
+                self.store_object_as(project, path.clone(), bytes, id.clone(), &mut objects)?
+            } else {
+                Entry {
+                    path: path.clone(),
+                    size: id.size,
+                    md5: id.md5.clone(),
+                    hash: id.hash.clone(),
+                }
+            };
+            Ok((entry, objects))
+        });
         let mut incoming = BTreeMap::new();
-        for item in files {
-            let (path, bytes) = item?;
-            let entry = self.store_object(project, path.clone(), &bytes, &mut objects)?;
-            incoming.insert(path, entry);
+        let mut objects = ObjectBatch {
+            bulk,
+            ..Default::default()
+        };
+        for result in stored {
+            let (entry, batch): (Entry, ObjectBatch) = result?;
+            objects.dirs.extend(batch.dirs);
+            incoming.insert(entry.path.clone(), entry);
         }
-        objects.sync()?;
+        objects.sync(&self.layout.objects_dir(project))?;
         let reason = format!("import {} files", incoming.len());
         self.commit(project, branch, actor, reason, None, |files, _| {
             if replace {
@@ -316,7 +352,18 @@ impl Store {
         bytes: &[u8],
         batch: &mut ObjectBatch,
     ) -> Result<Entry> {
-        let id = ContentId::of(bytes);
+        self.store_object_as(project, path, bytes, ContentId::of(bytes), batch)
+    }
+
+    /// `store_object` for content whose digests are computed already.
+    pub(super) fn store_object_as(
+        &self,
+        project: &ProjectRef,
+        path: FilePath,
+        bytes: &[u8],
+        id: ContentId,
+        batch: &mut ObjectBatch,
+    ) -> Result<Entry> {
         let target = self.layout.object_file(project, &id.hash);
         let present =
             fs::symlink_metadata(&target).is_ok_and(|m| m.is_file() && m.len() == id.size);
@@ -324,8 +371,13 @@ impl Store {
         // Placed through a planted link, the object would land outside.
         check_real_dirs(self.layout.root(), fan)?;
         if !present {
-            create_dir_durable(fan)?;
-            self.scratch()?.place_file(&target, bytes)?;
+            if batch.bulk {
+                fsutil::create_dir(fan)?;
+                self.scratch()?.place_file_unsynced(&target, bytes)?;
+            } else {
+                create_dir_durable(fan)?;
+                self.scratch()?.place_file(&target, bytes)?;
+            }
             self.count(|size| {
                 size.objects += 1;
                 size.object_bytes += id.size;
@@ -353,12 +405,42 @@ impl Store {
 #[derive(Default)]
 pub(super) struct ObjectBatch {
     dirs: BTreeSet<PathBuf>,
+    /// Objects written without their own fsync: `sync` syncs the whole
+    /// filesystem once instead (an import of thousands of files).
+    pub(super) bulk: bool,
 }
 
 impl ObjectBatch {
-    pub(super) fn sync(&self) -> Result<()> {
+    /// Makes the batch's objects durable; `objects` is the project's
+    /// object folder (on the filesystem a bulk batch syncs).
+    pub(super) fn sync(&self, objects: &Path) -> Result<()> {
+        if self.bulk {
+            return fsutil::sync_filesystem(objects);
+        }
         self.dirs.iter().try_for_each(|d| fsync_dir(d))
     }
+}
+
+/// `f` over `items` on every core (scoped threads, each a contiguous
+/// share), results in order. Small inputs stay on this thread.
+pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    if threads < 2 || items.len() < 64 {
+        return items.iter().map(&f).collect();
+    }
+    let share = items.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = items
+            .chunks(share)
+            .map(|chunk| scope.spawn(|| chunk.iter().map(&f).collect::<Vec<R>>()))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("a worker panicked"))
+            .collect()
+    })
 }
 
 /// A path cannot be both a file and a folder of other files: `a` and

@@ -136,6 +136,29 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
     failpoint("fs.temp.synced", path)
 }
 
+/// `write_new` without the fsync: for bulk writes that sync the whole
+/// filesystem once afterwards (`sync_filesystem`).
+pub fn write_new_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
+    failpoint("fs.temp.before", path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| Error::io(path, e))?;
+    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    failpoint("fs.temp.written", path)
+}
+
+/// Flushes everything written to the filesystem holding `path`, data and
+/// metadata (syncfs(2)): one call instead of an fsync per file.
+pub fn sync_filesystem(path: &Path) -> Result<()> {
+    let dir = File::open(path).map_err(|e| Error::io(path, e))?;
+    rustix::fs::syncfs(&dir).map_err(|e| Error::io(path, e.into()))?;
+    failpoint("fs.syncfs.after", path)
+}
+
 /// `rename`, with the error naming the target.
 pub fn rename(from: &Path, to: &Path) -> Result<()> {
     fs::rename(from, to).map_err(|e| Error::io(to, e))?;
@@ -277,9 +300,23 @@ impl Scratch {
     /// Like `replace_file` but leaves the folder fsync to the caller, who
     /// may place several files in one folder and fsync it once.
     pub fn place_file(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+        self.place(target, bytes, true)
+    }
+
+    /// `place_file` without any fsync: the caller syncs the filesystem
+    /// (`sync_filesystem`) before anything depends on the file.
+    pub fn place_file_unsynced(&self, target: &Path, bytes: &[u8]) -> Result<()> {
+        self.place(target, bytes, false)
+    }
+
+    fn place(&self, target: &Path, bytes: &[u8], sync: bool) -> Result<()> {
         let temp = self.temp_path();
         let guard = TempGuard(&temp);
-        write_new(&temp, bytes)?;
+        if sync {
+            write_new(&temp, bytes)?;
+        } else {
+            write_new_unsynced(&temp, bytes)?;
+        }
         rename(&temp, target)?;
         std::mem::forget(guard);
         Ok(())

@@ -53,6 +53,7 @@ pub(crate) use branches::read_head;
 mod cache;
 mod commit;
 pub use cache::{content_type, is_text, Content, DEFAULT_CONTENT_BUDGET};
+pub(crate) use commit::parallel_map;
 pub use commit::PutPreview;
 pub mod failpoint;
 pub mod fleet;

@@ -335,7 +335,7 @@ fn power_cut_keeps_every_acknowledged_write() {
     std::fs::create_dir_all(&bodies).unwrap();
     const PER_WRITER: usize = 4;
     let mut rng = Lcg(0x00c0_ffee);
-    let (mut total_cli, mut total_http) = (0, 0);
+    let (mut total_cli, mut total_http, mut total_imports) = (0, 0, 0);
     let started = Instant::now();
     for cycle in 0..cycles {
         // Sequence numbers are unique per cycle and grow, so every file's
@@ -360,6 +360,32 @@ fn power_cut_keeps_every_acknowledged_write() {
             acked = acked_cli.display(),
         );
         let mut cli = util::spawn_group(&script);
+        // A third writer imports folders of PER_WRITER files (the bulk path:
+        // objects written without an fsync each, one syncfs before the
+        // version): import j holds i0..i3.txt with sequence numbers
+        // base+5000+4j .. +3, acknowledged together.
+        let imports = dir.path().join(format!("imports-{cycle}"));
+        for j in 0..60 {
+            let folder = imports.join(j.to_string());
+            std::fs::create_dir_all(&folder).unwrap();
+            for k in 0..PER_WRITER {
+                let seq = base + 5000 + j * PER_WRITER + k;
+                std::fs::write(
+                    folder.join(format!("i{}.txt", seq % PER_WRITER)),
+                    verifiable_body("i", seq, 100 + seq * 41 % 3000),
+                )
+                .unwrap();
+            }
+        }
+        let acked_imports = dir.path().join(format!("acked-imports-{cycle}"));
+        let import_script = format!(
+            "for j in $(seq 0 59); do {bin} --data {data} import {PROJECT} main {imports}/$j >/dev/null 2>&1 && echo $j >> {acked}; done",
+            bin = util::bin(),
+            data = data.display(),
+            imports = imports.display(),
+            acked = acked_imports.display(),
+        );
+        let mut importer = util::spawn_group(&import_script);
         let acked_http = Arc::new(Mutex::new(Vec::new()));
         let http = {
             let acked = Arc::clone(&acked_http);
@@ -389,8 +415,10 @@ fn power_cut_keeps_every_acknowledged_write() {
         std::thread::sleep(Duration::from_millis(120 + rng.next() % 200));
         // The power cut: every writer dies at once, nothing is synced.
         util::kill_group(&cli);
+        util::kill_group(&importer);
         drop(daemon);
         util::reap_group(&mut cli);
+        util::reap_group(&mut importer);
         http.join().expect("HTTP writer");
 
         let mut acked: Vec<(String, usize)> = std::fs::read_to_string(&acked_cli)
@@ -399,7 +427,17 @@ fn power_cut_keeps_every_acknowledged_write() {
             .filter_map(|l| l.parse().ok())
             .map(|s| ("c".to_string(), s))
             .collect();
+        let imported: Vec<(String, usize)> = std::fs::read_to_string(&acked_imports)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.parse::<usize>().ok())
+            .flat_map(|j| {
+                (0..PER_WRITER).map(move |k| ("i".to_string(), base + 5000 + j * PER_WRITER + k))
+            })
+            .collect();
+        total_imports += imported.len() / PER_WRITER;
         total_cli += acked.len();
+        acked.extend(imported);
         total_http += acked_http.lock().unwrap().len();
         acked.extend(
             acked_http
@@ -411,13 +449,13 @@ fn power_cut_keeps_every_acknowledged_write() {
         check_copy(&dir, &image, &fs, cycle, &acked);
     }
     note(&format!(
-        "power cut on {fs}: {cycles} cycles, {total_cli} CLI and {total_http} HTTP writes acknowledged and found, {:.1} s",
+        "power cut on {fs}: {cycles} cycles, {total_cli} CLI puts, {total_imports} imports and {total_http} HTTP writes acknowledged and found, {:.1} s",
         started.elapsed().as_secs_f64()
     ));
     // A run in which nothing was acknowledged would prove nothing.
     assert!(
-        total_cli >= cycles && total_http >= cycles,
-        "too few acknowledged writes to mean anything: {total_cli} CLI, {total_http} HTTP"
+        total_cli >= cycles && total_http >= cycles && total_imports >= cycles / 4,
+        "too few acknowledged writes to mean anything: {total_cli} CLI, {total_http} HTTP, {total_imports} imports"
     );
 }
 
