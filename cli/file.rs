@@ -297,13 +297,28 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let dir = args.dir.clone();
+    let progress = output::Progress::new(args.json);
+    let mut read_bytes = 0u64;
     let contents = files
         .into_iter()
-        .map(|(path, source)| {
+        .enumerate()
+        .map(|(i, (path, source))| {
             let bytes = std::fs::read(&source).map_err(|e| cfgstore::Error::io(&source, e))?;
+            read_bytes += bytes.len() as u64;
+            if i % 500 == 0 {
+                progress.update(&format!(
+                    "reading {}/{count} files ({})",
+                    i + 1,
+                    output::size(read_bytes)
+                ));
+            }
             Ok((path, bytes))
         })
         .collect::<cfgstore::Result<Vec<_>>>()?;
+    progress.update(&format!(
+        "checking and saving {count} files ({})",
+        output::size(read_bytes)
+    ));
     let outcome = ops::content::import(
         store,
         &crate::actor(),
@@ -312,7 +327,9 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
         contents,
         args.replace,
         validation(args.no_validate),
-    )?;
+    );
+    progress.done();
+    let outcome = outcome?;
     report_write(
         &outcome,
         &format!(

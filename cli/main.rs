@@ -270,16 +270,12 @@ fn init(data: &Path, example: bool) -> anyhow::Result<ExitCode> {
 
 /// `cfgstore gc`: collects project by project, naming each on a terminal.
 fn gc(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
-    use std::io::IsTerminal;
-    let show = !json && std::io::stderr().is_terminal();
+    let progress = output::Progress::new(json);
     let report = cfgstore::ops::retention::gc(store, &actor(), |project| {
-        if show {
-            eprint!("\rcollecting {project}\x1b[K");
-        }
-    })?;
-    if show {
-        eprint!("\r\x1b[K");
-    }
+        progress.update(&format!("collecting {project}"))
+    });
+    progress.done();
+    let report = report?;
     if json {
         output::print_json(&report)?;
     } else {

@@ -144,3 +144,30 @@ mod tests {
         );
     }
 }
+
+/// A one-line progress report on stderr, redrawn in place, shown only on
+/// a terminal (pipes and `--json` stay quiet).
+pub struct Progress {
+    show: bool,
+}
+
+impl Progress {
+    pub fn new(json: bool) -> Progress {
+        Progress {
+            show: !json && io::stderr().is_terminal(),
+        }
+    }
+
+    pub fn update(&self, message: &str) {
+        if self.show {
+            eprint!("\r{message}\x1b[K");
+        }
+    }
+
+    /// Clears the line.
+    pub fn done(&self) {
+        if self.show {
+            eprint!("\r\x1b[K");
+        }
+    }
+}

@@ -289,11 +289,12 @@ fn init_logging(format: LogFormat) {
 }
 
 pub fn backup(store: &Store, dest: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let progress = crate::output::Progress::new(json);
     let report = store.backup(dest, |project| {
-        if !json {
-            eprintln!("copying {project}");
-        }
-    })?;
+        progress.update(&format!("copying {project}"))
+    });
+    progress.done();
+    let report = report?;
     let copy = Store::open(dest).context("cannot open the backup")?;
     let check = copy.fsck(false)?;
     if json {

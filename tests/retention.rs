@@ -136,6 +136,20 @@ fn prune_keeps_the_newest_versions_and_gc_frees_what_only_the_dropped_used() {
         r.text()
     );
 
+    // A pruned branch backs up and restores with its floor.
+    let backup = dir.path().join("backup");
+    let b = json(&data, &["backup", backup.to_str().unwrap()]);
+    assert_eq!(b["fsck_clean"], true, "{b}");
+    let restored = dir.path().join("restored");
+    ok(&restored, &["restore", backup.to_str().unwrap()]);
+    let history = json(&restored, &["history", "list", PROJECT, "main"]);
+    assert_eq!(
+        history.as_array().unwrap().len(),
+        4,
+        "v0005..v0008: {history}"
+    );
+    assert_eq!(fsck(&restored)["problems"], serde_json::json!([]));
+
     // Nothing more to drop; both changes are in the audit trail.
     let again = ok(
         &data,

@@ -149,6 +149,7 @@ impl Store {
     fn check_project(&self, project: &ProjectRef, repair: bool, report: &mut Report) -> Result<()> {
         let mut referenced: HashSet<String> = HashSet::new();
         let mut verified: HashSet<String> = HashSet::new();
+        let mut pending: Vec<Pending> = Vec::new();
         let branches_dir = self.layout().branches_dir(project);
         for name in super::sorted_names(&branches_dir, |n| Some(n.to_string()))? {
             let dir = branches_dir.join(&name);
@@ -161,13 +162,25 @@ impl Store {
                 continue;
             }
             self.check_branch(
-                project,
                 &dir,
                 repair,
                 report,
                 &mut referenced,
                 &mut verified,
+                &mut pending,
             )?;
+        }
+        let checked = super::parallel_map(&pending, |p| {
+            let object = self.layout().object_file(project, &p.hash);
+            verify_object(&object, &p.hash, p.size, &p.md5).map_err(|detail| (object, detail))
+        });
+        for (p, result) in pending.iter().zip(checked) {
+            match result {
+                Ok(()) => report.objects_verified += 1,
+                Err((object, detail)) => {
+                    report.problem(&object, format!("{detail} ({})", p.seen_as), false)
+                }
+            }
         }
         let objects_dir = self.layout().objects_dir(project);
         for entry in WalkDir::new(&objects_dir).min_depth(2).max_depth(2) {
@@ -177,18 +190,17 @@ impl Store {
                 report.unreferenced_objects += 1;
             }
         }
-        report.objects_verified += verified.len();
         Ok(())
     }
 
     fn check_branch(
         &self,
-        project: &ProjectRef,
         dir: &Path,
         repair: bool,
         report: &mut Report,
         referenced: &mut HashSet<String>,
         verified: &mut HashSet<String>,
+        pending: &mut Vec<Pending>,
     ) -> Result<()> {
         let mut versions = BTreeSet::new();
         for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
@@ -316,25 +328,30 @@ impl Store {
             }
             for entry in &gen.entries {
                 referenced.insert(entry.hash.clone());
-                if verified.contains(&entry.hash) {
-                    continue;
-                }
-                let object = self.layout().object_file(project, &entry.hash);
-                match verify_object(&object, &entry.hash, entry.size, &entry.md5) {
-                    Ok(()) => {
-                        verified.insert(entry.hash.clone());
-                    }
-                    Err(detail) => report.problem(
-                        &object,
-                        format!("{detail} (file {} in {version})", entry.path),
-                        false,
-                    ),
+                // Each content is read and hashed once, on every core, by
+                // `check_project` once every branch is walked.
+                if verified.insert(entry.hash.clone()) {
+                    pending.push(Pending {
+                        hash: entry.hash.clone(),
+                        size: entry.size,
+                        md5: entry.md5.clone(),
+                        seen_as: format!("file {} in {version}", entry.path),
+                    });
                 }
             }
             previous = Some(gen);
         }
         Ok(())
     }
+}
+
+/// A content to read and check against its manifest record.
+struct Pending {
+    hash: String,
+    size: u64,
+    md5: String,
+    /// Where a manifest names it, for the report.
+    seen_as: String,
 }
 
 /// Reads an object whole and checks it against the manifest's record.
