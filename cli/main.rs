@@ -155,6 +155,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Bring a store written by an older cfgstore to this version's format
+    /// (any command does it on first open; this one says what it did)
+    Upgrade {
+        /// Print the report as JSON
+        #[arg(long)]
+        json: bool,
+    },
     /// Verify every manifest, object and permission in the data directory
     Fsck {
         /// Repair what is safe to repair: roll HEADs forward, tighten
@@ -248,6 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fleet(args) => fleet::run(&store(flag)?, args),
         Command::Fsck { repair, json } => fsck(&store(flag)?, repair, json),
         Command::Gc { json } => gc(&store(flag)?, json),
+        Command::Upgrade { json } => upgrade(&store(flag)?, json),
     }
 }
 
@@ -264,6 +272,20 @@ fn init(data: &Path, example: bool) -> anyhow::Result<ExitCode> {
     }
     if example {
         example::create(&store, &actor())?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cfgstore upgrade`: opening the store upgraded it (or it was current).
+fn upgrade(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
+    match (store.upgraded(), json) {
+        (Some(report), true) => output::print_json(report)?,
+        (None, true) => output::print_json(&serde_json::json!({ "upgraded": false }))?,
+        (Some(r), false) => println!(
+            "upgraded the store from format {} to {}: {} versions rewritten with git blob ids ({} contents read)",
+            r.from, r.to, r.versions, r.contents
+        ),
+        (None, false) => println!("the store is already in this version's format"),
     }
     Ok(ExitCode::SUCCESS)
 }

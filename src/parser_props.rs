@@ -36,15 +36,7 @@ fn files() -> impl Strategy<Value = BTreeMap<FilePath, Entry>> {
             .filter_map(|(p, body)| {
                 let path = FilePath::parse(&p).ok()?;
                 let id = ContentId::of(&body);
-                Some((
-                    path.clone(),
-                    Entry {
-                        path,
-                        size: id.size,
-                        md5: id.md5,
-                        hash: id.hash,
-                    },
-                ))
+                Some((path.clone(), id.entry(path)))
             })
             .collect()
     })

@@ -12,6 +12,7 @@ mod crash;
 mod failpoints;
 mod faults;
 mod fleet;
+mod format;
 mod gitlab_client;
 mod hostile;
 mod old_store;

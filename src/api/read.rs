@@ -132,6 +132,24 @@ fn served(
     app.fleet.note(&app.store, project, &visit, states);
 }
 
+/// `served` for a read answered from one state of one branch.
+fn served_state(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    project: &ProjectRef,
+    branch: &BranchName,
+    gen: &Generation,
+) {
+    served(
+        app,
+        req,
+        token,
+        project,
+        &[(branch.as_str(), &gen.meta.short_id)],
+    );
+}
+
 #[derive(Serialize)]
 struct GitlabBranch {
     name: String,
@@ -252,13 +270,7 @@ fn tree(app: &App, req: &Request, token: &TokenRecord, id: &ProjectId) -> Result
     let project = resolve_project(app, token, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
     let response = listing(req, &gen)?;
-    served(
-        app,
-        req,
-        token,
-        &project,
-        &[(branch.as_str(), &gen.meta.short_id)],
-    );
+    served_state(app, req, token, &project, &branch, &gen);
     Ok(response)
 }
 
@@ -316,13 +328,7 @@ fn file_raw(
     let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
     let entry = find_file(&gen, path)?;
     let content = app.store.read_content(&project, entry)?;
-    served(
-        app,
-        req,
-        token,
-        &project,
-        &[(branch.as_str(), &gen.meta.short_id)],
-    );
+    served_state(app, req, token, &project, &branch, &gen);
     // The headers ERPs get all day, from values built once per content.
     let mut r = with_body(
         StatusCode::OK,
@@ -369,13 +375,7 @@ fn file_meta(
     let (branch, gen) = resolve_ref(app, &project, Some(reference), "file")?;
     let entry = find_file(&gen, path)?;
     let bytes = app.store.read_entry(&project, entry)?;
-    served(
-        app,
-        req,
-        token,
-        &project,
-        &[(branch.as_str(), &gen.meta.short_id)],
-    );
+    served_state(app, req, token, &project, &branch, &gen);
     let file = GitlabFile {
         file_name: entry.path.file_name().to_string(),
         file_path: entry.path.to_string(),
@@ -442,13 +442,7 @@ fn archive(
 ) -> Result<Response<Body>> {
     let project = resolve_project(app, token, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("sha"), "file")?;
-    served(
-        app,
-        req,
-        token,
-        &project,
-        &[(branch.as_str(), &gen.meta.short_id)],
-    );
+    served_state(app, req, token, &project, &branch, &gen);
     let folder = format!(
         "{}-{}-{}",
         project.repo,

@@ -72,12 +72,7 @@ impl Store {
         check_not_nested_in(&live.entries, path)?;
         let id = ContentId::of(bytes);
         let mut files = live.file_map();
-        let entry = Entry {
-            path: path.clone(),
-            size: id.size,
-            md5: id.md5,
-            hash: id.hash,
-        };
+        let entry = id.entry(path.clone());
         files.insert(path.clone(), entry);
         let next = Generation::build(
             live.meta.version.next(),
@@ -159,12 +154,7 @@ impl Store {
             let entry = if *first {
                 self.store_object_as(project, path.clone(), bytes, id.clone(), &mut objects)?
             } else {
-                Entry {
-                    path: path.clone(),
-                    size: id.size,
-                    md5: id.md5.clone(),
-                    hash: id.hash.clone(),
-                }
+                id.clone().entry(path.clone())
             };
             Ok((entry, objects))
         });
@@ -392,12 +382,7 @@ impl Store {
                 .expect("fan-out folder has a parent")
                 .to_path_buf(),
         );
-        Ok(Entry {
-            path,
-            size: id.size,
-            md5: id.md5,
-            hash: id.hash,
-        })
+        Ok(id.entry(path))
     }
 }
 

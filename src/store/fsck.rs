@@ -172,7 +172,7 @@ impl Store {
         }
         let checked = super::parallel_map(&pending, |p| {
             let object = self.layout().object_file(project, &p.hash);
-            verify_object(&object, &p.hash, p.size, &p.md5).map_err(|detail| (object, detail))
+            verify_object(&object, p).map_err(|detail| (object, detail))
         });
         for (p, result) in pending.iter().zip(checked) {
             match result {
@@ -333,6 +333,7 @@ impl Store {
                 if verified.insert(entry.hash.clone()) {
                     pending.push(Pending {
                         hash: entry.hash.clone(),
+                        git: entry.git.clone(),
                         size: entry.size,
                         md5: entry.md5.clone(),
                         seen_as: format!("file {} in {version}", entry.path),
@@ -348,6 +349,8 @@ impl Store {
 /// A content to read and check against its manifest record.
 struct Pending {
     hash: String,
+    /// The git blob id the manifest records (empty in format 1).
+    git: String,
     size: u64,
     md5: String,
     /// Where a manifest names it, for the report.
@@ -355,7 +358,8 @@ struct Pending {
 }
 
 /// Reads an object whole and checks it against the manifest's record.
-fn verify_object(path: &Path, hash: &str, size: u64, md5: &str) -> std::result::Result<(), String> {
+fn verify_object(path: &Path, p: &Pending) -> std::result::Result<(), String> {
+    let (hash, size, md5) = (p.hash.as_str(), p.size, p.md5.as_str());
     let mut file = open_regular(path).map_err(|e| e.to_string())?;
     let mut bytes = Vec::with_capacity(size as usize);
     file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
@@ -367,6 +371,9 @@ fn verify_object(path: &Path, hash: &str, size: u64, md5: &str) -> std::result::
     }
     if hex(&Md5::digest(&bytes)) != md5 {
         return Err("content does not match its md5".into());
+    }
+    if !p.git.is_empty() && super::generation::git_blob_id(&bytes) != p.git {
+        return Err("content does not match its git blob id".into());
     }
     Ok(())
 }

@@ -122,6 +122,13 @@ pub fn create_dir_durable(path: &Path) -> Result<bool> {
 
 /// Writes `bytes` to a new file (`O_EXCL`, mode 0600) and fsyncs it.
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    let file = create_and_write(path, bytes)?;
+    file.sync_all().map_err(|e| Error::io(path, e))?;
+    failpoint("fs.temp.synced", path)
+}
+
+/// A new file (never an existing one, never through a link) holding `bytes`.
+fn create_and_write(path: &Path, bytes: &[u8]) -> Result<File> {
     failpoint("fs.temp.before", path)?;
     let mut file = OpenOptions::new()
         .write(true)
@@ -132,23 +139,13 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
         .map_err(|e| Error::io(path, e))?;
     file.write_all(bytes).map_err(|e| Error::io(path, e))?;
     failpoint("fs.temp.written", path)?;
-    file.sync_all().map_err(|e| Error::io(path, e))?;
-    failpoint("fs.temp.synced", path)
+    Ok(file)
 }
 
 /// `write_new` without the fsync: for bulk writes that sync the whole
 /// filesystem once afterwards (`sync_filesystem`).
 pub fn write_new_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {
-    failpoint("fs.temp.before", path)?;
-    let mut file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    file.write_all(bytes).map_err(|e| Error::io(path, e))?;
-    failpoint("fs.temp.written", path)
+    create_and_write(path, bytes).map(drop)
 }
 
 /// Flushes everything written to the filesystem holding `path`, data and

@@ -3,11 +3,14 @@
 //! A generation file is text, readable with `less`:
 //!
 //! ```text
-//! cfgstore-generation 1
+//! cfgstore-generation 2
 //! {"version":"v0003","created_at":"2026-11-22T10:00:00Z","actor":"cli:root",...}
-//! <md5>\t<blake3>\t<size>\t<path>
+//! <md5>\t<blake3>\t<git blob id>\t<size>\t<path>
 //! ...
 //! ```
+//!
+//! Format 1 (cfgstore 0.1) had no git blob id column; it is still read,
+//! and `Store::open` rewrites such files as format 2 (`upgrade.rs`).
 //!
 //! The second line is the metadata; every further line is one file, sorted
 //! bytewise by path. Paths cannot contain tabs or newlines (`FilePath`
@@ -28,23 +31,39 @@ use super::fsutil::{hex, open_regular};
 use crate::error::{Error, Result};
 use crate::names::{FilePath, SnapshotId};
 
-const MAGIC: &str = "cfgstore-generation 1";
+const MAGIC: &str = "cfgstore-generation 2";
+/// Generations written by cfgstore 0.1: no git blob ids.
+pub(super) const MAGIC_V1: &str = "cfgstore-generation 1";
 
 /// One file of a branch state. Content lives in the project's object store
-/// under `hash` (blake3); `md5` and `size` feed `short_id`.
+/// under `hash` (blake3); `md5` and `size` feed `short_id`; `git` is the
+/// git blob id of the content.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
     pub path: FilePath,
     pub size: u64,
     pub md5: String,
     pub hash: String,
+    /// `sha1("blob {size}\0" + bytes)`, what `git hash-object` prints: the
+    /// API's blob id, so clients can compare it with their own files.
+    /// Empty only in a format-1 generation not yet upgraded.
+    pub git: String,
 }
 
 impl Entry {
-    /// A stable 40-hex id for the file's content, used as the API's blob id.
+    /// The file's blob id in the API (tree `id`, `blob_id`, `blobs/{sha}`).
     pub fn blob_id(&self) -> &str {
-        &self.hash[..40]
+        &self.git
     }
+}
+
+/// The git blob id of some bytes (`git hash-object`).
+pub fn git_blob_id(bytes: &[u8]) -> String {
+    use sha1::Digest as _;
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
+    hasher.update(bytes);
+    hex(&hasher.finalize())
 }
 
 /// The content digests of some bytes, computed once at write time.
@@ -53,6 +72,7 @@ pub struct ContentId {
     pub size: u64,
     pub md5: String,
     pub hash: String,
+    pub git: String,
 }
 
 impl ContentId {
@@ -61,6 +81,18 @@ impl ContentId {
             size: bytes.len() as u64,
             md5: hex(&Md5::digest(bytes)),
             hash: blake3::hash(bytes).to_hex().to_string(),
+            git: git_blob_id(bytes),
+        }
+    }
+
+    /// The entry of a file with this content.
+    pub fn entry(self, path: FilePath) -> Entry {
+        Entry {
+            path,
+            size: self.size,
+            md5: self.md5,
+            hash: self.hash,
+            git: self.git,
         }
     }
 }
@@ -154,6 +186,8 @@ pub struct Generation {
     tree: std::sync::OnceLock<std::sync::Arc<super::tree::TreeIndex>>,
     /// Lookup by path, built on the first `find` in a large manifest.
     paths: std::sync::OnceLock<PathIndex>,
+    /// Lookup by git blob id, built on the first `find_blob`.
+    blobs: std::sync::OnceLock<HashMap<String, usize>>,
 }
 
 /// A copy starts without the lazily built indexes: they describe
@@ -165,6 +199,7 @@ impl Clone for Generation {
             entries: self.entries.clone(),
             tree: Default::default(),
             paths: Default::default(),
+            blobs: Default::default(),
         }
     }
 }
@@ -294,6 +329,7 @@ impl Generation {
             entries,
             tree: Default::default(),
             paths: Default::default(),
+            blobs: Default::default(),
         }
     }
 
@@ -305,7 +341,7 @@ impl Generation {
         out.push(b'\n');
         for e in &self.entries {
             out.extend_from_slice(
-                format!("{}\t{}\t{}\t{}\n", e.md5, e.hash, e.size, e.path).as_bytes(),
+                format!("{}\t{}\t{}\t{}\t{}\n", e.md5, e.hash, e.git, e.size, e.path).as_bytes(),
             );
         }
         out
@@ -325,7 +361,7 @@ impl Generation {
     /// bytes give a generation or an error, never a panic.
     pub fn parse(source: &Path, bytes: &[u8]) -> Result<Generation> {
         let mut reader = bytes;
-        let meta = read_header(&mut reader, source)?;
+        let (meta, format) = read_header_format(&mut reader, source)?;
         let rest = std::str::from_utf8(reader)
             .map_err(|_| Error::corrupt(source, "manifest is not UTF-8"))?;
         // The header's count is not trusted to size memory (a corrupt one
@@ -333,7 +369,7 @@ impl Generation {
         let mut entries = Vec::with_capacity((meta.file_count as usize).min(rest.len() / 100));
         for line in rest.lines() {
             entries
-                .push(parse_entry(line).ok_or_else(|| {
+                .push(parse_entry(line, format).ok_or_else(|| {
                     Error::corrupt(source, format!("bad manifest line {line:?}"))
                 })?);
         }
@@ -354,6 +390,7 @@ impl Generation {
             entries,
             tree: Default::default(),
             paths: Default::default(),
+            blobs: Default::default(),
         })
     }
 
@@ -375,6 +412,18 @@ impl Generation {
     pub fn tree(&self) -> &super::tree::TreeIndex {
         self.tree
             .get_or_init(|| std::sync::Arc::new(super::tree::TreeIndex::build(self)))
+    }
+
+    /// A file whose content has this git blob id (`blobs/{sha}`).
+    pub fn find_blob(&self, git: &str) -> Option<&Entry> {
+        let index = self.blobs.get_or_init(|| {
+            self.entries
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.git.clone(), i))
+                .collect()
+        });
+        index.get(git).map(|&i| &self.entries[i])
     }
 
     /// Looks a file up by path (binary search over the sorted manifest).
@@ -400,31 +449,50 @@ impl Generation {
 }
 
 fn read_header(reader: &mut impl BufRead, path: &Path) -> Result<GenerationMeta> {
+    read_header_format(reader, path).map(|(meta, _)| meta)
+}
+
+/// The metadata and the format (1 or 2) of a generation file.
+fn read_header_format(reader: &mut impl BufRead, path: &Path) -> Result<(GenerationMeta, u8)> {
     let mut line = String::new();
     reader
         .read_line(&mut line)
         .map_err(|e| Error::io(path, e))?;
-    if line.trim_end() != MAGIC {
-        return Err(Error::corrupt(path, "not a version file"));
-    }
+    let format = match line.trim_end() {
+        MAGIC => 2,
+        MAGIC_V1 => 1,
+        _ => return Err(Error::corrupt(path, "not a version file")),
+    };
     line.clear();
     reader
         .read_line(&mut line)
         .map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(line.trim_end())
-        .map_err(|e| Error::corrupt(path, format!("bad metadata: {e}")))
+    let meta = serde_json::from_str(line.trim_end())
+        .map_err(|e| Error::corrupt(path, format!("bad metadata: {e}")))?;
+    Ok((meta, format))
 }
 
-fn parse_entry(line: &str) -> Option<Entry> {
-    let mut parts = line.splitn(4, '\t');
+/// Whether a generation file is format 1 (its first line), for the upgrade.
+pub(super) fn is_format_1(path: &Path) -> Result<bool> {
+    let mut reader = BufReader::with_capacity(64, open_regular(path)?);
+    let mut line = String::new();
+    reader
+        .read_line(&mut line)
+        .map_err(|e| Error::io(path, e))?;
+    Ok(line.trim_end() == MAGIC_V1)
+}
+
+fn parse_entry(line: &str, format: u8) -> Option<Entry> {
+    let mut parts = line.splitn(if format == 1 { 4 } else { 5 }, '\t');
     let md5 = parts.next()?;
     let hash = parts.next()?;
+    let git = if format == 1 { "" } else { parts.next()? };
     let size = parts.next()?.parse().ok()?;
     let path = FilePath::parse(parts.next()?).ok()?;
     let is_hex = |s: &str, len: usize| {
         s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     };
-    if !is_hex(md5, 32) || !is_hex(hash, 64) {
+    if !is_hex(md5, 32) || !is_hex(hash, 64) || (format == 2 && !is_hex(git, 40)) {
         return None;
     }
     Some(Entry {
@@ -432,6 +500,7 @@ fn parse_entry(line: &str) -> Option<Entry> {
         size,
         md5: md5.to_string(),
         hash: hash.to_string(),
+        git: git.to_string(),
     })
 }
 
@@ -440,13 +509,17 @@ mod tests {
     use super::*;
 
     fn entry(path: &str, bytes: &[u8]) -> Entry {
-        let id = ContentId::of(bytes);
-        Entry {
-            path: FilePath::parse(path).unwrap(),
-            size: id.size,
-            md5: id.md5,
-            hash: id.hash,
-        }
+        ContentId::of(bytes).entry(FilePath::parse(path).unwrap())
+    }
+
+    #[test]
+    fn git_blob_ids_are_what_git_hash_object_prints() {
+        // printf 'hello\n' | git hash-object --stdin; printf '' | git hash-object --stdin
+        assert_eq!(
+            git_blob_id(b"hello\n"),
+            "ce013625030ba8dba906f756967f9e9ca394464a"
+        );
+        assert_eq!(git_blob_id(b""), "e69de29bb2d1d6434b8b29ae775ad8c2e48c5391");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! ```text
 //! DATA/
 //!   .cfgstore/                 the store's own state (no owner can be named so)
-//!     format                   "cfgstore-data 1"
+//!     format                   "cfgstore-data 2" (`upgrade.rs`)
 //!     lock                     serialises project creation
 //!     server.key               HMAC key for token and fingerprint hashes (0600)
 //!     changes                  a random value, replaced after every change
@@ -40,7 +40,8 @@ use crate::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
 
 pub const INTERNAL_DIR: &str = ".cfgstore";
 pub const FORMAT_FILE: &str = "format";
-pub const FORMAT_LINE: &str = "cfgstore-data 1";
+/// The store format this version writes (`upgrade.rs` reads the ones before).
+pub const FORMAT_LINE: &str = "cfgstore-data 2";
 pub const HEAD_FILE: &str = "HEAD";
 pub const FLOOR_FILE: &str = "FLOOR";
 pub const GC_LOCK_FILE: &str = "gc.lock";

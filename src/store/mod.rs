@@ -67,6 +67,7 @@ pub mod retention;
 
 pub mod tokens;
 pub mod tree;
+pub mod upgrade;
 
 #[cfg(test)]
 mod model_test;
@@ -101,6 +102,8 @@ pub struct Store {
     /// reads the disk each time.
     cache: Option<cache::ReadCache>,
     server_key: std::sync::OnceLock<crate::auth::ServerKey>,
+    /// What opening it upgraded, if the store was of an older format.
+    upgraded: Option<upgrade::UpgradeReport>,
 }
 
 /// A project as listed.
@@ -232,9 +235,8 @@ impl Store {
     /// generation.
     pub fn open(root: &Path) -> Result<Store> {
         let layout = Layout::new(root);
-        match fs::read_to_string(layout.format_file()) {
-            Ok(s) if s.trim_end() == FORMAT_LINE => {}
-            Ok(_) => return Err(Error::corrupt(layout.format_file(), "unknown data format")),
+        let format = match fs::read_to_string(layout.format_file()) {
+            Ok(s) => upgrade::format_of(&s, &layout.format_file())?,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(Error::NotFound {
                     what: "store",
@@ -242,7 +244,7 @@ impl Store {
                 })
             }
             Err(e) => return Err(Error::io(layout.format_file(), e)),
-        }
+        };
         check_private(root)?;
         Scratch::sweep_abandoned(&layout.scratch_parent(), true)?;
         let store = Store {
@@ -251,9 +253,22 @@ impl Store {
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             cache: None,
             server_key: Default::default(),
+            upgraded: None,
         };
         store.sweep_branches()?;
+        if format == 1 {
+            let report = store.upgrade_from_1()?;
+            return Ok(Store {
+                upgraded: Some(report),
+                ..store
+            });
+        }
         Ok(store)
+    }
+
+    /// What opening this store upgraded (`None` when it was current).
+    pub fn upgraded(&self) -> Option<&upgrade::UpgradeReport> {
+        self.upgraded.as_ref()
     }
 
     /// The scratch folder temp files are born in, made on first use.

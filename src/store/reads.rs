@@ -183,8 +183,10 @@ impl Store {
         Ok(bytes)
     }
 
-    /// The bytes of the object whose blob id (the first 40 hex digits of
-    /// its hash) is `blob_id`. Errors: `NotFound("blob")`.
+    /// The bytes of the file content whose blob id is `blob_id`: its git
+    /// blob id, found in the branches' live states, then in their kept
+    /// versions, newest first; or, for links made before 0.2, the first 40
+    /// hex digits of its blake3 hash. Errors: `NotFound("blob")`.
     pub fn read_blob(&self, project: &ProjectRef, blob_id: &str) -> Result<Vec<u8>> {
         let valid = blob_id.len() == 40
             && blob_id
@@ -192,6 +194,25 @@ impl Store {
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !valid {
             return Err(Error::not_found("blob", blob_id));
+        }
+        let branches = self.shared_branch_names(project)?;
+        for branch in branches.iter() {
+            let live = self.live(project, branch)?;
+            if let Some(entry) = live.find_blob(blob_id) {
+                return Ok(self.read_entry(project, entry)?.to_vec());
+            }
+        }
+        for branch in branches.iter() {
+            let dir = self.layout.branch_dir(project, branch);
+            let (head, floor) = (read_head(&dir)?, self.floor(&dir)?);
+            let mut v = head;
+            while v > floor {
+                v = SnapshotId::new(v.number() - 1).expect("above the floor");
+                let gen = self.load_generation(dir.clone(), v)?;
+                if let Some(entry) = gen.find_blob(blob_id) {
+                    return Ok(self.read_entry(project, entry)?.to_vec());
+                }
+            }
         }
         let fan = self.layout.objects_dir(project).join(&blob_id[..2]);
         check_real_dirs(self.layout.root(), &fan)?;

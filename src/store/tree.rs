@@ -188,15 +188,7 @@ mod tests {
             .map(|p| {
                 let id = ContentId::of(p.as_bytes());
                 let path = FilePath::parse(p).unwrap();
-                (
-                    path.clone(),
-                    Entry {
-                        path,
-                        size: id.size,
-                        md5: id.md5,
-                        hash: id.hash,
-                    },
-                )
+                (path.clone(), id.entry(path))
             })
             .collect();
         Generation::build(

@@ -1,0 +1,227 @@
+//! Store format 2: git blob ids everywhere the API names a blob (what
+//! `git hash-object` prints, so a client can compare them with its own
+//! files), the upgrade of a 0.1 store in place, fsck checking the ids, and
+//! a store of a newer format refused in words.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use crate::util::{self, create_token, json, ok, request, run, TestDir, TestServer, API};
+
+const P: &str = "demo/b2b-cnc.erp-config";
+const R: &str = "/projects/b2b-cnc.erp-config/repository";
+
+/// `git hash-object --stdin` of `bytes`: the reference, computed by git.
+fn git_hash_object(bytes: &[u8]) -> Option<String> {
+    let mut child = Command::new("git")
+        .args(["hash-object", "--stdin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    child.stdin.take().unwrap().write_all(bytes).unwrap();
+    let out = child.wait_with_output().unwrap();
+    Some(String::from_utf8(out.stdout).unwrap().trim().to_string())
+}
+
+/// Every blob of the tree against git's own id, through every endpoint
+/// that names one.
+fn check_blob_ids(data: &Path) {
+    let (_, token) = create_token(data, "demo", &[]);
+    let server = TestServer::start(data);
+    let auth = [("PRIVATE-TOKEN", token.as_str())];
+    let tree = request(
+        server.addr,
+        "GET",
+        &format!("{API}{R}/tree?recursive=true"),
+        &auth,
+    )
+    .json();
+    let mut checked = 0;
+    for item in tree
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["type"] == "blob")
+    {
+        let path = item["path"].as_str().unwrap();
+        let encoded = path.replace('/', "%2F").replace(' ', "%20");
+        let raw = request(
+            server.addr,
+            "GET",
+            &format!("{API}{R}/files/{encoded}/raw?ref=main"),
+            &auth,
+        );
+        let Some(want) = git_hash_object(&raw.body) else {
+            eprintln!("git is not installed: blob ids checked against nothing");
+            return;
+        };
+        assert_eq!(item["id"], want.as_str(), "tree id of {path}");
+        assert_eq!(
+            raw.header("x-gitlab-blob-id"),
+            Some(want.as_str()),
+            "{path}"
+        );
+        let meta = request(
+            server.addr,
+            "GET",
+            &format!("{API}{R}/files/{encoded}?ref=main"),
+            &auth,
+        )
+        .json();
+        assert_eq!(meta["blob_id"], want.as_str(), "{path}");
+        let blob = request(
+            server.addr,
+            "GET",
+            &format!("{API}{R}/blobs/{want}/raw"),
+            &auth,
+        );
+        assert_eq!(blob.status, 200, "{path}");
+        assert_eq!(blob.body, raw.body, "{path}");
+        checked += 1;
+    }
+    assert!(checked >= 10, "{checked} blobs");
+}
+
+#[test]
+fn blob_ids_are_git_blob_ids() {
+    let dir = TestDir::new("git-ids");
+    let data = dir.data();
+    ok(&data, &["init", "--example"]);
+    check_blob_ids(&data);
+    // A blob of an older version only is found too.
+    let out = util::run_with_input(
+        &data,
+        &["file", "put", P, "main", "operations.config.json"],
+        b"{\"x\": 1}",
+    );
+    assert!(out.status.success());
+    let old = util::run(
+        &data,
+        &[
+            "file",
+            "get",
+            P,
+            "main",
+            "operations.config.json",
+            "--version",
+            "v0002",
+        ],
+    );
+    if let Some(id) = git_hash_object(&old.stdout) {
+        let (_, token) = create_token(&data, "demo", &[]);
+        let server = TestServer::start(&data);
+        let r = request(
+            server.addr,
+            "GET",
+            &format!("{API}{R}/blobs/{id}/raw"),
+            &[("PRIVATE-TOKEN", &token)],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.body, old.stdout);
+    }
+}
+
+#[test]
+fn a_0_1_store_is_upgraded_in_place_and_keeps_its_ids() {
+    let dir = TestDir::new("upgrade");
+    let data = dir.path().join("store");
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/store-0.1.0"
+        ))
+        .arg(&data)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let format = || std::fs::read_to_string(data.join(".cfgstore/format")).unwrap();
+    assert_eq!(format(), "cfgstore-data 1\n");
+    let report = json(&data, &["upgrade"]);
+    assert_eq!(report["from"], 1);
+    assert_eq!(report["to"], 2);
+    // Every version file of the fixture, counted on disk.
+    let on_disk = walkdir_versions(&data);
+    assert_eq!(report["versions"], on_disk, "{report}");
+    assert!(on_disk >= 8);
+    assert_eq!(format(), "cfgstore-data 2\n");
+    assert_eq!(json(&data, &["upgrade"])["upgraded"], false, "once only");
+    // An upgrade cut short (one file still format 1, the old format line)
+    // is finished by the next open.
+    let fixture = Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/store-0.1.0"
+    ));
+    let v3 = "demo/b2b-cnc.erp-config/branches/main/v0003";
+    std::fs::copy(fixture.join(v3), data.join(v3)).unwrap();
+    std::fs::write(data.join(".cfgstore/format"), "cfgstore-data 1\n").unwrap();
+    let finished = json(&data, &["upgrade"]);
+    assert_eq!(finished["versions"], 1, "{finished}");
+    assert_eq!(format(), "cfgstore-data 2\n");
+    // Ids the ERPs poll are unchanged; versions and history are there.
+    let branches = json(&data, &["branch", "list", P]);
+    assert_eq!(branches[0]["short_id"], "5b44d08e");
+    assert_eq!(branches[1]["short_id"], "184c7183");
+    assert_eq!(
+        json(&data, &["history", "list", P, "main"])
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    ok(&data, &["fsck", "--repair"]);
+    let fsck = json(&data, &["fsck"]);
+    assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
+    ok(&data, &["init"]); // the fixture has no server key: tokens need one
+    check_blob_ids(&data);
+}
+
+#[test]
+fn fsck_checks_git_ids_and_a_newer_format_is_refused() {
+    let dir = TestDir::new("format-checks");
+    let data = dir.data();
+    ok(&data, &["init", "--example"]);
+    // A manifest whose git id does not match its content.
+    let version = data.join("demo/b2b-cnc.erp-config/branches/main/v0002");
+    let text = std::fs::read_to_string(&version).unwrap();
+    let line = text.lines().nth(2).unwrap().to_string();
+    let mut fields: Vec<&str> = line.split('\t').collect();
+    let wrong = "0".repeat(40);
+    fields[2] = &wrong;
+    std::fs::write(&version, text.replace(&line, &fields.join("\t"))).unwrap();
+    let out = run(&data, &["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("content does not match its git blob id"));
+
+    std::fs::write(data.join(".cfgstore/format"), "cfgstore-data 3\n").unwrap();
+    let out = run(&data, &["branch", "list", P]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("this store is format 3, written by a newer cfgstore"),
+        "{err}"
+    );
+}
+
+/// How many version files (`vNNNN`) a data directory holds.
+fn walkdir_versions(data: &Path) -> u64 {
+    let mut n = 0;
+    let mut dirs = vec![data.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else if name.len() == 5
+                && name.starts_with('v')
+                && name[1..].bytes().all(|b| b.is_ascii_digit())
+            {
+                n += 1;
+            }
+        }
+    }
+    n
+}
