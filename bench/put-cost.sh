@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# What a `cfgstore file put` costs as the branch grows: 200 vs 20,000 files.
+# What a `cfgstore file put` costs as the branch grows (200, 2,000, 20,000
+# and 100,000 files), in time and in bytes added to the store per version.
 # Each put is a whole CLI process (start, open, lock, write object, write
 # generation, fsync, switch HEAD), i.e. what an operator or script pays.
 #
-#   bash bench/put-cost.sh [PUTS]        (default 30 puts per branch size)
+#   bash bench/put-cost.sh [PUTS] [SIZES]   (default 30 puts; sizes "200 2000 20000 100000")
 #
 # Builds the release binary once, works in a temp dir it removes at exit,
 # starts no servers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 puts=${1:-30}
+sizes=${2:-"200 2000 20000 100000"}
 cargo build --release --quiet
 bin=$PWD/target/release/cfgstore
 work=$(mktemp -d)
@@ -32,20 +34,26 @@ PY
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 p90() { sort -n | awk '{a[NR]=$1} END {i=int(NR*0.9); if (i<1) i=1; print a[i]}'; }
 
-for files in 200 20000; do
+for files in $sizes; do
   "$bin" --data "$data" project create bench "b$files" --type cfg >/dev/null
   make_tree "$work/src$files" "$files"
   start=$(date +%s%N)
   "$bin" --data "$data" import "bench/b$files.cfg" main "$work/src$files" >/dev/null
   import_ms=$(( ($(date +%s%N) - start) / 1000000 ))
   : > "$work/times$files"
+  before=$(du -sb "$data/bench/b$files.cfg" | cut -f1)
   for i in $(seq 1 "$puts"); do
     start=$(date +%s%N)
     echo "{\"put\": $i}" | "$bin" --data "$data" file put "bench/b$files.cfg" main "area1/group1/changed.json" >/dev/null
     echo $(( ($(date +%s%N) - start) / 1000 )) >> "$work/times$files"
   done
-  printf '%6d files: import %5d ms; put median %6.1f ms, p90 %6.1f ms (%d puts)\n' "$files" "$import_ms" \
-    "$(median < "$work/times$files" | awk '{print $1/1000}')" "$(p90 < "$work/times$files" | awk '{print $1/1000}')" "$puts"
+  after=$(du -sb "$data/bench/b$files.cfg" | cut -f1)
+  printf '%7d files: import %6d ms; put median %7.1f ms, p90 %7.1f ms; %8.1f KiB per version (%d puts)\n' "$files" "$import_ms" \
+    "$(median < "$work/times$files" | awk '{print $1/1000}')" "$(p90 < "$work/times$files" | awk '{print $1/1000}')" \
+    "$(awk -v a="$after" -v b="$before" -v n="$puts" 'BEGIN{print (a-b)/n/1024}')" "$puts"
 done
-echo "ratio 20000/200 (median): $(awk -v a="$(median < "$work/times20000")" -v b="$(median < "$work/times200")" 'BEGIN{printf "%.2f", a/b}')"
+first=${sizes%% *}
+for files in $sizes; do
+  echo "ratio $files/$first (median put): $(awk -v a="$(median < "$work/times$files")" -v b="$(median < "$work/times$first")" 'BEGIN{printf "%.2f", a/b}')"
+done
 "$bin" --data "$data" fsck | tail -1
