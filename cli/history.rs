@@ -246,7 +246,12 @@ fn prune(
         (None, Some(text)) => {
             let age = cfgstore::auth::parse_duration(&text)
                 .map_err(|e| output::UsageError(format!("--older-than: {e}")))?;
-            Keep::LiveSince(time::OffsetDateTime::now_utc() - age)
+            let cutoff = time::OffsetDateTime::now_utc()
+                .checked_sub(age)
+                .ok_or_else(|| {
+                    output::UsageError(format!("--older-than {text} reaches before any date"))
+                })?;
+            Keep::LiveSince(cutoff)
         }
         (None, None) => {
             return Err(output::UsageError("give --keep N or --older-than DURATION".into()).into())

@@ -253,7 +253,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rollback(args) => history::rollback(&store(flag)?, args),
         Command::Compare(args) => history::compare(&store(flag)?, args),
         Command::Fleet(args) => fleet::run(&store(flag)?, args),
-        Command::Fsck { repair, json } => fsck(&store(flag)?, repair, json),
+        // As it is: fsck reports what could stop an upgrade instead of
+        // failing on it.
+        Command::Fsck { repair, json } => {
+            let data = data(flag)?;
+            let store = Store::open_as_is(&data)
+                .with_context(|| format!("cannot open data directory {}", data.display()))?;
+            fsck(&store, repair, json)
+        }
         Command::Gc { json } => gc(&store(flag)?, json),
         Command::Upgrade { json } => upgrade(&store(flag)?, json),
     }

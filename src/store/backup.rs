@@ -78,7 +78,10 @@ impl Store {
         let mut report = BackupReport::default();
         create_dir(&to.internal_dir())?;
         copy_file(&from.format_file(), &to.format_file(), &mut report)?;
-        copy_file(&from.server_key(), &to.server_key(), &mut report)?;
+        // A store that never served (a copy of the example) has no key yet.
+        if from.server_key().exists() {
+            copy_file(&from.server_key(), &to.server_key(), &mut report)?;
+        }
         {
             let _lock = LockGuard::acquire(&from.tokens_lock(), Duration::from_secs(30))?;
             report.tokens = copy_dir_files(&from.tokens_dir(), &to.tokens_dir(), &mut report)?;
@@ -109,6 +112,9 @@ impl Store {
                 &mut report,
             )?;
             fsutil::write_new(&to.project_lock(&project), b"")?;
+            // No gc while this project is copied: the contents the copied
+            // versions name stay until their copies are made.
+            let _objects = self.objects_in_flight(&project)?;
             create_dir(&to.branches_dir(&project))?;
             let mut objects = BTreeSet::new();
             for branch in self.branch_names(&project)? {
@@ -116,6 +122,8 @@ impl Store {
                 let src = from.branch_dir(&project, &branch);
                 let dst = to.branch_dir(&project, &branch);
                 create_dir(&dst)?;
+                // A prune waits until this branch's versions are copied.
+                let _branch = LockGuard::acquire(&layout::branch_lock(&src), self.lock_timeout)?;
                 let head = read_head(&src)?;
                 // A pruned branch keeps its floor: versions below it are gone.
                 let floor = self.floor(&src)?;
@@ -187,7 +195,9 @@ fn copy_dir_files(src: &Path, dst: &Path, report: &mut BackupReport) -> Result<u
 /// verified first, then copied the same way a backup is taken, so the
 /// result is checked by construction; `fsck` on it is clean.
 pub fn restore(src: &Path, dest: &Path) -> Result<BackupReport> {
-    let backup = Store::open(src)?;
+    // As it is: a restore never changes the backup (a 0.1 backup is
+    // copied as format 1, and upgraded when the restored store is opened).
+    let backup = Store::open_as_is(src)?;
     let check = backup.fsck(false)?;
     if !check.is_clean() {
         let first = &check.problems[0];

@@ -92,6 +92,9 @@ impl Store {
     ) -> Result<BranchInfo> {
         self.require_project(project)?;
         check_real_dirs(self.layout.root(), &self.layout.branches_dir(project))?;
+        // A copy names its source's contents: gc must not take them between
+        // the read of the source and the new branch's first version.
+        let _objects = self.objects_in_flight(project)?;
         let _lock = LockGuard::acquire(&self.layout.project_lock(project), self.lock_timeout)?;
         // From disk, not the cache: another process may have just made one.
         let existing = sorted_names(&self.layout.branches_dir(project), |n| {
@@ -178,7 +181,13 @@ impl Store {
         if version > read_head(&dir)? || version < self.floor(&dir)? {
             return Err(Error::not_found("version", version));
         }
-        self.load_generation(dir, version)
+        // Pruned between the floor's check and the read: gone all the same.
+        self.load_generation(dir, version).map_err(|e| match e {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                Error::not_found("version", version)
+            }
+            e => e,
+        })
     }
 
     /// The retained version whose `commit_id` (40 hex) or `short_id` (8

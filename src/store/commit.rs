@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::branches::newest_generation;
-use super::fsutil::{self, check_real_dirs, create_dir_durable, fsync_dir, LockGuard};
+use super::fsutil::{
+    self, check_real_dirs, create_dir_durable, fsync_dir, open_regular, LockGuard,
+};
 use super::*;
 use crate::error::{Error, Result};
 
@@ -240,6 +242,13 @@ impl Store {
         }
         let mut files = current.file_map();
         edit(&mut files, head)?;
+        // Entries carried over from a generation a 0.1 process wrote
+        // (`load_generation` fills those; a rollback reads its target
+        // directly): a version file never lacks a git blob id.
+        for entry in files.values_mut().filter(|e| e.git.is_empty()) {
+            let object = self.layout.object_file(project, &entry.hash);
+            entry.git = super::generation::git_blob_id(&fsutil::read_regular(&object)?);
+        }
         fsutil::failpoint("commit.objects", &dir)?;
         // A write that leaves the files as they are (the same bytes put again,
         // a rollback to the state the branch has) changes nothing: no
@@ -360,6 +369,13 @@ impl Store {
         let fan = target.parent().expect("object has a fan-out folder");
         // Placed through a planted link, the object would land outside.
         check_real_dirs(self.layout.root(), fan)?;
+        if present && !batch.bulk {
+            // There already, but perhaps placed by a bulk import that has
+            // not synced yet: make sure its bytes are on disk before a
+            // version names it (cheap when they are).
+            let file = open_regular(&target)?;
+            file.sync_data().map_err(|e| Error::io(&target, e))?;
+        }
         if !present {
             if batch.bulk {
                 fsutil::create_dir(fan)?;

@@ -174,6 +174,13 @@ pub fn branch_lock(branch_dir: &Path) -> PathBuf {
     branch_dir.join(LOCK_FILE)
 }
 
+/// An object of the project a branch folder belongs to (its folder is
+/// `{project}/branches/{branch}`).
+pub fn object_of_branch(branch_dir: &Path, hash: &str) -> Option<PathBuf> {
+    let project = branch_dir.parent()?.parent()?;
+    Some(project.join(OBJECTS_DIR).join(hash.get(..2)?).join(hash))
+}
+
 /// A branch's HEAD, in its folder.
 /// The oldest version a branch keeps (`history prune`).
 pub fn floor_file(branch_dir: &Path) -> PathBuf {

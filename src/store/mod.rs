@@ -234,6 +234,17 @@ impl Store {
     /// lock is free has its `HEAD` rolled forward to its newest complete
     /// generation.
     pub fn open(root: &Path) -> Result<Store> {
+        Store::open_with(root, true)
+    }
+
+    /// `open` without upgrading a store of an older format: for reading a
+    /// backup (never changed by a restore) and for `fsck`, which must be
+    /// able to report what would stop an upgrade.
+    pub fn open_as_is(root: &Path) -> Result<Store> {
+        Store::open_with(root, false)
+    }
+
+    fn open_with(root: &Path, upgrade: bool) -> Result<Store> {
         let layout = Layout::new(root);
         let format = match fs::read_to_string(layout.format_file()) {
             Ok(s) => upgrade::format_of(&s, &layout.format_file())?,
@@ -256,7 +267,7 @@ impl Store {
             upgraded: None,
         };
         store.sweep_branches()?;
-        if format == 1 {
+        if format == 1 && upgrade {
             let report = store.upgrade_from_1()?;
             return Ok(Store {
                 upgraded: Some(report),

@@ -17,6 +17,9 @@ use super::fsutil::{self, check_real_dirs, open_regular, read_regular};
 use super::*;
 use crate::error::{Error, Result};
 
+/// How many of a branch's older versions `read_blob` looks through.
+const OLD_VERSIONS_SEARCHED: u32 = 100;
+
 impl Store {
     /// A mutable pointer through the read cache: `lookup` there, else
     /// `read` from the disk and `keep` what was read — unless a change was
@@ -74,9 +77,18 @@ impl Store {
         {
             return Ok(gen);
         }
-        let gen = Arc::new(Generation::read(
-            &self.layout.generation_file(&dir, version),
-        )?);
+        let mut gen = Generation::read(&self.layout.generation_file(&dir, version))?;
+        if gen.entries.iter().any(|e| e.git.is_empty()) {
+            // A format-1 file in an upgraded store: written by a 0.1
+            // process still running when the store was upgraded. Its git
+            // blob ids come from the contents, so no answer lacks one.
+            for entry in gen.entries.iter_mut().filter(|e| e.git.is_empty()) {
+                let object = layout::object_of_branch(&dir, &entry.hash)
+                    .ok_or_else(|| Error::corrupt(&dir, "a branch outside a project"))?;
+                entry.git = super::generation::git_blob_id(&read_regular(&object)?);
+            }
+        }
+        let gen = Arc::new(gen);
         if let Some(cache) = &self.cache {
             cache.put_generation(dir, Arc::clone(&gen));
         }
@@ -184,9 +196,9 @@ impl Store {
     }
 
     /// The bytes of the file content whose blob id is `blob_id`: its git
-    /// blob id, found in the branches' live states, then in their kept
-    /// versions, newest first; or, for links made before 0.2, the first 40
-    /// hex digits of its blake3 hash. Errors: `NotFound("blob")`.
+    /// blob id, found in the branches' live states, then in their newest
+    /// `OLD_VERSIONS_SEARCHED` kept versions; or, for links made before 0.2,
+    /// the first 40 hex digits of its blake3 hash. Errors: `NotFound("blob")`.
     pub fn read_blob(&self, project: &ProjectRef, blob_id: &str) -> Result<Vec<u8>> {
         let valid = blob_id.len() == 40
             && blob_id
@@ -205,10 +217,16 @@ impl Store {
         for branch in branches.iter() {
             let dir = self.layout.branch_dir(project, branch);
             let (head, floor) = (read_head(&dir)?, self.floor(&dir)?);
+            // The newest kept versions only: an unknown id must not make
+            // every request read the whole history.
             let mut v = head;
-            while v > floor {
+            let mut looked = 0;
+            while v > floor && looked < OLD_VERSIONS_SEARCHED {
+                looked += 1;
                 v = SnapshotId::new(v.number() - 1).expect("above the floor");
-                let gen = self.load_generation(dir.clone(), v)?;
+                let Ok(gen) = self.version(project, branch, v) else {
+                    continue; // pruned meanwhile
+                };
                 if let Some(entry) = gen.find_blob(blob_id) {
                     return Ok(self.read_entry(project, entry)?.to_vec());
                 }

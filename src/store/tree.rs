@@ -179,7 +179,7 @@ pub fn list(gen: &Generation, under: Option<&FilePath>, recursive: bool) -> Resu
 mod tests {
     use super::*;
     use crate::names::SnapshotId;
-    use crate::store::generation::{ContentId, Entry};
+    use crate::store::generation::ContentId;
     use std::collections::BTreeMap;
 
     fn gen(paths: &[&str]) -> Generation {
