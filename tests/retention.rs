@@ -290,3 +290,64 @@ fn gc_and_prune_are_safe_beside_running_writers() {
         assert_eq!(seq, last, "{name}");
     }
 }
+
+/// The window the shared `gc.lock` closes: a put whose content is stored
+/// but which has not taken its branch's lock yet (held there by a
+/// failpoint). gc must wait for it, not take the content as unreferenced
+/// (without the lock it does: checked by removing it).
+#[cfg(feature = "failpoints")]
+#[test]
+fn gc_waits_for_a_write_whose_content_is_stored_but_not_committed() {
+    use std::io::Write;
+    let dir = TestDir::new("gc-window");
+    let data = store_with_project(&dir);
+    put(&data, "seed.txt", b"seed");
+    let objects = data.join("demo/app.cfg/objects");
+    let count = || walk_files(&objects);
+    let before = count();
+    let mut cli = util::cfgstore(&data)
+        .args(["file", "put", PROJECT, "main", "held.txt"])
+        .env("FAILPOINTS", "commit.stored=sleep(1500)")
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    cli.stdin
+        .take()
+        .unwrap()
+        .write_all(b"stored, not yet committed")
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the content was never stored"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // The content is on disk, no version names it yet: gc runs now.
+    let report = json(&data, &["gc"]);
+    assert!(cli.wait().unwrap().success());
+    assert_eq!(report["objects_removed"], 0, "{report}");
+    assert_eq!(fsck(&data)["problems"], serde_json::json!([]));
+    let out = run(&data, &["file", "get", PROJECT, "main", "held.txt"]);
+    assert_eq!(out.stdout, b"stored, not yet committed");
+}
+
+#[cfg(feature = "failpoints")]
+fn walk_files(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                walk_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}

@@ -46,6 +46,7 @@ impl Store {
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
         objects.sync(&self.layout.objects_dir(project))?;
+        fsutil::failpoint("commit.stored", &self.layout.objects_dir(project))?;
         self.commit(
             project,
             branch,

@@ -22,6 +22,9 @@ pub const CRASH_EXIT_CODE: i32 = 86;
 
 /// Every failpoint, in the order a write meets them.
 pub const ALL: &[&str] = &[
+    // A put's content is stored and synced; the branch lock is not taken
+    // yet (the window `gc.lock` guards).
+    "commit.stored",
     // Under the branch lock, before anything is written.
     "commit.locked",
     // Every durable file write (objects, generations, HEAD, tokens, users,
