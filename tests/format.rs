@@ -131,16 +131,7 @@ fn blob_ids_are_git_blob_ids() {
 fn a_0_1_store_is_upgraded_in_place_and_keeps_its_ids() {
     let dir = TestDir::new("upgrade");
     let data = dir.path().join("store");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/store-0.1.0"
-        ))
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    util::copy_fixture("store-0.1.0", &data);
     let format = || std::fs::read_to_string(data.join(".cfgstore/format")).unwrap();
     assert_eq!(format(), "cfgstore-data 1\n");
     // fsck and a restore read a 0.1 store as it is: neither upgrades it.

@@ -11,16 +11,7 @@ const P: &str = "demo/b2b-cnc.erp-config";
 fn a_store_written_by_0_1_0_opens_reads_writes_and_checks_clean() {
     let dir = TestDir::new("old-store");
     let data = dir.path().join("store");
-    let status = std::process::Command::new("cp")
-        .arg("-r")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/store-0.1.0"
-        ))
-        .arg(&data)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    util::copy_fixture("store-0.1.0", &data);
     // A checkout's modes are the only thing to mend (0.1.0 wrote 0600/0700).
     ok(&data, &["fsck", "--repair"]);
     ok(&data, &["fsck"]);

@@ -652,3 +652,19 @@ impl Lcg {
         self.0 >> 33
     }
 }
+
+/// A copy of a committed store under `tests/fixtures/` at `dest`: tests
+/// never touch the checkout's own files.
+pub fn copy_fixture(name: &str, dest: &Path) {
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/fixtures")
+                .join(name),
+        )
+        .arg(dest)
+        .status()
+        .unwrap();
+    assert!(status.success(), "copy fixture {name}");
+}
