@@ -21,6 +21,13 @@ fn read(server: &TestServer, path: &str, token: &str, instance: Option<&str>) ->
     r
 }
 
+/// `GET /site-builder/api/projects/{id}/fleet` as `login` sees it (200).
+fn fleet_rows(login: &Login, addr: std::net::SocketAddr, id: &str) -> serde_json::Value {
+    let r = login.send(addr, "GET", &format!("/projects/{id}/fleet"), b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
 /// The row of a branch and an instance (by its label, as the fleet
 /// shows it: `cfgstore fleet --instance` finds the label of an id).
 fn row<'a>(
@@ -92,14 +99,7 @@ fn the_fleet_shows_who_is_current_and_who_is_behind_since_when() {
     );
 
     let login = Login::new(server.addr, "demo", "demo-password");
-    let r = login.send(
-        server.addr,
-        "GET",
-        "/projects/b2b-cnc.erp-config/fleet",
-        b"",
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    let rows = r.json();
+    let rows = fleet_rows(&login, server.addr, "b2b-cnc.erp-config");
     let (l1, l2) = (label(&data, "site-1"), label(&data, "site-2"));
     let site1 = row(&rows, "main", Some(&l1));
     assert_eq!(site1["short_id"], main_now.as_str());
@@ -164,24 +164,10 @@ fn the_fleet_shows_who_is_current_and_who_is_behind_since_when() {
     // A restarted daemon starts from what was written.
     let server = TestServer::start(&data);
     let login = Login::new(server.addr, "demo", "demo-password");
-    let again = login
-        .send(
-            server.addr,
-            "GET",
-            "/projects/b2b-cnc.erp-config/fleet",
-            b"",
-        )
-        .json();
+    let again = fleet_rows(&login, server.addr, "b2b-cnc.erp-config");
     assert_eq!(again, rows);
     read(&server, "/branches/main", &plant, Some("site-2"));
-    let after = login
-        .send(
-            server.addr,
-            "GET",
-            "/projects/b2b-cnc.erp-config/fleet",
-            b"",
-        )
-        .json();
+    let after = fleet_rows(&login, server.addr, "b2b-cnc.erp-config");
     assert_eq!(
         row(&after, "main", Some(&l2))["current"],
         true,
@@ -247,14 +233,7 @@ fn a_user_sees_only_their_own_tokens_and_pages_count_as_sent() {
     }
     let fleet = |user: &str, password: &str| {
         let login = Login::new(server.addr, user, password);
-        let r = login.send(
-            server.addr,
-            "GET",
-            "/projects/public%2Funits.erp-config/fleet",
-            b"",
-        );
-        assert_eq!(r.status, 200, "{}", r.text());
-        let rows = r.json();
+        let rows = fleet_rows(&login, server.addr, "public%2Funits.erp-config");
         let mut ids: Vec<String> = rows
             .as_array()
             .unwrap()

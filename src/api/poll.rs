@@ -75,7 +75,7 @@ pub struct Changes {
     closing: watch::Sender<bool>,
     /// Per client (see `MAX_PARKED_PER_CLIENT`), its parked polls, oldest
     /// first, each with the signal that releases it.
-    by_token: Mutex<HashMap<String, VecDeque<(u64, Arc<Notify>)>>>,
+    by_client: Mutex<HashMap<String, VecDeque<(u64, Arc<Notify>)>>>,
     next_park: AtomicU64,
     parked: AtomicU64,
     wakes: AtomicU64,
@@ -142,12 +142,11 @@ impl Changes {
     /// Registers a poll of `client` as parked for as long as the guard
     /// lives; beyond `MAX_PARKED_PER_CLIENT` the client's oldest is released.
     pub fn park(&self, client: &str) -> Parked<'_> {
-        let token = client;
         self.parked.fetch_add(1, Ordering::Relaxed);
         let id = self.next_park.fetch_add(1, Ordering::Relaxed);
         let release = Arc::new(Notify::new());
-        let mut by_token = self.by_token.lock().expect("changes");
-        let queue = by_token.entry(token.to_string()).or_default();
+        let mut by_client = self.by_client.lock().expect("changes");
+        let queue = by_client.entry(client.to_string()).or_default();
         queue.push_back((id, Arc::clone(&release)));
         if queue.len() > MAX_PARKED_PER_CLIENT {
             if let Some((_, oldest)) = queue.pop_front() {
@@ -157,7 +156,7 @@ impl Changes {
         }
         Parked {
             changes: self,
-            token: token.to_string(),
+            client: client.to_string(),
             id,
             release,
         }
@@ -175,7 +174,7 @@ impl Changes {
 /// A parked poll's registration (see `Changes::park`).
 pub struct Parked<'a> {
     changes: &'a Changes,
-    token: String,
+    client: String,
     id: u64,
     release: Arc<Notify>,
 }
@@ -190,11 +189,11 @@ impl Parked<'_> {
 impl Drop for Parked<'_> {
     fn drop(&mut self) {
         self.changes.parked.fetch_sub(1, Ordering::Relaxed);
-        let mut by_token = self.changes.by_token.lock().expect("changes");
-        if let Some(queue) = by_token.get_mut(&self.token) {
+        let mut by_client = self.changes.by_client.lock().expect("changes");
+        if let Some(queue) = by_client.get_mut(&self.client) {
             queue.retain(|(id, _)| *id != self.id);
             if queue.is_empty() {
-                by_token.remove(&self.token);
+                by_client.remove(&self.client);
             }
         }
     }

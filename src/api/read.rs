@@ -397,6 +397,21 @@ fn file_meta(
     Ok(r)
 }
 
+/// The content a blob id names, for both blob endpoints (a read of the
+/// project for the fleet view, of no branch in particular).
+fn blob_bytes(
+    app: &App,
+    req: &Request,
+    token: &TokenRecord,
+    id: &ProjectId,
+    sha: &str,
+) -> Result<Vec<u8>> {
+    let project = resolve_project(app, token, id)?;
+    let bytes = app.store.read_blob(&project, sha)?;
+    served(app, req, token, &project, &[]);
+    Ok(bytes)
+}
+
 /// `GET projects/:id/repository/blobs/:sha/raw`
 fn blob_raw(
     app: &App,
@@ -405,9 +420,7 @@ fn blob_raw(
     id: &ProjectId,
     sha: &str,
 ) -> Result<Response<Body>> {
-    let project = resolve_project(app, token, id)?;
-    let bytes = app.store.read_blob(&project, sha)?;
-    served(app, req, token, &project, &[]);
+    let bytes = blob_bytes(app, req, token, id, sha)?;
     let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
     set_header(&mut r, "etag", &format!("\"{sha}\""));
     Ok(r)
@@ -421,9 +434,7 @@ fn blob(
     id: &ProjectId,
     sha: &str,
 ) -> Result<Response<Body>> {
-    let project = resolve_project(app, token, id)?;
-    let bytes = app.store.read_blob(&project, sha)?;
-    served(app, req, token, &project, &[]);
+    let bytes = blob_bytes(app, req, token, id, sha)?;
     Ok(json(&serde_json::json!({
         "size": bytes.len(),
         "encoding": "base64",

@@ -274,8 +274,7 @@ impl Store {
         let dir = self.require_branch(project, branch)?;
         let head = read_head(&dir)?;
         let floor = self.floor(&dir)?;
-        let mut out =
-            Vec::with_capacity((head.number() + 1 - floor.number().min(head.number())) as usize);
+        let mut out = Vec::with_capacity(head.number().saturating_sub(floor.number()) as usize + 1);
         let mut version = Some(head);
         // Versions written before 0.2 carry no change counts: those are
         // computed from the manifests (against nothing for the oldest kept

@@ -246,10 +246,11 @@ impl Store {
         // Entries carried over from a generation a 0.1 process wrote
         // (`load_generation` fills those; a rollback reads its target
         // directly): a version file never lacks a git blob id.
-        for entry in files.values_mut().filter(|e| e.git.is_empty()) {
-            let object = self.layout.object_file(project, &entry.hash);
-            entry.git = super::generation::git_blob_id(&fsutil::read_regular(&object)?);
-        }
+        super::upgrade::fill_git_ids(
+            files.values_mut(),
+            |hash| Ok(self.layout.object_file(project, hash)),
+            &mut Default::default(),
+        )?;
         fsutil::failpoint("commit.objects", &dir)?;
         // A write that leaves the files as they are (the same bytes put again,
         // a rollback to the state the branch has) changes nothing: no

@@ -78,16 +78,17 @@ impl Store {
             return Ok(gen);
         }
         let mut gen = Generation::read(&self.layout.generation_file(&dir, version))?;
-        if gen.entries.iter().any(|e| e.git.is_empty()) {
-            // A format-1 file in an upgraded store: written by a 0.1
-            // process still running when the store was upgraded. Its git
-            // blob ids come from the contents, so no answer lacks one.
-            for entry in gen.entries.iter_mut().filter(|e| e.git.is_empty()) {
-                let object = layout::object_of_branch(&dir, &entry.hash)
-                    .ok_or_else(|| Error::corrupt(&dir, "a branch outside a project"))?;
-                entry.git = super::generation::git_blob_id(&read_regular(&object)?);
-            }
-        }
+        // A format-1 file in an upgraded store (written by a 0.1 process
+        // still running when the store was upgraded): its git blob ids come
+        // from the contents, so no answer lacks one.
+        super::upgrade::fill_git_ids(
+            &mut gen.entries,
+            |hash| {
+                layout::object_of_branch(&dir, hash)
+                    .ok_or_else(|| Error::corrupt(&dir, "a branch outside a project"))
+            },
+            &mut Default::default(),
+        )?;
         let gen = Arc::new(gen);
         if let Some(cache) = &self.cache {
             cache.put_generation(dir, Arc::clone(&gen));

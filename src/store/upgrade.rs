@@ -16,13 +16,13 @@
 
 use std::collections::HashMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::fsutil::{read_regular, LockGuard};
-use super::generation::{git_blob_id, is_format_1, Generation};
+use super::generation::{git_blob_id, is_format_1, Entry, Generation};
 use super::layout::{self, FORMAT_LINE};
 use super::Store;
 use crate::error::{Error, Result};
@@ -39,6 +39,34 @@ pub struct UpgradeReport {
     pub versions: u64,
     /// Contents read to compute them.
     pub contents: u64,
+}
+
+/// Gives every entry without a git blob id (a format-1 entry) the id of
+/// its content, read from `object(hash)` and checked against its hash;
+/// `known` remembers the ids computed so far (hash → id). Returns how many
+/// contents were read. The one place format-1 entries are completed: the
+/// upgrade, a generation loaded (`load_generation`) and a commit.
+pub(super) fn fill_git_ids<'e>(
+    entries: impl IntoIterator<Item = &'e mut Entry>,
+    object: impl Fn(&str) -> Result<PathBuf>,
+    known: &mut HashMap<String, String>,
+) -> Result<u64> {
+    let mut read = 0;
+    for entry in entries.into_iter().filter(|e| e.git.is_empty()) {
+        if let Some(git) = known.get(&entry.hash) {
+            entry.git = git.clone();
+            continue;
+        }
+        let path = object(&entry.hash)?;
+        let bytes = read_regular(&path)?;
+        if blake3::hash(&bytes).to_hex().as_str() != entry.hash {
+            return Err(Error::corrupt(&path, "content does not match its hash"));
+        }
+        entry.git = git_blob_id(&bytes);
+        known.insert(entry.hash.clone(), entry.git.clone());
+        read += 1;
+    }
+    Ok(read)
 }
 
 /// The format a store's format line names: `Ok(1)`, `Ok(2)`, or a clear
@@ -97,20 +125,11 @@ impl Store {
                         continue;
                     }
                     let mut gen = Generation::read(&path)?;
-                    for entry in &mut gen.entries {
-                        if let Some(git) = ids.get(&entry.hash) {
-                            entry.git = git.clone();
-                            continue;
-                        }
-                        let object = self.layout.object_file(&project, &entry.hash);
-                        let bytes = read_regular(&object)?;
-                        if blake3::hash(&bytes).to_hex().as_str() != entry.hash {
-                            return Err(Error::corrupt(&object, "content does not match its hash"));
-                        }
-                        entry.git = git_blob_id(&bytes);
-                        ids.insert(entry.hash.clone(), entry.git.clone());
-                        report.contents += 1;
-                    }
+                    report.contents += fill_git_ids(
+                        &mut gen.entries,
+                        |hash| Ok(self.layout.object_file(&project, hash)),
+                        &mut ids,
+                    )?;
                     self.scratch()?.replace_file(&path, &gen.to_bytes())?;
                     report.versions += 1;
                 }
