@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use crate::api::request::{decode_segment, Query};
 use crate::api::Endpoint;
 use crate::auth::{parse_duration, parse_expiry};
-use crate::names::{FilePath, SnapshotId};
+use crate::names::{BranchName, FilePath, SnapshotId};
 use crate::store::generation::{ContentId, Entry, Generation};
 
 fn temp_file(tag: &str, bytes: &[u8]) -> std::path::PathBuf {
@@ -102,9 +102,17 @@ proptest! {
     }
 
     #[test]
-    fn percent_decoding_never_yields_nul_or_invalid_text(raw in "[a-z%0-9A-F./\\\\]{0,24}") {
+    fn percent_decoded_nul_never_reaches_a_name(raw in "[a-z%0-9A-F./\\\\]{0,24}") {
+        // Decoding is not validation: `%00` decodes to NUL (see
+        // request::tests::segments). What must hold is that no name
+        // accepts what decoding lets through.
         if let Ok(decoded) = decode_segment(&raw) {
-            prop_assert!(!decoded.contains('\0'));
+            if let Ok(path) = FilePath::parse(&decoded) {
+                prop_assert!(!path.as_str().contains('\0') && !path.as_str().contains('\\'));
+            }
+            if let Ok(branch) = BranchName::parse(&decoded) {
+                prop_assert!(!branch.as_str().contains('\0'));
+            }
         }
     }
 
