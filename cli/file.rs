@@ -196,9 +196,9 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 Some(v) => {
                     let gen = store.version(&project, &branch, output::version(&v)?)?;
                     let entry = gen
-                        .find(&path)
+                        .file(&path)
                         .ok_or_else(|| cfgstore::Error::not_found("file", &path))?;
-                    store.read_entry(&project, entry)?
+                    store.read_entry(&project, &entry)?
                 }
             };
             let mut out = io::stdout().lock();
@@ -273,7 +273,7 @@ pub fn import(store: &Store, args: ImportArgs) -> anyhow::Result<ExitCode> {
             files.iter().map(|(p, _)| p.as_str()).collect();
         let live = store.live(&project, &branch)?;
         let gone: Vec<&str> = live
-            .entries
+            .entries()
             .iter()
             .map(|e| e.path.as_str())
             .filter(|p| !incoming.contains(p))
@@ -366,7 +366,7 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&args.dir)
         .with_context(|| format!("cannot create {}", args.dir.display()))?;
     let mut bytes_written = 0u64;
-    for entry in &gen.entries {
+    for entry in gen.entries() {
         // A validated path: relative, no `..`, so it stays inside `dir`.
         let target = args.dir.join(entry.path.as_str());
         if let Some(parent) = target.parent() {
@@ -381,7 +381,7 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
     let summary = serde_json::json!({
         "version": gen.meta.version,
         "short_id": gen.meta.short_id,
-        "files": gen.entries.len(),
+        "files": gen.entries().len(),
         "bytes": bytes_written,
         "dir": args.dir,
     });
@@ -390,7 +390,7 @@ pub fn export(store: &Store, args: ExportArgs) -> anyhow::Result<ExitCode> {
     } else {
         println!(
             "exported {} files ({}) of {project} {branch} {} ({}) to {}",
-            gen.entries.len(),
+            gen.entries().len(),
             output::size(bytes_written),
             gen.meta.version,
             gen.meta.short_id,

@@ -130,7 +130,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 .find(|s| s.version == version);
             if json {
                 let files: Vec<_> = gen
-                    .entries
+                    .entries()
                     .iter()
                     .map(|e| serde_json::json!({ "path": e.path, "size": e.size, "md5": e.md5 }))
                     .collect();
@@ -156,7 +156,7 @@ pub fn run(store: &Store, cmd: Command) -> anyhow::Result<ExitCode> {
                 println!("files     {}", gen.meta.file_count);
                 println!();
                 let rows: Vec<Vec<String>> = gen
-                    .entries
+                    .entries()
                     .iter()
                     .map(|e| vec![output::size(e.size), e.md5.clone(), e.path.to_string()])
                     .collect();

@@ -152,9 +152,9 @@ pub fn files(
     new: &Generation,
 ) -> Result<Vec<FileChange>> {
     let paths: BTreeSet<&FilePath> = old
-        .entries
+        .entries()
         .iter()
-        .chain(&new.entries)
+        .chain(new.entries())
         .map(|e| &e.path)
         .collect();
     let mut out = Vec::new();

@@ -13,7 +13,9 @@ use crate::api::request::{decode_segment, Query};
 use crate::api::Endpoint;
 use crate::auth::{parse_duration, parse_expiry};
 use crate::names::{BranchName, FilePath, SnapshotId};
-use crate::store::generation::{ContentId, Entry, Generation};
+use crate::store::generation::{compute_ids, ContentId, Entry, Generation};
+use crate::store::trees::testing::stored;
+use crate::store::trees::NoTrees;
 
 fn temp_file(tag: &str, bytes: &[u8]) -> std::path::PathBuf {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,10 +34,13 @@ fn files() -> impl Strategy<Value = BTreeMap<FilePath, Entry>> {
         0..12,
     )
     .prop_map(|m| {
-        m.into_iter()
+        // A branch never holds both `a` and `a/b` (writes refuse it).
+        let nests = |p: &str| m.keys().any(|q| p.starts_with(&format!("{q}/")));
+        m.iter()
+            .filter(|(p, _)| !nests(p))
             .filter_map(|(p, body)| {
-                let path = FilePath::parse(&p).ok()?;
-                let id = ContentId::of(&body);
+                let path = FilePath::parse(p).ok()?;
+                let id = ContentId::of(body);
                 Some((path.clone(), id.entry(path)))
             })
             .collect()
@@ -59,34 +64,51 @@ proptest! {
     fn generations_round_trip_through_their_file(files in files(), n in 1u64..100_000, reason in "\\PC{0,30}") {
         let gen = Generation::build(SnapshotId::new(n).unwrap(), "2026-11-22T10:00:00Z".into(), "cli:test", reason, &files, None);
         let path = temp_file("gen", &gen.to_bytes());
-        let read = Generation::read(&path).unwrap();
+        let read = Generation::read(&path, &stored(gen.root())).unwrap();
         std::fs::remove_file(&path).unwrap();
         prop_assert_eq!(&read.meta, &gen.meta);
-        prop_assert_eq!(&read.entries, &gen.entries);
+        prop_assert_eq!(read.entries(), gen.entries());
+        prop_assert_eq!(read.root().ids(false), compute_ids(gen.entries()));
     }
 
     #[test]
-    fn damaged_generation_files_are_errors_not_panics(files in files(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), byte in any::<u8>()) {
+    fn damaged_generation_files_are_errors_not_panics(files in files(), cut in any::<prop::sample::Index>(), flip in any::<prop::sample::Index>(), byte in any::<u8>(), pick_tree in any::<bool>()) {
         let gen = Generation::build(SnapshotId::new(3).unwrap(), "2026-11-22T10:00:00Z".into(), "a", "r".into(), &files, None);
-        let mut bytes = gen.to_bytes();
+        // The version file or one of its tree objects, damaged.
+        // Unverified, so the damaged bytes reach the parser.
+        let mut trees = stored(gen.root());
+        trees.1 = false;
+        let (mut bytes, tree) = if pick_tree {
+            let id = trees.0.keys().min().unwrap().clone();
+            (trees.0.remove(&id).unwrap(), Some(id))
+        } else {
+            (gen.to_bytes(), None)
+        };
         let at = flip.index(bytes.len());
         bytes[at] = byte;
         bytes.truncate(cut.index(bytes.len() + 1));
+        let bytes = match tree {
+            Some(id) => {
+                trees.0.insert(id, bytes);
+                gen.to_bytes()
+            }
+            None => bytes,
+        };
         let path = temp_file("bad", &bytes);
-        let read = Generation::read(&path);
+        let read = Generation::read(&path, &trees);
         std::fs::remove_file(&path).unwrap();
         // Damage is either reported or harmless (a flipped byte inside
         // free text such as the reason); a parsed manifest is consistent.
         if let Ok(read) = read {
-            prop_assert_eq!(read.entries.len() as u64, read.meta.file_count);
-            prop_assert!(read.entries.windows(2).all(|w| w[0].path < w[1].path));
+            prop_assert_eq!(read.entries().len() as u64, read.meta.file_count);
+            prop_assert!(read.entries().windows(2).all(|w| w[0].path < w[1].path));
         }
     }
 
     #[test]
     fn arbitrary_bytes_are_never_a_generation_by_accident(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let path = temp_file("junk", &bytes);
-        let read = Generation::read(&path);
+        let read = Generation::read(&path, &NoTrees);
         std::fs::remove_file(&path).unwrap();
         prop_assert!(read.is_err());
     }

@@ -1,7 +1,8 @@
-//! Store format 2: git blob ids everywhere the API names a blob (what
+//! Store formats: git blob ids everywhere the API names a blob (what
 //! `git hash-object` prints, so a client can compare them with its own
-//! files), the upgrade of a 0.1 store in place, fsck checking the ids, and
-//! a store of a newer format refused in words.
+//! files), versions as tree objects (format 3), the upgrade of a 0.1 store
+//! and of a format-2 store in place, fsck checking ids and trees, and a
+//! store of a newer format refused in words.
 
 use std::io::Write;
 use std::path::Path;
@@ -147,12 +148,12 @@ fn a_0_1_store_is_upgraded_in_place_and_keeps_its_ids() {
     );
     let report = json(&data, &["upgrade"]);
     assert_eq!(report["from"], 1);
-    assert_eq!(report["to"], 2);
+    assert_eq!(report["to"], 3);
     // Every version file of the fixture, counted on disk.
     let on_disk = walkdir_versions(&data);
     assert_eq!(report["versions"], on_disk, "{report}");
     assert!(on_disk >= 8);
-    assert_eq!(format(), "cfgstore-data 2\n");
+    assert_eq!(format(), "cfgstore-data 3\n");
     assert_eq!(json(&data, &["upgrade"])["upgraded"], false, "once only");
     // An upgrade cut short (one file still format 1, the old format line)
     // is finished by the next open.
@@ -165,7 +166,7 @@ fn a_0_1_store_is_upgraded_in_place_and_keeps_its_ids() {
     std::fs::write(data.join(".cfgstore/format"), "cfgstore-data 1\n").unwrap();
     let finished = json(&data, &["upgrade"]);
     assert_eq!(finished["versions"], 1, "{finished}");
-    assert_eq!(format(), "cfgstore-data 2\n");
+    assert_eq!(format(), "cfgstore-data 3\n");
     // Ids the ERPs poll are unchanged; versions and history are there.
     let branches = json(&data, &["branch", "list", P]);
     assert_eq!(branches[0]["short_id"], "5b44d08e");
@@ -185,28 +186,125 @@ fn a_0_1_store_is_upgraded_in_place_and_keeps_its_ids() {
 }
 
 #[test]
-fn fsck_checks_git_ids_and_a_newer_format_is_refused() {
+fn a_format_2_store_is_upgraded_to_trees() {
+    let dir = TestDir::new("upgrade-2");
+    let data = dir.path().join("store");
+    util::copy_fixture("store-format-2", &data);
+    let format = || std::fs::read_to_string(data.join(".cfgstore/format")).unwrap();
+    assert_eq!(format(), "cfgstore-data 2\n");
+    let versions = walkdir_versions(&data);
+    let report = json(&data, &["upgrade"]);
+    assert_eq!(
+        (report["from"].as_u64(), report["to"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(report["versions"], versions, "{report}");
+    assert_eq!(format(), "cfgstore-data 3\n");
+    // Every version file is now two lines naming its tree.
+    let main = data.join("demo/b2b-cnc.erp-config/branches/main");
+    for entry in std::fs::read_dir(&main).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with('v') {
+            let text = std::fs::read_to_string(entry.path()).unwrap();
+            assert!(text.starts_with("cfgstore-generation 3\n"), "{name}");
+            assert_eq!(text.lines().count(), 2, "{name}: {text}");
+            assert!(text.contains("\"tree\":\""), "{name}");
+        }
+    }
+    // The ids ERPs poll, versions and history are as they were.
+    let branches = json(&data, &["branch", "list", P]);
+    assert_eq!(branches[0]["short_id"], "5b44d08e");
+    assert_eq!(branches[1]["short_id"], "184c7183");
+    assert_eq!(
+        json(&data, &["history", "list", P, "main"])
+            .as_array()
+            .unwrap()
+            .len(),
+        7
+    );
+    // (A checkout does not keep the fixture's 0600 modes: repaired first.)
+    ok(&data, &["fsck", "--repair"]);
+    let fsck = json(&data, &["fsck"]);
+    assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
+    assert_eq!(fsck["unreferenced_objects"], 0, "{fsck}");
+    ok(&data, &["init"]);
+    check_blob_ids(&data);
+}
+
+/// The root tree object a version file names.
+fn tree_of(version: &Path) -> String {
+    let text = std::fs::read_to_string(version).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(text.lines().nth(1).unwrap()).unwrap();
+    meta["tree"].as_str().unwrap().to_string()
+}
+
+fn object(data: &Path, id: &str) -> std::path::PathBuf {
+    data.join("demo/b2b-cnc.erp-config/objects")
+        .join(&id[..2])
+        .join(id)
+}
+
+#[test]
+fn fsck_checks_git_ids_and_trees_and_a_newer_format_is_refused() {
     let dir = TestDir::new("format-checks");
     let data = dir.data();
     ok(&data, &["init", "--example"]);
-    // A manifest whose git id does not match its content.
     let version = data.join("demo/b2b-cnc.erp-config/branches/main/v0002");
-    let text = std::fs::read_to_string(&version).unwrap();
-    let line = text.lines().nth(2).unwrap().to_string();
+    let root = tree_of(&version);
+    let text = std::fs::read_to_string(object(&data, &root)).unwrap();
+    // A tree whose file line has a git id that does not match the content,
+    // stored under its own (correct) hash and named by v0002.
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("f\t"))
+        .unwrap()
+        .to_string();
     let mut fields: Vec<&str> = line.split('\t').collect();
     let wrong = "0".repeat(40);
-    fields[2] = &wrong;
-    std::fs::write(&version, text.replace(&line, &fields.join("\t"))).unwrap();
+    fields[3] = &wrong;
+    let bad = text.replace(&line, &fields.join("\t"));
+    let bad_id = blake3::hash(bad.as_bytes()).to_hex().to_string();
+    std::fs::create_dir_all(object(&data, &bad_id).parent().unwrap()).unwrap();
+    std::fs::write(object(&data, &bad_id), &bad).unwrap();
+    let version_text = std::fs::read_to_string(&version).unwrap();
+    std::fs::write(&version, version_text.replace(&root, &bad_id)).unwrap();
     let out = run(&data, &["fsck"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("content does not match its git blob id"));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("content does not match its git blob id"),
+        "{report}"
+    );
 
-    std::fs::write(data.join(".cfgstore/format"), "cfgstore-data 3\n").unwrap();
+    // A tree object whose bytes no longer match its name; a missing one.
+    std::fs::write(&version, &version_text).unwrap();
+    let mut damaged = text.clone().into_bytes();
+    let last = damaged.len() - 2;
+    damaged[last] ^= 1;
+    std::fs::write(object(&data, &root), &damaged).unwrap();
+    let out = run(&data, &["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains("tree object does not match its hash"),
+        "{report}"
+    );
+    std::fs::remove_file(object(&data, &root)).unwrap();
+    let out = run(&data, &["fsck"]);
+    assert_eq!(out.status.code(), Some(1));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(report.contains("tree object missing"), "{report}");
+    // Reading that version says so, without a panic: the store is damaged.
+    let out = run(&data, &["file", "ls", P, "main", "--version", "v0002"]);
+    assert!(!out.status.success());
+
+    std::fs::write(data.join(".cfgstore/format"), "cfgstore-data 4\n").unwrap();
     let out = run(&data, &["branch", "list", P]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("this store is format 3, written by a newer cfgstore"),
+        err.contains("this store is format 4, written by a newer cfgstore"),
         "{err}"
     );
 }

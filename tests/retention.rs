@@ -107,12 +107,14 @@ fn prune_keeps_the_newest_versions_and_gc_frees_what_only_the_dropped_used() {
         &["rollback", PROJECT, "main", "--to", "v0005", "--yes"],
     );
 
-    // Their contents stay until gc: fsck counts them unreferenced.
+    // Their objects stay until gc: fsck counts them unreferenced. Three
+    // contents of a.json (v0002..v0004) and the four trees of v0001
+    // (empty) to v0004; v0005's tree is kept, and shared by the rollback.
     let report = fsck(&data);
     assert_eq!(report["problems"], serde_json::json!([]), "{report}");
-    assert_eq!(report["unreferenced_objects"], 3);
+    assert_eq!(report["unreferenced_objects"], 7);
     let freed = json(&data, &["gc"]);
-    assert_eq!(freed["objects_removed"], 3);
+    assert_eq!(freed["objects_removed"], 7);
     assert!(freed["bytes_freed"].as_u64().unwrap() > 300, "{freed}");
     let report = fsck(&data);
     assert_eq!(report["unreferenced_objects"], 0);
@@ -161,7 +163,7 @@ fn prune_keeps_the_newest_versions_and_gc_frees_what_only_the_dropped_used() {
     assert_eq!(trail[0]["target"], "demo/app.cfg@main");
     assert_eq!(trail[0]["details"]["removed"], 4);
     let trail = json(&data, &["audit", "--action", "store.gc"]);
-    assert_eq!(trail[1]["details"]["objects_removed"], 3, "{trail}");
+    assert_eq!(trail[1]["details"]["objects_removed"], 7, "{trail}");
 }
 
 #[test]

@@ -469,7 +469,7 @@ fn archive(
     .map(|t| t.unix_timestamp().max(0) as u64)
     .unwrap_or(0);
     let tar_error = |e: std::io::Error| Error::io("archive", e);
-    for entry in &gen.entries {
+    for entry in gen.entries() {
         let bytes = app.store.read_entry(&project, entry)?;
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);

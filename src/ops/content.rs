@@ -169,8 +169,8 @@ fn state_after<'a>(
                 live.get_or_init(|| loaded)
             }
         };
-        match live.find(p) {
-            Some(entry) => Ok(Some(store.read_entry(project, entry)?.to_vec())),
+        match live.file(p) {
+            Some(entry) => Ok(Some(store.read_entry(project, &entry)?.to_vec())),
             None => Ok(None),
         }
     }

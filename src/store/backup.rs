@@ -133,11 +133,24 @@ impl Store {
                         format!("{floor}\n").as_bytes(),
                     )?;
                 }
+                let trees = super::reads::BranchTrees::new(&src, None, false)?.remembering();
                 for n in floor.number()..=head.number() {
                     let version = SnapshotId::new(n)?;
                     let gen_src = from.generation_file(&src, version);
-                    let gen = Generation::read(&gen_src)?;
-                    objects.extend(gen.entries.iter().map(|e| e.hash.clone()));
+                    let gen = Generation::read(&gen_src, &trees)?;
+                    if gen.meta.tree.is_some() {
+                        let mut contents = Vec::new();
+                        gen.root().walk_objects(
+                            &mut String::new(),
+                            &mut |tree| objects.insert(tree.to_string()),
+                            &mut |_, file| contents.push(file.hash().to_string()),
+                        );
+                        objects.extend(contents);
+                        trees.keep_only(gen.root());
+                    } else {
+                        // Format 1 or 2: the manifest is in the file.
+                        objects.extend(gen.entries().iter().map(|e| e.hash.clone()));
+                    }
                     copy_file(&gen_src, &to.generation_file(&dst, version), &mut report)?;
                     report.generations += 1;
                 }

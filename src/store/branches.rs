@@ -1,7 +1,6 @@
 //! Branches: names, listing, the default branch, creation, and the
 //! versions of a branch (its history and any retained generation).
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,6 +10,7 @@ use super::fsutil::{
     RemoveOnDrop,
 };
 use super::layout::{self};
+use super::trees::Node;
 use super::*;
 use crate::error::{Error, Result};
 
@@ -110,16 +110,17 @@ impl Store {
                 "branch {name} conflicts with existing branch {other}: one name cannot be both a branch and a folder of branches"
             )));
         }
-        let (files, reason) = match from {
+        let (root, reason) = match from {
             Some(source) => (
-                self.live(project, source)?.file_map(),
+                Arc::clone(self.live(project, source)?.root()),
                 format!("branch.create from {source}"),
             ),
-            None => (BTreeMap::new(), "branch.create".to_string()),
+            None => (Node::empty(), "branch.create".to_string()),
         };
         let staging = self.scratch()?.temp_path();
         let guard = RemoveOnDrop(staging.clone());
-        self.stage_branch(&staging, &files, &now_rfc3339(), actor, reason)?;
+        let objects = self.layout.objects_dir(project);
+        self.stage_branch(&staging, &objects, root, &now_rfc3339(), actor, reason)?;
         let target = self.layout.branch_dir(project, name);
         move_into_place(&staging, &target, &self.layout.branches_dir(project))?;
         std::mem::forget(guard);
@@ -128,19 +129,38 @@ impl Store {
         self.branch(project, name)
     }
 
-    /// Writes a complete branch folder (first generation and HEAD) at `dir`.
+    /// Writes a complete branch folder (first generation and HEAD) at
+    /// `dir`, holding the files of `root`, whose trees go to `objects`.
     pub(super) fn stage_branch(
         &self,
         dir: &Path,
-        files: &BTreeMap<FilePath, Entry>,
+        objects: &Path,
+        root: Arc<Node>,
         now: &str,
         actor: &str,
         reason: String,
     ) -> Result<()> {
         create_dir(dir)?;
+        let mut batch = super::commit::ObjectBatch::default();
+        let fresh = self.store_tree(objects, &root, &mut batch)?;
+        batch.sync(objects)?;
+        fresh.iter().for_each(|node| node.mark_stored());
         let first = SnapshotId::new(1).expect("1 is a valid version");
-        let mut gen = Generation::build(first, now.to_string(), actor, reason, files, None);
-        gen.meta.changes = Some(ChangeCounts::between(&[], &gen.entries));
+        let added = root.file_count();
+        let keep_lines = self.cache.is_some();
+        let mut gen = Generation::of_tree(
+            first,
+            now.to_string(),
+            actor,
+            reason,
+            root,
+            None,
+            keep_lines,
+        );
+        gen.meta.changes = Some(ChangeCounts {
+            added,
+            ..Default::default()
+        });
         fsutil::write_new(&dir.join(first.to_string()), &gen.to_bytes())?;
         fsutil::write_new(&layout::head_file(dir), format!("{first}\n").as_bytes())?;
         fsutil::write_new(&layout::branch_lock(dir), b"")?;
@@ -290,9 +310,9 @@ impl Store {
                     match parent.filter(|p| *p >= floor) {
                         Some(p) => {
                             let before = self.load_generation(dir.clone(), p)?;
-                            ChangeCounts::between(&before.entries, &this.entries)
+                            ChangeCounts::between(before.entries(), this.entries())
                         }
-                        None => ChangeCounts::between(&[], &this.entries),
+                        None => ChangeCounts::between(&[], this.entries()),
                     }
                 }
             };

@@ -32,6 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::generation::Generation;
+use super::trees::Node;
 use super::ProjectInfo;
 use crate::auth::TokenRecord;
 use crate::metrics::StoreSize;
@@ -76,6 +77,9 @@ pub(crate) struct ReadCache {
     pointers: Mutex<Pointers>,
     generations: Mutex<Bounded<(PathBuf, SnapshotId), Arc<Generation>>>,
     objects: Mutex<ObjectCache>,
+    /// Tree objects by path, as long as some cached generation holds them:
+    /// a new version loads only the folders it changed.
+    nodes: Mutex<NodeCache>,
 }
 
 #[derive(Default)]
@@ -392,6 +396,21 @@ impl ReadCache {
             .insert((dir, version), gen);
     }
 
+    pub fn node(&self, path: &Path) -> Option<Arc<Node>> {
+        self.nodes.lock().expect("cache").map.get(path)?.upgrade()
+    }
+
+    pub fn put_node(&self, path: PathBuf, node: &Arc<Node>) {
+        let mut nodes = self.nodes.lock().expect("cache");
+        nodes.map.insert(path, Arc::downgrade(node));
+        // Forget the trees no cached generation holds any more, once
+        // there are twice as many entries as after the last sweep.
+        if nodes.map.len() > nodes.sweep_at {
+            nodes.map.retain(|_, n| n.strong_count() > 0);
+            nodes.sweep_at = (nodes.map.len() * 2).max(1024);
+        }
+    }
+
     pub fn object(&self, hash: &str) -> Option<Content> {
         self.objects.lock().expect("cache").map.get(hash).cloned()
     }
@@ -412,6 +431,12 @@ impl ReadCache {
         objects.budget = bytes.max(LARGEST_CACHED_OBJECT);
         objects.evict();
     }
+}
+
+#[derive(Default)]
+struct NodeCache {
+    map: HashMap<PathBuf, std::sync::Weak<Node>>,
+    sweep_at: usize,
 }
 
 /// File contents by hash, oldest evicted first once over budget.

@@ -1,7 +1,8 @@
 //! The commit path: every write to a branch goes through `Store::commit`
-//! (lock, recover, edit the file set, write the next generation, switch
-//! HEAD), with new contents stored as objects first (see the module docs
-//! of `store` for the order and why it is crash-safe).
+//! (lock, recover, edit the tree, store its new folders, write the next
+//! generation, switch HEAD), with new contents stored as objects first
+//! (see the module docs of `store` for the order and why it is
+//! crash-safe).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -12,6 +13,7 @@ use super::branches::newest_generation;
 use super::fsutil::{
     self, check_real_dirs, create_dir_durable, fsync_dir, open_regular, LockGuard,
 };
+use super::trees::{Draft, Node};
 use super::*;
 use crate::error::{Error, Result};
 
@@ -41,7 +43,7 @@ impl Store {
                 )));
             }
         }
-        check_not_nested_in(&live.entries, path)?;
+        live.root().check_new_file(path)?;
         let _objects_in_flight = self.objects_in_flight(project)?;
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
@@ -53,10 +55,7 @@ impl Store {
             actor,
             format!("file.put {path}"),
             expect_short_id,
-            |files, _| {
-                files.insert(path.clone(), entry);
-                check_not_nested(files, path)
-            },
+            |draft, _| draft.insert(path, entry.content()),
         )
     }
 
@@ -72,26 +71,16 @@ impl Store {
         bytes: &[u8],
     ) -> Result<PutPreview> {
         let live = self.live(project, branch)?;
-        check_not_nested_in(&live.entries, path)?;
-        let id = ContentId::of(bytes);
-        let mut files = live.file_map();
-        let entry = id.entry(path.clone());
-        files.insert(path.clone(), entry);
-        let next = Generation::build(
-            live.meta.version.next(),
-            String::new(),
-            "",
-            String::new(),
-            &files,
-            None,
-        );
-        let previous = match live.find(path) {
-            Some(entry) => Some(self.read_entry(project, entry)?),
+        let mut draft = Draft::new(Arc::clone(live.root()));
+        draft.insert(path, ContentId::of(bytes))?;
+        let (short_id, _) = draft.finish().ids(false);
+        let previous = match live.file(path) {
+            Some(entry) => Some(self.read_entry(project, &entry)?),
             None => None,
         };
         Ok(PutPreview {
             old_short_id: live.meta.short_id.clone(),
-            short_id: next.meta.short_id.clone(),
+            short_id,
             previous,
         })
     }
@@ -111,10 +100,10 @@ impl Store {
             actor,
             format!("file.delete {path}"),
             expect_short_id,
-            |files, _| {
-                files
+            |draft, _| {
+                draft
                     .remove(path)
-                    .map(|_| ())
+                    .then_some(())
                     .ok_or_else(|| Error::not_found("file", path))
             },
         )
@@ -173,13 +162,13 @@ impl Store {
         }
         objects.sync(&self.layout.objects_dir(project))?;
         let reason = format!("import {} files", incoming.len());
-        self.commit(project, branch, actor, reason, None, |files, _| {
+        self.commit(project, branch, actor, reason, None, |draft, _| {
             if replace {
-                files.clear();
+                draft.reset(Node::empty());
             }
-            let paths: Vec<FilePath> = incoming.keys().cloned().collect();
-            files.extend(incoming);
-            paths.iter().try_for_each(|p| check_not_nested(files, p))
+            incoming
+                .into_values()
+                .try_for_each(|e| draft.insert(&e.path.clone(), e.content()))
         })
     }
 
@@ -195,25 +184,24 @@ impl Store {
         actor: &str,
     ) -> Result<WriteOutcome> {
         let dir = self.require_branch(project, branch)?;
-        let target = self.layout.generation_file(&dir, to);
         self.commit(
             project,
             branch,
             actor,
             format!("rollback to {to}"),
             None,
-            |files, head| {
+            |draft, head| {
                 if to > head || to < self.floor(&dir)? {
                     return Err(Error::not_found("version", to));
                 }
-                *files = Generation::read(&target)?.file_map();
+                draft.reset(Arc::clone(self.load_generation(dir.clone(), to)?.root()));
                 Ok(())
             },
         )
     }
 
-    /// The one write path: lock, recover, edit the file set, write the next
-    /// generation, switch HEAD.
+    /// The one write path: lock, recover, edit the tree, store its new
+    /// folders, write the next generation, switch HEAD.
     pub(super) fn commit(
         &self,
         project: &ProjectRef,
@@ -221,9 +209,12 @@ impl Store {
         actor: &str,
         reason: String,
         expect_short_id: Option<&str>,
-        edit: impl FnOnce(&mut BTreeMap<FilePath, Entry>, SnapshotId) -> Result<()>,
+        edit: impl FnOnce(&mut Draft, SnapshotId) -> Result<()>,
     ) -> Result<WriteOutcome> {
         let dir = self.require_branch(project, branch)?;
+        // The new folders' trees are objects: gc must not take them (or a
+        // rollback's) before the version that names them is in place.
+        let _objects_in_flight = self.objects_in_flight(project)?;
         // Checked on every write, cache or not: the lock, the generation and
         // HEAD are all written below this folder.
         check_real_dirs(self.layout.root(), &dir)?;
@@ -241,21 +232,13 @@ impl Store {
                 )));
             }
         }
-        let mut files = current.file_map();
-        edit(&mut files, head)?;
-        // Entries carried over from a generation a 0.1 process wrote
-        // (`load_generation` fills those; a rollback reads its target
-        // directly): a version file never lacks a git blob id.
-        super::upgrade::fill_git_ids(
-            files.values_mut(),
-            |hash| Ok(self.layout.object_file(project, hash)),
-            &mut Default::default(),
-        )?;
-        fsutil::failpoint("commit.objects", &dir)?;
+        let mut draft = Draft::new(Arc::clone(current.root()));
+        edit(&mut draft, head)?;
+        let root = draft.finish();
         // A write that leaves the files as they are (the same bytes put again,
         // a rollback to the state the branch has) changes nothing: no
         // version is made.
-        if files.values().eq(current.entries.iter()) {
+        if root.id() == current.root().id() {
             return Ok(WriteOutcome {
                 changed: false,
                 snapshot: None,
@@ -268,14 +251,31 @@ impl Store {
                 removed: 0,
             });
         }
+        // The folders this write changed (and, after an upgrade, a tree
+        // not yet stored), durable before the version naming them.
+        let mut batch = ObjectBatch::default();
+        let objects = self.layout.objects_dir(project);
+        let fresh = self.store_tree(&objects, &root, &mut batch)?;
+        batch.sync(&objects)?;
+        fresh.iter().for_each(|node| node.mark_stored());
+        fsutil::failpoint("commit.objects", &dir)?;
         let next = head.next();
         let parent = ParentSummary {
             version: head,
             file_count: current.meta.file_count,
             short_id: current.meta.short_id.clone(),
         };
-        let mut gen = Generation::build(next, now_rfc3339(), actor, reason, &files, Some(parent));
-        let counts = ChangeCounts::between(&current.entries, &gen.entries);
+        let counts = Node::changes(current.root(), &root);
+        let keep_lines = self.cache.is_some();
+        let mut gen = Generation::of_tree(
+            next,
+            now_rfc3339(),
+            actor,
+            reason,
+            root,
+            Some(parent),
+            keep_lines,
+        );
         gen.meta.changes = Some(counts);
         // The commit point: the generation file renamed into place and its
         // folder fsynced. After this the write survives a crash.
@@ -366,8 +366,30 @@ impl Store {
         batch: &mut ObjectBatch,
     ) -> Result<Entry> {
         let target = self.layout.object_file(project, &id.hash);
-        let present =
-            fs::symlink_metadata(&target).is_ok_and(|m| m.is_file() && m.len() == id.size);
+        self.place_object(&target, bytes, batch)?;
+        Ok(id.entry(path))
+    }
+
+    /// Stores the folders of `root` that are not in `objects` yet (children
+    /// first) and returns them, to be marked stored once `batch` is synced.
+    pub(super) fn store_tree(
+        &self,
+        objects: &Path,
+        root: &Arc<Node>,
+        batch: &mut ObjectBatch,
+    ) -> Result<Vec<Arc<Node>>> {
+        let mut fresh = Vec::new();
+        root.unstored(&mut fresh);
+        for node in &fresh {
+            self.place_object(&layout::object_in(objects, node.id()), node.text(), batch)?;
+        }
+        Ok(fresh)
+    }
+
+    /// Places the object `target` with these bytes unless it is there.
+    fn place_object(&self, target: &Path, bytes: &[u8], batch: &mut ObjectBatch) -> Result<()> {
+        let size = bytes.len() as u64;
+        let present = fs::symlink_metadata(target).is_ok_and(|m| m.is_file() && m.len() == size);
         let fan = target.parent().expect("object has a fan-out folder");
         // Placed through a planted link, the object would land outside.
         check_real_dirs(self.layout.root(), fan)?;
@@ -375,20 +397,20 @@ impl Store {
             // There already, but perhaps placed by a bulk import that has
             // not synced yet: make sure its bytes are on disk before a
             // version names it (cheap when they are).
-            let file = open_regular(&target)?;
-            file.sync_data().map_err(|e| Error::io(&target, e))?;
+            let file = open_regular(target)?;
+            file.sync_data().map_err(|e| Error::io(target, e))?;
         }
         if !present {
             if batch.bulk {
                 fsutil::create_dir(fan)?;
-                self.scratch()?.place_file_unsynced(&target, bytes)?;
+                self.scratch()?.place_file_unsynced(target, bytes)?;
             } else {
                 create_dir_durable(fan)?;
-                self.scratch()?.place_file(&target, bytes)?;
+                self.scratch()?.place_file(target, bytes)?;
             }
-            self.count(|size| {
-                size.objects += 1;
-                size.object_bytes += id.size;
+            self.count(|counted| {
+                counted.objects += 1;
+                counted.object_bytes += size;
             });
         }
         // Even an object that is there already may not be durable yet: the
@@ -400,7 +422,7 @@ impl Store {
                 .expect("fan-out folder has a parent")
                 .to_path_buf(),
         );
-        Ok(id.entry(path))
+        Ok(())
     }
 }
 
@@ -444,58 +466,6 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + 
             .flat_map(|w| w.join().expect("a worker panicked"))
             .collect()
     })
-}
-
-/// A path cannot be both a file and a folder of other files: `a` and
-/// `a/b` never coexist in one branch (a tree listing, an archive and a
-/// checkout on disk could not hold both).
-pub(super) fn check_not_nested(files: &BTreeMap<FilePath, Entry>, path: &FilePath) -> Result<()> {
-    not_nested(
-        |a| files.contains_key(a),
-        files.range(path.clone()..).map(|(k, _)| k.as_str()),
-        path,
-    )
-}
-
-/// `check_not_nested` on a generation's sorted entries, without building
-/// a map of them (a put on a 20,000-file branch checks this first).
-pub(super) fn check_not_nested_in(entries: &[Entry], path: &FilePath) -> Result<()> {
-    let from = entries.partition_point(|e| e.path < *path);
-    not_nested(
-        |a| entries.binary_search_by(|e| e.path.cmp(a)).is_ok(),
-        entries[from..].iter().map(|e| e.path.as_str()),
-        path,
-    )
-}
-
-/// `contains` tells whether a path is a file; `from_path` yields the
-/// files from `path` on, in order.
-pub(super) fn not_nested<'a>(
-    contains: impl Fn(&FilePath) -> bool,
-    from_path: impl Iterator<Item = &'a str>,
-    path: &FilePath,
-) -> Result<()> {
-    let p = path.as_str();
-    for (i, _) in p.match_indices('/') {
-        let ancestor = &p[..i];
-        if FilePath::parse(ancestor).is_ok_and(|a| contains(&a)) {
-            return Err(Error::Conflict(format!(
-                "{ancestor} is a file, so {p} cannot be inside it"
-            )));
-        }
-    }
-    // Keys under `p/` sort after `p` (among the keys that start with `p`).
-    for key in from_path {
-        let Some(rest) = key.strip_prefix(p) else {
-            break;
-        };
-        if rest.starts_with('/') {
-            return Err(Error::Conflict(format!(
-                "{p} is a folder (it holds {key}), not a file"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// What `preview_put` found.

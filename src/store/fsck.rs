@@ -1,9 +1,11 @@
 //! `fsck`: verifies the whole data directory against what the store
 //! promises, and optionally repairs what can be repaired safely.
 //!
-//! Checked: every generation parses and its `short_id`, `commit_id`, file
-//! count and parent summary recompute; every object a manifest names exists,
-//! is a regular file and hashes to its name, size and md5; every HEAD names
+//! Checked: every generation parses, each of its tree objects exists and
+//! hashes to its name, and its `short_id`, `commit_id`, file count, change
+//! counts and parent summary recompute; every content a tree (or a format-1
+//! or -2 manifest) names exists, is a regular file and hashes to its name,
+//! size, md5 and git blob id; every HEAD names
 //! the newest generation; no symlinks, hard links, FIFOs or other special
 //! files; no temp leftovers; files 0600 and folders 0700.
 //!
@@ -17,6 +19,7 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use serde::Serialize;
@@ -264,10 +267,13 @@ impl Store {
         }
         drop(quiet);
         let mut previous: Option<Generation> = None;
+        let mut walked_trees = HashSet::new();
+        // Every tree object is read once and checked against its name.
+        let trees = super::reads::BranchTrees::new(dir, None, true)?.remembering();
         for &version in &versions {
             report.generations += 1;
             let path = self.layout().generation_file(dir, version);
-            let gen = match Generation::read(&path) {
+            let gen = match Generation::read(&path, &trees) {
                 Ok(gen) => gen,
                 Err(e) => {
                     report.problem(&path, e.to_string(), false);
@@ -282,7 +288,10 @@ impl Store {
                     false,
                 );
             }
-            let (short_id, commit_id) = compute_ids(&gen.entries);
+            let (short_id, commit_id) = match gen.meta.tree {
+                Some(_) => gen.root().ids(false),
+                None => compute_ids(gen.entries()),
+            };
             if short_id != gen.meta.short_id || commit_id != gen.meta.commit_id {
                 report.problem(
                     &path,
@@ -297,12 +306,12 @@ impl Store {
             // must be what the manifests say.
             if let Some(recorded) = gen.meta.changes {
                 let before = match (&gen.meta.parent, &previous) {
-                    (None, _) => Some(&[][..]),
-                    (Some(_), Some(prev)) => Some(prev.entries.as_slice()),
+                    (None, _) => Some(super::trees::Node::empty()),
+                    (Some(_), Some(prev)) => Some(Arc::clone(prev.root())),
                     (Some(_), None) => None, // the previous one is unreadable: reported above
                 };
                 if let Some(before) = before {
-                    let counted = super::ChangeCounts::between(before, &gen.entries);
+                    let counted = super::trees::Node::changes(&before, gen.root());
                     if counted != recorded {
                         report.problem(
                             &path,
@@ -326,22 +335,39 @@ impl Store {
                     );
                 }
             }
-            for entry in &gen.entries {
-                referenced.insert(entry.hash.clone());
-                // Each content is read and hashed once, on every core, by
-                // `check_project` once every branch is walked.
-                if verified.insert(entry.hash.clone()) {
+            // Each content is read and hashed once, on every core, by
+            // `check_project` once every branch is walked.
+            let mut check = |path: String, hash: &str, git: &str, size: u64, md5: &str| {
+                referenced.insert(hash.to_string());
+                if verified.insert(hash.to_string()) {
                     pending.push(Pending {
-                        hash: entry.hash.clone(),
-                        git: entry.git.clone(),
-                        size: entry.size,
-                        md5: entry.md5.clone(),
-                        seen_as: format!("file {} in {version}", entry.path),
+                        hash: hash.to_string(),
+                        git: git.to_string(),
+                        size,
+                        md5: md5.to_string(),
+                        seen_as: format!("file {path} in {version}"),
                     });
+                }
+            };
+            if gen.meta.tree.is_some() {
+                let mut files = Vec::new();
+                gen.root().walk_objects(
+                    &mut String::new(),
+                    &mut |tree| walked_trees.insert(tree.to_string()),
+                    &mut |prefix, file| files.push((format!("{prefix}{}", file.name()), file)),
+                );
+                for (path, file) in files {
+                    check(path, file.hash(), file.git(), file.size(), file.md5());
+                }
+                trees.keep_only(gen.root());
+            } else {
+                for e in gen.entries() {
+                    check(e.path.to_string(), &e.hash, &e.git, e.size, &e.md5);
                 }
             }
             previous = Some(gen);
         }
+        referenced.extend(walked_trees);
         Ok(())
     }
 }

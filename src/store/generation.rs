@@ -1,22 +1,24 @@
 //! Generations: the immutable states of a branch, and `short_id`.
 //!
-//! A generation file is text, readable with `less`:
+//! A generation file is text, readable with `less`, two lines:
 //!
 //! ```text
-//! cfgstore-generation 2
-//! {"version":"v0003","created_at":"2026-11-22T10:00:00Z","actor":"cli:root",...}
-//! <md5>\t<blake3>\t<git blob id>\t<size>\t<path>
-//! ...
+//! cfgstore-generation 3
+//! {"version":"v0003","created_at":"2026-11-22T10:00:00Z","actor":"cli:root",...,"tree":"<blake3>"}
 //! ```
 //!
-//! Format 1 (cfgstore 0.1) had no git blob id column; it is still read,
-//! and `Store::open` rewrites such files as format 2 (`upgrade.rs`).
+//! The metadata names the root of the state's tree objects (`trees.rs`):
+//! one object per folder, shared by every version in which that folder is
+//! unchanged. The metadata alone is enough for listings and history; the
+//! trees are read only when files are.
 //!
-//! The second line is the metadata; every further line is one file, sorted
-//! bytewise by path. Paths cannot contain tabs or newlines (`FilePath`
-//! forbids control characters), so the format needs no escaping. The
-//! metadata alone (two lines) is enough for listings and history; the
-//! manifest is read only when files are.
+//! Formats 1 and 2 (cfgstore 0.1, and the release before trees) listed
+//! every file in the version file itself, one line each, sorted bytewise
+//! by path: `<md5>\t<blake3>\t<size>\t<path>` (format 1) or with the git
+//! blob id after the blake3 (format 2). They are still read; `Store::open`
+//! rewrites them as format 3 (`upgrade.rs`). Paths cannot contain tabs or
+//! newlines (`FilePath` forbids control characters), so neither format
+//! needs escaping.
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
@@ -28,10 +30,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::fsutil::{hex, open_regular};
+use super::trees::{Node, NodeSource};
 use crate::error::{Error, Result};
 use crate::names::{FilePath, SnapshotId};
 
-const MAGIC: &str = "cfgstore-generation 2";
+const MAGIC: &str = "cfgstore-generation 3";
+/// Format 2: the manifest in the version file, with git blob ids.
+const MAGIC_V2: &str = "cfgstore-generation 2";
 /// Generations written by cfgstore 0.1: no git blob ids.
 pub(super) const MAGIC_V1: &str = "cfgstore-generation 1";
 
@@ -54,6 +59,16 @@ impl Entry {
     /// The file's blob id in the API (tree `id`, `blob_id`, `blobs/{sha}`).
     pub fn blob_id(&self) -> &str {
         &self.git
+    }
+
+    /// The content's digests, without the path.
+    pub fn content(self) -> ContentId {
+        ContentId {
+            size: self.size,
+            md5: self.md5,
+            hash: self.hash,
+            git: self.git,
+        }
     }
 }
 
@@ -119,6 +134,10 @@ pub struct GenerationMeta {
     /// since 0.2; absent in older stores, where history computes it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub changes: Option<ChangeCounts>,
+    /// The root tree object (format 3); absent in formats 1 and 2, whose
+    /// files list the manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
 }
 
 /// Files added, changed and removed by one write.
@@ -177,11 +196,14 @@ pub struct ParentSummary {
     pub short_id: String,
 }
 
-/// A complete branch state: metadata plus the sorted manifest.
+/// A complete branch state: metadata plus its files, as a tree (what
+/// writes edit and store) and as the sorted manifest (what reads search).
+/// Either is made from the other when first asked for.
 #[derive(Debug)]
 pub struct Generation {
     pub meta: GenerationMeta,
-    pub entries: Vec<Entry>,
+    root: std::sync::OnceLock<std::sync::Arc<Node>>,
+    entries: std::sync::OnceLock<Vec<Entry>>,
     /// Its listings, built on first use and kept as long as it is.
     tree: std::sync::OnceLock<std::sync::Arc<super::tree::TreeIndex>>,
     /// Lookup by path, built on the first `find` in a large manifest.
@@ -196,6 +218,7 @@ impl Clone for Generation {
     fn clone(&self) -> Generation {
         Generation {
             meta: self.meta.clone(),
+            root: self.root.clone(),
             entries: self.entries.clone(),
             tree: Default::default(),
             paths: Default::default(),
@@ -313,55 +336,122 @@ impl Generation {
         parent: Option<ParentSummary>,
     ) -> Generation {
         let entries: Vec<Entry> = files.values().cloned().collect();
-        let (short_id, commit_id) = compute_ids(&entries);
+        let root = Node::from_entries(&entries);
+        let gen = Generation::of_tree(version, created_at, actor, reason, root, parent, false);
+        gen.entries.set(entries).expect("a new generation");
+        gen
+    }
+
+    /// A generation of the files in the tree `root`; `keep_lines` as in
+    /// `Node::ids` (a process that keeps trees in memory: the daemon).
+    pub fn of_tree(
+        version: SnapshotId,
+        created_at: String,
+        actor: &str,
+        reason: String,
+        root: std::sync::Arc<Node>,
+        parent: Option<ParentSummary>,
+        keep_lines: bool,
+    ) -> Generation {
+        let (short_id, commit_id) = root.ids(keep_lines);
+        let meta = GenerationMeta {
+            version,
+            created_at,
+            actor: actor.to_string(),
+            reason,
+            file_count: root.file_count(),
+            short_id,
+            commit_id,
+            parent,
+            changes: None,
+            tree: Some(root.id().to_string()),
+        };
+        Generation::with(meta, Some(root), None)
+    }
+
+    fn with(
+        meta: GenerationMeta,
+        root: Option<std::sync::Arc<Node>>,
+        entries: Option<Vec<Entry>>,
+    ) -> Generation {
         Generation {
-            meta: GenerationMeta {
-                version,
-                created_at,
-                actor: actor.to_string(),
-                reason,
-                file_count: entries.len() as u64,
-                short_id,
-                commit_id,
-                parent,
-                changes: None,
-            },
-            entries,
+            meta,
+            root: root.map(std::sync::OnceLock::from).unwrap_or_default(),
+            entries: entries.map(std::sync::OnceLock::from).unwrap_or_default(),
             tree: Default::default(),
             paths: Default::default(),
             blobs: Default::default(),
         }
     }
 
+    /// The files, sorted bytewise by path.
+    pub fn entries(&self) -> &[Entry] {
+        self.entries.get_or_init(|| self.root().flatten())
+    }
+
+    /// The files as a tree (built from the manifest of a format-1 or -2
+    /// version; such a tree is not in the object folder yet).
+    pub fn root(&self) -> &std::sync::Arc<Node> {
+        self.root.get_or_init(|| Node::from_entries(self.entries()))
+    }
+
+    /// The files, to change in place (completing format-1 entries); the
+    /// tree and every index are made again from them when next needed.
+    pub fn entries_mut(&mut self) -> &mut Vec<Entry> {
+        self.entries();
+        self.root = Default::default();
+        self.tree = Default::default();
+        self.paths = Default::default();
+        self.blobs = Default::default();
+        self.meta.tree = None;
+        self.entries.get_mut().expect("made above")
+    }
+
+    /// The version file (format 3): its tree objects must be stored first.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(128 + self.entries.len() * 120);
+        let mut meta = self.meta.clone();
+        meta.tree = Some(self.root().id().to_string());
+        let mut out = Vec::with_capacity(512);
         out.extend_from_slice(MAGIC.as_bytes());
         out.push(b'\n');
-        out.extend_from_slice(&serde_json::to_vec(&self.meta).expect("metadata serialises"));
+        out.extend_from_slice(&serde_json::to_vec(&meta).expect("metadata serialises"));
         out.push(b'\n');
-        for e in &self.entries {
-            out.extend_from_slice(
-                format!("{}\t{}\t{}\t{}\t{}\n", e.md5, e.hash, e.git, e.size, e.path).as_bytes(),
-            );
-        }
         out
     }
 
-    /// Reads and checks a whole generation file.
-    pub fn read(path: &Path) -> Result<Generation> {
+    /// Reads and checks a whole generation file; its trees come from
+    /// `nodes`.
+    pub fn read(path: &Path, nodes: &impl NodeSource) -> Result<Generation> {
         let mut bytes = Vec::new();
         open_regular(path)?
             .read_to_end(&mut bytes)
             .map_err(|e| Error::io(path, e))?;
-        Generation::parse(path, &bytes)
+        Generation::parse(path, &bytes, nodes)
     }
 
     /// Parses and checks the bytes of a generation file; `source` only
     /// names it in errors. Public for the fuzz targets (`fuzz/`): any
     /// bytes give a generation or an error, never a panic.
-    pub fn parse(source: &Path, bytes: &[u8]) -> Result<Generation> {
+    pub fn parse(source: &Path, bytes: &[u8], nodes: &impl NodeSource) -> Result<Generation> {
         let mut reader = bytes;
         let (meta, format) = read_header_format(&mut reader, source)?;
+        if format == 3 {
+            if !reader.is_empty() {
+                return Err(Error::corrupt(source, "text after the metadata"));
+            }
+            let id = meta
+                .tree
+                .as_deref()
+                .filter(|id| {
+                    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+                })
+                .ok_or_else(|| Error::corrupt(source, "no tree named"))?;
+            let root = Node::load(id, nodes)?;
+            if root.file_count() != meta.file_count {
+                return Err(Error::corrupt(source, "file count does not match the tree"));
+            }
+            return Ok(Generation::with(meta, Some(root), None));
+        }
         let rest = std::str::from_utf8(reader)
             .map_err(|_| Error::corrupt(source, "manifest is not UTF-8"))?;
         // The header's count is not trusted to size memory (a corrupt one
@@ -385,13 +475,7 @@ impl Generation {
                 "file count does not match the manifest",
             ));
         }
-        Ok(Generation {
-            meta,
-            entries,
-            tree: Default::default(),
-            paths: Default::default(),
-            blobs: Default::default(),
-        })
+        Ok(Generation::with(meta, None, Some(entries)))
     }
 
     /// Reads only the metadata line: enough for listings and history.
@@ -400,9 +484,9 @@ impl Generation {
         read_header(&mut reader, path)
     }
 
-    /// The files as a path-keyed map, the form writes edit.
+    /// The files as a path-keyed map.
     pub fn file_map(&self) -> BTreeMap<FilePath, Entry> {
-        self.entries
+        self.entries()
             .iter()
             .map(|e| (e.path.clone(), e.clone()))
             .collect()
@@ -417,33 +501,47 @@ impl Generation {
     /// A file whose content has this git blob id (`blobs/{sha}`).
     pub fn find_blob(&self, git: &str) -> Option<&Entry> {
         let index = self.blobs.get_or_init(|| {
-            self.entries
+            self.entries()
                 .iter()
                 .enumerate()
                 .map(|(i, e)| (e.git.clone(), i))
                 .collect()
         });
-        index.get(git).map(|&i| &self.entries[i])
+        index.get(git).map(|&i| &self.entries()[i])
+    }
+
+    /// A file by path, as `find`, without making the manifest of a
+    /// generation that has none yet (a CLI write looks up a file or two
+    /// in a 20,000-file tree: it walks one folder per segment instead).
+    pub fn file(&self, path: &FilePath) -> Option<Entry> {
+        if self.entries.get().is_some() {
+            return self.find(path).cloned();
+        }
+        match self.root().get(path.as_str())? {
+            super::trees::Found::File(f) => Some(f.content().entry(path.clone())),
+            super::trees::Found::Folder(_) => None,
+        }
     }
 
     /// Looks a file up by path (binary search over the sorted manifest).
     pub fn find(&self, path: &FilePath) -> Option<&Entry> {
+        let entries = self.entries();
         let search = || {
-            self.entries
+            entries
                 .binary_search_by(|e| e.path.cmp(path))
                 .ok()
-                .map(|i| &self.entries[i])
+                .map(|i| &entries[i])
         };
         // Positions are u32: a manifest beyond that (never) is searched.
-        if self.entries.len() < INDEXED_FROM || self.entries.len() > u32::MAX as usize {
+        if entries.len() < INDEXED_FROM || entries.len() > u32::MAX as usize {
             return search();
         }
-        let index = self.paths.get_or_init(|| PathIndex::build(&self.entries));
+        let index = self.paths.get_or_init(|| PathIndex::build(entries));
         let Some(slots) = &index.slots else {
             return search();
         };
         let i = *slots.get(&index.hasher.hash_one(path.as_str()))?;
-        let entry = &self.entries[i as usize];
+        let entry = &entries[i as usize];
         (entry.path == *path).then_some(entry)
     }
 }
@@ -452,14 +550,15 @@ fn read_header(reader: &mut impl BufRead, path: &Path) -> Result<GenerationMeta>
     read_header_format(reader, path).map(|(meta, _)| meta)
 }
 
-/// The metadata and the format (1 or 2) of a generation file.
+/// The metadata and the format (1, 2 or 3) of a generation file.
 fn read_header_format(reader: &mut impl BufRead, path: &Path) -> Result<(GenerationMeta, u8)> {
     let mut line = String::new();
     reader
         .read_line(&mut line)
         .map_err(|e| Error::io(path, e))?;
     let format = match line.trim_end() {
-        MAGIC => 2,
+        MAGIC => 3,
+        MAGIC_V2 => 2,
         MAGIC_V1 => 1,
         _ => return Err(Error::corrupt(path, "not a version file")),
     };
@@ -472,14 +571,15 @@ fn read_header_format(reader: &mut impl BufRead, path: &Path) -> Result<(Generat
     Ok((meta, format))
 }
 
-/// Whether a generation file is format 1 (its first line), for the upgrade.
-pub(super) fn is_format_1(path: &Path) -> Result<bool> {
+/// Whether a generation file lists its manifest itself (format 1 or 2,
+/// from its first line), for the upgrade.
+pub(super) fn is_flat(path: &Path) -> Result<bool> {
     let mut reader = BufReader::with_capacity(64, open_regular(path)?);
     let mut line = String::new();
     reader
         .read_line(&mut line)
         .map_err(|e| Error::io(path, e))?;
-    Ok(line.trim_end() == MAGIC_V1)
+    Ok(matches!(line.trim_end(), MAGIC_V1 | MAGIC_V2))
 }
 
 fn parse_entry(line: &str, format: u8) -> Option<Entry> {
@@ -507,6 +607,8 @@ fn parse_entry(line: &str, format: u8) -> Option<Entry> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::trees::testing::stored;
+    use crate::store::trees::NoTrees;
 
     fn entry(path: &str, bytes: &[u8]) -> Entry {
         ContentId::of(bytes).entry(FilePath::parse(path).unwrap())
@@ -604,7 +706,7 @@ mod tests {
             }
             let mut copy = gen.clone();
             let moved = FilePath::parse("zz/moved.json").unwrap();
-            copy.entries.push(entry(moved.as_str(), b"y"));
+            copy.entries_mut().push(entry(moved.as_str(), b"y"));
             assert!(copy.find(&moved).is_some(), "{count}");
             assert!(gen.find(&moved).is_none(), "{count}");
         }
@@ -620,10 +722,10 @@ mod tests {
     #[test]
     fn a_huge_file_count_is_a_corrupt_file_not_a_panic() {
         let header = format!(
-            "{MAGIC}\n{{\"version\":\"v0001\",\"created_at\":\"2026-01-01T00:00:00Z\",\"actor\":\"x\",\"reason\":\"x\",\"file_count\":{},\"short_id\":\"e3b0c442\",\"commit_id\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4\"}}\n",
+            "{MAGIC_V2}\n{{\"version\":\"v0001\",\"created_at\":\"2026-01-01T00:00:00Z\",\"actor\":\"x\",\"reason\":\"x\",\"file_count\":{},\"short_id\":\"e3b0c442\",\"commit_id\":\"e3b0c44298fc1c149afbf4c8996fb92427ae41e4\"}}\n",
             1u64 << 62
         );
-        let got = Generation::parse(Path::new("test"), header.as_bytes());
+        let got = Generation::parse(Path::new("test"), header.as_bytes(), &NoTrees);
         assert!(
             matches!(got, Err(Error::Corrupt { .. })),
             "{:?}",
@@ -661,17 +763,39 @@ mod tests {
         );
         let path = dir.join("v0003");
         std::fs::write(&path, gen.to_bytes()).unwrap();
-        let back = Generation::read(&path).unwrap();
+        let back = Generation::read(&path, &stored(gen.root())).unwrap();
         assert_eq!(back.meta, gen.meta);
-        assert_eq!(back.entries, gen.entries);
+        assert_eq!(back.entries(), gen.entries());
+        assert!(
+            Generation::read(&path, &NoTrees).is_err(),
+            "a version without its trees is an error"
+        );
         assert_eq!(Generation::read_meta(&path).unwrap(), gen.meta);
         assert!(back.find(&FilePath::parse("café.txt").unwrap()).is_some());
         assert!(back.find(&FilePath::parse("nope").unwrap()).is_none());
         std::fs::write(&path, b"cfgstore-generation 1\n{}\n").unwrap();
         assert!(matches!(
-            Generation::read(&path),
+            Generation::read(&path, &NoTrees),
             Err(Error::Corrupt { .. })
         ));
+        // A version file of format 2 (the manifest in the file) still reads.
+        let line =
+            |e: &Entry| format!("{}\t{}\t{}\t{}\t{}\n", e.md5, e.hash, e.git, e.size, e.path);
+        let mut meta = gen.meta.clone();
+        meta.tree = None;
+        let flat = format!(
+            "{MAGIC_V2}\n{}\n{}",
+            serde_json::to_string(&meta).unwrap(),
+            gen.entries().iter().map(line).collect::<String>()
+        );
+        std::fs::write(&path, flat).unwrap();
+        let old = Generation::read(&path, &NoTrees).unwrap();
+        assert_eq!(old.entries(), gen.entries());
+        assert_eq!(
+            old.root().id(),
+            gen.root().id(),
+            "the same tree as the new format"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

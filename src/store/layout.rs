@@ -3,7 +3,7 @@
 //! ```text
 //! DATA/
 //!   .cfgstore/                 the store's own state (no owner can be named so)
-//!     format                   "cfgstore-data 2" (`upgrade.rs`)
+//!     format                   "cfgstore-data 3" (`upgrade.rs`)
 //!     lock                     serialises project creation
 //!     server.key               HMAC key for token and fingerprint hashes (0600)
 //!     changes                  a random value, replaced after every change
@@ -21,14 +21,16 @@
 //!     lock                     serialises branch creation in this project
 //!     gc.lock                  writers hold it shared from their first new
 //!                              object to their commit; `gc` exclusively
-//!     objects/{ab}/{blake3}    file contents, immutable, shared by every
-//!                              branch and snapshot of the project
+//!     objects/{ab}/{blake3}    file contents and tree objects (one per
+//!                              folder of a version), immutable, shared by
+//!                              every branch and snapshot of the project
 //!     branches/{folder}/       one folder per branch ('/' written as %2F)
 //!       lock                   serialises writers of this branch (flock)
 //!       HEAD                   the live version, e.g. "v0007"
 //!       FLOOR                  the oldest version kept, once a prune
 //!                              dropped the ones before (absent: v0001)
-//!       v0001 ... v0007        immutable generations: metadata + manifest
+//!       v0001 ... v0007        immutable generations: metadata and the
+//!                              root of their tree objects (in objects/)
 //! ```
 //!
 //! Callers hand in validated names (`crate::names`), so every path built
@@ -41,7 +43,7 @@ use crate::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
 pub const INTERNAL_DIR: &str = ".cfgstore";
 pub const FORMAT_FILE: &str = "format";
 /// The store format this version writes (`upgrade.rs` reads the ones before).
-pub const FORMAT_LINE: &str = "cfgstore-data 2";
+pub const FORMAT_LINE: &str = "cfgstore-data 3";
 pub const HEAD_FILE: &str = "HEAD";
 pub const FLOOR_FILE: &str = "FLOOR";
 pub const GC_LOCK_FILE: &str = "gc.lock";
@@ -153,7 +155,7 @@ impl Layout {
 
     /// Objects fan out over 256 folders by the first two hex digits.
     pub fn object_file(&self, project: &ProjectRef, hash: &str) -> PathBuf {
-        self.objects_dir(project).join(&hash[..2]).join(hash)
+        object_in(&self.objects_dir(project), hash)
     }
 
     pub fn branches_dir(&self, project: &ProjectRef) -> PathBuf {
@@ -177,8 +179,21 @@ pub fn branch_lock(branch_dir: &Path) -> PathBuf {
 /// An object of the project a branch folder belongs to (its folder is
 /// `{project}/branches/{branch}`).
 pub fn object_of_branch(branch_dir: &Path, hash: &str) -> Option<PathBuf> {
-    let project = branch_dir.parent()?.parent()?;
-    Some(project.join(OBJECTS_DIR).join(hash.get(..2)?).join(hash))
+    Some(
+        objects_of_branch(branch_dir)?
+            .join(hash.get(..2)?)
+            .join(hash),
+    )
+}
+
+/// An object in an object folder: `{ab}/{hash}` (a hash is 64 hex digits).
+pub fn object_in(objects: &Path, hash: &str) -> PathBuf {
+    objects.join(hash.get(..2).unwrap_or(hash)).join(hash)
+}
+
+/// The object folder of the project a branch folder belongs to.
+pub fn objects_of_branch(branch_dir: &Path) -> Option<PathBuf> {
+    Some(branch_dir.parent()?.parent()?.join(OBJECTS_DIR))
 }
 
 /// A branch's HEAD, in its folder.

@@ -2,15 +2,18 @@
 //!
 //! # Design
 //!
-//! Every branch state is an immutable *generation*: one file holding the
-//! write's metadata and a manifest of `md5, blake3, size, path` per file
-//! (`generation.rs`). File contents live once per project in a
-//! content-addressed object folder, so a write stores only the bytes that
-//! changed; a put into a 20,000-file branch writes one object and one
-//! manifest, never touching the other files.
+//! Every branch state is an immutable *generation*: one small file holding
+//! the write's metadata and the id of its root tree (`generation.rs`). File
+//! contents and trees — one per folder, listing `md5, blake3, git id, size,
+//! name` per file and the trees of its subfolders (`trees.rs`) — live once
+//! per project in a content-addressed object folder, so a write stores only
+//! what changed: a put into a 20,000-file branch writes one content, the
+//! trees of the folders on its path and the version file, never touching
+//! the other files or folders.
 //!
 //! A write, under the branch's cross-process lock:
-//! 1. stores new contents as objects (temp, fsync, rename, fsync folder),
+//! 1. stores new contents and trees as objects (temp, fsync, rename, fsync
+//!    folder),
 //! 2. writes generation `v(N+1)` beside `vN` the same way — this rename is
 //!    the commit point: once its folder is fsynced the write is durable,
 //! 3. points `HEAD` at `v(N+1)`.
@@ -44,7 +47,8 @@
 //! - `tokens.rs`, `users.rs`, `audit.rs`: the records beside the content.
 //! - `backup.rs`, `fsck.rs`: copying and verifying a whole store.
 //! - `layout.rs`: every path; `fsutil.rs`: durable file operations;
-//!   `generation.rs`, `tree.rs`: the manifest format and tree listings.
+//!   `generation.rs`, `trees.rs`: the version file and tree object formats;
+//!   `tree.rs`: tree listings for the read API; `upgrade.rs`: older formats.
 
 pub mod audit;
 pub mod backup;
@@ -67,6 +71,7 @@ pub mod retention;
 
 pub mod tokens;
 pub mod tree;
+pub mod trees;
 pub mod upgrade;
 
 #[cfg(test)]
@@ -75,7 +80,8 @@ pub mod users;
 
 use std::fs;
 use std::io::{self};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -101,6 +107,10 @@ pub struct Store {
     /// The daemon's read cache (`cache.rs`); `None` in the CLI, which
     /// reads the disk each time.
     cache: Option<cache::ReadCache>,
+    /// Without the cache, the generation loaded last: a CLI write loads
+    /// the live state to check the path, then again under the branch lock,
+    /// and versions never change, so the second load is this.
+    recent: std::sync::Mutex<Option<(PathBuf, SnapshotId, Arc<Generation>)>>,
     server_key: std::sync::OnceLock<crate::auth::ServerKey>,
     /// What opening it upgraded, if the store was of an older format.
     upgraded: Option<upgrade::UpgradeReport>,
@@ -263,12 +273,13 @@ impl Store {
             scratch: Default::default(),
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             cache: None,
+            recent: Default::default(),
             server_key: Default::default(),
             upgraded: None,
         };
         store.sweep_branches()?;
-        if format == 1 && upgrade {
-            let report = store.upgrade_from_1()?;
+        if format < upgrade::CURRENT && upgrade {
+            let report = store.upgrade(format)?;
             return Ok(Store {
                 upgraded: Some(report),
                 ..store

@@ -146,7 +146,7 @@ proptest! {
                 let live = s.live(&project, branch).unwrap();
                 prop_assert_eq!(live.meta.version.number() as usize, states.len());
                 let mut files = Files::new();
-                for e in &live.entries {
+                for e in live.entries() {
                     files.insert(e.path.to_string(), s.read_entry(&project, e).unwrap().to_vec());
                 }
                 prop_assert_eq!(&files, states.last().unwrap());
@@ -155,7 +155,7 @@ proptest! {
                 prop_assert!(history[0].live && history.iter().skip(1).all(|v| !v.live));
                 for (i, state) in states.iter().enumerate() {
                     let snap = s.version(&project, branch, SnapshotId::new(i as u64 + 1).unwrap()).unwrap();
-                    let paths: Vec<String> = snap.entries.iter().map(|e| e.path.to_string()).collect();
+                    let paths: Vec<String> = snap.entries().iter().map(|e| e.path.to_string()).collect();
                     prop_assert_eq!(paths, state.keys().cloned().collect::<Vec<_>>());
                 }
             }

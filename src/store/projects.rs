@@ -1,7 +1,6 @@
 //! Projects: creation (a whole folder built in scratch and renamed into
 //! place), lookup, listing, and the size counters behind `/metrics`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self};
 use std::sync::Arc;
@@ -52,7 +51,8 @@ impl Store {
         let main = BranchName::parse("main").expect("main is a valid branch name");
         self.stage_branch(
             &branches.join(main.folder_name()),
-            &BTreeMap::new(),
+            &staging.join(layout::OBJECTS_DIR),
+            super::trees::Node::empty(),
             &now,
             actor,
             "project.create".into(),
@@ -206,7 +206,8 @@ mod tests {
         let owner = OwnerName::parse("acme").unwrap();
         store.create_project(&owner, "a", "cfg", "t").unwrap();
         let first = store.size().unwrap();
-        assert_eq!((first.projects, first.branches, first.objects), (1, 1, 0));
+        // One object: the tree of the empty main branch.
+        assert_eq!((first.projects, first.branches, first.objects), (1, 1, 1));
         let project = ProjectRef::parse("acme/a.cfg").unwrap();
         let main = BranchName::parse("main").unwrap();
         let path = FilePath::parse("x.json").unwrap();
@@ -229,8 +230,13 @@ mod tests {
                 kept.objects,
                 kept.object_bytes
             ),
-            (1, 2, 1, 5),
-            "counted by the writes"
+            (1, 2, 3, 16 + 5 + 166),
+            "counted by the writes: the empty tree, the content and the tree holding it"
+        );
+        assert_eq!(
+            Store::open(&dir).unwrap().size().unwrap().object_bytes,
+            kept.object_bytes,
+            "what a walk counts"
         );
         // Remove the object behind the store's back: a walk would see it
         // gone, the kept count does not.
@@ -238,13 +244,17 @@ mod tests {
         for fan in fs::read_dir(&objects).unwrap() {
             fs::remove_dir_all(fan.unwrap().path()).unwrap();
         }
-        assert_eq!(store.size().unwrap().objects, 1, "no walk per scrape");
+        assert_eq!(store.size().unwrap().objects, 3, "no walk per scrape");
         // Another process changes the store: the next scrape counts again.
         let other = Store::open(&dir).unwrap();
         other.create_project(&owner, "b", "cfg", "t").unwrap();
         store.revalidate().unwrap();
         let recounted = store.size().unwrap();
-        assert_eq!((recounted.projects, recounted.objects), (2, 0));
+        assert_eq!(
+            (recounted.projects, recounted.objects),
+            (2, 1),
+            "b's empty tree"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

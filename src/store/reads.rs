@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::fsutil::{self, check_real_dirs, open_regular, read_regular};
+use super::trees::{Node, NodeSource};
 use super::*;
 use crate::error::{Error, Result};
 
@@ -77,21 +78,33 @@ impl Store {
         {
             return Ok(gen);
         }
-        let mut gen = Generation::read(&self.layout.generation_file(&dir, version))?;
+        if self.cache.is_none() {
+            let recent = self.recent.lock().expect("recent generation");
+            if let Some((d, v, gen)) = recent.as_ref() {
+                if *v == version && *d == dir {
+                    return Ok(Arc::clone(gen));
+                }
+            }
+        }
+        let trees = BranchTrees::new(&dir, self.cache.as_ref(), false)?;
+        let mut gen = Generation::read(&self.layout.generation_file(&dir, version), &trees)?;
         // A format-1 file in an upgraded store (written by a 0.1 process
         // still running when the store was upgraded): its git blob ids come
         // from the contents, so no answer lacks one.
-        super::upgrade::fill_git_ids(
-            &mut gen.entries,
-            |hash| {
-                layout::object_of_branch(&dir, hash)
-                    .ok_or_else(|| Error::corrupt(&dir, "a branch outside a project"))
-            },
-            &mut Default::default(),
-        )?;
+        if gen.meta.tree.is_none() && gen.entries().iter().any(|e| e.git.is_empty()) {
+            super::upgrade::fill_git_ids(
+                gen.entries_mut(),
+                |hash| Ok(layout::object_in(&trees.objects, hash)),
+                &mut Default::default(),
+            )?;
+        }
         let gen = Arc::new(gen);
-        if let Some(cache) = &self.cache {
-            cache.put_generation(dir, Arc::clone(&gen));
+        match &self.cache {
+            Some(cache) => cache.put_generation(dir, Arc::clone(&gen)),
+            None => {
+                *self.recent.lock().expect("recent generation") =
+                    Some((dir, version, Arc::clone(&gen)))
+            }
         }
         Ok(gen)
     }
@@ -266,8 +279,93 @@ impl Store {
     ) -> Result<bytes::Bytes> {
         let gen = self.live(project, branch)?;
         let entry = gen
-            .find(path)
+            .file(path)
             .ok_or_else(|| Error::not_found("file", path))?;
-        self.read_entry(project, entry)
+        self.read_entry(project, &entry)
+    }
+}
+
+/// The tree objects of the project a branch folder belongs to, read from
+/// its object folder (through the daemon's cache when there is one).
+pub(super) struct BranchTrees<'a> {
+    pub(super) objects: PathBuf,
+    cache: Option<&'a cache::ReadCache>,
+    verify: bool,
+    /// For walks over many versions (gc, backup, fsck): the trees of the
+    /// version read last, so the next loads only the folders it changed.
+    memo: Option<std::sync::Mutex<std::collections::HashMap<String, Arc<Node>>>>,
+}
+
+impl<'a> BranchTrees<'a> {
+    /// `verify` checks every object against its name (fsck).
+    pub(super) fn new(
+        branch_dir: &std::path::Path,
+        cache: Option<&'a cache::ReadCache>,
+        verify: bool,
+    ) -> Result<BranchTrees<'a>> {
+        let objects = layout::objects_of_branch(branch_dir)
+            .ok_or_else(|| Error::corrupt(branch_dir, "a branch outside a project"))?;
+        Ok(BranchTrees {
+            objects,
+            cache,
+            verify,
+            memo: None,
+        })
+    }
+
+    /// Remembers the trees loaded until `keep_only` says which to keep.
+    pub(super) fn remembering(mut self) -> Self {
+        self.memo = Some(Default::default());
+        self
+    }
+
+    /// Keeps only the trees of `root` in memory (the version just read).
+    pub(super) fn keep_only(&self, root: &Arc<Node>) {
+        if let Some(memo) = &self.memo {
+            let mut memo = memo.lock().expect("tree memo");
+            memo.clear();
+            root.for_each_node(&mut |node| {
+                memo.insert(node.id().to_string(), Arc::clone(node));
+            });
+        }
+    }
+
+    fn path(&self, id: &str) -> PathBuf {
+        layout::object_in(&self.objects, id)
+    }
+}
+
+impl NodeSource for BranchTrees<'_> {
+    fn cached(&self, id: &str) -> Option<Arc<Node>> {
+        if let Some(memo) = &self.memo {
+            return memo.lock().expect("tree memo").get(id).cloned();
+        }
+        self.cache?.node(&self.path(id))
+    }
+
+    fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
+        let path = self.path(id);
+        match read_regular(&path) {
+            Ok(bytes) => Ok((path, bytes)),
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Err(Error::corrupt(&path, "tree object missing"))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn keep(&self, node: &Arc<Node>) {
+        if let Some(memo) = &self.memo {
+            memo.lock()
+                .expect("tree memo")
+                .insert(node.id().to_string(), Arc::clone(node));
+        }
+        if let Some(cache) = self.cache {
+            cache.put_node(self.path(node.id()), node);
+        }
+    }
+
+    fn verify(&self) -> bool {
+        self.verify
     }
 }

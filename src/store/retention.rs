@@ -250,21 +250,42 @@ impl Store {
     /// rollback, a removal) or objects stored under the shared `gc.lock`,
     /// which the caller holds exclusively.
     fn referenced_objects(&self, project: &ProjectRef) -> Result<HashSet<String>> {
-        let mut referenced = HashSet::new();
+        // Trees and contents in separate sets: a file whose bytes are a
+        // tree object's is the same object, and must not stop that tree's
+        // files from being walked.
+        let mut walked_trees = HashSet::new();
+        let mut contents = HashSet::new();
         for branch in self.branch_names(project)? {
             let dir = self.layout.branch_dir(project, &branch);
             let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
             let head = self.recover_branch(&dir)?;
             let mut v = self.floor(&dir)?;
+            let trees = super::reads::BranchTrees::new(&dir, None, false)?.remembering();
             loop {
-                let gen = Generation::read(&self.layout.generation_file(&dir, v))?;
-                referenced.extend(gen.entries.into_iter().map(|e| e.hash));
+                let gen = Generation::read(&self.layout.generation_file(&dir, v), &trees)?;
+                // Its folders' trees (a folder seen in another version is
+                // not walked again) and its files' contents. A version of
+                // format 1 or 2 has no stored trees: the ids of the tree
+                // made from it in memory name nothing, or the same folder
+                // stored for another version.
+                gen.root().walk_objects(
+                    &mut String::new(),
+                    &mut |tree| walked_trees.insert(tree.to_string()),
+                    &mut |_, file| {
+                        if !contents.contains(file.hash()) {
+                            contents.insert(file.hash().to_string());
+                        }
+                    },
+                );
+                trees.keep_only(gen.root());
                 if v >= head {
                     break;
                 }
                 v = v.next();
             }
         }
+        let mut referenced = walked_trees;
+        referenced.extend(contents);
         Ok(referenced)
     }
 }

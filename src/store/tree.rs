@@ -70,7 +70,7 @@ impl TreeIndex {
         index.folders.insert(String::new(), Folder::default());
         // Open folders, outermost first: (path, position in `all`, digest).
         let mut open: Vec<(String, usize, blake3::Hasher)> = Vec::new();
-        for entry in &gen.entries {
+        for entry in gen.entries() {
             let path = entry.path.as_str();
             let parents: Vec<&str> = path.match_indices('/').map(|(i, _)| &path[..i]).collect();
             let common = open

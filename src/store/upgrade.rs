@@ -1,18 +1,21 @@
 //! Store formats, and the upgrade from the ones before.
 //!
 //! `.cfgstore/format` names the format of the whole store:
-//! - `cfgstore-data 1` (cfgstore 0.1): version files without git blob ids;
-//! - `cfgstore-data 2` (this version): every version file lists the git
-//!   blob id of each file (`generation.rs`).
+//! - `cfgstore-data 1` (cfgstore 0.1): each version file lists its files,
+//!   without git blob ids;
+//! - `cfgstore-data 2`: the same list with the git blob id of each file;
+//! - `cfgstore-data 3` (this version): a version file names the root of
+//!   its tree objects, one per folder (`trees.rs`, `generation.rs`).
 //!
-//! `Store::open` upgrades a format-1 store in place, once, under the
-//! store's lock: each version file is rewritten with the git blob ids of
-//! its files (read from their contents) and replaced atomically; the
-//! format line is written last. Nothing else changes: versions, `short_id`s
-//! and commit ids (md5-based), tokens, users and sessions are as they were.
-//! An upgrade cut short by a crash leaves some files rewritten and the old
-//! format line, and the next open finishes it. A store of a format newer
-//! than this binary knows is refused, saying so.
+//! `Store::open` upgrades an older store in place, once, under the store's
+//! lock: each version file of format 1 or 2 gets its git blob ids (read
+//! from the contents, format 1), its trees are stored as objects, and the
+//! file is replaced atomically by its format-3 form; the format line is
+//! written last. Nothing else changes: versions, `short_id`s and commit ids
+//! (md5-based), tokens, users and sessions are as they were. An upgrade cut
+//! short by a crash leaves some files rewritten and the old format line,
+//! and the next open finishes it. A store of a format newer than this
+//! binary knows is refused, saying so.
 
 use std::collections::HashMap;
 use std::fs;
@@ -22,20 +25,24 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::fsutil::{read_regular, LockGuard};
-use super::generation::{git_blob_id, is_format_1, Entry, Generation};
+use super::generation::{git_blob_id, is_flat, Entry, Generation};
 use super::layout::{self, FORMAT_LINE};
 use super::Store;
 use crate::error::{Error, Result};
 
 /// The format line of cfgstore 0.1 stores.
 pub const FORMAT_1: &str = "cfgstore-data 1";
+/// Version files with git blob ids, no trees.
+pub const FORMAT_2: &str = "cfgstore-data 2";
+/// The format this binary writes.
+pub const CURRENT: u32 = 3;
 
 /// What an upgrade did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct UpgradeReport {
     pub from: u32,
     pub to: u32,
-    /// Version files rewritten with git blob ids.
+    /// Version files rewritten as trees.
     pub versions: u64,
     /// Contents read to compute them.
     pub contents: u64,
@@ -69,20 +76,21 @@ pub(super) fn fill_git_ids<'e>(
     Ok(read)
 }
 
-/// The format a store's format line names: `Ok(1)`, `Ok(2)`, or a clear
-/// refusal for anything newer or unknown.
+/// The format a store's format line names: `Ok(1)` to `Ok(3)`, or a
+/// clear refusal for anything newer or unknown.
 pub(super) fn format_of(line: &str, path: &Path) -> Result<u32> {
     match line.trim_end() {
         FORMAT_1 => Ok(1),
-        FORMAT_LINE => Ok(2),
+        FORMAT_2 => Ok(2),
+        FORMAT_LINE => Ok(CURRENT),
         other => match other
             .strip_prefix("cfgstore-data ")
             .and_then(|n| n.parse::<u32>().ok())
         {
-            Some(n) if n > 2 => Err(Error::corrupt(
+            Some(n) if n > CURRENT => Err(Error::corrupt(
                 path,
                 format!(
-                    "this store is format {n}, written by a newer cfgstore; this binary reads formats 1 and 2: install the newer version"
+                    "this store is format {n}, written by a newer cfgstore; this binary reads formats 1 to {CURRENT}: install the newer version"
                 ),
             )),
             _ => Err(Error::corrupt(path, "unknown data format")),
@@ -91,21 +99,26 @@ pub(super) fn format_of(line: &str, path: &Path) -> Result<u32> {
 }
 
 impl Store {
-    /// Upgrades a format-1 store to format 2 (see the module docs).
-    pub(super) fn upgrade_from_1(&self) -> Result<UpgradeReport> {
+    /// Upgrades a store of format `from` to the current one (see the
+    /// module docs).
+    pub(super) fn upgrade(&self, from: u32) -> Result<UpgradeReport> {
         let _lock = LockGuard::acquire(&self.layout.store_lock(), Duration::from_secs(60))?;
         let format_file = self.layout.format_file();
         let line = String::from_utf8_lossy(&read_regular(&format_file)?).into_owned();
         let mut report = UpgradeReport {
-            from: 1,
-            to: 2,
+            from,
+            to: CURRENT,
             ..Default::default()
         };
-        if format_of(&line, &format_file)? == 2 {
+        if format_of(&line, &format_file)? == CURRENT {
             return Ok(report); // another process upgraded it meanwhile
         }
         for info in self.list_projects(None)? {
             let project = info.project_ref();
+            let objects = self.layout.objects_dir(&project);
+            // The trees stored below are named by no version until each
+            // file is replaced: no gc meanwhile.
+            let _objects = self.objects_in_flight(&project)?;
             let mut ids: HashMap<String, String> = HashMap::new();
             for branch in self.branch_names(&project)? {
                 let dir = self.layout.branch_dir(&project, &branch);
@@ -119,17 +132,22 @@ impl Store {
                     })
                     .collect();
                 files.sort();
+                let trees = super::reads::BranchTrees::new(&dir, None, false)?;
                 for version in files {
                     let path = self.layout.generation_file(&dir, version);
-                    if !is_format_1(&path)? {
+                    if !is_flat(&path)? {
                         continue;
                     }
-                    let mut gen = Generation::read(&path)?;
+                    let mut gen = Generation::read(&path, &trees)?;
                     report.contents += fill_git_ids(
-                        &mut gen.entries,
+                        gen.entries_mut(),
                         |hash| Ok(self.layout.object_file(&project, hash)),
                         &mut ids,
                     )?;
+                    let mut batch = super::commit::ObjectBatch::default();
+                    let fresh = self.store_tree(&objects, gen.root(), &mut batch)?;
+                    batch.sync(&objects)?;
+                    fresh.iter().for_each(|node| node.mark_stored());
                     self.scratch()?.replace_file(&path, &gen.to_bytes())?;
                     report.versions += 1;
                 }
@@ -140,7 +158,8 @@ impl Store {
         tracing::info!(
             versions = report.versions,
             contents = report.contents,
-            "store upgraded from format 1 to 2 (git blob ids)"
+            from,
+            "store upgraded to format {CURRENT} (git blob ids, tree objects)"
         );
         Ok(report)
     }

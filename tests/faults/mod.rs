@@ -498,7 +498,7 @@ fn check_copy(dir: &TestDir, image: &Path, fs: &str, cycle: usize, acked: &[(Str
         *e = (*e).max(*seq);
     }
     let live = store.live(&project, &main).unwrap();
-    for entry in &live.entries {
+    for entry in live.entries() {
         let bytes = store.read_entry(&project, entry).unwrap();
         let path = entry.path.to_string();
         let (writer, seq) = check_body(&bytes).unwrap_or_else(|| {
@@ -521,7 +521,7 @@ fn check_copy(dir: &TestDir, image: &Path, fs: &str, cycle: usize, acked: &[(Str
     }
     for path in last.keys() {
         assert!(
-            live.entries.iter().any(|e| e.path.to_string() == *path),
+            live.entries().iter().any(|e| e.path.to_string() == *path),
             "cycle {cycle}: {path} was acknowledged but is missing after the power cut"
         );
     }

@@ -1,0 +1,1194 @@
+//! Tree objects: a branch state stored as one object per folder (store
+//! format 3), so a write stores only the folders on the changed path.
+//!
+//! A tree object is text, kept in the project's object folder under the
+//! blake3 hash of its bytes like any content:
+//!
+//! ```text
+//! cfgstore-tree 1
+//! d\t<blake3 of the subfolder's tree>\t<files under it>\t<name>
+//! f\t<md5>\t<blake3>\t<git blob id>\t<size>\t<name>
+//! ```
+//!
+//! Lines are sorted the way git sorts a tree: by name, a folder's name
+//! compared as if it ended in `/`. Walking the folders in that order gives
+//! the files sorted bytewise by full path, the order `short_id` is defined
+//! over. A folder that did not change has the same bytes, so the same
+//! object: every version shares it, and a put on a 20,000-file branch
+//! writes the tree of each folder on the path to the file (three small
+//! objects for `area/group/file.json`), the new content and a version file
+//! of a few hundred bytes.
+//!
+//! In memory a `Node` keeps its own text and the positions of its lines:
+//! loading a tree allocates per folder, not per file, and `short_id` is
+//! computed by feeding slices of that text to sha256. A `Draft` edits a
+//! tree copy-on-write: only the folders on an edited path are opened.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+use super::generation::{ChangeCounts, ContentId, Entry};
+use crate::error::{Error, Result};
+use crate::names::FilePath;
+
+/// The first line of every tree object.
+pub const TREE_MAGIC: &str = "cfgstore-tree 1";
+
+/// Deeper than any valid path can be (paths are at most 1,024 bytes): a
+/// damaged store cannot make loading recurse without bound.
+const MAX_DEPTH: usize = 512;
+
+const MD5: usize = 32;
+const HASH: usize = 64;
+const GIT: usize = 40;
+
+/// One folder of a branch state.
+pub struct Node {
+    id: String,
+    text: Box<str>,
+    children: Vec<Child>,
+    file_count: u64,
+    /// The longest path under this folder, in bytes (paths are at most
+    /// 1,024 bytes: checked when a version's tree is loaded).
+    longest: usize,
+    /// Known to be in the object folder (loaded from it, or written).
+    stored: AtomicBool,
+    /// The `short_id` lines of this folder's files, under the folder
+    /// prefix they were made for: kept by the daemon, so a write hashes
+    /// unchanged folders' lines without making them again.
+    lines: std::sync::OnceLock<(Box<str>, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({}, {} files)", self.id, self.file_count)
+    }
+}
+
+enum Child {
+    File(FileSpan),
+    Dir { name: (u32, u32), node: Arc<Node> },
+}
+
+/// Where a file line's fields are in its node's text.
+#[derive(Clone, Copy)]
+struct FileSpan {
+    /// Start of the md5; the blake3 and git ids follow at fixed offsets.
+    at: u32,
+    size_end: u32,
+    end: u32,
+    size: u64,
+}
+
+/// A file of a node, read in place.
+#[derive(Clone, Copy)]
+pub struct FileView<'a> {
+    text: &'a str,
+    span: FileSpan,
+}
+
+impl<'a> FileView<'a> {
+    fn field(&self, from: usize, len: usize) -> &'a str {
+        let at = self.span.at as usize + from;
+        &self.text[at..at + len]
+    }
+
+    pub fn md5(&self) -> &'a str {
+        self.field(0, MD5)
+    }
+
+    pub fn hash(&self) -> &'a str {
+        self.field(MD5 + 1, HASH)
+    }
+
+    pub fn git(&self) -> &'a str {
+        self.field(MD5 + HASH + 2, GIT)
+    }
+
+    pub fn size(&self) -> u64 {
+        self.span.size
+    }
+
+    fn size_text(&self) -> &'a str {
+        let from = self.span.at as usize + MD5 + HASH + GIT + 3;
+        &self.text[from..self.span.size_end as usize]
+    }
+
+    pub fn name(&self) -> &'a str {
+        &self.text[self.span.size_end as usize + 1..self.span.end as usize]
+    }
+
+    pub fn content(&self) -> ContentId {
+        ContentId {
+            size: self.size(),
+            md5: self.md5().to_string(),
+            hash: self.hash().to_string(),
+            git: self.git().to_string(),
+        }
+    }
+}
+
+/// A source with no objects: for a version file alone (the fuzz target),
+/// where a format-3 file's tree cannot be read.
+pub struct NoTrees;
+
+impl NodeSource for NoTrees {
+    fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
+        Err(Error::corrupt(
+            std::path::Path::new(id),
+            "no object folder to read trees from",
+        ))
+    }
+}
+
+/// Where tree objects come from when a tree is loaded (on several
+/// threads: the folders under the root are loaded in parallel).
+pub trait NodeSource: Sync {
+    /// A node already in memory (the daemon keeps the ones it loaded).
+    fn cached(&self, _id: &str) -> Option<Arc<Node>> {
+        None
+    }
+    /// The object's bytes, and its path for error messages.
+    fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)>;
+    /// Told each node loaded from the disk.
+    fn keep(&self, _node: &Arc<Node>) {}
+    /// Whether to check each object's bytes against its name (fsck).
+    fn verify(&self) -> bool {
+        false
+    }
+}
+
+/// What `Node::get` finds at a path.
+pub enum Found<'a> {
+    File(FileView<'a>),
+    Folder(&'a Node),
+}
+
+fn corrupt(source: &std::path::Path, why: impl Into<String>) -> Error {
+    Error::corrupt(source, why.into())
+}
+
+/// Lower-case hex digits, as a table: a 20,000-file tree checks 2.7 MB of
+/// them per load, and a branch-free fold over a table is several times
+/// faster than comparing each byte with ranges.
+const HEX: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'f') as u8;
+        b += 1;
+    }
+    table
+};
+
+fn is_lower_hex(s: &[u8]) -> bool {
+    s.iter().fold(1u8, |all, &b| all & HEX[b as usize]) == 1
+}
+
+/// Git's tree order: names compared with a `/` after folder names.
+fn key_cmp(a: &str, a_dir: bool, b: &str, b_dir: bool) -> std::cmp::Ordering {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    let n = a.len().min(b.len());
+    match a[..n].cmp(&b[..n]) {
+        // Names hold no '/': past the common part one side has ended, and
+        // a folder's name continues with '/'.
+        std::cmp::Ordering::Equal => {
+            let next = |s: &[u8], dir: bool| s.get(n).copied().or(dir.then_some(b'/'));
+            next(a, a_dir).cmp(&next(b, b_dir))
+        }
+        other => other,
+    }
+}
+
+/// A decimal size as written by `u64::to_string` (no sign, no leading
+/// zero): its value and where it ends.
+fn parse_size(b: &[u8]) -> Option<(u64, usize)> {
+    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if digits == 0 || (digits > 1 && b[0] == b'0') {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &c in &b[..digits] {
+        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
+    }
+    Some((n, digits))
+}
+
+impl Node {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn file_count(&self) -> u64 {
+        self.file_count
+    }
+
+    /// The object's bytes.
+    pub fn text(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+
+    pub(super) fn is_stored(&self) -> bool {
+        self.stored.load(Ordering::Acquire)
+    }
+
+    pub(super) fn mark_stored(&self) {
+        self.stored.store(true, Ordering::Release);
+    }
+
+    fn child_name(&self, child: &Child) -> &str {
+        match child {
+            Child::File(span) => FileView {
+                text: &self.text,
+                span: *span,
+            }
+            .name(),
+            Child::Dir { name, .. } => &self.text[name.0 as usize..name.1 as usize],
+        }
+    }
+
+    /// The tree of a folder with no files: a branch with no files.
+    pub fn empty() -> Arc<Node> {
+        Node::assemble(Vec::new())
+    }
+
+    /// Loads the tree `id` and every folder under it.
+    pub fn load(id: &str, source: &impl NodeSource) -> Result<Arc<Node>> {
+        let root = Node::load_at(id, source, 0)?;
+        if root.longest > 1024 {
+            let (path, _) = source.read(id)?;
+            return Err(corrupt(
+                &path,
+                "a path in this tree is longer than 1024 bytes",
+            ));
+        }
+        Ok(root)
+    }
+
+    fn load_at(id: &str, source: &impl NodeSource, depth: usize) -> Result<Arc<Node>> {
+        if let Some(node) = source.cached(id) {
+            return Ok(node);
+        }
+        let (path, bytes) = source.read(id)?;
+        if depth > MAX_DEPTH {
+            return Err(corrupt(&path, "folders nested deeper than any path can be"));
+        }
+        if source.verify() && blake3::hash(&bytes).to_hex().as_str() != id {
+            return Err(corrupt(&path, "tree object does not match its hash"));
+        }
+        let text =
+            String::from_utf8(bytes).map_err(|_| corrupt(&path, "tree object is not UTF-8"))?;
+        // The root's folders on every core: a CLI write loads the whole
+        // tree of a 20,000-file branch to compute its `short_id`.
+        let preloaded = if depth == 0 {
+            Node::load_folders(&text, source)?
+        } else {
+            Default::default()
+        };
+        let node = Node::parse(
+            id.to_string(),
+            text,
+            &path,
+            &mut |child| match preloaded.get(child) {
+                Some(node) => Ok(Arc::clone(node)),
+                None => Node::load_at(child, source, depth + 1),
+            },
+        )?;
+        node.mark_stored();
+        let node = Arc::new(node);
+        source.keep(&node);
+        Ok(node)
+    }
+
+    /// Loads the folders a tree object's text names, split over the cores
+    /// (nothing when there are fewer than two). Malformed lines are left
+    /// to `parse` to report.
+    fn load_folders(
+        text: &str,
+        source: &impl NodeSource,
+    ) -> Result<std::collections::HashMap<String, Arc<Node>>> {
+        let ids: Vec<&str> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("d\t")?.get(..HASH))
+            .filter(|id| is_lower_hex(id.as_bytes()))
+            .collect();
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        if ids.len() < 2 || threads < 2 {
+            return Ok(Default::default());
+        }
+        let share = ids.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = ids
+                .chunks(share)
+                .map(|chunk| {
+                    scope.spawn(move || {
+                        chunk
+                            .iter()
+                            .map(|id| Ok((id.to_string(), Node::load_at(id, source, 1)?)))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                })
+                .collect();
+            let mut loaded = std::collections::HashMap::new();
+            for worker in workers {
+                loaded.extend(worker.join().expect("a tree loader panicked")?);
+            }
+            Ok(loaded)
+        })
+    }
+
+    /// Parses a tree object's text; `child` gives the node of each folder.
+    fn parse(
+        id: String,
+        text: String,
+        source: &std::path::Path,
+        child: &mut dyn FnMut(&str) -> Result<Arc<Node>>,
+    ) -> Result<Node> {
+        let body = text
+            .strip_prefix(TREE_MAGIC)
+            .and_then(|rest| rest.strip_prefix('\n'))
+            .ok_or_else(|| corrupt(source, "not a tree object"))?;
+        let base = text.len() - body.len();
+        let mut children = Vec::new();
+        let mut file_count = 0u64;
+        let mut longest = 0;
+        let mut at = base;
+        for line in body.split_terminator('\n') {
+            let start = at;
+            at += line.len() + 1;
+            let bad = || corrupt(source, format!("bad tree line {line:?}"));
+            let (kind, rest) = line.split_at_checked(2).ok_or_else(bad)?;
+            let child_entry = match kind {
+                "f\t" => {
+                    let fixed = MD5 + HASH + GIT + 3;
+                    let b = rest.as_bytes();
+                    let ids = b.get(..fixed).ok_or_else(bad)?;
+                    let seps = [MD5, MD5 + HASH + 1, MD5 + HASH + GIT + 2];
+                    if !seps.iter().all(|&i| ids[i] == b'\t')
+                        || !is_lower_hex(&ids[..MD5])
+                        || !is_lower_hex(&ids[MD5 + 1..MD5 + 1 + HASH])
+                        || !is_lower_hex(&ids[MD5 + HASH + 2..MD5 + HASH + 2 + GIT])
+                    {
+                        return Err(bad());
+                    }
+                    let (size_num, digits) = parse_size(&b[fixed..]).ok_or_else(bad)?;
+                    if b.get(fixed + digits) != Some(&b'\t') {
+                        return Err(bad());
+                    }
+                    let name = &rest[fixed + digits + 1..];
+                    let md5_at = start + 2;
+                    let size_end = md5_at + fixed + digits;
+                    file_count += 1;
+                    longest = longest.max(name.len());
+                    (
+                        name,
+                        false,
+                        Child::File(FileSpan {
+                            at: md5_at as u32,
+                            size_end: size_end as u32,
+                            end: (size_end + 1 + name.len()) as u32,
+                            size: size_num,
+                        }),
+                    )
+                }
+                "d\t" => {
+                    let (node_id, rest) = rest.split_once('\t').ok_or_else(bad)?;
+                    let (count, name) = rest.split_once('\t').ok_or_else(bad)?;
+                    if node_id.len() != HASH || !is_lower_hex(node_id.as_bytes()) {
+                        return Err(bad());
+                    }
+                    let count: u64 = count.parse().map_err(|_| bad())?;
+                    let node = child(node_id)?;
+                    if node.file_count != count || count == 0 {
+                        return Err(corrupt(
+                            source,
+                            format!(
+                                "folder {name:?} counts {count} files, its tree holds {}",
+                                node.file_count
+                            ),
+                        ));
+                    }
+                    file_count += count;
+                    longest = longest.max(name.len() + 1 + node.longest);
+                    let name_at = start + line.len() - name.len();
+                    (
+                        name,
+                        true,
+                        Child::Dir {
+                            name: (name_at as u32, (name_at + name.len()) as u32),
+                            node,
+                        },
+                    )
+                }
+                _ => return Err(bad()),
+            };
+            let (name, is_dir, entry) = child_entry;
+            if !crate::names::is_valid_segment(name) {
+                return Err(bad());
+            }
+            if let Some(last) = children.last() {
+                let last_dir = matches!(last, Child::Dir { .. });
+                let last_name = match last {
+                    Child::File(span) => &text[span.size_end as usize + 1..span.end as usize],
+                    Child::Dir { name, .. } => &text[name.0 as usize..name.1 as usize],
+                };
+                if key_cmp(last_name, last_dir, name, is_dir) != std::cmp::Ordering::Less
+                    || last_name == name
+                {
+                    return Err(corrupt(source, "tree lines not sorted or a name twice"));
+                }
+            }
+            children.push(entry);
+        }
+        if text.len() > u32::MAX as usize {
+            return Err(corrupt(source, "tree object too large"));
+        }
+        Ok(Node {
+            id,
+            text: text.into_boxed_str(),
+            children,
+            file_count,
+            longest,
+            stored: AtomicBool::new(false),
+            lines: Default::default(),
+        })
+    }
+
+    /// Builds a node from its children (names valid segments, unique).
+    fn assemble(mut items: Vec<(String, NewChild)>) -> Arc<Node> {
+        items.sort_by(|(a, ca), (b, cb)| {
+            key_cmp(
+                a,
+                matches!(ca, NewChild::Dir(_)),
+                b,
+                matches!(cb, NewChild::Dir(_)),
+            )
+        });
+        let mut text = String::with_capacity(32 + items.len() * 160);
+        text.push_str(TREE_MAGIC);
+        text.push('\n');
+        let mut dirs = BTreeMap::new();
+        for (name, child) in &items {
+            match child {
+                NewChild::File(c) => {
+                    text.push_str("f\t");
+                    for part in [&c.md5, &c.hash, &c.git] {
+                        text.push_str(part);
+                        text.push('\t');
+                    }
+                    text.push_str(&c.size.to_string());
+                }
+                NewChild::Dir(node) => {
+                    text.push_str("d\t");
+                    text.push_str(&node.id);
+                    text.push('\t');
+                    text.push_str(&node.file_count.to_string());
+                    dirs.insert(node.id.clone(), Arc::clone(node));
+                }
+            }
+            text.push('\t');
+            text.push_str(name);
+            text.push('\n');
+        }
+        let id = blake3::hash(text.as_bytes()).to_hex().to_string();
+        let node = Node::parse(id, text, std::path::Path::new("a new tree"), &mut |id| {
+            Ok(Arc::clone(dirs.get(id).expect("a folder of this node")))
+        })
+        .expect("a tree built from valid names parses");
+        Arc::new(node)
+    }
+
+    /// The tree of a sorted file list (a version file of format 1 or 2,
+    /// a new branch).
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = &'a Entry>) -> Arc<Node> {
+        let mut draft = Draft::new(Node::empty());
+        for e in entries {
+            // Entries of one state never nest (every write checks it).
+            let _ = draft.insert(
+                &e.path,
+                ContentId {
+                    size: e.size,
+                    md5: e.md5.clone(),
+                    hash: e.hash.clone(),
+                    git: e.git.clone(),
+                },
+            );
+        }
+        draft.finish()
+    }
+
+    fn view(&self, span: FileSpan) -> FileView<'_> {
+        FileView {
+            text: &self.text,
+            span,
+        }
+    }
+
+    /// Every file in path order: `f(folder prefix, file)`; the prefix ends
+    /// in `/` unless empty.
+    pub fn for_each_file<'a>(
+        &'a self,
+        prefix: &mut String,
+        f: &mut impl FnMut(&str, FileView<'a>),
+    ) {
+        for child in &self.children {
+            match child {
+                Child::File(span) => f(prefix, self.view(*span)),
+                Child::Dir { name, node } => {
+                    let len = prefix.len();
+                    prefix.push_str(&self.text[name.0 as usize..name.1 as usize]);
+                    prefix.push('/');
+                    node.for_each_file(prefix, f);
+                    prefix.truncate(len);
+                }
+            }
+        }
+    }
+
+    /// Every file as an `Entry`, sorted by path.
+    pub fn flatten(&self) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.file_count as usize);
+        self.for_each_file(&mut String::new(), &mut |prefix, file| {
+            out.push(Entry {
+                path: FilePath::trusted(format!("{prefix}{}", file.name())),
+                size: file.size(),
+                md5: file.md5().to_string(),
+                hash: file.hash().to_string(),
+                git: file.git().to_string(),
+            })
+        });
+        out
+    }
+
+    /// `short_id` and `commit_id` (SPEC §3), streamed from the tree's text:
+    /// the same as `generation::compute_ids` over the flattened files. With
+    /// `keep`, every folder below the root keeps its lines (`Node::lines`)
+    /// for the next version's computation; the root's are never reused.
+    pub fn ids(&self, keep: bool) -> (String, String) {
+        let mut hasher = Sha256::new();
+        let mut buffer = Vec::with_capacity(1 << 16);
+        self.hash_lines(&mut String::new(), keep, &mut |bytes| {
+            // Lines are gathered and hashed 64 KiB at a time: several
+            // small `update`s per file cost more than the hashing itself.
+            if buffer.len() + bytes.len() > 1 << 16 {
+                hasher.update(&buffer);
+                buffer.clear();
+            }
+            if bytes.len() > 1 << 15 {
+                hasher.update(bytes);
+            } else {
+                buffer.extend_from_slice(bytes);
+            }
+        });
+        hasher.update(&buffer);
+        let digest = super::fsutil::hex(&hasher.finalize());
+        (digest[..8].to_string(), digest[..40].to_string())
+    }
+
+    /// Feeds this folder's `short_id` lines (its files' and its folders',
+    /// in path order) to `out`; with `keep`, each subfolder's lines are
+    /// kept and reused.
+    fn hash_lines(&self, prefix: &mut String, keep: bool, out: &mut dyn FnMut(&[u8])) {
+        let mut own = Vec::new();
+        for child in &self.children {
+            match child {
+                Child::File(span) => {
+                    let file = self.view(*span);
+                    for part in [
+                        prefix.as_str(),
+                        file.name(),
+                        "|",
+                        file.size_text(),
+                        "|",
+                        file.md5(),
+                        "\n",
+                    ] {
+                        own.extend_from_slice(part.as_bytes());
+                    }
+                }
+                Child::Dir { name, node } => {
+                    let len = prefix.len();
+                    prefix.push_str(&self.text[name.0 as usize..name.1 as usize]);
+                    prefix.push('/');
+                    if !keep {
+                        out(&own);
+                        own.clear();
+                        node.hash_lines(prefix, false, out);
+                    } else {
+                        let kept = node.lines.get_or_init(|| {
+                            let mut lines = Vec::new();
+                            node.hash_lines(prefix, true, &mut |b| lines.extend_from_slice(b));
+                            (prefix.as_str().into(), lines)
+                        });
+                        if *kept.0 == *prefix.as_str() {
+                            out(&own);
+                            own.clear();
+                            out(&kept.1);
+                        } else {
+                            // The same folder at another path (rare): its
+                            // lines are made again for this one.
+                            out(&own);
+                            own.clear();
+                            node.hash_lines(prefix, false, out);
+                        }
+                    }
+                    prefix.truncate(len);
+                }
+            }
+            if own.len() >= 1 << 15 {
+                out(&own);
+                own.clear();
+            }
+        }
+        out(&own);
+    }
+
+    /// The child named `name`, if any.
+    fn child(&self, name: &str) -> Option<&Child> {
+        for is_dir in [false, true] {
+            let found = self.children.binary_search_by(|c| {
+                key_cmp(
+                    self.child_name(c),
+                    matches!(c, Child::Dir { .. }),
+                    name,
+                    is_dir,
+                )
+            });
+            if let Ok(i) = found {
+                return Some(&self.children[i]);
+            }
+        }
+        None
+    }
+
+    /// What is at `path` (a file or a folder), walking one folder per
+    /// segment.
+    pub fn get(&self, path: &str) -> Option<Found<'_>> {
+        let mut node = self;
+        let mut segments = path.split('/').peekable();
+        while let Some(segment) = segments.next() {
+            match node.child(segment)? {
+                Child::File(span) => {
+                    return segments
+                        .peek()
+                        .is_none()
+                        .then(|| Found::File(node.view(*span)))
+                }
+                Child::Dir { node: next, .. } => node = next,
+            }
+        }
+        Some(Found::Folder(node))
+    }
+
+    /// Whether a file can be put at `path`: a path cannot be both a file
+    /// and a folder of other files (`Draft::insert`). Errors: `Conflict`.
+    pub fn check_new_file(&self, path: &FilePath) -> Result<()> {
+        let p = path.as_str();
+        let mut node = self;
+        let mut walked = 0;
+        let mut segments = p.split('/').peekable();
+        while let Some(segment) = segments.next() {
+            walked += segment.len();
+            let last = segments.peek().is_none();
+            match node.child(segment) {
+                None => return Ok(()),
+                Some(Child::File(_)) if last => return Ok(()),
+                Some(Child::File(_)) => {
+                    return Err(Error::Conflict(format!(
+                        "{} is a file, so {p} cannot be inside it",
+                        &p[..walked]
+                    )))
+                }
+                Some(Child::Dir { node: folder, .. }) if last => {
+                    return Err(Error::Conflict(format!(
+                        "{p} is a folder (it holds {p}/{}), not a file",
+                        folder.first_file().unwrap_or_default()
+                    )))
+                }
+                Some(Child::Dir { node: folder, .. }) => node = folder,
+            }
+            walked += 1;
+        }
+        Ok(())
+    }
+
+    /// The first file under this folder, by path (for messages).
+    fn first_file(&self) -> Option<String> {
+        let mut first = None;
+        self.for_each_file(&mut String::new(), &mut |prefix, file| {
+            if first.is_none() {
+                first = Some(format!("{prefix}{}", file.name()));
+            }
+        });
+        first
+    }
+
+    /// This tree's ids and its files: `tree(id)` for each folder, which
+    /// answers whether it is new (a folder seen before, in this version or
+    /// an earlier one, is not walked again), and `file(folder prefix,
+    /// file)` for each file of a new folder.
+    pub fn walk_objects<'a>(
+        &'a self,
+        prefix: &mut String,
+        tree: &mut impl FnMut(&str) -> bool,
+        file: &mut impl FnMut(&str, FileView<'a>),
+    ) {
+        if !tree(&self.id) {
+            return;
+        }
+        for child in &self.children {
+            match child {
+                Child::File(span) => file(prefix, self.view(*span)),
+                Child::Dir { name, node } => {
+                    let len = prefix.len();
+                    prefix.push_str(&self.text[name.0 as usize..name.1 as usize]);
+                    prefix.push('/');
+                    node.walk_objects(prefix, tree, file);
+                    prefix.truncate(len);
+                }
+            }
+        }
+    }
+
+    /// Every node of this tree, each once.
+    pub fn for_each_node(self: &Arc<Node>, f: &mut impl FnMut(&Arc<Node>)) {
+        f(self);
+        for child in &self.children {
+            if let Child::Dir { node, .. } = child {
+                node.for_each_node(f);
+            }
+        }
+    }
+
+    /// The nodes of this tree not yet in the object folder, children
+    /// before their parents. A stored node's folders are stored too.
+    pub(super) fn unstored(self: &Arc<Node>, out: &mut Vec<Arc<Node>>) {
+        if self.is_stored() {
+            return;
+        }
+        for child in &self.children {
+            if let Child::Dir { node, .. } = child {
+                node.unstored(out);
+            }
+        }
+        out.push(Arc::clone(self));
+    }
+
+    /// Files added, changed and removed from `before` to `after`, opening
+    /// only the folders whose trees differ.
+    pub fn changes(before: &Node, after: &Node) -> ChangeCounts {
+        let mut counts = ChangeCounts::default();
+        diff(before, after, &mut counts);
+        counts
+    }
+}
+
+fn diff(before: &Node, after: &Node, counts: &mut ChangeCounts) {
+    if before.id == after.id {
+        return;
+    }
+    let (mut i, mut j) = (0, 0);
+    while i < before.children.len() || j < after.children.len() {
+        let b = before.children.get(i);
+        let a = after.children.get(j);
+        let order = match (b, a) {
+            (Some(b), Some(a)) => key_cmp(
+                before.child_name(b),
+                matches!(b, Child::Dir { .. }),
+                after.child_name(a),
+                matches!(a, Child::Dir { .. }),
+            ),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => break,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                counts.removed += files_in(b.expect("present"));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                counts.added += files_in(a.expect("present"));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                match (b.expect("present"), a.expect("present")) {
+                    (Child::File(x), Child::File(y)) => {
+                        if before.view(*x).hash() != after.view(*y).hash() {
+                            counts.changed += 1;
+                        }
+                    }
+                    (Child::Dir { node: x, .. }, Child::Dir { node: y, .. }) => diff(x, y, counts),
+                    _ => unreachable!("equal keys are the same kind"),
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+}
+
+fn files_in(child: &Child) -> u64 {
+    match child {
+        Child::File(_) => 1,
+        Child::Dir { node, .. } => node.file_count,
+    }
+}
+
+enum NewChild {
+    File(ContentId),
+    Dir(Arc<Node>),
+}
+
+/// A tree being edited: folders on edited paths are opened (their
+/// children copied out), everything else stays the shared node.
+pub struct Draft {
+    root: Slot,
+}
+
+enum Slot {
+    Shared(Arc<Node>),
+    Open(BTreeMap<String, Item>),
+}
+
+enum Item {
+    File(ContentId),
+    Folder(Slot),
+}
+
+impl Slot {
+    fn open(&mut self) -> &mut BTreeMap<String, Item> {
+        if let Slot::Shared(node) = self {
+            let items = node
+                .children
+                .iter()
+                .map(|c| {
+                    let name = node.child_name(c).to_string();
+                    let item = match c {
+                        Child::File(span) => Item::File(node.view(*span).content()),
+                        Child::Dir { node, .. } => Item::Folder(Slot::Shared(Arc::clone(node))),
+                    };
+                    (name, item)
+                })
+                .collect();
+            *self = Slot::Open(items);
+        }
+        match self {
+            Slot::Open(items) => items,
+            Slot::Shared(_) => unreachable!("opened above"),
+        }
+    }
+
+    fn first_file(&self, prefix: &str) -> String {
+        match self {
+            Slot::Shared(node) => node.first_file().map(|f| format!("{prefix}/{f}")),
+            Slot::Open(items) => items.iter().find_map(|(name, item)| match item {
+                Item::File(_) => Some(format!("{prefix}/{name}")),
+                Item::Folder(slot) => Some(slot.first_file(&format!("{prefix}/{name}"))),
+            }),
+        }
+        .unwrap_or_else(|| format!("{prefix}/…"))
+    }
+
+    fn finish(self) -> Option<Arc<Node>> {
+        match self {
+            Slot::Shared(node) => (node.file_count > 0).then_some(node),
+            Slot::Open(items) => {
+                let children: Vec<(String, NewChild)> = items
+                    .into_iter()
+                    .filter_map(|(name, item)| match item {
+                        Item::File(c) => Some((name, NewChild::File(c))),
+                        Item::Folder(slot) => slot.finish().map(|n| (name, NewChild::Dir(n))),
+                    })
+                    .collect();
+                (!children.is_empty()).then(|| Node::assemble(children))
+            }
+        }
+    }
+}
+
+impl Draft {
+    pub fn new(base: Arc<Node>) -> Draft {
+        Draft {
+            root: Slot::Shared(base),
+        }
+    }
+
+    /// Starts over from `base` (a rollback) or, with an empty tree, from
+    /// nothing (an import that replaces the branch).
+    pub fn reset(&mut self, base: Arc<Node>) {
+        self.root = Slot::Shared(base);
+    }
+
+    /// Puts a file at `path`. A path cannot be both a file and a folder
+    /// of other files: `a` and `a/b` never coexist in one branch (a tree
+    /// listing, an archive and a checkout on disk could not hold both).
+    /// Errors: `Conflict`.
+    pub fn insert(&mut self, path: &FilePath, content: ContentId) -> Result<()> {
+        let p = path.as_str();
+        let mut items = self.root.open();
+        let mut segments = p.split('/').peekable();
+        let mut walked = 0;
+        while let Some(segment) = segments.next() {
+            walked += segment.len();
+            if segments.peek().is_none() {
+                if let Some(Item::Folder(slot)) = items.get(segment) {
+                    return Err(Error::Conflict(format!(
+                        "{p} is a folder (it holds {}), not a file",
+                        slot.first_file(p)
+                    )));
+                }
+                items.insert(segment.to_string(), Item::File(content));
+                return Ok(());
+            }
+            let item = items
+                .entry(segment.to_string())
+                .or_insert_with(|| Item::Folder(Slot::Open(BTreeMap::new())));
+            match item {
+                Item::File(_) => {
+                    return Err(Error::Conflict(format!(
+                        "{} is a file, so {p} cannot be inside it",
+                        &p[..walked]
+                    )))
+                }
+                Item::Folder(slot) => items = slot.open(),
+            }
+            walked += 1;
+        }
+        Ok(())
+    }
+
+    /// Removes the file at `path`; false if there is none.
+    pub fn remove(&mut self, path: &FilePath) -> bool {
+        // Look before opening: a miss leaves the draft as it was.
+        if !self.contains_file(path) {
+            return false;
+        }
+        let segments: Vec<&str> = path.as_str().split('/').collect();
+        let mut items = self.root.open();
+        for segment in &segments[..segments.len() - 1] {
+            match items.get_mut(*segment) {
+                Some(Item::Folder(slot)) => items = slot.open(),
+                _ => return false,
+            }
+        }
+        items.remove(segments[segments.len() - 1]).is_some()
+    }
+
+    fn contains_file(&self, path: &FilePath) -> bool {
+        let mut slot = &self.root;
+        let mut segments = path.as_str().split('/').peekable();
+        while let Some(segment) = segments.next() {
+            match slot {
+                Slot::Shared(node) => {
+                    let rest: Vec<&str> = std::iter::once(segment).chain(segments).collect();
+                    return matches!(node.get(&rest.join("/")), Some(Found::File(_)));
+                }
+                Slot::Open(items) => match items.get(segment) {
+                    Some(Item::File(_)) => return segments.peek().is_none(),
+                    Some(Item::Folder(s)) => slot = s,
+                    None => return false,
+                },
+            }
+        }
+        false
+    }
+
+    /// The finished tree; folders left without files are dropped.
+    pub fn finish(self) -> Arc<Node> {
+        self.root.finish().unwrap_or_else(Node::empty)
+    }
+}
+
+/// Tree objects kept in memory, for tests of the formats.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Objects by id; the flag says whether loading checks their hashes.
+    pub(crate) struct Memory(
+        pub(crate) std::collections::HashMap<String, Vec<u8>>,
+        pub(crate) bool,
+    );
+
+    impl NodeSource for Memory {
+        fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
+            let bytes = self
+                .0
+                .get(id)
+                .cloned()
+                .ok_or_else(|| Error::corrupt(std::path::Path::new(id), "no such tree"))?;
+            Ok((PathBuf::from(id), bytes))
+        }
+        fn verify(&self) -> bool {
+            self.1
+        }
+    }
+
+    /// The objects of every folder of `root`.
+    pub(crate) fn stored(root: &Arc<Node>) -> Memory {
+        let mut nodes = Vec::new();
+        root.for_each_node(&mut |n| nodes.push(Arc::clone(n)));
+        Memory(
+            nodes
+                .iter()
+                .map(|n| (n.id.clone(), n.text().to_vec()))
+                .collect(),
+            true,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::generation::compute_ids;
+
+    fn content(bytes: &[u8]) -> ContentId {
+        ContentId::of(bytes)
+    }
+
+    fn path(s: &str) -> FilePath {
+        FilePath::parse(s).unwrap()
+    }
+
+    fn tree(files: &[(&str, &[u8])]) -> Arc<Node> {
+        let mut draft = Draft::new(Node::empty());
+        for (p, bytes) in files {
+            draft.insert(&path(p), content(bytes)).unwrap();
+        }
+        draft.finish()
+    }
+
+    use super::testing::stored;
+
+    /// Paths where folder order and bytewise order could disagree: `a.b`
+    /// sorts before `a/x` ('.' < '/'), `a-` before `a/`, `a0` after.
+    const AWKWARD: &[(&str, &[u8])] = &[
+        ("a/x", b"1"),
+        ("a.b", b"2"),
+        ("a-", b"3"),
+        ("a0/y", b"4"),
+        ("a/b/c.json", b"{}"),
+        ("B", b"5"),
+        ("café/é.txt", b"6"),
+        ("z", b""),
+    ];
+
+    #[test]
+    fn files_come_out_in_bytewise_path_order_with_the_same_ids() {
+        let root = tree(AWKWARD);
+        let flat = root.flatten();
+        let paths: Vec<&str> = flat.iter().map(|e| e.path.as_str()).collect();
+        let mut sorted = paths.clone();
+        sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        assert_eq!(paths, sorted);
+        assert_eq!(flat.len(), AWKWARD.len());
+        assert_eq!(root.file_count(), AWKWARD.len() as u64);
+        assert_eq!(root.ids(false), compute_ids(&flat));
+        assert_eq!(root.ids(true), compute_ids(&flat));
+        assert_eq!(root.ids(true), compute_ids(&flat), "from the kept lines");
+        assert_eq!(Node::from_entries(&flat).id(), root.id());
+    }
+
+    #[test]
+    fn stored_trees_load_back_and_unchanged_folders_keep_their_objects() {
+        let root = tree(AWKWARD);
+        let memory = stored(&root);
+        let loaded = Node::load(root.id(), &memory).unwrap();
+        assert_eq!(loaded.flatten(), root.flatten());
+        assert!(loaded.is_stored());
+        // One put deep down: only the folders on its path are new.
+        let mut draft = Draft::new(Arc::clone(&loaded));
+        draft.insert(&path("a/b/d.json"), content(b"[]")).unwrap();
+        let next = draft.finish();
+        let mut new = Vec::new();
+        next.unstored(&mut new);
+        let mut new_ids: Vec<&str> = new.iter().map(|n| n.id()).collect();
+        new_ids.sort();
+        assert_eq!(new.len(), 3, "a/b, a and the root");
+        assert_eq!(
+            Node::changes(&loaded, &next),
+            ChangeCounts {
+                added: 1,
+                changed: 0,
+                removed: 0
+            }
+        );
+        // Damaged objects are errors.
+        let mut damaged = stored(&root);
+        let some = damaged.0.keys().next().unwrap().clone();
+        damaged.0.get_mut(&some).unwrap().push(b'x');
+        assert!(Node::load(root.id(), &damaged).is_err());
+    }
+
+    #[test]
+    fn edits() {
+        let root = tree(AWKWARD);
+        let mut draft = Draft::new(Arc::clone(&root));
+        assert!(matches!(
+            draft.insert(&path("a.b/c"), content(b"x")),
+            Err(Error::Conflict(m)) if m.contains("a.b is a file")
+        ));
+        assert!(matches!(
+            draft.insert(&path("a/b"), content(b"x")),
+            Err(Error::Conflict(m)) if m.contains("a/b is a folder (it holds a/b/c.json)")
+        ));
+        assert!(!draft.remove(&path("a")));
+        assert!(!draft.remove(&path("a/x/y")));
+        assert!(!draft.remove(&path("nope")));
+        assert_eq!(
+            draft.finish().id(),
+            root.id(),
+            "refused edits change nothing"
+        );
+
+        let mut draft = Draft::new(Arc::clone(&root));
+        assert!(draft.remove(&path("a/b/c.json")));
+        assert!(draft.remove(&path("a0/y")));
+        draft.insert(&path("a.b"), content(b"changed")).unwrap();
+        let next = draft.finish();
+        let paths: Vec<String> = next
+            .flatten()
+            .iter()
+            .map(|e| e.path.as_str().to_string())
+            .collect();
+        assert_eq!(
+            paths,
+            ["B", "a-", "a.b", "a/x", "café/é.txt", "z"],
+            "emptied folders are gone"
+        );
+        assert_eq!(
+            Node::changes(&root, &next),
+            ChangeCounts {
+                added: 0,
+                changed: 1,
+                removed: 2
+            }
+        );
+        assert_eq!(
+            Node::changes(&next, &root),
+            ChangeCounts {
+                added: 2,
+                changed: 1,
+                removed: 0
+            }
+        );
+        assert!(matches!(next.get("a/x"), Some(Found::File(f)) if f.size() == 1));
+        assert!(matches!(next.get("a"), Some(Found::Folder(n)) if n.file_count() == 1));
+        assert!(next.get("a/x/y").is_none());
+        assert!(next.get("a/b").is_none());
+
+        let mut draft = Draft::new(root);
+        draft.reset(Node::empty());
+        let empty = draft.finish();
+        assert_eq!(empty.file_count(), 0);
+        assert_eq!(empty.ids(false), compute_ids(&[]));
+    }
+}
