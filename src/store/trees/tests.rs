@@ -1,0 +1,146 @@
+//! Tests of the tree format and of editing trees.
+
+use super::*;
+use crate::store::generation::compute_ids;
+
+fn content(bytes: &[u8]) -> ContentId {
+    ContentId::of(bytes)
+}
+
+fn path(s: &str) -> FilePath {
+    FilePath::parse(s).unwrap()
+}
+
+fn tree(files: &[(&str, &[u8])]) -> Arc<Node> {
+    let mut draft = Draft::new(Node::empty());
+    for (p, bytes) in files {
+        draft.insert(&path(p), content(bytes)).unwrap();
+    }
+    draft.finish()
+}
+
+use super::testing::stored;
+
+/// Paths where folder order and bytewise order could disagree: `a.b`
+/// sorts before `a/x` ('.' < '/'), `a-` before `a/`, `a0` after.
+const AWKWARD: &[(&str, &[u8])] = &[
+    ("a/x", b"1"),
+    ("a.b", b"2"),
+    ("a-", b"3"),
+    ("a0/y", b"4"),
+    ("a/b/c.json", b"{}"),
+    ("B", b"5"),
+    ("café/é.txt", b"6"),
+    ("z", b""),
+];
+
+#[test]
+fn files_come_out_in_bytewise_path_order_with_the_same_ids() {
+    let root = tree(AWKWARD);
+    let flat = root.flatten();
+    let paths: Vec<&str> = flat.iter().map(|e| e.path.as_str()).collect();
+    let mut sorted = paths.clone();
+    sorted.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+    assert_eq!(paths, sorted);
+    assert_eq!(flat.len(), AWKWARD.len());
+    assert_eq!(root.file_count(), AWKWARD.len() as u64);
+    assert_eq!(root.ids(false), compute_ids(&flat));
+    assert_eq!(root.ids(true), compute_ids(&flat));
+    assert_eq!(root.ids(true), compute_ids(&flat), "from the kept lines");
+    assert_eq!(Node::from_entries(&flat).id(), root.id());
+}
+
+#[test]
+fn stored_trees_load_back_and_unchanged_folders_keep_their_objects() {
+    let root = tree(AWKWARD);
+    let memory = stored(&root);
+    let loaded = Node::load(root.id(), &memory).unwrap();
+    assert_eq!(loaded.flatten(), root.flatten());
+    assert!(loaded.is_stored());
+    // One put deep down: only the folders on its path are new.
+    let mut draft = Draft::new(Arc::clone(&loaded));
+    draft.insert(&path("a/b/d.json"), content(b"[]")).unwrap();
+    let next = draft.finish();
+    let mut new = Vec::new();
+    next.unstored(&mut new);
+    let mut new_ids: Vec<&str> = new.iter().map(|n| n.id()).collect();
+    new_ids.sort();
+    assert_eq!(new.len(), 3, "a/b, a and the root");
+    assert_eq!(
+        Node::changes(&loaded, &next),
+        ChangeCounts {
+            added: 1,
+            changed: 0,
+            removed: 0
+        }
+    );
+    // Damaged objects are errors.
+    let mut damaged = stored(&root);
+    let some = damaged.0.keys().next().unwrap().clone();
+    damaged.0.get_mut(&some).unwrap().push(b'x');
+    assert!(Node::load(root.id(), &damaged).is_err());
+}
+
+#[test]
+fn edits() {
+    let root = tree(AWKWARD);
+    let mut draft = Draft::new(Arc::clone(&root));
+    assert!(matches!(
+        draft.insert(&path("a.b/c"), content(b"x")),
+        Err(Error::Conflict(m)) if m.contains("a.b is a file")
+    ));
+    assert!(matches!(
+        draft.insert(&path("a/b"), content(b"x")),
+        Err(Error::Conflict(m)) if m.contains("a/b is a folder (it holds a/b/c.json)")
+    ));
+    assert!(!draft.remove(&path("a")));
+    assert!(!draft.remove(&path("a/x/y")));
+    assert!(!draft.remove(&path("nope")));
+    assert_eq!(
+        draft.finish().id(),
+        root.id(),
+        "refused edits change nothing"
+    );
+
+    let mut draft = Draft::new(Arc::clone(&root));
+    assert!(draft.remove(&path("a/b/c.json")));
+    assert!(draft.remove(&path("a0/y")));
+    draft.insert(&path("a.b"), content(b"changed")).unwrap();
+    let next = draft.finish();
+    let paths: Vec<String> = next
+        .flatten()
+        .iter()
+        .map(|e| e.path.as_str().to_string())
+        .collect();
+    assert_eq!(
+        paths,
+        ["B", "a-", "a.b", "a/x", "café/é.txt", "z"],
+        "emptied folders are gone"
+    );
+    assert_eq!(
+        Node::changes(&root, &next),
+        ChangeCounts {
+            added: 0,
+            changed: 1,
+            removed: 2
+        }
+    );
+    assert_eq!(
+        Node::changes(&next, &root),
+        ChangeCounts {
+            added: 2,
+            changed: 1,
+            removed: 0
+        }
+    );
+    assert!(matches!(next.get("a/x"), Some(Found::File(f)) if f.size() == 1));
+    assert!(matches!(next.get("a"), Some(Found::Folder(n)) if n.file_count() == 1));
+    assert!(next.get("a/x/y").is_none());
+    assert!(next.get("a/b").is_none());
+
+    let mut draft = Draft::new(root);
+    draft.reset(Node::empty());
+    let empty = draft.finish();
+    assert_eq!(empty.file_count(), 0);
+    assert_eq!(empty.ids(false), compute_ids(&[]));
+}
