@@ -354,6 +354,9 @@ impl Node {
             .strip_prefix(TREE_MAGIC)
             .and_then(|rest| rest.strip_prefix('\n'))
             .ok_or_else(|| corrupt(source, "not a tree object"))?;
+        if !body.is_empty() && !body.ends_with('\n') {
+            return Err(corrupt(source, "tree object cut short"));
+        }
         let base = text.len() - body.len();
         let mut children = Vec::new();
         let mut file_count = 0u64;
@@ -849,16 +852,13 @@ enum NewChild {
 mod draft;
 pub use draft::Draft;
 
-/// Tree objects kept in memory, for tests of the formats.
-#[cfg(test)]
-pub(crate) mod testing {
+/// Tree objects kept in memory: for tests and the fuzz targets, which
+/// check the formats without a data directory.
+pub mod testing {
     use super::*;
 
     /// Objects by id; the flag says whether loading checks their hashes.
-    pub(crate) struct Memory(
-        pub(crate) std::collections::HashMap<String, Vec<u8>>,
-        pub(crate) bool,
-    );
+    pub struct Memory(pub std::collections::HashMap<String, Vec<u8>>, pub bool);
 
     impl NodeSource for Memory {
         fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
@@ -875,7 +875,7 @@ pub(crate) mod testing {
     }
 
     /// The objects of every folder of `root`.
-    pub(crate) fn stored(root: &Arc<Node>) -> Memory {
+    pub fn stored(root: &Arc<Node>) -> Memory {
         let mut nodes = Vec::new();
         root.for_each_node(&mut |n| nodes.push(Arc::clone(n)));
         Memory(
