@@ -125,7 +125,7 @@ def main():
                 print(f"| {front} | {n:,} files | {imported} | {med:.1f} ms | {p90:.1f} ms | {per_version:,.1f} KiB | {med / base:.2f}x |")
         print(out.stdout.strip().splitlines()[-1])
         if out.returncode != 0:
-            sys.exit("fsck found problems")
+            sys.exit("fsck found problems:\n" + out.stdout + out.stderr)
 
 
 if __name__ == "__main__":

@@ -117,6 +117,7 @@ impl Store {
             let _objects = self.objects_in_flight(&project)?;
             create_dir(&to.branches_dir(&project))?;
             let mut objects = BTreeSet::new();
+            let mut tree_ids = BTreeSet::new();
             for branch in self.branch_names(&project)? {
                 report.branches += 1;
                 let src = from.branch_dir(&project, &branch);
@@ -139,13 +140,18 @@ impl Store {
                     let gen_src = from.generation_file(&src, version);
                     let gen = Generation::read(&gen_src, &trees)?;
                     if gen.meta.tree.is_some() {
-                        let mut contents = Vec::new();
+                        // Trees in their own set: a content whose bytes are
+                        // a tree's is the same object, and must not stop
+                        // that tree's files from being walked (as in gc).
                         gen.root().walk_objects(
                             &mut String::new(),
-                            &mut |tree| objects.insert(tree.to_string()),
-                            &mut |_, file| contents.push(file.hash().to_string()),
+                            &mut |tree| tree_ids.insert(tree.to_string()),
+                            &mut |_, file| {
+                                if !objects.contains(file.hash()) {
+                                    objects.insert(file.hash().to_string());
+                                }
+                            },
                         );
-                        objects.extend(contents);
                         trees.keep_only(gen.root());
                     } else {
                         // Format 1 or 2: the manifest is in the file.
@@ -161,6 +167,7 @@ impl Store {
                 fsutil::write_new_unsynced(&layout::branch_lock(&dst), b"")?;
             }
             create_dir(&to.objects_dir(&project))?;
+            objects.extend(tree_ids);
             let objects: Vec<String> = objects.into_iter().collect();
             for fan in objects.iter().map(|h| &h[..2]).collect::<BTreeSet<_>>() {
                 create_dir(&to.objects_dir(&project).join(fan))?;

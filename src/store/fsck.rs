@@ -19,7 +19,6 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use md5::{Digest, Md5};
 use serde::Serialize;
@@ -306,12 +305,21 @@ impl Store {
             // must be what the manifests say.
             if let Some(recorded) = gen.meta.changes {
                 let before = match (&gen.meta.parent, &previous) {
-                    (None, _) => Some(super::trees::Node::empty()),
-                    (Some(_), Some(prev)) => Some(Arc::clone(prev.root())),
+                    (None, _) => Some(None),
+                    (Some(_), Some(prev)) => Some(Some(prev)),
                     (Some(_), None) => None, // the previous one is unreadable: reported above
                 };
                 if let Some(before) = before {
-                    let counted = super::trees::Node::changes(&before, gen.root());
+                    let counted = match before {
+                        // Two versions with trees: compared folder by folder.
+                        Some(prev) if prev.meta.tree.is_some() && gen.meta.tree.is_some() => {
+                            super::trees::Node::changes(prev.root(), gen.root())
+                        }
+                        // A version of format 1 or 2 on either side (whose
+                        // entries may lack git ids): compared by manifest.
+                        Some(prev) => super::ChangeCounts::between(prev.entries(), gen.entries()),
+                        None => super::ChangeCounts::between(&[], gen.entries()),
+                    };
                     if counted != recorded {
                         report.problem(
                             &path,

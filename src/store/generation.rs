@@ -475,6 +475,26 @@ impl Generation {
                 "file count does not match the manifest",
             ));
         }
+        // Writes never let a file sit inside another file's path; a
+        // manifest that has one is damaged (and has no tree).
+        let is_file = |p: &str| {
+            entries
+                .binary_search_by(|e| e.path.as_str().as_bytes().cmp(p.as_bytes()))
+                .is_ok()
+        };
+        for e in &entries {
+            let p = e.path.as_str();
+            if p.match_indices('/').any(|(i, _)| is_file(&p[..i])) {
+                return Err(Error::corrupt(
+                    source,
+                    format!("{p} is inside another file's path"),
+                ));
+            }
+        }
+        // The manifest is the truth of a flat version, whatever its
+        // metadata says.
+        let mut meta = meta;
+        meta.tree = None;
         Ok(Generation::with(meta, None, Some(entries)))
     }
 
@@ -796,6 +816,19 @@ mod tests {
             gen.root().id(),
             "the same tree as the new format"
         );
+        // A file inside another file's path: a damaged manifest.
+        let nested = [entry("a", b"1"), entry("a.b", b"2"), entry("a/c", b"3")];
+        meta.file_count = 3;
+        let flat = format!(
+            "{MAGIC_V2}\n{}\n{}",
+            serde_json::to_string(&meta).unwrap(),
+            nested.iter().map(line).collect::<String>()
+        );
+        std::fs::write(&path, flat).unwrap();
+        assert!(matches!(
+            Generation::read(&path, &NoTrees),
+            Err(Error::Corrupt { detail, .. }) if detail.contains("a/c is inside another file's path")
+        ));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

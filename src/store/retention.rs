@@ -264,20 +264,23 @@ impl Store {
             loop {
                 let gen = Generation::read(&self.layout.generation_file(&dir, v), &trees)?;
                 // Its folders' trees (a folder seen in another version is
-                // not walked again) and its files' contents. A version of
-                // format 1 or 2 has no stored trees: the ids of the tree
-                // made from it in memory name nothing, or the same folder
-                // stored for another version.
-                gen.root().walk_objects(
-                    &mut String::new(),
-                    &mut |tree| walked_trees.insert(tree.to_string()),
-                    &mut |_, file| {
-                        if !contents.contains(file.hash()) {
-                            contents.insert(file.hash().to_string());
-                        }
-                    },
-                );
-                trees.keep_only(gen.root());
+                // not walked again) and its files' contents.
+                if gen.meta.tree.is_some() {
+                    gen.root().walk_objects(
+                        &mut String::new(),
+                        &mut |tree| walked_trees.insert(tree.to_string()),
+                        &mut |_, file| {
+                            if !contents.contains(file.hash()) {
+                                contents.insert(file.hash().to_string());
+                            }
+                        },
+                    );
+                    trees.keep_only(gen.root());
+                } else {
+                    // Format 1 or 2 (a 0.1 process writing during the
+                    // upgrade): the manifest lists every content.
+                    contents.extend(gen.entries().iter().map(|e| e.hash.clone()));
+                }
                 if v >= head {
                     break;
                 }

@@ -120,6 +120,7 @@ impl Store {
             // file is replaced: no gc meanwhile.
             let _objects = self.objects_in_flight(&project)?;
             let mut ids: HashMap<String, String> = HashMap::new();
+            let mut stored = std::collections::HashSet::new();
             for branch in self.branch_names(&project)? {
                 let dir = self.layout.branch_dir(&project, &branch);
                 let _branch = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
@@ -144,10 +145,30 @@ impl Store {
                         |hash| Ok(self.layout.object_file(&project, hash)),
                         &mut ids,
                     )?;
+                    // Folders stored for an earlier version are not
+                    // placed (and synced) again.
+                    gen.root().for_each_node(&mut |node| {
+                        if stored.contains(node.id()) {
+                            node.mark_stored();
+                        }
+                    });
                     let mut batch = super::commit::ObjectBatch::default();
                     let fresh = self.store_tree(&objects, gen.root(), &mut batch)?;
                     batch.sync(&objects)?;
-                    fresh.iter().for_each(|node| node.mark_stored());
+                    for node in &fresh {
+                        node.mark_stored();
+                        stored.insert(node.id().to_string());
+                    }
+                    // The tree must hold what the version file listed.
+                    let (short_id, _) = gen.root().ids(false);
+                    if gen.root().file_count() != gen.meta.file_count
+                        || short_id != gen.meta.short_id
+                    {
+                        return Err(Error::corrupt(
+                            &path,
+                            "its files do not make the short_id it records: run cfgstore fsck",
+                        ));
+                    }
                     self.scratch()?.replace_file(&path, &gen.to_bytes())?;
                     report.versions += 1;
                 }

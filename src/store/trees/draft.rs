@@ -24,6 +24,17 @@ enum Item {
     Folder(Slot),
 }
 
+impl Item {
+    /// A folder without files (all removed in this draft).
+    fn is_empty(&self) -> bool {
+        match self {
+            Item::File(_) => false,
+            Item::Folder(Slot::Shared(node)) => node.file_count() == 0,
+            Item::Folder(Slot::Open(items)) => items.values().all(Item::is_empty),
+        }
+    }
+}
+
 impl Slot {
     fn open(&mut self) -> &mut BTreeMap<String, Item> {
         if let Slot::Shared(node) = self {
@@ -100,7 +111,8 @@ impl Draft {
         while let Some(segment) = segments.next() {
             walked += segment.len();
             if segments.peek().is_none() {
-                if let Some(Item::Folder(slot)) = items.get(segment) {
+                // A folder this draft emptied is no folder any more.
+                if let Some(Item::Folder(slot)) = items.get(segment).filter(|i| !i.is_empty()) {
                     return Err(Error::Conflict(format!(
                         "{p} is a folder (it holds {}), not a file",
                         slot.first_file(p)

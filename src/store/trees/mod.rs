@@ -42,6 +42,10 @@ pub const TREE_MAGIC: &str = "cfgstore-tree 1";
 /// damaged store cannot make loading recurse without bound.
 const MAX_DEPTH: usize = 512;
 
+/// More files than a branch can hold (an import of this many would not
+/// fit in memory): a tree that counts more is damaged.
+const MAX_FILES: u64 = 100_000_000;
+
 const MD5: usize = 32;
 const HASH: usize = 64;
 const GIT: usize = 40;
@@ -162,6 +166,35 @@ pub trait NodeSource: Sync {
     }
 }
 
+/// A source that remembers what one load read.
+struct Memo<'a, S: NodeSource> {
+    inner: &'a S,
+    seen: std::sync::Mutex<std::collections::HashMap<String, Arc<Node>>>,
+}
+
+impl<S: NodeSource> NodeSource for Memo<'_, S> {
+    fn cached(&self, id: &str) -> Option<Arc<Node>> {
+        let seen = self.seen.lock().expect("tree memo").get(id).cloned();
+        seen.or_else(|| self.inner.cached(id))
+    }
+
+    fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
+        self.inner.read(id)
+    }
+
+    fn keep(&self, node: &Arc<Node>) {
+        self.seen
+            .lock()
+            .expect("tree memo")
+            .insert(node.id().to_string(), Arc::clone(node));
+        self.inner.keep(node);
+    }
+
+    fn verify(&self) -> bool {
+        self.inner.verify()
+    }
+}
+
 /// What `Node::get` finds at a path.
 pub enum Found<'a> {
     File(FileView<'a>),
@@ -256,9 +289,14 @@ impl Node {
         Node::assemble(Vec::new())
     }
 
-    /// Loads the tree `id` and every folder under it.
+    /// Loads the tree `id` and every folder under it, each object once
+    /// (a folder that appears several times is read once).
     pub fn load(id: &str, source: &impl NodeSource) -> Result<Arc<Node>> {
-        let root = Node::load_at(id, source, 0)?;
+        let source = Memo {
+            inner: source,
+            seen: Default::default(),
+        };
+        let root = Node::load_at(id, &source, 0)?;
         if root.longest > 1024 {
             let (path, _) = source.read(id)?;
             return Err(corrupt(
@@ -407,6 +445,12 @@ impl Node {
                         return Err(bad());
                     }
                     let count: u64 = count.parse().map_err(|_| bad())?;
+                    // Folders can repeat (the same tree under two names):
+                    // counts are checked, so a damaged store cannot claim
+                    // more files than memory could ever list.
+                    if file_count.saturating_add(count) > MAX_FILES {
+                        return Err(corrupt(source, "more files than any branch holds"));
+                    }
                     let node = child(node_id)?;
                     if node.file_count != count || count == 0 {
                         return Err(corrupt(
@@ -556,7 +600,7 @@ impl Node {
 
     /// Every file as an `Entry`, sorted by path.
     pub fn flatten(&self) -> Vec<Entry> {
-        let mut out = Vec::with_capacity(self.file_count as usize);
+        let mut out = Vec::with_capacity((self.file_count as usize).min(1 << 20));
         self.for_each_file(&mut String::new(), &mut |prefix, file| {
             out.push(Entry {
                 path: FilePath::trusted(format!("{prefix}{}", file.name())),
@@ -571,15 +615,17 @@ impl Node {
 
     /// `short_id` and `commit_id` (SPEC §3), streamed from the tree's text:
     /// the same as `generation::compute_ids` over the flattened files. With
-    /// `keep`, every folder below the root keeps its lines (`Node::lines`)
-    /// for the next version's computation; the root's are never reused.
+    /// `keep`, every folder without subfolders keeps its lines
+    /// (`Node::lines`) for the next version's computation: the files of a
+    /// branch are kept once, and a put makes the lines of one folder.
     pub fn ids(&self, keep: bool) -> (String, String) {
         let mut hasher = Sha256::new();
         let mut buffer = Vec::with_capacity(1 << 16);
         self.hash_lines(&mut String::new(), keep, &mut |bytes| {
             // Lines are gathered and hashed 64 KiB at a time: several
             // small `update`s per file cost more than the hashing itself.
-            if buffer.len() + bytes.len() > 1 << 16 {
+            // In order: what is buffered goes before these bytes.
+            if bytes.len() > 1 << 15 || buffer.len() + bytes.len() > 1 << 16 {
                 hasher.update(&buffer);
                 buffer.clear();
             }
@@ -619,10 +665,11 @@ impl Node {
                     let len = prefix.len();
                     prefix.push_str(&self.text[name.0 as usize..name.1 as usize]);
                     prefix.push('/');
-                    if !keep {
+                    let leaf = node.children.iter().all(|c| matches!(c, Child::File(_)));
+                    if !keep || !leaf {
                         out(&own);
                         own.clear();
-                        node.hash_lines(prefix, false, out);
+                        node.hash_lines(prefix, keep, out);
                     } else {
                         let kept = node.lines.get_or_init(|| {
                             let mut lines = Vec::new();
