@@ -312,7 +312,15 @@ impl Store {
             removed: counts.removed,
         };
         if let Some(cache) = &self.cache {
-            cache.put_generation(dir, Arc::new(gen));
+            let gen = Arc::new(gen);
+            cache.put_generation(dir, Arc::clone(&gen));
+            // Reads search the flat file list: it is made from the tree
+            // beside the answer to this write, not by the first read after
+            // it (20,000 entries take milliseconds). A read that comes
+            // first waits for it, as it would have made it itself.
+            let _ = std::thread::Builder::new()
+                .name("cfgstore-prepare".into())
+                .spawn(move || gen.prepare_reads());
         }
         self.announce_change();
         Ok(outcome)

@@ -384,6 +384,15 @@ impl Generation {
         }
     }
 
+    /// Makes what reads of this state search: the file list and, for a
+    /// large one, its path index.
+    pub fn prepare_reads(&self) {
+        let entries = self.entries();
+        if entries.len() >= INDEXED_FROM {
+            self.find(&entries[0].path);
+        }
+    }
+
     /// The files, sorted bytewise by path.
     pub fn entries(&self) -> &[Entry] {
         self.entries.get_or_init(|| self.root().flatten())
