@@ -14,7 +14,8 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::response::{
-    json, paginated, set_header, set_shared_header, with_body, X_GITLAB_BLOB_ID, X_GITLAB_COMMIT_ID,
+    json, paginated, set_header, set_shared_header, with_body, JSON, X_GITLAB_BLOB_ID,
+    X_GITLAB_COMMIT_ID,
 };
 use super::route::{ProjectId, ReadEndpoint};
 use super::{App, Body, Request};
@@ -202,6 +203,51 @@ impl From<BranchInfo> for GitlabBranch {
     }
 }
 
+/// The answer to an unfiltered, unpaginated branches list: exactly what
+/// `paginated` and `finish` would make of the list (body, pagination
+/// headers, the body's ETag), and the states it shows, for the fleet view.
+struct BranchList {
+    body: bytes::Bytes,
+    headers: Vec<(header::HeaderName, header::HeaderValue)>,
+    states: Vec<(String, String)>,
+}
+
+impl BranchList {
+    fn of(app: &App, project: &ProjectRef) -> Result<BranchList> {
+        let list: Vec<GitlabBranch> = app
+            .store
+            .list_branches(project)?
+            .into_iter()
+            .map(GitlabBranch::from)
+            .collect();
+        let mut model = paginated(
+            &hyper::Request::new(()).into_parts().0,
+            &super::request::Query::default(),
+            &list,
+        )?;
+        let body = std::mem::take(model.body_mut());
+        let etag = format!("\"{}\"", &blake3::hash(&body).to_hex()[..32]);
+        let mut headers: Vec<_> = model
+            .headers()
+            .iter()
+            .filter(|(name, _)| *name != header::CONTENT_TYPE)
+            .map(|(name, value)| (name.clone(), value.clone()))
+            .collect();
+        headers.push((
+            header::ETAG,
+            header::HeaderValue::from_str(&etag).expect("hex is a header value"),
+        ));
+        Ok(BranchList {
+            body,
+            headers,
+            states: list
+                .into_iter()
+                .map(|b| (b.name, b.commit.short_id))
+                .collect(),
+        })
+    }
+}
+
 /// `GET projects/:id/repository/branches?search=`: `^term` is a prefix,
 /// `term$` a suffix, otherwise a substring; case-insensitive.
 fn branches(
@@ -229,6 +275,24 @@ fn branches(
             (false, false) => name.contains(term),
         }
     };
+    // Every poll of every ERP (SPEC §12) asks for the whole list: its
+    // answer is made once per state of the project's branches.
+    if search.is_empty() && !req.query.has("page") && !req.query.has("per_page") {
+        let answer = app
+            .store
+            .project_answer(&project, "read.branches", || BranchList::of(app, &project))?;
+        let mut r = with_body(StatusCode::OK, JSON, answer.body.clone());
+        for (name, value) in &answer.headers {
+            r.headers_mut().insert(name, value.clone());
+        }
+        let states: Vec<(&str, &str)> = answer
+            .states
+            .iter()
+            .map(|(b, s)| (b.as_str(), s.as_str()))
+            .collect();
+        served(app, req, token, &project, &states);
+        return Ok(r);
+    }
     let list: Vec<GitlabBranch> = app
         .store
         .list_branches(&project)?

@@ -94,6 +94,8 @@ struct Pointers {
     projects: HashMap<ProjectRef, Option<Arc<ProjectInfo>>>,
     branch_names: HashMap<ProjectRef, Arc<Vec<BranchName>>>,
     tokens: HashMap<String, Option<Arc<TokenRecord>>>,
+    /// Answers made from a project's current state (`Store::project_answer`).
+    answers: HashMap<ProjectRef, HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>>,
 }
 
 impl Pointers {
@@ -104,6 +106,7 @@ impl Pointers {
         self.projects.clear();
         self.branch_names.clear();
         self.tokens.clear();
+        self.answers.clear();
     }
 }
 
@@ -359,6 +362,30 @@ impl ReadCache {
 
     pub fn put_branch_names(&self, epoch: Epoch, project: ProjectRef, names: Arc<Vec<BranchName>>) {
         self.store(epoch, |p| p.branch_names.insert(project, names));
+    }
+
+    pub fn answer(
+        &self,
+        project: &ProjectRef,
+        kind: &'static str,
+    ) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        let p = self.pointers.lock().expect("cache");
+        p.answers.get(project)?.get(kind).cloned()
+    }
+
+    pub fn put_answer(
+        &self,
+        epoch: Epoch,
+        project: &ProjectRef,
+        kind: &'static str,
+        answer: Arc<dyn std::any::Any + Send + Sync>,
+    ) {
+        self.store(epoch, |p| {
+            p.answers
+                .entry(project.clone())
+                .or_default()
+                .insert(kind, answer)
+        });
     }
 
     pub fn token(&self, mac: &str) -> Option<Option<Arc<TokenRecord>>> {

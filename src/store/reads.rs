@@ -44,6 +44,23 @@ impl Store {
         Ok(found)
     }
 
+    /// A value made by `make` from a project's current state (its
+    /// branches and their live versions), made once per state: the daemon
+    /// keeps it until the next change anywhere in the store (the same rule
+    /// as every cached pointer). The first request after a change makes it.
+    pub fn project_answer<T: Send + Sync + 'static>(
+        &self,
+        project: &ProjectRef,
+        kind: &'static str,
+        make: impl FnOnce() -> Result<T>,
+    ) -> Result<Arc<T>> {
+        self.cached(
+            |c| c.answer(project, kind)?.downcast::<T>().ok(),
+            || make().map(Arc::new),
+            |c, epoch, answer| c.put_answer(epoch, project, kind, answer),
+        )
+    }
+
     /// The live state of a branch. Errors: `NotFound`.
     pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Result<Arc<Generation>> {
         self.cached(

@@ -91,6 +91,74 @@ fn branches_on_both_mounts() {
     assert_eq!(names("a"), ["main", "release/2026.1"]);
 }
 
+/// The whole list, which every poll asks for, is made once per state of
+/// the project's branches: it is the answer the filtered path gives
+/// (body, ETag, counts), and a change to any branch, or a new branch, is
+/// in it at the next request.
+#[test]
+fn the_whole_branches_list_is_the_general_answer_and_follows_changes() {
+    let dir = TestDir::new("branches-whole");
+    let (data, token) = setup(&dir);
+    let server = TestServer::start(&data);
+    let url = format!("{API}/projects/{P}/repository/branches");
+    let check = |expect_branches: usize| {
+        let whole = server.get(&url, &auth(&token));
+        // `search=a` matches every branch of the fixture and takes the
+        // general path.
+        let general = server.get(&format!("{url}?search=a"), &auth(&token));
+        assert_eq!(whole.status, 200);
+        assert_eq!(whole.body, general.body);
+        for h in [
+            "etag",
+            "x-total",
+            "x-total-pages",
+            "x-page",
+            "x-per-page",
+            "content-type",
+            "cache-control",
+            "vary",
+        ] {
+            assert_eq!(whole.header(h), general.header(h), "{h}");
+        }
+        assert_eq!(whole.json().as_array().unwrap().len(), expect_branches);
+        let again = server.get(&url, &auth(&token));
+        assert_eq!(again.body, whole.body, "made once, answered again");
+        whole
+    };
+    let first = check(2);
+    ok(
+        &data,
+        &[
+            "branch",
+            "create",
+            &format!("demo/{P}"),
+            "a-fix",
+            "--from",
+            "main",
+        ],
+    );
+    let more = check(3);
+    assert_ne!(more.header("etag"), first.header("etag"));
+    let put = util::run_with_input(
+        &data,
+        &["file", "put", &format!("demo/{P}"), "a-fix", "extra.json"],
+        b"{}",
+    );
+    assert!(put.status.success());
+    let changed = check(3);
+    assert_ne!(changed.body, more.body, "the put is in the next answer");
+    // A conditional poll with the current ETag is a 304.
+    let etag = changed.header("etag").unwrap().to_string();
+    let r = server.get(
+        &url,
+        &[
+            ("PRIVATE-TOKEN", token.as_str()),
+            ("If-None-Match", etag.as_str()),
+        ],
+    );
+    assert_eq!(r.status, 304);
+}
+
 #[test]
 fn tree_pagination_links_repeat_the_query_and_keep_the_mount() {
     let dir = TestDir::new("tree-api");
