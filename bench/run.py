@@ -267,6 +267,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="1-second runs, one each: proves the suite works")
     ap.add_argument("--files", action="store_true",
                     help="of the read scenarios, only the file reads (those measured against nginx)")
+    ap.add_argument("--only", metavar="TEXT", help="only the read scenarios whose name contains TEXT (e.g. branches)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
     args = ap.parse_args()
     if args.smoke:
@@ -360,6 +361,8 @@ def run_suite(args, binary, work):
     ]
     if args.files:
         read_scenarios = [s for s in read_scenarios if s[3]]
+    if args.only:
+        read_scenarios = [s for s in read_scenarios if args.only in s[0]]
     rows = []
     cpu_rows = []
     run_rows = []
