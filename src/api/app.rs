@@ -31,7 +31,8 @@ pub struct App {
     /// Proxies whose `X-Forwarded-*` headers are believed.
     pub trusted_proxies: Vec<IpAddr>,
     /// Token uses not yet written to disk: MAC → last use.
-    token_uses: Mutex<HashMap<String, OffsetDateTime>>,
+    /// By token MAC (foldhash: looked up on every read; see Cargo.toml).
+    token_uses: Mutex<HashMap<String, OffsetDateTime, foldhash::fast::RandomState>>,
     /// Failed logins per user and per client address.
     pub(crate) logins: LoginThrottle,
     /// Refusals written to the audit trail per client address.
@@ -87,7 +88,7 @@ impl App {
             metrics: crate::metrics::Metrics::default(),
             external_url: None,
             trusted_proxies: Vec::new(),
-            token_uses: Mutex::new(HashMap::new()),
+            token_uses: Mutex::new(HashMap::default()),
             logins: LoginThrottle::default(),
             denied: DeniedLimiter::default(),
             changes: Default::default(),

@@ -43,16 +43,27 @@ impl ServerKey {
         ))
     }
 
-    fn mac(&self, domain: &str, value: &[u8]) -> String {
+    fn mac_bytes(&self, domain: &str, value: &[u8]) -> [u8; 32] {
         let mut mac = self.0.clone();
         mac.update(domain.as_bytes());
         mac.update(value);
-        hex(&mac.finalize().into_bytes())
+        mac.finalize().into_bytes().into()
     }
 
-    /// The stored form of a token, also its lookup key.
+    fn mac(&self, domain: &str, value: &[u8]) -> String {
+        hex(&self.mac_bytes(domain, value))
+    }
+
+    /// The stored form of a token (hex of `token_mac_bytes`), also the
+    /// name of its record.
     pub fn token_mac(&self, token: &str) -> String {
-        self.mac("token:", token.as_bytes())
+        hex(&self.token_mac_bytes(token))
+    }
+
+    /// A token's MAC as bytes: the daemon's cache key, so a request is
+    /// looked up without encoding it.
+    pub fn token_mac_bytes(&self, token: &str) -> [u8; 32] {
+        self.mac_bytes("token:", token.as_bytes())
     }
 
     /// The stored form of a bound fingerprint.

@@ -32,6 +32,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::generation::Generation;
+
+/// The maps every read request looks up (a branch's live version, a
+/// token, a content): foldhash, as the fleet view's (see Cargo.toml). Their
+/// keys are names of stored branches, token MACs and content hashes, which
+/// a client cannot pick; a map a client's names reach (projects looked up
+/// by any name a request gives) keeps the standard SipHash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use super::trees::Node;
 use super::ProjectInfo;
 use crate::auth::TokenRecord;
@@ -90,10 +97,11 @@ struct Pointers {
     cleared_at: Option<Instant>,
     /// A branch's live generation (its HEAD, read from disk once per
     /// epoch, resolved in `generations`), found by name.
-    live: HashMap<ProjectRef, HashMap<BranchName, Arc<Generation>>>,
+    live: FastMap<ProjectRef, FastMap<BranchName, Arc<Generation>>>,
     projects: HashMap<ProjectRef, Option<Arc<ProjectInfo>>>,
     branch_names: HashMap<ProjectRef, Arc<Vec<BranchName>>>,
-    tokens: HashMap<String, Option<Arc<TokenRecord>>>,
+    /// By the token's MAC (`ServerKey::token_mac_bytes`).
+    tokens: FastMap<[u8; 32], Option<Arc<TokenRecord>>>,
     /// Answers made from a project's current state (`Store::project_answer`).
     answers: HashMap<ProjectRef, HashMap<&'static str, Arc<dyn std::any::Any + Send + Sync>>>,
 }
@@ -388,7 +396,7 @@ impl ReadCache {
         });
     }
 
-    pub fn token(&self, mac: &str) -> Option<Option<Arc<TokenRecord>>> {
+    pub fn token(&self, mac: &[u8; 32]) -> Option<Option<Arc<TokenRecord>>> {
         self.pointers
             .lock()
             .expect("cache")
@@ -397,7 +405,7 @@ impl ReadCache {
             .cloned()
     }
 
-    pub fn put_token(&self, epoch: Epoch, mac: String, record: Option<Arc<TokenRecord>>) {
+    pub fn put_token(&self, epoch: Epoch, mac: [u8; 32], record: Option<Arc<TokenRecord>>) {
         self.store(epoch, |p| {
             // Unknown tokens are remembered too (a misconfigured ERP polls
             // with one all day), but not without bound.
@@ -468,7 +476,7 @@ struct NodeCache {
 
 /// File contents by hash, oldest evicted first once over budget.
 struct ObjectCache {
-    map: HashMap<String, Content>,
+    map: FastMap<String, Content>,
     order: VecDeque<String>,
     bytes: usize,
     budget: usize,
@@ -477,7 +485,7 @@ struct ObjectCache {
 impl Default for ObjectCache {
     fn default() -> ObjectCache {
         ObjectCache {
-            map: HashMap::new(),
+            map: FastMap::default(),
             order: VecDeque::new(),
             bytes: 0,
             budget: DEFAULT_CONTENT_BUDGET,

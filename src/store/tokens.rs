@@ -182,11 +182,11 @@ impl Store {
         if !auth::is_token_shaped(secret) {
             return Ok(None);
         }
-        let mac = self.server_key()?.token_mac(secret);
+        let mac = self.server_key()?.token_mac_bytes(secret);
         self.cached(
             |c| c.token(&mac),
-            || Ok(self.read_token(&mac)?.map(Arc::new)),
-            |c, epoch, found| c.put_token(epoch, mac.clone(), found),
+            || Ok(self.read_token(&crate::hex::encode(&mac))?.map(Arc::new)),
+            |c, epoch, found| c.put_token(epoch, mac, found),
         )
     }
 
