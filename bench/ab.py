@@ -17,7 +17,6 @@ ratio B/A. It is how an optimisation's gain is checked before a full
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -48,20 +47,22 @@ def main():
 
 
 def compare(args, work):
-    files, data = os.path.join(work, "files"), os.path.join(work, "store")
+    files = os.path.join(work, "files")
     subprocess.run([sys.executable, os.path.join(run.HERE, "dataset.py"), files], check=True, stdout=subprocess.DEVNULL)
 
-    def cli(*a):
-        return subprocess.run([args.a, "--data", data, *a], check=True, capture_output=True).stdout
+    # Each build makes and serves its own store (same files): a newer
+    # build writes a store format an older one refuses.
+    stores, tokens = {}, {}
+    for binary in (args.a, args.b):
+        store = stores[binary] = os.path.join(work, f"store-{len(stores)}")
 
-    cli("init")
-    cli("project", "create", "bench", "small", "--type", "cfg")
-    cli("import", "bench/small.cfg", "main", os.path.join(files, "small"))
-    token = subprocess.run(
-        [args.a, "--data", data, "token", "create", "--owner", "bench", "--name", "ab", "--json"],
-        check=True, capture_output=True, text=True,
-    ).stdout
-    token = json.loads(token)["token"]
+        def cli(*a):
+            return subprocess.run([binary, "--data", store, *a], check=True, capture_output=True, text=True).stdout
+
+        cli("init")
+        cli("project", "create", "bench", "small", "--type", "cfg")
+        cli("import", "bench/small.cfg", "main", os.path.join(files, "small"))
+        tokens[binary] = json.loads(cli("token", "create", "--owner", "bench", "--name", "ab", "--json"))["token"]
     port = run.free_port()
     url = f"http://127.0.0.1:{port}{run.READ}/projects/bench%2Fsmall.cfg/repository/files/{args.file}/raw?ref=main"
     env = dict(os.environ, CFGSTORE_LOG="warn")
@@ -69,12 +70,12 @@ def compare(args, work):
     for round_ in range(args.rounds):
         for binary in (args.a, args.b):
             server = run.start(
-                ["taskset", "-c", "0", binary, "--data", data, "serve", "--listen", f"127.0.0.1:{port}"],
+                ["taskset", "-c", "0", binary, "--data", stores[binary], "serve", "--listen", f"127.0.0.1:{port}"],
                 env=env, stderr=subprocess.DEVNULL,
             )
             run.wait_http(port, f"{run.READ}/health")
-            run.wrk(url, args.conns, 1, token)  # warm the cache
-            rate, p99, _ = run.wrk(url, args.conns, args.duration, token)
+            run.wrk(url, args.conns, 1, tokens[binary])  # warm the cache
+            rate, p99, _ = run.wrk(url, args.conns, args.duration, tokens[binary])
             run.stop(server)
             time.sleep(0.2)
             results[binary].append((rate, p99))
