@@ -167,22 +167,30 @@ fn a_0_1_store_is_upgraded_in_place_and_keeps_its_ids() {
     let finished = json(&data, &["upgrade"]);
     assert_eq!(finished["versions"], 1, "{finished}");
     assert_eq!(format(), "cfgstore-data 3\n");
-    // Ids the ERPs poll are unchanged; versions and history are there.
-    let branches = json(&data, &["branch", "list", P]);
+    example_is_intact(&data);
+}
+
+/// What an upgrade of the example store keeps: the ids ERPs poll, the
+/// versions and history, a clean fsck (nothing unreferenced), and blob
+/// ids equal to git's through every endpoint.
+fn example_is_intact(data: &Path) {
+    let branches = json(data, &["branch", "list", P]);
     assert_eq!(branches[0]["short_id"], "5b44d08e");
     assert_eq!(branches[1]["short_id"], "184c7183");
     assert_eq!(
-        json(&data, &["history", "list", P, "main"])
+        json(data, &["history", "list", P, "main"])
             .as_array()
             .unwrap()
             .len(),
         7
     );
-    ok(&data, &["fsck", "--repair"]);
-    let fsck = json(&data, &["fsck"]);
+    // (A checkout does not keep the fixtures' 0600 modes: repaired first.)
+    ok(data, &["fsck", "--repair"]);
+    let fsck = json(data, &["fsck"]);
     assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
-    ok(&data, &["init"]); // the fixture has no server key: tokens need one
-    check_blob_ids(&data);
+    assert_eq!(fsck["unreferenced_objects"], 0, "{fsck}");
+    ok(data, &["init"]); // the fixtures have no server key: tokens need one
+    check_blob_ids(data);
 }
 
 #[test]
@@ -212,24 +220,7 @@ fn a_format_2_store_is_upgraded_to_trees() {
             assert!(text.contains("\"tree\":\""), "{name}");
         }
     }
-    // The ids ERPs poll, versions and history are as they were.
-    let branches = json(&data, &["branch", "list", P]);
-    assert_eq!(branches[0]["short_id"], "5b44d08e");
-    assert_eq!(branches[1]["short_id"], "184c7183");
-    assert_eq!(
-        json(&data, &["history", "list", P, "main"])
-            .as_array()
-            .unwrap()
-            .len(),
-        7
-    );
-    // (A checkout does not keep the fixture's 0600 modes: repaired first.)
-    ok(&data, &["fsck", "--repair"]);
-    let fsck = json(&data, &["fsck"]);
-    assert_eq!(fsck["problems"], serde_json::json!([]), "{fsck}");
-    assert_eq!(fsck["unreferenced_objects"], 0, "{fsck}");
-    ok(&data, &["init"]);
-    check_blob_ids(&data);
+    example_is_intact(&data);
 }
 
 /// The root tree object a version file names.

@@ -139,24 +139,15 @@ impl Store {
                     let version = SnapshotId::new(n)?;
                     let gen_src = from.generation_file(&src, version);
                     let gen = Generation::read(&gen_src, &trees)?;
-                    if gen.meta.tree.is_some() {
-                        // Trees in their own set: a content whose bytes are
-                        // a tree's is the same object, and must not stop
-                        // that tree's files from being walked (as in gc).
-                        gen.root().walk_objects(
-                            &mut String::new(),
-                            &mut |tree| tree_ids.insert(tree.to_string()),
-                            &mut |_, file| {
-                                if !objects.contains(file.hash()) {
-                                    objects.insert(file.hash().to_string());
-                                }
-                            },
-                        );
-                        trees.keep_only(gen.root());
-                    } else {
-                        // Format 1 or 2: the manifest is in the file.
-                        objects.extend(gen.entries().iter().map(|e| e.hash.clone()));
-                    }
+                    // Trees in their own set: a content whose bytes are a
+                    // tree's is the same object, and must not stop that
+                    // tree's files from being walked (as in gc).
+                    gen.named_objects(&mut |tree| tree_ids.insert(tree.to_string()), &mut |hash| {
+                        if !objects.contains(hash) {
+                            objects.insert(hash.to_string());
+                        }
+                    });
+                    trees.keep_only(&gen);
                     copy_file(&gen_src, &to.generation_file(&dst, version), &mut report)?;
                     report.generations += 1;
                 }

@@ -367,7 +367,7 @@ impl Store {
                 for (path, file) in files {
                     check(path, file.hash(), file.git(), file.size(), file.md5());
                 }
-                trees.keep_only(gen.root());
+                trees.keep_only(&gen);
             } else {
                 for e in gen.entries() {
                     check(e.path.to_string(), &e.hash, &e.git, e.size, &e.md5);

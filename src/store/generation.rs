@@ -384,6 +384,26 @@ impl Generation {
         }
     }
 
+    /// Every object this version names: `tree(id)` for each of its trees,
+    /// which answers whether the tree is new (one seen before is not
+    /// walked again), and `content(hash)` for each file of a new tree; for
+    /// a version of format 1 or 2, every file of its manifest (never
+    /// through a tree made from it: its entries may lack git ids).
+    pub fn named_objects(
+        &self,
+        tree: &mut impl FnMut(&str) -> bool,
+        content: &mut impl FnMut(&str),
+    ) {
+        if self.meta.tree.is_some() {
+            self.root()
+                .walk_objects(&mut String::new(), tree, &mut |_, file| {
+                    content(file.hash())
+                });
+        } else {
+            self.entries().iter().for_each(|e| content(&e.hash));
+        }
+    }
+
     /// Makes what reads of this state search: the file list and, for a
     /// large one, its path index.
     pub fn prepare_reads(&self) {

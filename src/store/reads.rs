@@ -336,8 +336,13 @@ impl<'a> BranchTrees<'a> {
         self
     }
 
-    /// Keeps only the trees of `root` in memory (the version just read).
-    pub(super) fn keep_only(&self, root: &Arc<Node>) {
+    /// Keeps only the trees of `gen` in memory (the version just read;
+    /// one of format 1 or 2 has none).
+    pub(super) fn keep_only(&self, gen: &Generation) {
+        if gen.meta.tree.is_none() {
+            return;
+        }
+        let root = gen.root();
         if let Some(memo) = &self.memo {
             let mut memo = memo.lock().expect("tree memo");
             memo.clear();

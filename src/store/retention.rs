@@ -265,22 +265,15 @@ impl Store {
                 let gen = Generation::read(&self.layout.generation_file(&dir, v), &trees)?;
                 // Its folders' trees (a folder seen in another version is
                 // not walked again) and its files' contents.
-                if gen.meta.tree.is_some() {
-                    gen.root().walk_objects(
-                        &mut String::new(),
-                        &mut |tree| walked_trees.insert(tree.to_string()),
-                        &mut |_, file| {
-                            if !contents.contains(file.hash()) {
-                                contents.insert(file.hash().to_string());
-                            }
-                        },
-                    );
-                    trees.keep_only(gen.root());
-                } else {
-                    // Format 1 or 2 (a 0.1 process writing during the
-                    // upgrade): the manifest lists every content.
-                    contents.extend(gen.entries().iter().map(|e| e.hash.clone()));
-                }
+                gen.named_objects(
+                    &mut |tree| walked_trees.insert(tree.to_string()),
+                    &mut |hash| {
+                        if !contents.contains(hash) {
+                            contents.insert(hash.to_string());
+                        }
+                    },
+                );
+                trees.keep_only(&gen);
                 if v >= head {
                     break;
                 }
