@@ -119,32 +119,6 @@ pub fn size(bytes: u64) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_wide_value_is_cut_not_a_panic() {
-        let wide = "r".repeat(70_000);
-        let text = table(
-            &["A", "B"],
-            &[vec![wide.clone(), "x".into()], vec!["y".into(), wide]],
-        );
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines.len(), 3);
-        assert!(lines[1].starts_with(&format!("{}…  x", "r".repeat(MAX_CELL - 1))));
-        assert_eq!(
-            lines[2].chars().count(),
-            MAX_CELL + 2 + 70_000,
-            "the last column is whole"
-        );
-        assert_eq!(
-            table(&["ID", "NAME"], &[vec!["a".into(), "b".into()]]),
-            "ID  NAME\na   b\n"
-        );
-    }
-}
-
 /// A one-line progress report on stderr, redrawn in place, shown only on
 /// a terminal (pipes and `--json` stay quiet).
 pub struct Progress {
@@ -169,5 +143,31 @@ impl Progress {
         if self.show {
             eprint!("\r\x1b[K");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wide_value_is_cut_not_a_panic() {
+        let wide = "r".repeat(70_000);
+        let text = table(
+            &["A", "B"],
+            &[vec![wide.clone(), "x".into()], vec!["y".into(), wide]],
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[1].starts_with(&format!("{}…  x", "r".repeat(MAX_CELL - 1))));
+        assert_eq!(
+            lines[2].chars().count(),
+            MAX_CELL + 2 + 70_000,
+            "the last column is whole"
+        );
+        assert_eq!(
+            table(&["ID", "NAME"], &[vec!["a".into(), "b".into()]]),
+            "ID  NAME\na   b\n"
+        );
     }
 }

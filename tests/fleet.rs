@@ -244,10 +244,10 @@ fn a_user_sees_only_their_own_tokens_and_pages_count_as_sent() {
         (rows, ids)
     };
     let (rows, ids) = fleet("demo", "demo-password");
-    assert_eq!(ids, [demo_id.clone()], "{rows}");
+    assert_eq!(ids, std::slice::from_ref(&demo_id), "{rows}");
     assert_eq!(rows[0]["token_owner"], "demo");
     let (_, ids) = fleet("acme", "acme-password");
-    assert_eq!(ids, [acme_id.clone()]);
+    assert_eq!(ids, std::slice::from_ref(&acme_id));
     let (_, ids) = fleet("boss", "boss-password");
     let mut both = vec![demo_id, acme_id];
     both.sort();

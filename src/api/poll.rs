@@ -66,6 +66,9 @@ pub struct LongPoll {
     pub wait: Duration,
 }
 
+/// A parked poll: its number (oldest first) and the signal that releases it.
+type ParkedPoll = (u64, Arc<Notify>);
+
 /// The watched keys and their last known states, shared by every parked
 /// poll and the watcher.
 #[derive(Default)]
@@ -75,7 +78,7 @@ pub struct Changes {
     closing: watch::Sender<bool>,
     /// Per client (see `MAX_PARKED_PER_CLIENT`), its parked polls, oldest
     /// first, each with the signal that releases it.
-    by_client: Mutex<HashMap<String, VecDeque<(u64, Arc<Notify>)>>>,
+    by_client: Mutex<HashMap<String, VecDeque<ParkedPoll>>>,
     next_park: AtomicU64,
     parked: AtomicU64,
     wakes: AtomicU64,
