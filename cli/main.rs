@@ -289,7 +289,7 @@ fn upgrade(store: &Store, json: bool) -> anyhow::Result<ExitCode> {
         (Some(report), true) => output::print_json(report)?,
         (None, true) => output::print_json(&serde_json::json!({ "upgraded": false }))?,
         (Some(r), false) => println!(
-            "upgraded the store from format {} to {}: {} versions rewritten with git blob ids ({} contents read)",
+            "upgraded the store from format {} to {}: {} versions rewritten as folder trees with git blob ids ({} contents read for their ids)",
             r.from, r.to, r.versions, r.contents
         ),
         (None, false) => println!("the store is already in this version's format"),
