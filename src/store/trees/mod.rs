@@ -136,65 +136,6 @@ impl<'a> FileView<'a> {
     }
 }
 
-/// A source with no objects: for a version file alone (the fuzz target),
-/// where a format-3 file's tree cannot be read.
-pub struct NoTrees;
-
-impl NodeSource for NoTrees {
-    fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
-        Err(Error::corrupt(
-            std::path::Path::new(id),
-            "no object folder to read trees from",
-        ))
-    }
-}
-
-/// Where tree objects come from when a tree is loaded (on several
-/// threads: the folders under the root are loaded in parallel).
-pub trait NodeSource: Sync {
-    /// A node already in memory (the daemon keeps the ones it loaded).
-    fn cached(&self, _id: &str) -> Option<Arc<Node>> {
-        None
-    }
-    /// The object's bytes, and its path for error messages.
-    fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)>;
-    /// Told each node loaded from the disk.
-    fn keep(&self, _node: &Arc<Node>) {}
-    /// Whether to check each object's bytes against its name (fsck).
-    fn verify(&self) -> bool {
-        false
-    }
-}
-
-/// A source that remembers what one load read.
-struct Memo<'a, S: NodeSource> {
-    inner: &'a S,
-    seen: std::sync::Mutex<std::collections::HashMap<String, Arc<Node>>>,
-}
-
-impl<S: NodeSource> NodeSource for Memo<'_, S> {
-    fn cached(&self, id: &str) -> Option<Arc<Node>> {
-        let seen = self.seen.lock().expect("tree memo").get(id).cloned();
-        seen.or_else(|| self.inner.cached(id))
-    }
-
-    fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
-        self.inner.read(id)
-    }
-
-    fn keep(&self, node: &Arc<Node>) {
-        self.seen
-            .lock()
-            .expect("tree memo")
-            .insert(node.id().to_string(), Arc::clone(node));
-        self.inner.keep(node);
-    }
-
-    fn verify(&self) -> bool {
-        self.inner.verify()
-    }
-}
-
 /// What `Node::get` finds at a path.
 pub enum Found<'a> {
     File(FileView<'a>),
@@ -203,23 +144,6 @@ pub enum Found<'a> {
 
 fn corrupt(source: &std::path::Path, why: impl Into<String>) -> Error {
     Error::corrupt(source, why.into())
-}
-
-/// Lower-case hex digits, as a table: a 20,000-file tree checks 2.7 MB of
-/// them per load, and a branch-free fold over a table is several times
-/// faster than comparing each byte with ranges.
-const HEX: [u8; 256] = {
-    let mut table = [0u8; 256];
-    let mut b = 0;
-    while b < 256 {
-        table[b] = matches!(b as u8, b'0'..=b'9' | b'a'..=b'f') as u8;
-        b += 1;
-    }
-    table
-};
-
-fn is_lower_hex(s: &[u8]) -> bool {
-    s.iter().fold(1u8, |all, &b| all & HEX[b as usize]) == 1
 }
 
 /// Git's tree order: names compared with a `/` after folder names.
@@ -235,20 +159,6 @@ fn key_cmp(a: &str, a_dir: bool, b: &str, b_dir: bool) -> std::cmp::Ordering {
         }
         other => other,
     }
-}
-
-/// A decimal size as written by `u64::to_string` (no sign, no leading
-/// zero): its value and where it ends.
-fn parse_size(b: &[u8]) -> Option<(u64, usize)> {
-    let digits = b.iter().take_while(|c| c.is_ascii_digit()).count();
-    if digits == 0 || (digits > 1 && b[0] == b'0') {
-        return None;
-    }
-    let mut n: u64 = 0;
-    for &c in &b[..digits] {
-        n = n.checked_mul(10)?.checked_add(u64::from(c - b'0'))?;
-    }
-    Some((n, digits))
 }
 
 impl Node {
@@ -287,224 +197,6 @@ impl Node {
     /// The tree of a folder with no files: a branch with no files.
     pub fn empty() -> Arc<Node> {
         Node::assemble(Vec::new())
-    }
-
-    /// Loads the tree `id` and every folder under it, each object once
-    /// (a folder that appears several times is read once).
-    pub fn load(id: &str, source: &impl NodeSource) -> Result<Arc<Node>> {
-        let source = Memo {
-            inner: source,
-            seen: Default::default(),
-        };
-        let root = Node::load_at(id, &source, 0)?;
-        if root.longest > 1024 {
-            let (path, _) = source.read(id)?;
-            return Err(corrupt(
-                &path,
-                "a path in this tree is longer than 1024 bytes",
-            ));
-        }
-        Ok(root)
-    }
-
-    fn load_at(id: &str, source: &impl NodeSource, depth: usize) -> Result<Arc<Node>> {
-        if let Some(node) = source.cached(id) {
-            return Ok(node);
-        }
-        let (path, bytes) = source.read(id)?;
-        if depth > MAX_DEPTH {
-            return Err(corrupt(&path, "folders nested deeper than any path can be"));
-        }
-        if source.verify() && blake3::hash(&bytes).to_hex().as_str() != id {
-            return Err(corrupt(&path, "tree object does not match its hash"));
-        }
-        let text =
-            String::from_utf8(bytes).map_err(|_| corrupt(&path, "tree object is not UTF-8"))?;
-        // The root's folders on every core: a CLI write loads the whole
-        // tree of a 20,000-file branch to compute its `short_id`.
-        let preloaded = if depth == 0 {
-            Node::load_folders(&text, source)?
-        } else {
-            Default::default()
-        };
-        let node = Node::parse(
-            id.to_string(),
-            text,
-            &path,
-            &mut |child| match preloaded.get(child) {
-                Some(node) => Ok(Arc::clone(node)),
-                None => Node::load_at(child, source, depth + 1),
-            },
-        )?;
-        node.mark_stored();
-        let node = Arc::new(node);
-        source.keep(&node);
-        Ok(node)
-    }
-
-    /// Loads the folders a tree object's text names, split over the cores
-    /// (nothing when there are fewer than two). Malformed lines are left
-    /// to `parse` to report.
-    fn load_folders(
-        text: &str,
-        source: &impl NodeSource,
-    ) -> Result<std::collections::HashMap<String, Arc<Node>>> {
-        let ids: Vec<&str> = text
-            .lines()
-            .filter_map(|line| line.strip_prefix("d\t")?.get(..HASH))
-            .filter(|id| is_lower_hex(id.as_bytes()))
-            .collect();
-        let threads = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(8);
-        if ids.len() < 2 || threads < 2 {
-            return Ok(Default::default());
-        }
-        let share = ids.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = ids
-                .chunks(share)
-                .map(|chunk| {
-                    scope.spawn(move || {
-                        chunk
-                            .iter()
-                            .map(|id| Ok((id.to_string(), Node::load_at(id, source, 1)?)))
-                            .collect::<Result<Vec<_>>>()
-                    })
-                })
-                .collect();
-            let mut loaded = std::collections::HashMap::new();
-            for worker in workers {
-                loaded.extend(worker.join().expect("a tree loader panicked")?);
-            }
-            Ok(loaded)
-        })
-    }
-
-    /// Parses a tree object's text; `child` gives the node of each folder.
-    fn parse(
-        id: String,
-        text: String,
-        source: &std::path::Path,
-        child: &mut dyn FnMut(&str) -> Result<Arc<Node>>,
-    ) -> Result<Node> {
-        let body = text
-            .strip_prefix(TREE_MAGIC)
-            .and_then(|rest| rest.strip_prefix('\n'))
-            .ok_or_else(|| corrupt(source, "not a tree object"))?;
-        if !body.is_empty() && !body.ends_with('\n') {
-            return Err(corrupt(source, "tree object cut short"));
-        }
-        let base = text.len() - body.len();
-        let mut children = Vec::new();
-        let mut file_count = 0u64;
-        let mut longest = 0;
-        let mut at = base;
-        for line in body.split_terminator('\n') {
-            let start = at;
-            at += line.len() + 1;
-            let bad = || corrupt(source, format!("bad tree line {line:?}"));
-            let (kind, rest) = line.split_at_checked(2).ok_or_else(bad)?;
-            let child_entry = match kind {
-                "f\t" => {
-                    let fixed = MD5 + HASH + GIT + 3;
-                    let b = rest.as_bytes();
-                    let ids = b.get(..fixed).ok_or_else(bad)?;
-                    let seps = [MD5, MD5 + HASH + 1, MD5 + HASH + GIT + 2];
-                    if !seps.iter().all(|&i| ids[i] == b'\t')
-                        || !is_lower_hex(&ids[..MD5])
-                        || !is_lower_hex(&ids[MD5 + 1..MD5 + 1 + HASH])
-                        || !is_lower_hex(&ids[MD5 + HASH + 2..MD5 + HASH + 2 + GIT])
-                    {
-                        return Err(bad());
-                    }
-                    let (size_num, digits) = parse_size(&b[fixed..]).ok_or_else(bad)?;
-                    if b.get(fixed + digits) != Some(&b'\t') {
-                        return Err(bad());
-                    }
-                    let name = &rest[fixed + digits + 1..];
-                    let md5_at = start + 2;
-                    let size_end = md5_at + fixed + digits;
-                    file_count += 1;
-                    longest = longest.max(name.len());
-                    (
-                        name,
-                        false,
-                        Child::File(FileSpan {
-                            at: md5_at as u32,
-                            size_end: size_end as u32,
-                            end: (size_end + 1 + name.len()) as u32,
-                            size: size_num,
-                        }),
-                    )
-                }
-                "d\t" => {
-                    let (node_id, rest) = rest.split_once('\t').ok_or_else(bad)?;
-                    let (count, name) = rest.split_once('\t').ok_or_else(bad)?;
-                    if node_id.len() != HASH || !is_lower_hex(node_id.as_bytes()) {
-                        return Err(bad());
-                    }
-                    let count: u64 = count.parse().map_err(|_| bad())?;
-                    // Folders can repeat (the same tree under two names):
-                    // counts are checked, so a damaged store cannot claim
-                    // more files than memory could ever list.
-                    if file_count.saturating_add(count) > MAX_FILES {
-                        return Err(corrupt(source, "more files than any branch holds"));
-                    }
-                    let node = child(node_id)?;
-                    if node.file_count != count || count == 0 {
-                        return Err(corrupt(
-                            source,
-                            format!(
-                                "folder {name:?} counts {count} files, its tree holds {}",
-                                node.file_count
-                            ),
-                        ));
-                    }
-                    file_count += count;
-                    longest = longest.max(name.len() + 1 + node.longest);
-                    let name_at = start + line.len() - name.len();
-                    (
-                        name,
-                        true,
-                        Child::Dir {
-                            name: (name_at as u32, (name_at + name.len()) as u32),
-                            node,
-                        },
-                    )
-                }
-                _ => return Err(bad()),
-            };
-            let (name, is_dir, entry) = child_entry;
-            if !crate::names::is_valid_segment(name) {
-                return Err(bad());
-            }
-            if let Some(last) = children.last() {
-                let last_dir = matches!(last, Child::Dir { .. });
-                let last_name = match last {
-                    Child::File(span) => &text[span.size_end as usize + 1..span.end as usize],
-                    Child::Dir { name, .. } => &text[name.0 as usize..name.1 as usize],
-                };
-                if key_cmp(last_name, last_dir, name, is_dir) != std::cmp::Ordering::Less
-                    || last_name == name
-                {
-                    return Err(corrupt(source, "tree lines not sorted or a name twice"));
-                }
-            }
-            children.push(entry);
-        }
-        if text.len() > u32::MAX as usize {
-            return Err(corrupt(source, "tree object too large"));
-        }
-        Ok(Node {
-            id,
-            text: text.into_boxed_str(),
-            children,
-            file_count,
-            longest,
-            stored: AtomicBool::new(false),
-            lines: Default::default(),
-        })
     }
 
     /// Builds a node from its children (names valid segments, unique).
@@ -897,7 +589,9 @@ enum NewChild {
 }
 
 mod draft;
+mod load;
 pub use draft::Draft;
+pub use load::{NoTrees, NodeSource};
 
 /// Tree objects kept in memory: for tests and the fuzz targets, which
 /// check the formats without a data directory.
