@@ -141,10 +141,7 @@ impl Store {
         reason: String,
     ) -> Result<()> {
         create_dir(dir)?;
-        let mut batch = super::commit::ObjectBatch::default();
-        let fresh = self.store_tree(objects, &root, &mut batch)?;
-        batch.sync(objects)?;
-        fresh.iter().for_each(|node| node.mark_stored());
+        self.store_tree(objects, &root)?;
         let first = SnapshotId::new(1).expect("1 is a valid version");
         let added = root.file_count();
         let keep_lines = self.cache.is_some();

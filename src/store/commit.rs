@@ -253,11 +253,7 @@ impl Store {
         }
         // The folders this write changed (and, after an upgrade, a tree
         // not yet stored), durable before the version naming them.
-        let mut batch = ObjectBatch::default();
-        let objects = self.layout.objects_dir(project);
-        let fresh = self.store_tree(&objects, &root, &mut batch)?;
-        batch.sync(&objects)?;
-        fresh.iter().for_each(|node| node.mark_stored());
+        self.store_tree(&self.layout.objects_dir(project), &root)?;
         fsutil::failpoint("commit.objects", &dir)?;
         let next = head.next();
         let parent = ParentSummary {
@@ -379,18 +375,20 @@ impl Store {
     }
 
     /// Stores the folders of `root` that are not in `objects` yet (children
-    /// first) and returns them, to be marked stored once `batch` is synced.
-    pub(super) fn store_tree(
-        &self,
-        objects: &Path,
-        root: &Arc<Node>,
-        batch: &mut ObjectBatch,
-    ) -> Result<Vec<Arc<Node>>> {
+    /// first), makes them durable, marks them stored and returns them.
+    pub(super) fn store_tree(&self, objects: &Path, root: &Arc<Node>) -> Result<Vec<Arc<Node>>> {
         let mut fresh = Vec::new();
         root.unstored(&mut fresh);
+        let mut batch = ObjectBatch::default();
         for node in &fresh {
-            self.place_object(&layout::object_in(objects, node.id()), node.text(), batch)?;
+            self.place_object(
+                &layout::object_in(objects, node.id()),
+                node.text(),
+                &mut batch,
+            )?;
         }
+        batch.sync(objects)?;
+        fresh.iter().for_each(|node| node.mark_stored());
         Ok(fresh)
     }
 

@@ -5,7 +5,7 @@
 //! Every branch state is an immutable *generation*: one small file holding
 //! the write's metadata and the id of its root tree (`generation.rs`). File
 //! contents and trees — one per folder, listing `md5, blake3, git id, size,
-//! name` per file and the trees of its subfolders (`trees.rs`) — live once
+//! name` per file and the trees of its subfolders (`trees/`) — live once
 //! per project in a content-addressed object folder, so a write stores only
 //! what changed: a put into a 20,000-file branch writes one content, the
 //! trees of the folders on its path and the version file, never touching
@@ -47,7 +47,7 @@
 //! - `tokens.rs`, `users.rs`, `audit.rs`: the records beside the content.
 //! - `backup.rs`, `fsck.rs`: copying and verifying a whole store.
 //! - `layout.rs`: every path; `fsutil.rs`: durable file operations;
-//!   `generation.rs`, `trees.rs`: the version file and tree object formats;
+//!   `generation.rs`, `trees/`: the version file and tree object formats;
 //!   `tree.rs`: tree listings for the read API; `upgrade.rs`: older formats.
 
 pub mod audit;

@@ -152,11 +152,7 @@ impl Store {
                             node.mark_stored();
                         }
                     });
-                    let mut batch = super::commit::ObjectBatch::default();
-                    let fresh = self.store_tree(&objects, gen.root(), &mut batch)?;
-                    batch.sync(&objects)?;
-                    for node in &fresh {
-                        node.mark_stored();
+                    for node in self.store_tree(&objects, gen.root())? {
                         stored.insert(node.id().to_string());
                     }
                     // The tree must hold what the version file listed.
