@@ -14,6 +14,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -46,14 +48,34 @@ pub struct Visit<'a> {
     pub now: i64,
 }
 
+/// Slots of [`Fleet::noted`].
+const NOTED_SLOTS: usize = 4096;
+
 /// The daemon's in-memory fleet: project → token → instance label →
 /// client.
-#[derive(Default)]
 pub struct Fleet {
     projects: Mutex<FastMap<ProjectRef, Clients>>,
     /// `X-Instance-Id` → its label (`ServerKey::instance_label`), so a
     /// known instance costs a lookup, not a MAC. In memory only.
     labels: Mutex<HashMap<String, String>>,
+    /// Visits already noted this second: a slot per hash of a visit
+    /// (everything [`Fleet::note`] records), holding the hash's top 40
+    /// bits and the second's low 24. `last_seen` counts seconds, so a
+    /// visit identical to one noted in the same second changes nothing
+    /// and is skipped without a lock. Cleared when a client is evicted.
+    noted: Box<[AtomicU64]>,
+    hasher: foldhash::fast::RandomState,
+}
+
+impl Default for Fleet {
+    fn default() -> Self {
+        Fleet {
+            projects: Mutex::default(),
+            labels: Mutex::default(),
+            noted: (0..NOTED_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            hasher: foldhash::fast::RandomState::default(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -76,6 +98,30 @@ impl Fleet {
     /// `short_id`) — none for reads by blob id. The project's record is
     /// loaded from the store the first time it is touched.
     pub fn note(
+        &self,
+        store: &Store,
+        project: &ProjectRef,
+        visit: &Visit,
+        states: &[(&str, &str)],
+    ) {
+        let hash = self.hasher.hash_one((
+            project,
+            visit.token_id,
+            visit.instance_id,
+            visit.address,
+            visit.user_agent,
+            states,
+        ));
+        let slot = &self.noted[(hash as usize) % NOTED_SLOTS];
+        let stamp = (hash & !0xff_ffff) | (visit.now as u64 & 0xff_ffff);
+        if slot.load(Ordering::Relaxed) == stamp {
+            return;
+        }
+        self.note_now(store, project, visit, states);
+        slot.store(stamp, Ordering::Relaxed);
+    }
+
+    fn note_now(
         &self,
         store: &Store,
         project: &ProjectRef,
@@ -108,8 +154,10 @@ impl Fleet {
                 let of_token = clients.by_token.get(visit.token_id).map_or(0, |i| i.len());
                 if of_token >= MAX_INSTANCES_PER_TOKEN {
                     clients.evict_longest_unseen_of(visit.token_id);
+                    self.forget_noted();
                 } else if clients.count >= MAX_CLIENTS {
                     clients.evict_longest_unseen(MAX_CLIENTS / 10);
+                    self.forget_noted();
                 }
                 clients.count += 1;
                 clients
@@ -152,6 +200,14 @@ impl Fleet {
                     );
                 }
             }
+        }
+    }
+
+    /// After an eviction: the next visit of an evicted client must be
+    /// noted again, even within the same second.
+    fn forget_noted(&self) {
+        for slot in self.noted.iter() {
+            slot.store(0, Ordering::Relaxed);
         }
     }
 
@@ -517,6 +573,54 @@ mod tests {
         // Written and read back whole.
         fleet.flush(&store).unwrap();
         assert_eq!(store.read_fleet(&project), clients);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A visit identical to one noted in the same second is skipped
+    /// without changing what the fleet shows; anything different, a new
+    /// second, or an eviction in between is noted.
+    #[test]
+    fn a_repeated_visit_in_the_same_second_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("cfgstore-fleet-s-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (store, _) = Store::init(&dir).unwrap();
+        let project = ProjectRef::parse("acme/shop.cfg").unwrap();
+        let fleet = Fleet::default();
+        let note = |token: &str, now: i64, short_id: &str| {
+            let visit = Visit {
+                token_id: token,
+                instance_id: "",
+                address: None,
+                user_agent: Some("erp"),
+                now,
+            };
+            fleet.note(&store, &project, &visit, &[("main", short_id)]);
+        };
+        let seen = |token: &str| {
+            fleet
+                .clients(&store, &project)
+                .into_iter()
+                .find(|c| c.token_id == token)
+                .map(|c| (c.last_seen, c.branches["main"].short_id.clone()))
+        };
+        note("a", 100, "aaaa0001");
+        note("a", 100, "aaaa0001");
+        assert_eq!(seen("a"), Some((100, "aaaa0001".to_string())));
+        note("a", 100, "aaaa0002");
+        assert_eq!(seen("a"), Some((100, "aaaa0002".to_string())), "a new state");
+        note("a", 101, "aaaa0002");
+        assert_eq!(seen("a"), Some((101, "aaaa0002".to_string())), "a new second");
+        // Evicted, then the same visit again in the same second: noted.
+        fleet
+            .projects
+            .lock()
+            .unwrap()
+            .get_mut(&project)
+            .unwrap()
+            .remove("a", "");
+        fleet.forget_noted();
+        note("a", 101, "aaaa0002");
+        assert_eq!(seen("a"), Some((101, "aaaa0002".to_string())), "after eviction");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -18,12 +18,17 @@ pub fn decode_segment(raw: &str) -> std::result::Result<String, RouteError> {
 /// `decode_segment`, appended to `out` (a path decoded segment by segment
 /// is built in one string).
 pub fn decode_segment_into(raw: &str, mut out: String) -> std::result::Result<String, RouteError> {
+    if !raw.contains('%') {
+        // Nothing to decode (most segments): already UTF-8, copied as is.
+        out.push_str(raw);
+        return Ok(out);
+    }
     check_escapes(raw).map_err(RouteError::Invalid)?;
-    let decoded = percent_decode_str(raw)
-        .decode_utf8()
-        .map_err(|_| RouteError::Invalid(format!("path segment {raw:?} is not UTF-8")))?;
-    out.push_str(&decoded);
-    Ok(out)
+    // Decoded straight onto `out`'s bytes: no intermediate copy.
+    let mut bytes = out.into_bytes();
+    bytes.extend(percent_decode_str(raw));
+    String::from_utf8(bytes)
+        .map_err(|_| RouteError::Invalid(format!("path segment {raw:?} is not UTF-8")))
 }
 
 fn check_escapes(raw: &str) -> std::result::Result<(), String> {
@@ -159,6 +164,9 @@ impl Query {
 }
 
 fn decode_query(raw: &str) -> Result<String> {
+    if !raw.contains(['%', '+']) {
+        return Ok(raw.to_string()); // nothing to decode
+    }
     check_escapes(raw).map_err(Error::Invalid)?;
     // Copied only when there is a `+` to turn into a space.
     let spaced = match raw.contains('+') {
