@@ -19,6 +19,7 @@ the daemon binds 127.0.0.1 and is stopped at the end.
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -40,6 +41,12 @@ def make_tree(root, count):
         os.makedirs(d, exist_ok=True)
         with open(os.path.join(d, f"file{i}.json"), "w") as f:
             f.write('{"id": %d, "pad": "%s"}\n' % (i, "x" * (500 + (i * 37) % 1500)))
+
+
+def cpu_of_children():
+    """Seconds of CPU (user + system) used by finished child processes."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def du(path):
@@ -84,14 +91,17 @@ def main():
         def measure(front, put):
             before = {n: du(os.path.join(data, "bench", f"b{n}.cfg")) for n in args.sizes}
             times = {n: [] for n in args.sizes}
+            cpu = {n: [] for n in args.sizes}
             for i in range(args.puts):
                 for n in args.sizes:
+                    used = cpu_of_children()
                     started = time.perf_counter()
                     put(n, i)
                     times[n].append((time.perf_counter() - started) * 1000)
+                    cpu[n].append((cpu_of_children() - used) * 1000)
             for n in args.sizes:
                 grown = du(os.path.join(data, "bench", f"b{n}.cfg")) - before[n]
-                rows.append((front, n, imports[n] if front == "CLI" else None, times[n], grown / args.puts / 1024))
+                rows.append((front, n, imports[n] if front == "CLI" else None, times[n], grown / args.puts / 1024, cpu[n]))
                 log(f"{n:>7} files, {front}: put median {statistics.median(times[n]):.1f} ms")
 
         measure("CLI", lambda n, i: cli("file", "put", f"bench/b{n}.cfg", "main", "area1/group1/changed.json",
@@ -113,16 +123,19 @@ def main():
             daemon.terminate()
             daemon.wait(20)
         out = subprocess.run([binary, "--data", data, "fsck"], capture_output=True, text=True)
-        print(f"| front end | branch size | import of all files | put median | put p90 | bytes per version | put vs {args.sizes[0]:,} files |")
-        print("|---|---|---|---|---|---|---|")
+        print(f"| front end | branch size | import of all files | put median | put p90 | bytes per version | put vs {args.sizes[0]:,} files | CPU per put (CLI process) |")
+        print("|---|---|---|---|---|---|---|---|")
         for front in ("CLI", "daemon"):
             mine = [r for r in rows if r[0] == front]
             base = statistics.median(mine[0][3])
-            for _, n, import_ms, times, per_version in mine:
+            cpu_base = statistics.median(mine[0][5])
+            for _, n, import_ms, times, per_version, cpu in mine:
                 med = statistics.median(times)
                 p90 = sorted(times)[max(0, int(len(times) * 0.9) - 1)]
                 imported = f"{import_ms:,.0f} ms" if import_ms is not None else ""
-                print(f"| {front} | {n:,} files | {imported} | {med:.1f} ms | {p90:.1f} ms | {per_version:,.1f} KiB | {med / base:.2f}x |")
+                # The daemon's CPU is not a child's: only the CLI's is shown.
+                used = f"{statistics.median(cpu):.1f} ms ({statistics.median(cpu) / cpu_base:.2f}x)" if front == "CLI" else ""
+                print(f"| {front} | {n:,} files | {imported} | {med:.1f} ms | {p90:.1f} ms | {per_version:,.1f} KiB | {med / base:.2f}x | {used} |")
         print(out.stdout.strip().splitlines()[-1])
         if out.returncode != 0:
             sys.exit("fsck found problems:\n" + out.stdout + out.stderr)

@@ -252,8 +252,30 @@ impl Store {
             });
         }
         // The folders this write changed (and, after an upgrade, a tree
-        // not yet stored), durable before the version naming them.
-        self.store_tree(&self.layout.objects_dir(project), &root)?;
+        // not yet stored), durable before the version naming them. The
+        // new `short_id` hashes a line per file of the branch: on a large
+        // one that is milliseconds of work, done on another core while
+        // this one waits for the disk.
+        let keep_lines = self.cache.is_some();
+        let objects = self.layout.objects_dir(project);
+        let (ids, stored) = std::thread::scope(|scope| {
+            let hashing = (root.file_count() >= PARALLEL_IDS)
+                .then(|| {
+                    std::thread::Builder::new()
+                        .name("cfgstore-short-id".into())
+                        .spawn_scoped(scope, || root.ids(keep_lines))
+                        .ok()
+                })
+                .flatten();
+            let stored = self.store_tree(&objects, &root);
+            let ids = match hashing.map(|h| h.join()) {
+                Some(Ok(ids)) => ids,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => root.ids(keep_lines),
+            };
+            (ids, stored)
+        });
+        stored?;
         fsutil::failpoint("commit.objects", &dir)?;
         let next = head.next();
         let parent = ParentSummary {
@@ -262,15 +284,14 @@ impl Store {
             short_id: current.meta.short_id.clone(),
         };
         let counts = Node::changes(current.root(), &root);
-        let keep_lines = self.cache.is_some();
-        let mut gen = Generation::of_tree(
+        let mut gen = Generation::of_tree_with_ids(
             next,
             now_rfc3339(),
             actor,
             reason,
             root,
             Some(parent),
-            keep_lines,
+            ids,
         );
         gen.meta.changes = Some(counts);
         // The commit point: the generation file renamed into place and its
@@ -451,6 +472,11 @@ impl ObjectBatch {
         self.dirs.iter().try_for_each(|d| fsync_dir(d))
     }
 }
+
+/// Branches from this many files make their `short_id` on a thread of
+/// their own during a commit (below it, the hashing takes less than
+/// starting a thread).
+const PARALLEL_IDS: u64 = 2_000;
 
 /// `f` over `items` on every core (scoped threads, each a contiguous
 /// share), results in order. Small inputs stay on this thread.

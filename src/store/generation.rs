@@ -353,7 +353,21 @@ impl Generation {
         parent: Option<ParentSummary>,
         keep_lines: bool,
     ) -> Generation {
-        let (short_id, commit_id) = root.ids(keep_lines);
+        let ids = root.ids(keep_lines);
+        Generation::of_tree_with_ids(version, created_at, actor, reason, root, parent, ids)
+    }
+
+    /// `of_tree` with the tree's `(short_id, commit id)` already made
+    /// (`Node::ids`).
+    pub fn of_tree_with_ids(
+        version: SnapshotId,
+        created_at: String,
+        actor: &str,
+        reason: String,
+        root: std::sync::Arc<Node>,
+        parent: Option<ParentSummary>,
+        (short_id, commit_id): (String, String),
+    ) -> Generation {
         let meta = GenerationMeta {
             version,
             created_at,
