@@ -220,7 +220,13 @@ fn huge_pages(allowed: bool) {
     // nothing but this process's page-fault policy; a failure changes
     // nothing at all.
     unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, libc::c_ulong::from(!allowed), 0, 0, 0);
+        libc::prctl(
+            libc::PR_SET_THP_DISABLE,
+            libc::c_ulong::from(!allowed),
+            0,
+            0,
+            0,
+        );
     }
 }
 

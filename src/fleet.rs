@@ -13,8 +13,8 @@
 //! and histories, for `GET …/projects/{id}/fleet` and `cfgstore fleet`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 use std::hash::BuildHasher;
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -607,9 +607,17 @@ mod tests {
         note("a", 100, "aaaa0001");
         assert_eq!(seen("a"), Some((100, "aaaa0001".to_string())));
         note("a", 100, "aaaa0002");
-        assert_eq!(seen("a"), Some((100, "aaaa0002".to_string())), "a new state");
+        assert_eq!(
+            seen("a"),
+            Some((100, "aaaa0002".to_string())),
+            "a new state"
+        );
         note("a", 101, "aaaa0002");
-        assert_eq!(seen("a"), Some((101, "aaaa0002".to_string())), "a new second");
+        assert_eq!(
+            seen("a"),
+            Some((101, "aaaa0002".to_string())),
+            "a new second"
+        );
         // Evicted, then the same visit again in the same second: noted.
         fleet
             .projects
@@ -620,7 +628,11 @@ mod tests {
             .remove("a", "");
         fleet.forget_noted();
         note("a", 101, "aaaa0002");
-        assert_eq!(seen("a"), Some((101, "aaaa0002".to_string())), "after eviction");
+        assert_eq!(
+            seen("a"),
+            Some((101, "aaaa0002".to_string())),
+            "after eviction"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -89,7 +89,7 @@ fn project_of(actor: &Actor, id: &ProjectId) -> Result<ProjectRef> {
 }
 
 /// A project the user may read: authorized before anything is looked up.
-fn readable(app: &App, actor: &Actor, id: &ProjectId) -> Result<ProjectRef> {
+pub(super) fn readable(app: &App, actor: &Actor, id: &ProjectId) -> Result<ProjectRef> {
     let project = project_of(actor, id)?;
     actor.authorize(Action::Read, Target::Project(&project))?;
     app.store.require_project(&project)?;
@@ -204,7 +204,7 @@ fn create_branch(
 // ----- files, history, rollback ---------------------------------------------
 
 /// The live state of a branch, or one of its versions (the live one too).
-fn generation(
+pub(super) fn generation(
     app: &App,
     project: &ProjectRef,
     branch: &BranchName,
@@ -350,6 +350,17 @@ fn compare(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Re
 /// machines, whose addresses are not theirs to see.
 fn fleet(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Response<Body>> {
     let project = readable(app, actor, id)?;
+    let rows = fleet_rows(app, actor, &project)?;
+    paginated(req.parts, &req.query, &rows)
+}
+
+/// The rows `fleet` answers with, for the API and the UI's page.
+pub(super) fn fleet_rows(
+    app: &App,
+    actor: &Actor,
+    project: &ProjectRef,
+) -> Result<Vec<crate::fleet::Row>> {
+    let project = project.clone();
     let clients = app.fleet.clients(&app.store, &project);
     let mut rows = crate::fleet::view(&app.store, &project, &clients)?;
     rows.retain(|row| {
@@ -364,7 +375,7 @@ fn fleet(app: &App, req: &Request, actor: &Actor, id: &ProjectId) -> Result<Resp
                 .is_ok()
         })
     });
-    paginated(req.parts, &req.query, &rows)
+    Ok(rows)
 }
 
 fn rollback(
@@ -520,7 +531,17 @@ fn rotate_token(app: &App, req: &Request, actor: &Actor, id: &str) -> Result<Res
 /// and their own actions. `project=` narrows to one project, which the
 /// caller must be able to read (403 otherwise).
 fn audit(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
-    let q = &req.query;
+    let records = audit_records(app, &req.query, actor)?;
+    paginated(req.parts, &req.query, &records)
+}
+
+/// The records `audit` answers with (filters `action`, `actor`,
+/// `project`, `since`, `until` of `q`), for the API and the UI's page.
+pub(super) fn audit_records(
+    app: &App,
+    q: &super::request::Query,
+    actor: &Actor,
+) -> Result<Vec<AuditRecord>> {
     let time_param = |k: &str| -> Result<Option<String>> {
         match q.get(k) {
             None | Some("") => Ok(None),
@@ -532,7 +553,9 @@ fn audit(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
             }
         }
     };
-    let project = q.get("project").map(ProjectRef::parse).transpose()?;
+    // An empty field (a form left blank) filters nothing.
+    let given = |k: &str| q.get(k).filter(|v| !v.is_empty());
+    let project = given("project").map(ProjectRef::parse).transpose()?;
     let everything = actor
         .authorize(Action::ReadAudit, Target::Everything)
         .is_ok();
@@ -540,8 +563,8 @@ fn audit(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
         actor.authorize(Action::ReadAudit, Target::Project(project))?;
     }
     let filter = AuditFilter {
-        action: q.get("action").map(str::to_string),
-        actor: q.get("actor").map(str::to_string),
+        action: given("action").map(str::to_string),
+        actor: given("actor").map(str::to_string),
         project: project.map(|p| p.to_string()),
         since: time_param("since")?,
         until: time_param("until")?,
@@ -551,7 +574,7 @@ fn audit(app: &App, req: &Request, actor: &Actor) -> Result<Response<Body>> {
         let me = actor.name();
         records.retain(|r| r.actor == me || visible_project(actor, r));
     }
-    paginated(req.parts, &req.query, &records)
+    Ok(records)
 }
 
 /// Whether a record's target is inside a project the actor may read.

@@ -34,6 +34,7 @@ pub mod request;
 pub mod response;
 pub mod route;
 pub mod session;
+pub mod ui;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -45,7 +46,8 @@ use hyper::{Method, Response, StatusCode};
 
 pub use app::{App, Clock, SessionOptions};
 pub use route::{
-    AdminEndpoint, Endpoint, ProjectId, ReadEndpoint, RouteError, ADMIN_PREFIX, READ_PREFIX,
+    AdminEndpoint, Endpoint, ProjectId, ReadEndpoint, RouteError, UiEndpoint, ADMIN_PREFIX,
+    READ_PREFIX,
 };
 pub use session::Session;
 
@@ -98,6 +100,10 @@ pub enum Access {
     Login,
     Read(Arc<TokenRecord>, ReadEndpoint),
     Admin(Box<Session>, AdminEndpoint),
+    /// A UI page anyone may open (login, assets).
+    UiPublic(UiEndpoint),
+    /// A UI page or form of a signed-in user.
+    Ui(Box<Session>, UiEndpoint),
 }
 
 /// A request routed and authenticated, its body not read yet. The request
@@ -126,7 +132,7 @@ impl Admitted {
     /// without a session can make the daemon buffer `max` bytes.
     pub fn body_limit(&self, max: u64) -> u64 {
         match self.access {
-            Access::Admin(..) => max,
+            Access::Admin(..) | Access::Ui(..) => max,
             _ => ANONYMOUS_BODY_LIMIT.min(max),
         }
     }
@@ -184,7 +190,14 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
             long_poll,
         }),
         Err(err) => {
-            let response = error_response(app, route, &err);
+            let response = match route.starts_with("ui.") {
+                // A browser without a session goes to the login page.
+                true => {
+                    count_refusal(app, route, &err);
+                    ui::refused(req.parts, &err)
+                }
+                false => error_response(app, route, &err),
+            };
             Admission::Answered(close(app, req.parts, route, None, started, response))
         }
     }
@@ -358,6 +371,20 @@ fn authenticate(app: &App, req: &mut Request, endpoint: Endpoint) -> Result<Acce
             }
             Access::Admin(Box::new(session), admin)
         }
+        Endpoint::Ui(ui) if ui.is_public() => Access::UiPublic(ui),
+        Endpoint::Ui(ui) => {
+            let session = session::authenticate(app, req.parts)?;
+            if !matches!(req.parts.method, Method::GET | Method::HEAD) {
+                // A form from another site is refused before its body is
+                // read; the CSRF token in the body is checked next.
+                let refusal = "a form sent from another site is refused";
+                if let Err(err) = session::same_origin(app, req.parts, req.peer, refusal) {
+                    authn::record_denied(app, req, &session.actor(req), &err);
+                    return Err(err);
+                }
+            }
+            Access::Ui(Box::new(session), ui)
+        }
     })
 }
 
@@ -389,6 +416,9 @@ fn dispatch(app: &App, req: &Request, access: &Access) -> Result<Response<Body>>
             admin::dispatch(app, req, session, endpoint),
             Actor::user(session.user.name.clone(), Vec::new()),
         ),
+        // The UI answers its errors with pages of its own.
+        Access::UiPublic(endpoint) => return Ok(ui::public(app, req, endpoint)),
+        Access::Ui(session, endpoint) => return Ok(ui::signed_in(app, req, session, endpoint)),
     };
     if let Err(err @ Error::Forbidden(_)) = &result {
         authn::record_denied(app, req, &req.actor(actor), err);
@@ -428,10 +458,15 @@ fn route_error(err: RouteError) -> Response<Body> {
 }
 
 fn error_response(app: &App, route: &'static str, err: &Error) -> Response<Body> {
+    count_refusal(app, route, err);
+    response::error(err)
+}
+
+/// Counts a refusal in `cfgstore_auth_failures_total`.
+fn count_refusal(app: &App, route: &'static str, err: &Error) {
     if let Some(reason) = failure_reason(err, route) {
         app.metrics.auth_failure(reason);
     }
-    response::error(err)
 }
 
 /// The `reason` label of `cfgstore_auth_failures_total`, for refusals.
@@ -470,7 +505,9 @@ fn close(
         // token's answer to another.
         headers.insert(hyper::header::CACHE_CONTROL, PRIVATE);
         headers.insert(hyper::header::VARY, VARY_TOKEN);
-    } else {
+    } else if !headers.contains_key(hyper::header::CACHE_CONTROL) {
+        // Admin answers and UI pages; the UI's content-hashed assets set
+        // their own (immutable).
         headers.insert(hyper::header::CACHE_CONTROL, NO_STORE);
     }
     let status = response.status();
@@ -495,7 +532,9 @@ impl std::fmt::Display for Who<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
             Some(Access::Read(token, _)) => write!(f, "token:{}", token.id),
-            Some(Access::Admin(session, _)) => write!(f, "user:{}", session.user.name),
+            Some(Access::Admin(session, _) | Access::Ui(session, _)) => {
+                write!(f, "user:{}", session.user.name)
+            }
             _ => f.write_str("-"),
         }
     }

@@ -53,10 +53,11 @@ pub fn set_shared_header(r: &mut Response<Body>, name: impl IntoHeaderName, valu
 pub const X_GITLAB_BLOB_ID: HeaderName = HeaderName::from_static("x-gitlab-blob-id");
 pub const X_GITLAB_COMMIT_ID: HeaderName = HeaderName::from_static("x-gitlab-commit-id");
 
-/// The one place errors become statuses. No `_ =>` arm: a new variant
-/// must be given its status here.
-pub fn error(err: &Error) -> Response<Body> {
-    let (status, message, code) = match err {
+/// The one place errors become statuses, for the API's JSON and the web
+/// UI's pages alike: the status, the message and a stable code. No `_ =>`
+/// arm: a new variant must be given its status here.
+pub fn describe(err: &Error) -> (StatusCode, String, &'static str) {
+    match err {
         Error::NotFound { what, .. } | Error::UnknownRef { what, .. } => (
             StatusCode::NOT_FOUND,
             format!("404 {} Not Found", title(what)),
@@ -143,7 +144,12 @@ pub fn error(err: &Error) -> Response<Body> {
                 "INTERNAL",
             )
         }
-    };
+    }
+}
+
+/// An error as the API's JSON answer.
+pub fn error(err: &Error) -> Response<Body> {
+    let (status, message, code) = describe(err);
     let mut r = match err {
         // GitLab's message, and a hint for the person reading it: the
         // walkthrough's most common slip is `ref=master` on a `main` project.

@@ -15,7 +15,10 @@
 use hyper::Method;
 
 use super::request::{decode_segment, decode_segment_into};
+
+mod ui;
 use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
+pub use ui::{At, UiEndpoint, UI_PREFIX};
 
 /// Where the read API lives.
 pub const READ_PREFIX: &str = "/site-builder/api/erp-config";
@@ -74,6 +77,8 @@ pub enum Endpoint {
     Login,
     /// The admin API: a session cookie (and CSRF token when unsafe).
     Admin(AdminEndpoint),
+    /// The web UI: pages and forms (`ui.rs`).
+    Ui(UiEndpoint),
 }
 
 /// The read API (SPEC §4), GitLab v4 shaped.
@@ -288,6 +293,14 @@ impl Endpoint {
                 return parse_admin(method, rest);
             }
         }
+        if raw_path == "/" {
+            return get(method, Endpoint::Ui(UiEndpoint::Root));
+        }
+        if let Some(rest) = raw_path.strip_prefix(UI_PREFIX) {
+            if rest.is_empty() || rest.starts_with('/') {
+                return ui::parse_ui(method, rest);
+            }
+        }
         // The seed webapp's session paths, on the host root.
         let segments: Vec<&str> = raw_path.split('/').filter(|s| !s.is_empty()).collect();
         match segments.as_slice() {
@@ -302,6 +315,7 @@ impl Endpoint {
             Endpoint::Metrics => "metrics",
             Endpoint::Health => "health",
             Endpoint::Login => "admin.login",
+            Endpoint::Ui(ui) => ui.name(),
             Endpoint::Read(read) => match read {
                 ReadEndpoint::Projects => "projects",
                 ReadEndpoint::User => "user",

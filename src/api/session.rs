@@ -121,7 +121,7 @@ pub fn authenticate(app: &App, parts: &hyper::http::request::Parts) -> Result<Se
     Ok(Session { id, user })
 }
 
-fn csrf_token(app: &App, session_id: &str) -> Result<String> {
+pub fn csrf_token(app: &App, session_id: &str) -> Result<String> {
     Ok(app
         .store
         .server_key()?
@@ -136,6 +136,12 @@ pub fn check_csrf(app: &App, parts: &hyper::http::request::Parts, session: &Sess
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
+    check_csrf_value(&expected, given)
+}
+
+/// A CSRF token as given (the header, or the UI form's hidden field)
+/// against the session's, in constant time.
+pub fn check_csrf_value(expected: &str, given: &str) -> Result<()> {
     if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
         Ok(())
     } else {
@@ -154,9 +160,29 @@ struct LoginBody {
 pub fn login(app: &App, req: &Request) -> Result<Response<Body>> {
     check_same_origin(app, req)?;
     let body = parse_login(req)?;
+    let (id, user) = sign_in(app, req, &body.username, &body.password)?;
+    let mut r = json(&json!({
+        "username": user.name,
+        "roles": user.roles,
+        "csrf_token": csrf_token(app, &id)?,
+    }));
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session_cookie_header(app, &id));
+    Ok(r)
+}
+
+/// Checks a user name and password against the throttle and the user
+/// records and starts a session: its id and the user. The API's login and
+/// the web UI's form both come here.
+pub fn sign_in(
+    app: &App,
+    req: &Request,
+    username: &str,
+    password: &str,
+) -> Result<(String, UserRecord)> {
     // Only a name that could be a user gets a throttle entry of its own:
     // a megabyte "name" must not cost a megabyte of memory.
-    let name = OwnerName::parse(&body.username).ok();
+    let name = OwnerName::parse(username).ok();
     let ip = req.client_ip.map(|ip| ip.to_string()).unwrap_or_default();
     let mut keys = vec![(format!("ip:{ip}"), MAX_FAILURES_PER_IP)];
     if let Some(name) = &name {
@@ -165,10 +191,8 @@ pub fn login(app: &App, req: &Request) -> Result<Response<Body>> {
     let now = app.now();
     app.logins.begin(&keys, now)?;
     let user = name.as_ref().and_then(|name| app.store.user(name).ok());
-    let valid = crate::auth::passwords::verify(
-        &body.password,
-        user.as_ref().map(|u| u.password_hash.as_str()),
-    );
+    let valid =
+        crate::auth::passwords::verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
     let user = match user {
         Some(user) if valid && !user.disabled => user,
         _ => {
@@ -183,22 +207,24 @@ pub fn login(app: &App, req: &Request) -> Result<Response<Body>> {
     app.logins.succeeded(&keys, now);
     let actor = req.actor(Actor::user(user.name.clone(), user.roles.clone()));
     let id = ops::users::start_session(&app.store, &actor, &user)?;
-    let mut r = json(&json!({
-        "username": user.name,
-        "roles": user.roles,
-        "csrf_token": csrf_token(app, &id)?,
-    }));
+    Ok((id, user))
+}
+
+/// `Set-Cookie` for a new session: HttpOnly, SameSite=Strict, Secure when
+/// configured.
+pub fn session_cookie_header(app: &App, id: &str) -> HeaderValue {
     let secure = if app.sessions.secure_cookie {
         "; Secure"
     } else {
         ""
     };
     let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
-    );
-    Ok(r)
+    HeaderValue::from_str(&cookie).expect("cookie is ASCII")
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub fn cleared_cookie_header() -> HeaderValue {
+    HeaderValue::from_static("cfgstore_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
 /// A browser sends `Origin` (and `Sec-Fetch-Site`) with a cross-site POST:
@@ -206,19 +232,36 @@ pub fn login(app: &App, req: &Request) -> Result<Response<Body>> {
 /// visitor in to an account of the attacker's (login CSRF). Clients that
 /// are not browsers send neither.
 fn check_same_origin(app: &App, req: &Request) -> Result<()> {
+    same_origin(
+        app,
+        req.parts,
+        req.peer,
+        "a login from another site is refused",
+    )
+}
+
+/// `check_same_origin` for any request: refused with `refusal` when a
+/// browser says it comes from another site. The web UI's forms are held
+/// to it too.
+pub fn same_origin(
+    app: &App,
+    parts: &hyper::http::request::Parts,
+    peer: Option<std::net::SocketAddr>,
+    refusal: &str,
+) -> Result<()> {
     let header = |name| {
-        req.parts
+        parts
             .headers
             .get(name)
             .map(|v| v.to_str().unwrap_or("(not text)"))
     };
-    let refused = || Error::Forbidden("a login from another site is refused".into());
+    let refused = || Error::Forbidden(refusal.into());
     if header("sec-fetch-site") == Some("cross-site") {
         return Err(refused());
     }
     match header("origin") {
         None => Ok(()),
-        Some(origin) if origin == app.origin(req.parts, req.peer) => Ok(()),
+        Some(origin) if origin == app.origin(parts, peer) => Ok(()),
         Some(_) => Err(refused()),
     }
 }
@@ -261,11 +304,8 @@ fn parse_login(req: &Request) -> Result<LoginBody> {
 pub fn logout(app: &App, req: &Request, s: &Session) -> Result<Response<Body>> {
     ops::users::end_session(&app.store, &s.actor(req), &s.user.name, &s.id)?;
     let mut r = json(&json!({ "status": "logged out" }));
-    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
-    r.headers_mut().insert(
-        header::SET_COOKIE,
-        HeaderValue::from_str(&cookie).expect("cookie is ASCII"),
-    );
+    r.headers_mut()
+        .insert(header::SET_COOKIE, cleared_cookie_header());
     Ok(r)
 }
 

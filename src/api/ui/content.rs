@@ -1,0 +1,906 @@
+//! The UI's pages of projects, branches and files: the tree, a file, the
+//! editor, history, compare and rollback. Reads are authorized like the
+//! admin API's (`admin::readable`); every change is one `ops` call.
+
+use hyper::header::{HeaderValue, CONTENT_DISPOSITION};
+use hyper::{Response, StatusCode};
+use maud::{html, Markup};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+
+use super::{branch_url, redirect, Ui};
+use crate::api::admin::{generation, readable};
+use crate::api::request::Query;
+use crate::api::route::{At, ProjectId};
+use crate::api::Body;
+use crate::auth::roles::Action;
+use crate::error::{Error, Result};
+use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, SnapshotId};
+use crate::ops::content::{self as ops, FileWrite, Validation};
+
+/// What a path segment keeps unescaped in our links.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One path segment (or query value) as it goes into a link.
+pub(super) fn encode(s: &str) -> String {
+    utf8_percent_encode(s, SEGMENT).to_string()
+}
+
+/// A file path in a link: each segment escaped, `/` kept.
+fn path_url(path: &str) -> String {
+    path.split('/').map(encode).collect::<Vec<_>>().join("/")
+}
+
+pub(super) fn project_url(p: &ProjectRef) -> String {
+    format!(
+        "/site-builder/p/{}/{}",
+        encode(p.owner.as_str()),
+        encode(p.repo.as_str())
+    )
+}
+
+fn readable_at(ui: &Ui, project: &ProjectRef) -> Result<ProjectRef> {
+    readable(ui.app, &ui.actor, &ProjectId::Full(project.clone()))
+}
+
+/// The message of a `?done=` after a redirect: fixed texts only, so a
+/// link cannot put words in the page's mouth.
+fn flash(ui: &Ui) -> Markup {
+    let version = ui
+        .req
+        .query
+        .get("v")
+        .and_then(|v| SnapshotId::parse(v).ok());
+    let v = version.map(|v| format!(" as {v}")).unwrap_or_default();
+    let text = match ui.req.query.get("done") {
+        Some("saved") => format!("Saved{v}."),
+        Some("unchanged") => "Saved: the content was already this; no new version.".into(),
+        Some("deleted") => format!("Deleted{v}."),
+        Some("rolled_back") => format!("Rolled back{v}."),
+        Some("project") => "Project created.".into(),
+        Some("branch") => "Branch created.".into(),
+        _ => return html! {},
+    };
+    html! { div.flash role="status" { (text) } }
+}
+
+// ----- projects ---------------------------------------------------------------
+
+pub(super) fn home(ui: &Ui) -> Result<Response<Body>> {
+    let projects: Vec<_> = ui
+        .app
+        .store
+        .list_projects(None)?
+        .into_iter()
+        .filter(|p| ui.may(Action::Read, &p.project_ref()))
+        .collect();
+    let me = &ui.session.user.name;
+    let body = html! {
+        h1 { "Projects" }
+        (flash(ui))
+        @if projects.is_empty() {
+            p.muted { "No project you may read yet." }
+        } @else {
+            div.table-wrap { table #projects {
+                thead { tr { th { "Project" } th { "Type" } th.hide-narrow { "Created" } } }
+                tbody {
+                    @for p in &projects {
+                        @let project = p.project_ref();
+                        tr {
+                            td { a.project href=(project_url(&project)) { (project) } }
+                            td { (p.kind) }
+                            td.hide-narrow.muted { (p.created_at) }
+                        }
+                    }
+                }
+            } }
+        }
+        h2 { "New project" }
+        form.card #new-project method="post" action="/site-builder/projects" {
+            (ui.csrf_field())
+            label for="project-owner" { "Owner (folder)" }
+            input #project-owner type="text" name="owner" value=(me) required;
+            label for="project-name" { "Name" }
+            input #project-name type="text" name="name" required placeholder="shop";
+            label for="project-type" { "Type" }
+            input #project-type type="text" name="type" value="cfg";
+            div.actions { button type="submit" { "Create project" } }
+        }
+    };
+    Ok(ui.page(StatusCode::OK, "Projects", body))
+}
+
+pub(super) fn create_project(ui: &Ui, form: &Query) -> Result<Response<Body>> {
+    let owner = match form.get("owner").filter(|o| !o.is_empty()) {
+        Some(o) => OwnerName::parse(o)?,
+        None => ui.session.user.name.clone(),
+    };
+    let name = form.get("name").unwrap_or("");
+    let kind = form.get("type").unwrap_or("");
+    let info = ops::create_project(&ui.app.store, &ui.actor, &owner, name, kind)?;
+    Ok(redirect(&format!(
+        "{}?done=project",
+        project_url(&info.project_ref())
+    )))
+}
+
+pub(super) fn project(ui: &Ui, project: &ProjectRef) -> Result<Response<Body>> {
+    let project = readable_at(ui, project)?;
+    let branches = ui.app.store.list_branches(&project)?;
+    let writable = ui.may(Action::Write, &project);
+    let base = project_url(&project);
+    let body = html! {
+        h1 { (project) }
+        (flash(ui))
+        div.actions {
+            a.button.secondary #compare href=(format!("{base}/compare")) { "Compare" }
+            a.button.secondary #fleet href=(format!("{base}/fleet")) { "Fleet" }
+        }
+        div.table-wrap { table #branches {
+            thead { tr {
+                th { "Branch" } th { "short_id" } th { "Version" } th { "Files" }
+                th.hide-narrow { "Last change" }
+            } }
+            tbody {
+                @for b in &branches {
+                    tr.default[b.default] {
+                        td {
+                            a.branch href=(format!("{base}/b/{}/tree", encode(b.name.as_str()))) { (b.name) }
+                            @if b.default { span.badge { "default" } }
+                        }
+                        td { code.short-id { (b.short_id) } }
+                        td { (b.version) }
+                        td { (b.file_count) }
+                        td.hide-narrow {
+                            (b.updated_at) br;
+                            span.muted { (b.actor) ": " (b.reason) }
+                        }
+                    }
+                }
+            }
+        } }
+        @if writable {
+            h2 { "New branch" }
+            form.card #new-branch method="post" action=(format!("{base}/branches")) {
+                (ui.csrf_field())
+                label for="branch-name" { "Name" }
+                input #branch-name type="text" name="name" required placeholder="staging";
+                label for="branch-from" { "Copy of" }
+                select #branch-from name="from" {
+                    option value="" { "(empty)" }
+                    @for b in &branches {
+                        option value=(b.name) selected[b.default] { (b.name) }
+                    }
+                }
+                div.actions { button type="submit" { "Create branch" } }
+            }
+        }
+    };
+    Ok(ui.page(StatusCode::OK, &project.to_string(), body))
+}
+
+pub(super) fn create_branch(ui: &Ui, project: &ProjectRef, form: &Query) -> Result<Response<Body>> {
+    ui.actor
+        .authorize(Action::Write, crate::auth::roles::Target::Project(project))?;
+    let name = BranchName::parse(form.get("name").unwrap_or(""))?;
+    let from = form
+        .get("from")
+        .filter(|f| !f.is_empty())
+        .map(BranchName::parse)
+        .transpose()?;
+    ops::create_branch(&ui.app.store, &ui.actor, project, &name, from.as_ref())?;
+    Ok(redirect(&format!(
+        "{}/b/{}/tree?done=branch",
+        project_url(project),
+        encode(name.as_str())
+    )))
+}
+
+// ----- a branch's tree and files -----------------------------------------------
+
+fn crumbs(at: &At, path: Option<&str>) -> Markup {
+    let base = branch_url(at);
+    let segments: Vec<&str> = path.map(|p| p.split('/').collect()).unwrap_or_default();
+    html! {
+        nav.crumbs aria-label="Path" {
+            a href=(project_url(&at.project)) { (at.project) }
+            " / "
+            a href=(format!("{base}/tree")) {
+                (at.branch)
+                @if let Some(v) = at.version { "@" (v) }
+            }
+            @for (i, segment) in segments.iter().enumerate() {
+                " / "
+                @if i + 1 < segments.len() {
+                    a href=(format!("{base}/tree/{}", path_url(&segments[..=i].join("/")))) { (segment) }
+                } @else {
+                    span { (segment) }
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Response<Body>> {
+    let project = readable_at(ui, &at.project)?;
+    let gen = generation(ui.app, &project, &at.branch, at.version)?;
+    let prefix = folder
+        .map(|f| format!("{}/", f.as_str()))
+        .unwrap_or_default();
+    let filter = ui
+        .req
+        .query
+        .get("filter")
+        .unwrap_or("")
+        .trim()
+        .to_lowercase();
+    let under: Vec<_> = gen
+        .entries()
+        .iter()
+        .filter(|e| e.path.as_str().starts_with(&prefix))
+        .collect();
+    if folder.is_some() && under.is_empty() {
+        return Err(Error::not_found(
+            "folder",
+            folder.map(|f| f.as_str()).unwrap_or(""),
+        ));
+    }
+    // With a filter: every file below whose path contains it. Without: this
+    // folder's own files and folders.
+    let mut folders: std::collections::BTreeMap<&str, u64> = Default::default();
+    let mut files = Vec::new();
+    for e in &under {
+        let rest = &e.path.as_str()[prefix.len()..];
+        if !filter.is_empty() {
+            if rest.to_lowercase().contains(&filter) {
+                files.push(*e);
+            }
+        } else if let Some((dir, _)) = rest.split_once('/') {
+            *folders.entry(dir).or_default() += 1;
+        } else {
+            files.push(*e);
+        }
+    }
+    let base = branch_url(at);
+    let live = at.version.is_none();
+    let writable = live && ui.may(Action::Write, &project);
+    let here = folder.map(|f| f.as_str().to_string());
+    let body = html! {
+        h1 { (project) " · " (at.branch) @if let Some(v) = at.version { " at " (v) } }
+        (crumbs(at, here.as_deref()))
+        (flash(ui))
+        dl.facts {
+            dt { "short_id" } dd { code.short-id { (gen.meta.short_id) } }
+            dt { "Version" } dd { (gen.meta.version) @if live { span.badge.ok { "live" } } }
+            dt { "Files" } dd { (gen.meta.file_count) }
+        }
+        div.actions {
+            form.inline-filter #filter method="get" action=(format!("{base}/tree{}", folder.map(|f| format!("/{}", path_url(f.as_str()))).unwrap_or_default())) {
+                label for="filter-input" { "Filter" }
+                input #filter-input type="search" name="filter" value=(filter) placeholder="part of a path";
+                button.secondary type="submit" { "Filter" }
+            }
+            a.button.secondary #history href=(format!("{}/b/{}/history", project_url(&project), encode(at.branch.as_str()))) { "History" }
+            @if writable {
+                a.button #new-file href=(format!("{base}/new")) { "New file" }
+            }
+        }
+        div.table-wrap { table #tree {
+            thead { tr { th { "Name" } th { "Size" } th.hide-narrow { "Blob id" } } }
+            tbody {
+                @for (dir, count) in &folders {
+                    tr {
+                        td { a.folder href=(format!("{base}/tree/{}", path_url(&format!("{prefix}{dir}")))) { (dir) "/" } }
+                        td.muted { (count) " files" }
+                        td.hide-narrow {}
+                    }
+                }
+                @for e in &files {
+                    tr {
+                        td { a.file href=(format!("{base}/file/{}", path_url(e.path.as_str()))) { (&e.path.as_str()[prefix.len()..]) } }
+                        td { (e.size) }
+                        td.hide-narrow { code { (e.blob_id()) } }
+                    }
+                }
+                @if folders.is_empty() && files.is_empty() {
+                    tr { td colspan="3" { span.muted { "No files" @if !filter.is_empty() { " match " (filter) } "." } } }
+                }
+            }
+        } }
+    };
+    Ok(ui.page(StatusCode::OK, &format!("{project} {}", at.branch), body))
+}
+
+pub(super) fn file(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
+    let project = readable_at(ui, &at.project)?;
+    let gen = generation(ui.app, &project, &at.branch, at.version)?;
+    let entry = gen
+        .find(path)
+        .ok_or_else(|| Error::not_found("file", path))?;
+    let content = ui.app.store.read_content(&project, entry)?;
+    let base = branch_url(at);
+    let live = at.version.is_none();
+    let writable = live && ui.may(Action::Write, &project);
+    let text = content
+        .text
+        .then(|| String::from_utf8_lossy(&content.bytes));
+    let body = html! {
+        h1 { (path) }
+        (crumbs(at, Some(path.as_str())))
+        (flash(ui))
+        dl.facts {
+            dt { "Size" } dd #size { (entry.size) " bytes" }
+            dt { "Blob id" } dd #blob-id { (entry.blob_id()) }
+            dt { "MD5" } dd { (entry.md5) }
+            dt { "Branch state" } dd { code.short-id { (gen.meta.short_id) } " (" (gen.meta.version) ")" }
+        }
+        div.actions {
+            @if writable && text.is_some() {
+                a.button #edit href=(format!("{base}/edit/{}", path_url(path.as_str()))) { "Edit" }
+            }
+            a.button.secondary #download href=(format!("{base}/raw/{}", path_url(path.as_str()))) { "Download" }
+            @if writable {
+                a.button.secondary #delete href=(format!("{base}/delete/{}", path_url(path.as_str()))) { "Delete" }
+            }
+        }
+        @if let Some(text) = &text {
+            pre #content { (text) }
+        } @else {
+            p.muted #binary { "A binary file: download it to see it." }
+        }
+    };
+    Ok(ui.page(StatusCode::OK, path.as_str(), body))
+}
+
+/// The bytes as a download: never rendered as a page of this origin
+/// (`attachment`, `octet-stream`, a sandboxing CSP).
+pub(super) fn raw(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
+    let project = readable_at(ui, &at.project)?;
+    let gen = generation(ui.app, &project, &at.branch, at.version)?;
+    let entry = gen
+        .find(path)
+        .ok_or_else(|| Error::not_found("file", path))?;
+    let content = ui.app.store.read_content(&project, entry)?;
+    let mut r =
+        crate::api::response::with_body(StatusCode::OK, "application/octet-stream", content.bytes);
+    let name: String = path
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or("file")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let h = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+        h.insert(CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static("sandbox; default-src 'none'"),
+    );
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    Ok(r)
+}
+
+// ----- the editor ----------------------------------------------------------------
+
+/// What the editor shows besides the text.
+#[derive(Default)]
+struct Report {
+    error: Option<String>,
+    problems: Vec<String>,
+    /// A dry run's verdict and diff.
+    checked: Option<ops::DryRun>,
+}
+
+fn editor_page(
+    ui: &Ui,
+    at: &At,
+    path: Option<&FilePath>,
+    content: &str,
+    short_id: &str,
+    status: StatusCode,
+    report: Report,
+) -> Response<Body> {
+    let base = branch_url(at);
+    let action = match path {
+        Some(p) => format!("{base}/edit/{}", path_url(p.as_str())),
+        None => format!("{base}/new"),
+    };
+    let title = path
+        .map(|p| p.to_string())
+        .unwrap_or_else(|| "New file".into());
+    let body = html! {
+        h1 { @if path.is_some() { "Edit " } (title) }
+        (crumbs(at, path.map(|p| p.as_str())))
+        @if let Some(error) = &report.error {
+            div.error role="alert" { (error) }
+        }
+        @if !report.problems.is_empty() {
+            div.validation role="alert" {
+                strong { "Not saved: the content does not pass its checks." }
+                ul { @for p in &report.problems { li { (p) } } }
+            }
+        }
+        @if let Some(dry) = &report.checked {
+            @if dry.valid {
+                div.flash role="status" {
+                    "Check passed. "
+                    @if dry.changed { "Saving makes short_id " code { (dry.short_id) } "." }
+                    @else { "The content is unchanged." }
+                }
+            } @else {
+                div.validation role="alert" {
+                    strong { "The check found problems:" }
+                    ul { @for e in &dry.errors { li { (e) } } }
+                }
+            }
+            @if !dry.diff.is_empty() { (diff_block(&dry.diff)) }
+        }
+        form #editor method="post" action=(action) {
+            (ui.csrf_field())
+            input type="hidden" name="short_id" value=(short_id);
+            @if path.is_none() {
+                label for="path" { "Path" }
+                input #path type="text" name="path" required placeholder="config/app.json";
+            }
+            label for="content" { "Content" }
+            textarea #content name="content" spellcheck="false" { (content) }
+            div.actions {
+                button.secondary type="submit" name="action" value="check" { "Check" }
+                button type="submit" name="action" value="save" { "Save" }
+                span.muted { "Saves on top of " code { (short_id) } "; a change made meanwhile is reported, never overwritten." }
+            }
+        }
+    };
+    ui.page(status, &title, body)
+}
+
+/// The live state of a branch the user may write.
+fn writable_live(
+    ui: &Ui,
+    at: &At,
+) -> Result<(ProjectRef, std::sync::Arc<crate::store::Generation>)> {
+    let project = readable_at(ui, &at.project)?;
+    ui.actor
+        .authorize(Action::Write, crate::auth::roles::Target::Project(&project))?;
+    let gen = ui.app.store.live(&project, &at.branch)?;
+    Ok((project, gen))
+}
+
+pub(super) fn editor(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
+    let (project, gen) = writable_live(ui, at)?;
+    let entry = gen
+        .find(path)
+        .ok_or_else(|| Error::not_found("file", path))?;
+    let content = ui.app.store.read_content(&project, entry)?;
+    if !content.text {
+        return Err(Error::invalid("a binary file cannot be edited as text"));
+    }
+    let text = String::from_utf8_lossy(&content.bytes);
+    Ok(editor_page(
+        ui,
+        at,
+        Some(path),
+        &text,
+        &gen.meta.short_id,
+        StatusCode::OK,
+        Report::default(),
+    ))
+}
+
+pub(super) fn new_file(ui: &Ui, at: &At) -> Result<Response<Body>> {
+    let (_, gen) = writable_live(ui, at)?;
+    Ok(editor_page(
+        ui,
+        at,
+        None,
+        "",
+        &gen.meta.short_id,
+        StatusCode::OK,
+        Report::default(),
+    ))
+}
+
+/// The textarea's text as the user meant it: a browser sends its lines
+/// with CRLF; a file that had none gets none.
+fn posted_content(form: &Query, original: Option<&[u8]>) -> String {
+    let text = form.get("content").unwrap_or("");
+    let had_cr = original.is_some_and(|o| o.contains(&b'\r'));
+    if had_cr {
+        text.to_string()
+    } else {
+        text.replace("\r\n", "\n")
+    }
+}
+
+pub(super) fn save(ui: &Ui, at: &At, path: &FilePath, form: &Query) -> Result<Response<Body>> {
+    let (project, gen) = writable_live(ui, at)?;
+    let original = match gen.find(path) {
+        Some(entry) => Some(ui.app.store.read_content(&project, entry)?.bytes),
+        None => None,
+    };
+    let content = posted_content(form, original.as_deref());
+    write(ui, at, &project, path, content, form, false)
+}
+
+pub(super) fn create_file(ui: &Ui, at: &At, form: &Query) -> Result<Response<Body>> {
+    let (project, gen) = writable_live(ui, at)?;
+    let content = posted_content(form, None);
+    let path = match FilePath::parse(form.get("path").unwrap_or("").trim()) {
+        Ok(path) => path,
+        Err(err) => {
+            let report = Report {
+                error: Some(crate::api::response::describe(&err).1),
+                ..Report::default()
+            };
+            let short_id = form
+                .get("short_id")
+                .unwrap_or(&gen.meta.short_id)
+                .to_string();
+            return Ok(editor_page(
+                ui,
+                at,
+                None,
+                &content,
+                &short_id,
+                StatusCode::BAD_REQUEST,
+                report,
+            ));
+        }
+    };
+    if gen.find(&path).is_some() {
+        let report = Report {
+            error: Some(format!("{path} exists already: open it to edit it.")),
+            ..Report::default()
+        };
+        let short_id = form.get("short_id").unwrap_or("").to_string();
+        return Ok(editor_page(
+            ui,
+            at,
+            None,
+            &content,
+            &short_id,
+            StatusCode::CONFLICT,
+            report,
+        ));
+    }
+    write(ui, at, &project, &path, content, form, true)
+}
+
+/// A check (dry run) or a save of the editor's content.
+fn write(
+    ui: &Ui,
+    at: &At,
+    project: &ProjectRef,
+    path: &FilePath,
+    content: String,
+    form: &Query,
+    new: bool,
+) -> Result<Response<Body>> {
+    let short_id = form.get("short_id").unwrap_or("").to_string();
+    let shown_path = (!new).then_some(path);
+    let write = FileWrite {
+        project,
+        branch: &at.branch,
+        path,
+        bytes: content.as_bytes(),
+    };
+    if form.get("action") == Some("check") {
+        let checked = ops::preview_put(&ui.app.store, &ui.actor, write)?;
+        let report = Report {
+            checked: Some(checked),
+            ..Report::default()
+        };
+        return Ok(editor_page(
+            ui,
+            at,
+            shown_path,
+            &content,
+            &short_id,
+            StatusCode::OK,
+            report,
+        ));
+    }
+    let expected = (!short_id.is_empty()).then_some(short_id.as_str());
+    match ops::put_file(&ui.app.store, &ui.actor, write, expected, Validation::Check) {
+        Ok(outcome) => {
+            ui.app.metrics.write(outcome.changed);
+            let done = if outcome.changed {
+                "saved"
+            } else {
+                "unchanged"
+            };
+            Ok(redirect(&format!(
+                "{}/file/{}?done={done}&v={}",
+                branch_url(at),
+                path_url(path.as_str()),
+                outcome.version
+            )))
+        }
+        Err(Error::Conflict(msg)) => {
+            let report = Report {
+                error: Some(format!(
+                    "Not saved: the branch changed since you opened the editor ({msg}). \
+                     Your text is below; open the file again to see the change."
+                )),
+                ..Report::default()
+            };
+            Ok(editor_page(
+                ui,
+                at,
+                shown_path,
+                &content,
+                &short_id,
+                StatusCode::CONFLICT,
+                report,
+            ))
+        }
+        Err(Error::Unprocessable { problems, .. }) => {
+            let report = Report {
+                problems,
+                ..Report::default()
+            };
+            Ok(editor_page(
+                ui,
+                at,
+                shown_path,
+                &content,
+                &short_id,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                report,
+            ))
+        }
+        Err(err) => Err(err),
+    }
+}
+
+pub(super) fn delete_form(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
+    let (_, gen) = writable_live(ui, at)?;
+    gen.find(path)
+        .ok_or_else(|| Error::not_found("file", path))?;
+    let body = html! {
+        h1 { "Delete " (path) "?" }
+        (crumbs(at, Some(path.as_str())))
+        p { "This makes a new version of " strong { (at.branch) } " without the file; the versions before keep it." }
+        form.card #delete-file method="post" action=(format!("{}/delete/{}", branch_url(at), path_url(path.as_str()))) {
+            (ui.csrf_field())
+            input type="hidden" name="short_id" value=(gen.meta.short_id);
+            div.actions {
+                button.danger type="submit" { "Delete" }
+                a.button.secondary href=(format!("{}/file/{}", branch_url(at), path_url(path.as_str()))) { "Cancel" }
+            }
+        }
+    };
+    Ok(ui.page(StatusCode::OK, "Delete", body))
+}
+
+pub(super) fn delete(ui: &Ui, at: &At, path: &FilePath, form: &Query) -> Result<Response<Body>> {
+    let (project, _) = writable_live(ui, at)?;
+    let expected = form.get("short_id").filter(|s| !s.is_empty());
+    let outcome = ops::delete_file(
+        &ui.app.store,
+        &ui.actor,
+        &project,
+        &at.branch,
+        path,
+        expected,
+    )?;
+    ui.app.metrics.write(outcome.changed);
+    Ok(redirect(&format!(
+        "{}/tree?done=deleted&v={}",
+        branch_url(at),
+        outcome.version
+    )))
+}
+
+// ----- history, compare, rollback ----------------------------------------------
+
+pub(super) fn history(ui: &Ui, at: &At) -> Result<Response<Body>> {
+    let project = readable_at(ui, &at.project)?;
+    let versions = ui.app.store.history(&project, &at.branch)?;
+    let writable = ui.may(Action::Write, &project);
+    let (page, pager) = paginate(ui, &versions, 50);
+    let base = branch_url(at);
+    let compare = format!("{}/compare", project_url(&project));
+    let b = at.branch.as_str();
+    let body = html! {
+        h1 { "History of " (at.branch) }
+        (crumbs(at, None))
+        (flash(ui))
+        div.table-wrap { table #history {
+            thead { tr {
+                th { "Version" } th { "When" } th { "Who" } th { "What" } th { "Changes" } th { "short_id" } th {}
+            } }
+            tbody {
+                @for v in page {
+                    tr.version {
+                        td {
+                            a href=(format!("{base}/v/{}/tree", v.version)) { (v.version) }
+                            @if v.live { span.badge.ok { "live" } }
+                        }
+                        td { (v.created_at) }
+                        td { (v.actor) }
+                        td { (v.action) }
+                        td.mono { "+" (v.added) " ~" (v.changed) " −" (v.removed) }
+                        td { code.short-id { (v.short_id) } }
+                        td {
+                            @if v.version.number() > 1 {
+                                a.compare href=(format!("{compare}?from={}&to={}",
+                                    encode(&format!("{b}@v{:04}", v.version.number() - 1)),
+                                    encode(&format!("{b}@{}", v.version)))) { "Changes" }
+                                " "
+                            }
+                            @if writable && !v.live {
+                                a.rollback href=(format!("{base}/rollback?to={}", v.version)) { "Roll back to this" }
+                            }
+                        }
+                    }
+                }
+            }
+        } }
+        (pager)
+    };
+    Ok(ui.page(StatusCode::OK, &format!("History of {}", at.branch), body))
+}
+
+/// A page of `items` (`?page=`, from 1) and the links to the others.
+pub(super) fn paginate<'a, T>(ui: &Ui, items: &'a [T], per_page: usize) -> (&'a [T], Markup) {
+    let pages = items.len().div_ceil(per_page).max(1);
+    let page = ui
+        .req
+        .query
+        .get("page")
+        .and_then(|p| p.parse::<usize>().ok())
+        .unwrap_or(1)
+        .clamp(1, pages);
+    let start = (page - 1) * per_page;
+    let slice = &items[start.min(items.len())..(start + per_page).min(items.len())];
+    let link = |n: usize| {
+        let mut pairs: Vec<String> = ui
+            .req
+            .query
+            .pairs()
+            .filter(|(k, _)| *k != "page")
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        pairs.push(format!("page={n}"));
+        format!("{}?{}", ui.req.parts.uri.path(), pairs.join("&"))
+    };
+    let pager = html! {
+        @if pages > 1 {
+            nav.pager {
+                @if page > 1 { a rel="prev" href=(link(page - 1)) { "← Newer" } }
+                span.muted { "Page " (page) " of " (pages) " (" (items.len()) ")" }
+                @if page < pages { a rel="next" href=(link(page + 1)) { "Older →" } }
+            }
+        }
+    };
+    (slice, pager)
+}
+
+pub(super) fn diff_block(diff: &str) -> Markup {
+    html! {
+        pre.diff {
+            @for line in diff.lines() {
+                @let class = if line.starts_with("+++") || line.starts_with("---") {
+                    "head"
+                } else if line.starts_with('+') {
+                    "add"
+                } else if line.starts_with('-') {
+                    "del"
+                } else {
+                    "ctx"
+                };
+                span class=(class) { (line) } "\n"
+            }
+        }
+    }
+}
+
+fn comparison_view(c: &crate::compare::Comparison) -> Markup {
+    html! {
+        p #summary {
+            code { (c.from.reference) } " (" (c.from.short_id) ") → "
+            code { (c.to.reference) } " (" (c.to.short_id) "): "
+            (c.added) " added, " (c.modified) " changed, " (c.removed) " removed."
+        }
+        @for f in &c.files {
+            section.card.file-change {
+                h2 { (f.path) " " span.badge { (format!("{:?}", f.status).to_lowercase()) } }
+                @if f.diff.is_empty() {
+                    p.muted { "No text diff (a binary file)." }
+                } @else {
+                    (diff_block(&f.diff))
+                }
+            }
+        }
+    }
+}
+
+pub(super) fn compare(ui: &Ui, project: &ProjectRef) -> Result<Response<Body>> {
+    let project = readable_at(ui, project)?;
+    let from = ui.req.query.get("from").unwrap_or("").trim();
+    let to = ui.req.query.get("to").unwrap_or("").trim();
+    let comparison = if !from.is_empty() && !to.is_empty() {
+        Some(crate::compare::compare(&ui.app.store, &project, from, to)?)
+    } else {
+        None
+    };
+    let body = html! {
+        h1 { "Compare · " (project) }
+        form.card.inline-filter #compare-form method="get" action=(format!("{}/compare", project_url(&project))) {
+            label { "From " input type="text" name="from" value=(from) placeholder="main@v0001" required; }
+            label { "To " input type="text" name="to" value=(to) placeholder="main" required; }
+            button type="submit" { "Compare" }
+        }
+        p.muted { "A side is a branch (its live state), branch@vNNNN, or a commit id." }
+        @if let Some(c) = &comparison { (comparison_view(c)) }
+    };
+    Ok(ui.page(StatusCode::OK, "Compare", body))
+}
+
+fn rollback_target(q: &Query) -> Result<SnapshotId> {
+    SnapshotId::parse(
+        q.get("to")
+            .ok_or_else(|| Error::invalid("to is missing (a version such as v0003)"))?,
+    )
+}
+
+pub(super) fn rollback_preview(ui: &Ui, at: &At) -> Result<Response<Body>> {
+    let (project, gen) = writable_live(ui, at)?;
+    let to = rollback_target(&ui.req.query)?;
+    let b = at.branch.as_str();
+    let c = crate::compare::compare(&ui.app.store, &project, b, &format!("{b}@{to}"))?;
+    let body = html! {
+        h1 { "Roll " (at.branch) " back to " (to) "?" }
+        (crumbs(at, None))
+        p { "A new version is made with the files of " (to) "; every version stays in the history. What changes against the live state:" }
+        (comparison_view(&c))
+        form.card #rollback method="post" action=(format!("{}/rollback", branch_url(at))) {
+            (ui.csrf_field())
+            input type="hidden" name="to" value=(to);
+            input type="hidden" name="short_id" value=(gen.meta.short_id);
+            div.actions {
+                button.danger type="submit" { "Roll back to " (to) }
+                a.button.secondary href=(format!("{}/history", branch_url(at))) { "Cancel" }
+            }
+        }
+    };
+    Ok(ui.page(StatusCode::OK, "Roll back", body))
+}
+
+pub(super) fn rollback(ui: &Ui, at: &At, form: &Query) -> Result<Response<Body>> {
+    let (project, gen) = writable_live(ui, at)?;
+    let to = rollback_target(form)?;
+    // The preview was of the state then: a change since is reported.
+    if let Some(seen) = form.get("short_id").filter(|s| !s.is_empty()) {
+        if seen != gen.meta.short_id {
+            return Err(Error::Conflict(format!(
+                "branch {} is at {} now, not {seen}: look at the preview again",
+                at.branch, gen.meta.short_id
+            )));
+        }
+    }
+    let outcome = ops::rollback(&ui.app.store, &ui.actor, &project, &at.branch, to)?;
+    ui.app.metrics.rollback();
+    Ok(redirect(&format!(
+        "{}/history?done=rolled_back&v={}",
+        branch_url(at),
+        outcome.version
+    )))
+}

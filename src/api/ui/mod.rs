@@ -1,0 +1,420 @@
+//! The web UI under `/site-builder/`: pages rendered on the server
+//! (maud, which escapes every value it interpolates), forms that post and
+//! redirect (Post/Redirect/Get), a stylesheet and a small script that only
+//! enhance. Every change goes through the same `ops` functions as the
+//! admin API and the CLI: the same authorization, audit records and errors.
+//!
+//! Safe by construction: each page carries a strict Content-Security-Policy
+//! (no inline script or style), `nosniff`, `no-referrer` and `no-store`;
+//! each form carries the session's CSRF token (checked in constant time)
+//! and must come from this origin; a stored file is shown as text in a
+//! `<pre>` or downloaded as an attachment, never rendered as a page.
+
+mod assets;
+mod content;
+mod manage;
+
+use bytes::Bytes;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode};
+use maud::{html, Markup, DOCTYPE};
+
+use super::request::Query;
+use super::route::{At, UiEndpoint};
+use super::session::{self, Session};
+use super::{App, Body, Request};
+use crate::error::{Error, Result};
+use crate::names::ProjectRef;
+use crate::ops::Actor;
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A page anyone may open (login, assets, `/`).
+pub fn public(app: &App, req: &Request, endpoint: &UiEndpoint) -> Response<Body> {
+    let result = match endpoint {
+        UiEndpoint::Root => Ok(redirect("/site-builder/")),
+        UiEndpoint::Asset(name) => Ok(assets::serve(name)
+            .unwrap_or_else(|| page_error(None, &Error::not_found("asset", name)))),
+        UiEndpoint::LoginForm => Ok(login_page(StatusCode::OK, None, req.query.get("next"))),
+        UiEndpoint::Login => login(app, req),
+        // The rest need a session: `admit` never lets them through here.
+        _ => Err(Error::Unauthorized(
+            crate::error::Unauthorized::MissingToken,
+        )),
+    };
+    result.unwrap_or_else(|err| page_error(None, &err))
+}
+
+/// A page or form of a signed-in user.
+pub fn signed_in(app: &App, req: &Request, s: &Session, endpoint: &UiEndpoint) -> Response<Body> {
+    let ui = Ui::new(app, req, s);
+    let ui = match ui {
+        Ok(ui) => ui,
+        Err(err) => return page_error(None, &err),
+    };
+    let result = if endpoint_is_post(endpoint) {
+        // Every form: this origin, and the session's CSRF token.
+        ui.checked_form()
+            .and_then(|form| post(&ui, endpoint, &form))
+    } else {
+        get(&ui, endpoint)
+    };
+    result.unwrap_or_else(|err| page_error(Some(&ui), &err))
+}
+
+fn endpoint_is_post(endpoint: &UiEndpoint) -> bool {
+    use UiEndpoint as U;
+    matches!(
+        endpoint,
+        U::Logout
+            | U::CreateProject
+            | U::CreateBranch(_)
+            | U::Save(..)
+            | U::CreateFile(_)
+            | U::Delete(..)
+            | U::Rollback(_)
+            | U::CreateToken
+            | U::UpdateToken(_)
+            | U::Revoke(_)
+            | U::Rotate(_)
+            | U::Unbind(_)
+            | U::Login
+    )
+}
+
+fn get(ui: &Ui, endpoint: &UiEndpoint) -> Result<Response<Body>> {
+    use UiEndpoint as U;
+    match endpoint {
+        U::Home => content::home(ui),
+        U::Project(p) => content::project(ui, p),
+        U::Compare(p) => content::compare(ui, p),
+        U::Fleet(p) => manage::fleet(ui, p),
+        U::Tree(at, folder) => content::tree(ui, at, folder.as_ref()),
+        U::File(at, path) => content::file(ui, at, path),
+        U::Raw(at, path) => content::raw(ui, at, path),
+        U::Editor(at, path) => content::editor(ui, at, path),
+        U::NewFile(at) => content::new_file(ui, at),
+        U::DeleteForm(at, path) => content::delete_form(ui, at, path),
+        U::History(at) => content::history(ui, at),
+        U::RollbackPreview(at) => content::rollback_preview(ui, at),
+        U::Tokens => manage::tokens(ui, StatusCode::OK, None, None),
+        U::TokenForm(id) => manage::token_form(ui, id),
+        U::RevokeForm(id) => manage::revoke_form(ui, id),
+        U::Audit => manage::audit(ui),
+        U::Root | U::Asset(_) | U::LoginForm => Ok(redirect("/site-builder/")),
+        // Forms: `post` (a GET of these is a 405 in routing).
+        U::Login
+        | U::Logout
+        | U::CreateProject
+        | U::CreateBranch(_)
+        | U::Save(..)
+        | U::CreateFile(_)
+        | U::Delete(..)
+        | U::Rollback(_)
+        | U::CreateToken
+        | U::UpdateToken(_)
+        | U::Revoke(_)
+        | U::Rotate(_)
+        | U::Unbind(_) => Ok(redirect("/site-builder/")),
+    }
+}
+
+fn post(ui: &Ui, endpoint: &UiEndpoint, form: &Query) -> Result<Response<Body>> {
+    use UiEndpoint as U;
+    match endpoint {
+        U::Logout => logout(ui),
+        U::CreateProject => content::create_project(ui, form),
+        U::CreateBranch(p) => content::create_branch(ui, p, form),
+        U::Save(at, path) => content::save(ui, at, path, form),
+        U::CreateFile(at) => content::create_file(ui, at, form),
+        U::Delete(at, path) => content::delete(ui, at, path, form),
+        U::Rollback(at) => content::rollback(ui, at, form),
+        U::CreateToken => manage::create_token(ui, form),
+        U::UpdateToken(id) => manage::update_token(ui, id, form),
+        U::Revoke(id) => manage::revoke(ui, id),
+        U::Rotate(id) => manage::rotate(ui, id, form),
+        U::Unbind(id) => manage::unbind(ui, id),
+        // Signed in already: to the projects.
+        U::Login => Ok(redirect("/site-builder/")),
+        _ => Ok(redirect("/site-builder/")),
+    }
+}
+
+/// One signed-in request as the pages see it.
+pub(super) struct Ui<'a> {
+    pub app: &'a App,
+    pub req: &'a Request<'a>,
+    pub session: &'a Session,
+    pub actor: Actor,
+    /// The session's CSRF token, for every form on the page.
+    pub csrf: String,
+}
+
+impl<'a> Ui<'a> {
+    fn new(app: &'a App, req: &'a Request<'a>, session: &'a Session) -> Result<Ui<'a>> {
+        Ok(Ui {
+            app,
+            req,
+            session,
+            actor: session.actor(req),
+            csrf: session::csrf_token(app, &session.id)?,
+        })
+    }
+
+    /// The posted form, once its CSRF token is checked.
+    fn checked_form(&self) -> Result<Query> {
+        let form = parse_form(self.req)?;
+        session::check_csrf_value(&self.csrf, form.get("csrf").unwrap_or(""))?;
+        Ok(form)
+    }
+
+    /// A whole page: the layout around `body`.
+    pub fn page(&self, status: StatusCode, title: &str, body: Markup) -> Response<Body> {
+        page(status, layout(title, Some(self), body))
+    }
+
+    /// The hidden CSRF field of a form.
+    pub fn csrf_field(&self) -> Markup {
+        html! { input type="hidden" name="csrf" value=(self.csrf); }
+    }
+
+    pub fn may(&self, action: crate::auth::roles::Action, project: &ProjectRef) -> bool {
+        self.actor
+            .authorize(action, crate::auth::roles::Target::Project(project))
+            .is_ok()
+    }
+}
+
+/// A form's fields: `application/x-www-form-urlencoded` only (what a
+/// browser's form sends; anything else is not one of our forms).
+fn parse_form(req: &Request) -> Result<Query> {
+    let media = req
+        .parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    if media.as_deref() != Some("application/x-www-form-urlencoded") {
+        return Err(Error::UnsupportedMediaType(
+            "the web UI's forms are application/x-www-form-urlencoded".into(),
+        ));
+    }
+    let text =
+        std::str::from_utf8(&req.body).map_err(|_| Error::invalid("the form is not UTF-8"))?;
+    Query::parse(Some(text))
+}
+
+/// A page answer with the headers every page carries.
+pub(super) fn page(status: StatusCode, markup: Markup) -> Response<Body> {
+    let mut r = super::response::with_body(
+        status,
+        "text/html; charset=utf-8",
+        Bytes::from(markup.into_string()),
+    );
+    secure_headers(&mut r);
+    r
+}
+
+fn secure_headers(r: &mut Response<Body>) {
+    let h = r.headers_mut();
+    h.insert("content-security-policy", HeaderValue::from_static(CSP));
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+}
+
+/// `303 See Other` to `location` (a path of ours).
+pub(super) fn redirect(location: &str) -> Response<Body> {
+    let mut r = super::status_only(StatusCode::SEE_OTHER);
+    if let Ok(v) = HeaderValue::from_str(location) {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    secure_headers(&mut r);
+    r
+}
+
+/// A UI request refused at admission: without a session, to the login
+/// page; anything else (a form from another site), an error page.
+pub fn refused(parts: &hyper::http::request::Parts, err: &Error) -> Response<Body> {
+    match err {
+        Error::Unauthorized(_) => to_login(parts.uri.path()),
+        _ => page_error(None, err),
+    }
+}
+
+/// Where a browser without a session goes: the login page, then back to
+/// the page it asked for (a path of the UI only: no open redirect).
+pub fn to_login(req_path: &str) -> Response<Body> {
+    let next = safe_next(Some(req_path));
+    let location = match next {
+        Some(next) if next != "/site-builder/" => {
+            format!("/site-builder/login?next={}", content::encode(next))
+        }
+        _ => "/site-builder/login".to_string(),
+    };
+    redirect(&location)
+}
+
+/// `next` if it is a page of the UI (not `//elsewhere`, not the API).
+fn safe_next(next: Option<&str>) -> Option<&str> {
+    next.filter(|n| {
+        n.starts_with("/site-builder/")
+            && !n.starts_with("/site-builder/api")
+            && !n.contains("//")
+            && !n.contains('\\')
+    })
+}
+
+fn layout(title: &str, ui: Option<&Ui>, body: Markup) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { (title) " · cfgstore" }
+                link rel="stylesheet" href=(assets::css());
+                script src=(assets::js()) defer {}
+            }
+            body {
+                header.top {
+                    a.brand href="/site-builder/" { "cfgstore" }
+                    @if let Some(ui) = ui {
+                        nav {
+                            a #nav-projects href="/site-builder/" { "Projects" }
+                            a #nav-tokens href="/site-builder/tokens" { "Tokens" }
+                            a #nav-audit href="/site-builder/audit" { "Audit" }
+                            span.who { "Signed in as " strong #me { (ui.session.user.name) } }
+                            form #logout method="post" action="/site-builder/logout" {
+                                (ui.csrf_field())
+                                button type="submit" { "Log out" }
+                            }
+                        }
+                    }
+                }
+                main { (body) }
+            }
+        }
+    }
+}
+
+/// An error as a page, next to the navigation: the same status and
+/// message the API gives. A lost session goes to the login page.
+pub(super) fn page_error(ui: Option<&Ui>, err: &Error) -> Response<Body> {
+    if let (Error::Unauthorized(_), Some(ui)) = (err, ui) {
+        return to_login(ui.req.parts.uri.path());
+    }
+    let (status, message, _) = super::response::describe(err);
+    let detail = match err {
+        Error::Unprocessable { problems, .. } => problems.clone(),
+        Error::UnknownRef { branches, .. } if !branches.is_empty() => {
+            vec![format!("the branches are: {}", branches.join(", "))]
+        }
+        _ => Vec::new(),
+    };
+    let body = html! {
+        h1 { (status.as_u16()) " " (status.canonical_reason().unwrap_or("")) }
+        div.error role="alert" {
+            (message)
+            @if !detail.is_empty() {
+                ul { @for d in &detail { li { (d) } } }
+            }
+        }
+        p { a href="/site-builder/" { "Back to the projects" } }
+    };
+    page(status, layout("Error", ui, body))
+}
+
+// ----- login and logout -----------------------------------------------------
+
+fn login_page(status: StatusCode, error: Option<&str>, next: Option<&str>) -> Response<Body> {
+    let next = safe_next(next);
+    let body = html! {
+        h1 { "Sign in" }
+        @if let Some(error) = error {
+            div.error role="alert" { (error) }
+        }
+        form.card #login method="post" action="/site-builder/login" {
+            @if let Some(next) = next {
+                input type="hidden" name="next" value=(next);
+            }
+            label for="username" { "User name" }
+            input #username type="text" name="username" autocomplete="username" required autofocus;
+            label for="password" { "Password" }
+            input #password type="password" name="password" autocomplete="current-password" required;
+            div.actions { button type="submit" { "Sign in" } }
+        }
+    };
+    page(status, layout("Sign in", None, body))
+}
+
+fn login(app: &App, req: &Request) -> Result<Response<Body>> {
+    session::same_origin(
+        app,
+        req.parts,
+        req.peer,
+        "a login from another site is refused",
+    )?;
+    let form = parse_form(req)?;
+    let field = |k: &str| form.get(k).unwrap_or("");
+    let next = safe_next(form.get("next")).map(str::to_string);
+    match session::sign_in(app, req, field("username"), field("password")) {
+        Ok((id, _user)) => {
+            let mut r = redirect(next.as_deref().unwrap_or("/site-builder/"));
+            r.headers_mut()
+                .insert(header::SET_COOKIE, session::session_cookie_header(app, &id));
+            Ok(r)
+        }
+        Err(Error::Unauthorized(_)) => Ok(login_page(
+            StatusCode::UNAUTHORIZED,
+            Some("Wrong user name or password."),
+            next.as_deref(),
+        )),
+        Err(err @ Error::TooManyRequests { .. }) => Ok(login_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            Some(&format!(
+                "{} Wait a few minutes and try again.",
+                super::response::describe(&err).1
+            )),
+            next.as_deref(),
+        )),
+        Err(err) => Err(err),
+    }
+}
+
+fn logout(ui: &Ui) -> Result<Response<Body>> {
+    crate::ops::users::end_session(
+        &ui.app.store,
+        &ui.actor,
+        &ui.session.user.name,
+        &ui.session.id,
+    )?;
+    let mut r = redirect("/site-builder/login");
+    r.headers_mut()
+        .insert(header::SET_COOKIE, session::cleared_cookie_header());
+    Ok(r)
+}
+
+/// `at`'s branch pages' common prefix: `/site-builder/p/{o}/{r}/b/{branch}`
+/// (and `/v/{version}` for a retained version).
+pub(super) fn branch_url(at: &At) -> String {
+    let mut url = format!(
+        "{}/b/{}",
+        content::project_url(&at.project),
+        content::encode(at.branch.as_str())
+    );
+    if let Some(v) = at.version {
+        url.push_str(&format!("/v/{v}"));
+    }
+    url
+}
