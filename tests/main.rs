@@ -22,5 +22,7 @@ mod races;
 mod read_api;
 mod retention;
 mod secrets;
+mod ui;
+mod ui_http;
 mod util;
 mod validation;

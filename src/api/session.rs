@@ -256,11 +256,16 @@ pub fn same_origin(
             .map(|v| v.to_str().unwrap_or("(not text)"))
     };
     let refused = || Error::Forbidden(refusal.into());
-    if header("sec-fetch-site") == Some("cross-site") {
+    let fetch_site = header("sec-fetch-site");
+    if matches!(fetch_site, Some("cross-site" | "same-site")) {
         return Err(refused());
     }
     match header("origin") {
         None => Ok(()),
+        // A page with `Referrer-Policy: no-referrer` (the UI's) makes a
+        // browser send `Origin: null` with its forms; `Sec-Fetch-Site`
+        // still says where the form came from.
+        Some("null") if fetch_site == Some("same-origin") => Ok(()),
         Some(origin) if origin == app.origin(parts, peer) => Ok(()),
         Some(_) => Err(refused()),
     }

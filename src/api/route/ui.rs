@@ -49,6 +49,8 @@ pub enum UiEndpoint {
     /// A form for a new file (its path and content), and its saving.
     NewFile(At),
     CreateFile(At),
+    /// A file sent from the browser (multipart), into a folder.
+    Upload(At),
     DeleteForm(At, FilePath),
     Delete(At, FilePath),
     History(At),
@@ -97,6 +99,7 @@ impl UiEndpoint {
             U::Save(..) => "ui.save",
             U::NewFile(_) => "ui.new_file",
             U::CreateFile(_) => "ui.file_create",
+            U::Upload(_) => "ui.upload",
             U::DeleteForm(..) => "ui.delete_form",
             U::Delete(..) => "ui.delete",
             U::History(_) => "ui.history",
@@ -215,6 +218,7 @@ fn parse_branch(method: &Method, at: At, rest: &[&str], pinned: bool) -> Routed 
             )
         }
         (["new"], false) => form(method, U::NewFile(at.clone()), U::CreateFile(at)),
+        (["upload"], false) => post(method, U::Upload(at)),
         (["delete", path @ ..], false) if !path.is_empty() => {
             let path = file_path(path)?;
             form(

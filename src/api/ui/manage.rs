@@ -3,7 +3,8 @@
 use hyper::{Response, StatusCode};
 use maud::{html, Markup};
 
-use super::content::{encode, paginate, project_url};
+use super::content::{encode, project_url};
+use super::history::paginate;
 use super::{redirect, Ui};
 use crate::api::admin::{audit_records, fleet_rows, readable};
 use crate::api::request::Query;

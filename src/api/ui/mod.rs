@@ -12,6 +12,7 @@
 
 mod assets;
 mod content;
+mod history;
 mod manage;
 
 use bytes::Bytes;
@@ -53,7 +54,10 @@ pub fn signed_in(app: &App, req: &Request, s: &Session, endpoint: &UiEndpoint) -
         Ok(ui) => ui,
         Err(err) => return page_error(None, &err),
     };
-    let result = if endpoint_is_post(endpoint) {
+    let result = if let UiEndpoint::Upload(at) = endpoint {
+        ui.checked_upload()
+            .and_then(|upload| content::upload(&ui, at, upload))
+    } else if endpoint_is_post(endpoint) {
         // Every form: this origin, and the session's CSRF token.
         ui.checked_form()
             .and_then(|form| post(&ui, endpoint, &form))
@@ -72,6 +76,7 @@ fn endpoint_is_post(endpoint: &UiEndpoint) -> bool {
             | U::CreateBranch(_)
             | U::Save(..)
             | U::CreateFile(_)
+            | U::Upload(_)
             | U::Delete(..)
             | U::Rollback(_)
             | U::CreateToken
@@ -88,7 +93,7 @@ fn get(ui: &Ui, endpoint: &UiEndpoint) -> Result<Response<Body>> {
     match endpoint {
         U::Home => content::home(ui),
         U::Project(p) => content::project(ui, p),
-        U::Compare(p) => content::compare(ui, p),
+        U::Compare(p) => history::compare(ui, p),
         U::Fleet(p) => manage::fleet(ui, p),
         U::Tree(at, folder) => content::tree(ui, at, folder.as_ref()),
         U::File(at, path) => content::file(ui, at, path),
@@ -96,8 +101,8 @@ fn get(ui: &Ui, endpoint: &UiEndpoint) -> Result<Response<Body>> {
         U::Editor(at, path) => content::editor(ui, at, path),
         U::NewFile(at) => content::new_file(ui, at),
         U::DeleteForm(at, path) => content::delete_form(ui, at, path),
-        U::History(at) => content::history(ui, at),
-        U::RollbackPreview(at) => content::rollback_preview(ui, at),
+        U::History(at) => history::history(ui, at),
+        U::RollbackPreview(at) => history::rollback_preview(ui, at),
         U::Tokens => manage::tokens(ui, StatusCode::OK, None, None),
         U::TokenForm(id) => manage::token_form(ui, id),
         U::RevokeForm(id) => manage::revoke_form(ui, id),
@@ -110,6 +115,7 @@ fn get(ui: &Ui, endpoint: &UiEndpoint) -> Result<Response<Body>> {
         | U::CreateBranch(_)
         | U::Save(..)
         | U::CreateFile(_)
+        | U::Upload(_)
         | U::Delete(..)
         | U::Rollback(_)
         | U::CreateToken
@@ -129,7 +135,7 @@ fn post(ui: &Ui, endpoint: &UiEndpoint, form: &Query) -> Result<Response<Body>> 
         U::Save(at, path) => content::save(ui, at, path, form),
         U::CreateFile(at) => content::create_file(ui, at, form),
         U::Delete(at, path) => content::delete(ui, at, path, form),
-        U::Rollback(at) => content::rollback(ui, at, form),
+        U::Rollback(at) => history::rollback(ui, at, form),
         U::CreateToken => manage::create_token(ui, form),
         U::UpdateToken(id) => manage::update_token(ui, id, form),
         U::Revoke(id) => manage::revoke(ui, id),
@@ -167,6 +173,13 @@ impl<'a> Ui<'a> {
         let form = parse_form(self.req)?;
         session::check_csrf_value(&self.csrf, form.get("csrf").unwrap_or(""))?;
         Ok(form)
+    }
+
+    /// The posted upload (multipart), once its CSRF token is checked.
+    fn checked_upload(&self) -> Result<Upload> {
+        let upload = parse_upload(self.req)?;
+        session::check_csrf_value(&self.csrf, upload.field("csrf").unwrap_or(""))?;
+        Ok(upload)
     }
 
     /// A whole page: the layout around `body`.
@@ -209,6 +222,73 @@ fn parse_form(req: &Request) -> Result<Query> {
     let text =
         std::str::from_utf8(&req.body).map_err(|_| Error::invalid("the form is not UTF-8"))?;
     Query::parse(Some(text))
+}
+
+/// An upload form's fields and its file.
+pub(super) struct Upload {
+    fields: Vec<(String, String)>,
+    /// The file's name as the browser gave it, and its bytes.
+    pub file: Option<(String, Bytes)>,
+}
+
+impl Upload {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `multipart/form-data` (the upload form) over the body already read.
+fn parse_upload(req: &Request) -> Result<Upload> {
+    let content_type = req
+        .parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let boundary = multer::parse_boundary(content_type)
+        .map_err(|_| Error::UnsupportedMediaType("an upload is multipart/form-data".into()))?;
+    let body = req.body.clone();
+    let stream =
+        futures_util::stream::once(async move { Ok::<Bytes, std::convert::Infallible>(body) });
+    let mut multipart = multer::Multipart::new(stream, boundary);
+    let bad = |e: multer::Error| Error::invalid(format!("malformed upload: {e}"));
+    let read = async move {
+        let mut upload = Upload {
+            fields: Vec::new(),
+            file: None,
+        };
+        while let Some(field) = multipart.next_field().await.map_err(bad)? {
+            let name = field.name().unwrap_or("").to_string();
+            match field.file_name().map(str::to_string) {
+                Some(file_name) if name == "file" => {
+                    if upload.file.is_some() {
+                        return Err(Error::invalid("one file per upload"));
+                    }
+                    upload.file = Some((file_name, field.bytes().await.map_err(bad)?));
+                }
+                _ => {
+                    let text = field.text().await.map_err(bad)?;
+                    if upload.fields.iter().any(|(k, _)| *k == name) {
+                        return Err(Error::invalid(format!("{name} is given twice")));
+                    }
+                    upload.fields.push((name, text));
+                }
+            }
+        }
+        Ok(upload)
+    };
+    // The whole body is in memory: the future never waits on I/O. UI
+    // forms are answered on the blocking pool, which may block on it.
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => handle.block_on(read),
+        Err(_) => tokio::runtime::Builder::new_current_thread()
+            .build()
+            .map_err(|e| Error::io(std::path::Path::new("runtime"), e))?
+            .block_on(read),
+    }
 }
 
 /// A page answer with the headers every page carries.

@@ -1,0 +1,899 @@
+//! The web UI (SPEC §15) in a real browser: Debian's headless Chromium,
+//! driven over WebDriver (chromedriver) with fantoccini, against the real
+//! `cfgstore serve` on a fresh data directory, with the store checked
+//! through the CLI. Without chromium and chromedriver the tests say so and
+//! pass, except under CI (`CI` set), where that is a failure: .ci/run
+//! installs both.
+//!
+//! Pages are read by the ids and classes the UI promises, never by layout.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::error::CmdError;
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{json, Value};
+
+use crate::util::{self, add_user, ok, run_with_input, Daemon, TestDir, API};
+
+const PASSWORD: &str = "alice-password-1";
+const PROJECT: &str = "alice/shop.cfg";
+const P: &str = "/site-builder/p/alice/shop.cfg";
+const LOGIN: &str = "/site-builder/login";
+
+/// The file as the CLI first writes it: markup in a value, to be shown as
+/// text.
+const ORIGINAL: &str = "{\n  \"name\": \"shop\",\n  \"note\": \"<b>not bold</b> & co\"\n}\n";
+/// What alice saves in the editor.
+const SAVED: &str = "{\n  \"name\": \"shop\",\n  \"currency\": \"EUR\"\n}\n";
+/// Malformed at line 3, column 15 (the `E`).
+const INVALID: &str = "{\n  \"name\": \"shop\",\n  \"currency\": EUR\n}\n";
+/// Written through the CLI while alice's editor is open.
+const THEIRS: &str = "{\n  \"name\": \"shop\",\n  \"currency\": \"USD\"\n}\n";
+/// What alice then tries to save over it.
+const MINE: &str = "{\n  \"name\": \"shop\",\n  \"currency\": \"CHF\"\n}\n";
+
+// ----- the harness ----------------------------------------------------------
+
+/// Panics with where the browser is and what it shows unless `cond` holds.
+macro_rules! ensure {
+    ($browser:expr, $cond:expr, $($message:tt)+) => {
+        if !$cond {
+            let context = $browser.context().await;
+            panic!("{}\n{context}", format!($($message)+));
+        }
+    };
+}
+
+/// Chromium and chromedriver, from PATH or /usr/bin. `None` (the test
+/// returns early) when either is missing, except under CI.
+fn browser_tools() -> Option<(PathBuf, PathBuf)> {
+    let find = |names: &[&str]| -> Option<PathBuf> {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        std::env::split_paths(&path)
+            .chain([PathBuf::from("/usr/bin")])
+            .flat_map(|dir| names.iter().map(move |n| dir.join(n)))
+            .find(|p| {
+                use std::os::unix::fs::PermissionsExt;
+                p.metadata()
+                    .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            })
+    };
+    match (
+        find(&["chromium", "chromium-browser"]),
+        find(&["chromedriver"]),
+    ) {
+        (Some(chromium), Some(driver)) => Some((chromium, driver)),
+        _ if std::env::var_os("CI").is_some() => panic!(
+            "chromium/chromedriver not installed: CI must run the browser tests \
+             (.ci/run installs Debian's chromium and chromium-driver)"
+        ),
+        _ => {
+            println!("skipped: chromium/chromedriver not installed");
+            None
+        }
+    }
+}
+
+/// The tests are sync; fantoccini's session runs on this runtime.
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// One request to chromedriver on a fresh connection (it wants a `Host`
+/// of its own loopback address); `None` when nothing answers yet.
+fn driver_request(addr: SocketAddr, method: &str, path: &str) -> Option<util::Resp> {
+    util::try_raw_request(
+        addr,
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .ok()
+}
+
+/// chromedriver's legacy log command (`POST /session/{id}/se/log` with
+/// `{"type":"browser"}`): the console entries since the last call, each
+/// `{level, message, source, timestamp}`. Not in the W3C protocol, hence a
+/// command of our own.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(
+        &self,
+        base_url: &url::Url,
+        session_id: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!(
+            "session/{}/se/log",
+            session_id.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (
+            http::Method::POST,
+            Some(json!({ "type": "browser" }).to_string()),
+        )
+    }
+}
+
+/// A chromedriver of our own on a free loopback port, leading a process
+/// group of its own. Dropped: its session, if still open, is deleted (the
+/// browser quits), then the group, the browser's processes included, is
+/// killed: a test that fails midway leaves nothing running.
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+    log: PathBuf,
+    session: Option<String>,
+}
+
+impl Driver {
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = driver_request(self.addr, "DELETE", &format!("/session/{session}"));
+        }
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.child.id())])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// One headless Chromium session on a chromedriver of our own, pointed at
+/// `base` (the daemon).
+struct Browser {
+    c: Client,
+    base: String,
+    driver: Driver,
+    /// Every console entry read so far (chromedriver hands each out once),
+    /// as `PAGE [LEVEL SOURCE] MESSAGE`.
+    console: Vec<String>,
+    /// Why the console log could not be read, if it could not.
+    console_unavailable: Option<String>,
+}
+
+impl Browser {
+    async fn start(tools: &(PathBuf, PathBuf), dir: &Path, base: &str) -> Browser {
+        use std::os::unix::process::CommandExt;
+        let (chromium, chromedriver) = tools;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--log-path={}",
+                dir.join("chromedriver.log").display()
+            ))
+            // Its own process group: one kill ends it and the browser.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let mut driver = Driver {
+            child,
+            addr,
+            log: dir.join("chromedriver.log"),
+            session: None,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(r) = driver_request(addr, "GET", "/status") {
+                if r.status == 200 && r.text().contains("\"ready\":true") {
+                    break;
+                }
+            }
+            if let Some(status) = driver.child.try_wait().unwrap() {
+                panic!("chromedriver exited ({status}): {}", driver.log_tail());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not answer: {}",
+                driver.log_tail()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": chromium.to_str().unwrap(),
+                "args": [
+                    "--headless=new",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    "--window-size=1280,900",
+                    // In the test dir, so it goes with it even when the
+                    // browser is killed.
+                    format!("--user-data-dir={}", dir.join("chromium-profile").display()),
+                ],
+            }),
+        );
+        caps.insert("goog:loggingPrefs".into(), json!({ "browser": "ALL" }));
+        // A page's `confirm()` is answered as a user who meant the click.
+        caps.insert("unhandledPromptBehavior".into(), json!("accept"));
+        // Plain HTTP to chromedriver on loopback: no TLS connector.
+        let mut builder =
+            ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(caps);
+        let c = match builder.connect(&format!("http://{addr}")).await {
+            Ok(c) => c,
+            Err(e) => panic!("no browser session ({e}): {}", driver.log_tail()),
+        };
+        driver.session = c.session_id().await.unwrap();
+        Browser {
+            c,
+            base: base.to_string(),
+            driver,
+            console: Vec::new(),
+            console_unavailable: None,
+        }
+    }
+
+    /// Ends the session (the browser quits); chromedriver goes on drop.
+    async fn close(mut self) {
+        if self.driver.session.take().is_some() {
+            let _ = self.c.clone().close().await;
+        }
+    }
+
+    // ----- reading pages --------------------------------------------------
+
+    /// The current URL's path.
+    async fn path(&self) -> String {
+        self.c
+            .current_url()
+            .await
+            .map(|u| u.path().to_string())
+            .unwrap_or_default()
+    }
+
+    /// Where the browser is and what it shows, for failure messages.
+    async fn context(&self) -> String {
+        let url = self
+            .c
+            .current_url()
+            .await
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        let source = self.c.source().await.unwrap_or_default();
+        let source: String = source.chars().take(4000).collect();
+        format!("page {url}:\n{source}")
+    }
+
+    async fn expect_path(&self, want: &str) {
+        let path = self.path().await;
+        ensure!(self, path == want, "expected to be at {want}, at {path}");
+    }
+
+    /// The links `css` finds lead to exactly `paths`, in order.
+    async fn expect_links(&self, css: &str, paths: &[&str]) {
+        let got = self.hrefs(css).await;
+        let want: Vec<String> = paths.iter().map(|p| self.url(p)).collect();
+        ensure!(self, got == want, "{css} links to {got:?}, not {want:?}");
+    }
+
+    /// Some element `css` finds has text holding every one of `needles`.
+    async fn expect_text(&self, css: &str, needles: &[&str]) {
+        let texts = self.texts(css).await;
+        let found = texts.iter().any(|t| needles.iter().all(|n| t.contains(n)));
+        ensure!(self, found, "no {css} says {needles:?}: {texts:?}");
+    }
+
+    /// What the first element `css` finds shows, but for trailing space.
+    async fn expect_shown(&self, css: &str, want: &str) {
+        let text = self.text(css).await;
+        ensure!(
+            self,
+            text.trim_end() == want.trim_end(),
+            "{css} shows {text:?}, not {want:?}"
+        );
+    }
+
+    /// The value of the control `css` finds.
+    async fn expect_value(&self, css: &str, want: &str) {
+        let value = self.value(css).await;
+        ensure!(self, value == want, "{css} holds {value:?}, not {want:?}");
+    }
+
+    async fn find(&self, css: &str) -> Element {
+        match self.c.find(Locator::Css(css)).await {
+            Ok(e) => e,
+            Err(e) => {
+                let context = self.context().await;
+                panic!("no {css} ({e})\n{context}");
+            }
+        }
+    }
+
+    async fn find_all(&self, css: &str) -> Vec<Element> {
+        self.c.find_all(Locator::Css(css)).await.unwrap()
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.find(css).await.text().await.unwrap()
+    }
+
+    async fn texts(&self, css: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in self.find_all(css).await {
+            out.push(e.text().await.unwrap());
+        }
+        out
+    }
+
+    /// The value a control holds now (what the browser would submit).
+    async fn value(&self, css: &str) -> String {
+        self.find(css)
+            .await
+            .prop("value")
+            .await
+            .unwrap()
+            .unwrap_or_default()
+    }
+
+    /// Resolved link targets (absolute URLs) of the elements `css` finds.
+    async fn hrefs(&self, css: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in self.find_all(css).await {
+            out.push(e.prop("href").await.unwrap().unwrap_or_default());
+        }
+        out
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    // ----- acting ----------------------------------------------------------
+
+    async fn goto(&mut self, path: &str) {
+        let url = self.url(path);
+        self.c.goto(&url).await.unwrap();
+        self.drain_console().await;
+    }
+
+    /// Clicks what leads to another page and waits until that page is there
+    /// (the old document's root went stale).
+    async fn click(&mut self, el: &Element) {
+        let old = self.find("html").await;
+        if let Err(e) = el.click().await {
+            let context = self.context().await;
+            panic!("click failed ({e})\n{context}");
+        }
+        self.wait_for_new_page(&old).await;
+    }
+
+    async fn click_css(&mut self, css: &str) {
+        let el = self.find(css).await;
+        self.click(&el).await;
+    }
+
+    /// Submits `form` with its submit button (the first one).
+    async fn submit(&mut self, form: &str) {
+        self.click_css(&format!(
+            "{form} button[type=submit], {form} input[type=submit], {form} button:not([type])"
+        ))
+        .await;
+    }
+
+    /// Presses Enter in a field (an implicit submission) and waits for the
+    /// page it leads to.
+    async fn press_enter(&mut self, css: &str) {
+        let field = self.find(css).await;
+        let old = self.find("html").await;
+        field.send_keys("\u{E007}").await.unwrap();
+        self.wait_for_new_page(&old).await;
+    }
+
+    /// Waits until `old` (the previous page's root) went stale.
+    async fn wait_for_new_page(&mut self, old: &Element) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match old.tag_name().await {
+                Err(CmdError::Standard(_)) => break,
+                Err(e) => panic!("browser lost: {e}"),
+                Ok(_) => {}
+            }
+            ensure!(self, Instant::now() < deadline, "no new page");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.drain_console().await;
+    }
+
+    /// Types `text` into a field, replacing what it held.
+    async fn fill(&self, css: &str, text: &str) {
+        let el = self.find(css).await;
+        el.clear().await.unwrap();
+        el.send_keys(text).await.unwrap();
+        let now = el.prop("value").await.unwrap().unwrap_or_default();
+        ensure!(
+            self,
+            now == text,
+            "{css} holds {now:?} after typing {text:?}"
+        );
+    }
+
+    /// Sets a control's value directly (a date input's typing order follows
+    /// the browser's locale). WebDriver's script runs outside the page: the
+    /// page's CSP does not apply to it.
+    async fn set_value(&self, css: &str, value: &str) {
+        let el = self.find(css).await;
+        self.c
+            .execute(
+                "arguments[0].value = arguments[1];",
+                vec![serde_json::to_value(&el).unwrap(), json!(value)],
+            )
+            .await
+            .unwrap();
+    }
+
+    /// The fields `form` would submit now (submit buttons aside), its
+    /// target path and the browser's cookies: to send the same form
+    /// without the browser and see the status code it gets.
+    async fn form_as_sent(&self, form: &str) -> (String, Vec<(String, String)>, String) {
+        let f = self.find(form).await;
+        // The attribute, not the `action` property: a control named
+        // `action` (the editor's buttons) shadows that property.
+        let path = f.attr("action").await.unwrap().unwrap_or_default();
+        assert!(
+            path.starts_with('/'),
+            "{form} posts to {path:?}, not to a path of ours"
+        );
+        let mut fields = Vec::new();
+        let controls = format!("{form} input[name], {form} textarea[name], {form} select[name]");
+        for el in self.c.find_all(Locator::Css(&controls)).await.unwrap() {
+            let kind = el.attr("type").await.unwrap().unwrap_or_default();
+            let unchecked =
+                matches!(kind.as_str(), "checkbox" | "radio") && !el.is_selected().await.unwrap();
+            if matches!(kind.as_str(), "submit" | "button" | "image") || unchecked {
+                continue;
+            }
+            fields.push((
+                el.attr("name").await.unwrap().unwrap_or_default(),
+                el.prop("value").await.unwrap().unwrap_or_default(),
+            ));
+        }
+        let cookies = self
+            .c
+            .get_all_cookies()
+            .await
+            .unwrap()
+            .iter()
+            .map(|c| format!("{}={}", c.name(), c.value()))
+            .collect::<Vec<_>>()
+            .join("; ");
+        (path, fields, cookies)
+    }
+
+    // ----- the console -----------------------------------------------------
+
+    /// Reads the console entries chromedriver holds, keeping them here.
+    async fn drain_console(&mut self) {
+        if self.console_unavailable.is_some() {
+            return;
+        }
+        let page = self.path().await;
+        match self.c.issue_cmd(BrowserLog).await {
+            Ok(Value::Array(entries)) => {
+                self.console.extend(entries.iter().map(|e| {
+                    let field = |k: &str| e[k].as_str().unwrap_or_default().to_string();
+                    let (level, source) = (field("level"), field("source"));
+                    format!("{page} [{level} {source}] {}", field("message"))
+                }));
+            }
+            Ok(other) => {
+                self.console_unavailable = Some(format!("unexpected answer {other}"));
+            }
+            Err(e) => self.console_unavailable = Some(e.to_string()),
+        }
+    }
+
+    /// No page broke its Content Security Policy: Chromium logs each
+    /// blocked inline script, style or resource as a `security` entry
+    /// ("… violates the following Content Security Policy directive …";
+    /// older versions: "Refused to …").
+    async fn assert_no_csp_violations(&mut self) {
+        self.drain_console().await;
+        if let Some(why) = &self.console_unavailable {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the browser console cannot be read ({why}): CSP unchecked"
+            );
+            println!("CSP not checked: the browser console cannot be read ({why})");
+            return;
+        }
+        let violations: Vec<&str> = self
+            .console
+            .iter()
+            .filter(|e| {
+                e.contains(" security] ")
+                    || e.contains("Content Security Policy")
+                    || e.contains("Refused to")
+            })
+            .map(String::as_str)
+            .collect();
+        assert!(
+            violations.is_empty(),
+            "CSP violations in the console:\n{}",
+            violations.join("\n")
+        );
+    }
+}
+
+// ----- the store ------------------------------------------------------------
+
+fn history(data: &Path) -> Vec<Value> {
+    util::json(data, &["history", "list", PROJECT, "main"])
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+fn file_get(data: &Path) -> String {
+    ok(data, &["file", "get", PROJECT, "main", "config/app.json"])
+}
+
+fn put_cli(data: &Path, content: &str) {
+    let out = run_with_input(
+        data,
+        &["file", "put", PROJECT, "main", "config/app.json"],
+        content.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The id Git (and the API) gives `content`: sha1 of `blob {len}\0` and it.
+fn git_blob_id(content: &str) -> String {
+    use sha1::{Digest, Sha1};
+    let mut h = Sha1::new();
+    h.update(format!("blob {}\0", content.len()).as_bytes());
+    h.update(content.as_bytes());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `fields` as a browser posts them (`application/x-www-form-urlencoded`).
+fn form_body(fields: &[(String, String)]) -> String {
+    use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+    let enc = |x: &str| utf8_percent_encode(x, NON_ALPHANUMERIC).to_string();
+    let pairs: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}={}", enc(k), enc(v)))
+        .collect();
+    pairs.join("&")
+}
+
+// ----- the tests ------------------------------------------------------------
+
+/// Without a session every page, `/` included, lands on the login form.
+#[test]
+fn ui_requires_login() {
+    let Some(tools) = browser_tools() else { return };
+    let dir = TestDir::new("ui-login");
+    let data = dir.data();
+    ok(&data, &["init"]);
+    add_user(&data, "alice", PASSWORD, &[]);
+    let daemon = Daemon::start(&data, dir.path().join("daemon.log"));
+    let base = format!("http://{}", daemon.addr);
+    runtime().block_on(async {
+        let mut b = Browser::start(&tools, dir.path(), &base).await;
+        for page in [
+            "/site-builder/tokens",
+            "/",
+            "/site-builder/",
+            "/site-builder/audit",
+        ] {
+            b.goto(page).await;
+            b.expect_path(LOGIN).await;
+            b.find("form#login input[name=username]").await;
+            b.find("form#login input[name=password]").await;
+            b.find("form#login button[type=submit]").await;
+        }
+        b.assert_no_csp_violations().await;
+        b.close().await;
+    });
+}
+
+/// A user's whole round through the UI, the store checked through the CLI
+/// and the read API at each step.
+#[test]
+fn ui_walkthrough() {
+    let Some(tools) = browser_tools() else { return };
+    let dir = TestDir::new("ui-walk");
+    let data = dir.data();
+    ok(&data, &["init"]);
+    // alice needs no role for the projects in her own folder.
+    add_user(&data, "alice", PASSWORD, &[]);
+    ok(
+        &data,
+        &["project", "create", "alice", "shop", "--type", "cfg"],
+    );
+    put_cli(&data, ORIGINAL);
+    // Someone else's project, which alice's home page must not list.
+    ok(
+        &data,
+        &["project", "create", "bob", "other", "--type", "cfg"],
+    );
+    let daemon = Daemon::start(&data, dir.path().join("daemon.log"));
+    let base = format!("http://{}", daemon.addr);
+    let tree = &format!("{P}/b/main/tree");
+    let file = &format!("{P}/b/main/file/config/app.json");
+    let edit = &format!("{P}/b/main/edit/config/app.json");
+    let hist = &format!("{P}/b/main/history");
+    let textarea = "form#editor textarea[name=content]";
+
+    runtime().block_on(async {
+        let mut b = Browser::start(&tools, dir.path(), &base).await;
+
+        // ---- login: a wrong password, then the right one
+        b.goto("/").await;
+        b.expect_path(LOGIN).await;
+        b.fill("form#login input[name=username]", "alice").await;
+        b.fill("form#login input[name=password]", "not-the-password")
+            .await;
+        b.submit("form#login").await;
+        b.expect_path(LOGIN).await;
+        b.find(".error").await;
+        b.fill("form#login input[name=username]", "alice").await;
+        b.fill("form#login input[name=password]", PASSWORD).await;
+        b.submit("form#login").await;
+        b.expect_path("/site-builder/").await;
+
+        // ---- home: her project only, and the nav
+        b.expect_links("a.project", &[P]).await;
+        b.expect_links("a#nav-tokens", &["/site-builder/tokens"])
+            .await;
+        b.expect_links("a#nav-audit", &["/site-builder/audit"])
+            .await;
+        b.find("form#logout button[type=submit], form#logout input[type=submit]")
+            .await;
+        b.goto("/").await;
+        b.expect_path("/site-builder/").await;
+
+        // ---- project: its branch, marked the default, at its short id
+        b.click_css("a.project").await;
+        b.expect_path(P).await;
+        b.expect_links("a.branch", &[tree]).await;
+        b.expect_text(".default", &["main"]).await;
+        let live_short_id = history(&data)[0]["short_id"].as_str().unwrap().to_string();
+        b.expect_text("code.short-id", &[&live_short_id]).await;
+
+        // ---- tree: crumbs, history link, a folder, the filter
+        b.click_css("a.branch").await;
+        b.expect_path(tree).await;
+        b.find("nav.crumbs").await;
+        b.expect_links("a#history", &[hist]).await;
+        b.expect_links("a.folder", &[&format!("{tree}/config")])
+            .await;
+        b.click_css("a.folder").await;
+        b.find("nav.crumbs").await;
+        b.expect_links("a.file", &[file]).await;
+        let filter = "form#filter input[name=filter]";
+        b.fill(filter, "zzz-matches-nothing").await;
+        b.press_enter(filter).await;
+        b.expect_links("a.file", &[]).await;
+        b.fill(filter, "app").await;
+        b.press_enter(filter).await;
+        b.expect_links("a.file", &[file]).await;
+
+        // ---- file page: the content as text, its blob id and size
+        b.click_css("a.file").await;
+        b.expect_path(file).await;
+        b.expect_shown("pre#content", ORIGINAL).await;
+        let markup = b.find_all("pre#content b").await;
+        ensure!(
+            b,
+            markup.is_empty(),
+            "the file's markup is escaped, not rendered"
+        );
+        b.expect_shown("dd#blob-id", &git_blob_id(ORIGINAL)).await;
+        b.expect_text("dd#size", &[&ORIGINAL.len().to_string()])
+            .await;
+
+        // ---- editor: check finds the error, save writes as alice
+        b.expect_links("a#edit", &[edit]).await;
+        b.click_css("a#edit").await;
+        b.expect_path(edit).await;
+        b.expect_value(textarea, ORIGINAL).await;
+        b.expect_value("form#editor input[name=short_id]", &live_short_id)
+            .await;
+        b.fill(textarea, INVALID).await;
+        b.click_css("form#editor button[name=action][value=check]")
+            .await;
+        b.expect_text(".validation", &["line 3", "column 15"]).await;
+        assert_eq!(history(&data).len(), 2, "a check writes nothing");
+        b.fill(textarea, SAVED).await;
+        b.click_css("form#editor button[name=action][value=save]")
+            .await;
+        b.expect_path(file).await;
+        b.expect_text(".flash", &["Saved"]).await;
+        b.expect_shown("pre#content", SAVED).await;
+        // Byte for byte what was typed: a form sends the textarea's lines
+        // with CRLF, and the file must not change its line ends for it.
+        assert_eq!(file_get(&data), SAVED, "the store has what alice saved");
+        let versions = history(&data);
+        assert_eq!(versions.len(), 3);
+        assert_eq!(versions[0]["actor"], "alice", "{:?}", versions[0]);
+        let saved_version = versions[0]["version"].as_str().unwrap().to_string();
+
+        // ---- a stale save: the branch moved on while the editor was open
+        b.goto(edit).await;
+        put_cli(&data, THEIRS);
+        // The same form sent without the browser, for its status code.
+        let (action, mut fields, cookies) = b.form_as_sent("form#editor").await;
+        fields.retain(|(k, _)| k != "content");
+        fields.extend([
+            ("content".into(), MINE.into()),
+            ("action".into(), "save".into()),
+        ]);
+        let r = util::send(
+            daemon.addr,
+            "POST",
+            &action,
+            &[
+                ("Cookie", cookies.as_str()),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+                ("Origin", base.as_str()),
+            ],
+            form_body(&fields).as_bytes(),
+        );
+        assert_eq!(r.status, 409, "a stale save: {}", r.text());
+        assert!(r.text().contains("changed"), "{}", r.text());
+        // In the browser: the editor again, the text kept.
+        b.fill(textarea, MINE).await;
+        b.click_css("form#editor button[name=action][value=save]")
+            .await;
+        b.expect_text(".error", &["changed"]).await;
+        b.expect_value(textarea, MINE).await;
+        assert_eq!(file_get(&data), THEIRS, "a stale save overwrites nothing");
+        assert_eq!(history(&data).len(), 4);
+
+        // ---- a token made in the UI reads the file through the read API
+        b.click_css("a#nav-tokens").await;
+        b.expect_path("/site-builder/tokens").await;
+        let expires = (time::OffsetDateTime::now_utc() + time::Duration::days(365))
+            .date()
+            .to_string();
+        b.fill("form#new-token input[name=name]", "erp-prod").await;
+        b.fill("form#new-token input[name=repos]", "shop.cfg").await;
+        b.set_value("form#new-token input[name=expires_at][type=date]", &expires)
+            .await;
+        let fingerprint = "form#new-token input[name=fingerprint_required][type=checkbox]";
+        let checked = b.find(fingerprint).await.is_selected().await.unwrap();
+        ensure!(b, !checked, "fingerprint_required starts unchecked");
+        b.submit("form#new-token").await;
+        let secret = b.text("code#secret").await.trim().to_string();
+        ensure!(b, !secret.is_empty(), "code#secret shows the token");
+        b.expect_text("tr.token", &["erp-prod"]).await;
+        // Its script must run under the CSP (the console is checked at the
+        // end); the script hides it where there is no clipboard.
+        let copy = b.find("button#copy").await;
+        if copy.is_displayed().await.unwrap() {
+            copy.click().await.unwrap();
+        }
+        b.drain_console().await;
+        let listed = util::json(&data, &["token", "list", "--owner", "alice"]);
+        let token = listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "erp-prod")
+            .unwrap_or_else(|| panic!("no erp-prod in {listed}"));
+        assert_eq!(token["repos"], json!(["shop.cfg"]), "{token}");
+        assert_eq!(token["fingerprint_required"], false, "{token}");
+        let expires_at = token["expires_at"].as_str().unwrap_or_default();
+        assert!(expires_at.starts_with(&expires), "{token}");
+        let r = daemon.get(
+            &format!(
+                "{API}/projects/alice%2Fshop.cfg/repository/files/config%2Fapp.json/raw?ref=main"
+            ),
+            &[("PRIVATE-TOKEN", secret.as_str())],
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.text(), THEIRS);
+
+        // ---- compare the first version with main
+        b.goto(&format!("{P}/compare?from=main@v0001&to=main"))
+            .await;
+        b.expect_text(".diff", &["USD"]).await;
+
+        // ---- history: roll back to alice's save, with a preview
+        b.goto(tree).await;
+        b.click_css("a#history").await;
+        b.expect_path(hist).await;
+        let rows = b.find_all("tr.version").await;
+        ensure!(b, rows.len() == 4, "{} tr.version rows", rows.len());
+        let links = b.find_all("tr.version a.rollback").await;
+        ensure!(
+            b,
+            links.len() == 3,
+            "a.rollback on all but the live version"
+        );
+        let live = history(&data)[0]["version"].as_str().unwrap().to_string();
+        let mut target = None;
+        for row in rows {
+            let text = row.text().await.unwrap();
+            let link = row.find_all(Locator::Css("a.rollback")).await.unwrap();
+            if text.contains(&live) {
+                ensure!(b, link.is_empty(), "the live version has no a.rollback");
+            }
+            if target.is_none() && text.contains(&saved_version) {
+                target = link.into_iter().next();
+            }
+        }
+        let Some(target) = target else {
+            let context = b.context().await;
+            panic!("no a.rollback in the row of {saved_version}\n{context}");
+        };
+        b.click(&target).await;
+        b.expect_text(".diff", &["USD"]).await;
+        assert_eq!(file_get(&data), THEIRS, "a preview changes nothing");
+        b.submit("form#rollback").await;
+        b.expect_path(hist).await;
+        b.find(".flash").await;
+        assert_eq!(file_get(&data), SAVED, "rolled back to alice's save");
+        let versions = history(&data);
+        assert_eq!(versions.len(), 5);
+        assert_eq!(versions[0]["actor"], "alice", "{:?}", versions[0]);
+        let action = versions[0]["action"].as_str().unwrap_or_default();
+        assert!(action.contains("rollback"), "{:?}", versions[0]);
+
+        // ---- audit: alice's save and rollback, then filtered
+        b.click_css("a#nav-audit").await;
+        b.expect_path("/site-builder/audit").await;
+        b.expect_text("table#audit tr.record", &["alice", "file.put"])
+            .await;
+        b.expect_text("table#audit tr.record", &["alice", "rollback"])
+            .await;
+        b.fill("form#audit-filter input[name=action]", "file.put")
+            .await;
+        b.fill("form#audit-filter input[name=actor]", "alice").await;
+        b.fill("form#audit-filter input[name=project]", PROJECT)
+            .await;
+        b.submit("form#audit-filter").await;
+        let filtered = b.texts("table#audit tr.record").await;
+        let only = |r: &String| r.contains("alice") && r.contains("file.put");
+        ensure!(
+            b,
+            !filtered.is_empty() && filtered.iter().all(only),
+            "{filtered:?}"
+        );
+
+        // ---- logout: the session is gone
+        b.submit("form#logout").await;
+        b.expect_path(LOGIN).await;
+        b.goto("/site-builder/tokens").await;
+        b.expect_path(LOGIN).await;
+
+        b.assert_no_csp_violations().await;
+        b.close().await;
+    });
+}
