@@ -371,6 +371,17 @@ impl Browser {
 
     // ----- acting ----------------------------------------------------------
 
+    /// With `CFGSTORE_UI_SCREENSHOTS=DIR`, the page as a PNG in DIR (the
+    /// README's screenshots are made this way).
+    async fn shot(&self, name: &str) {
+        let Ok(dir) = std::env::var("CFGSTORE_UI_SCREENSHOTS") else {
+            return;
+        };
+        let png = self.c.screenshot().await.unwrap();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(Path::new(&dir).join(format!("{name}.png")), png).unwrap();
+    }
+
     async fn goto(&mut self, path: &str) {
         let url = self.url(path);
         self.c.goto(&url).await.unwrap();
@@ -669,6 +680,7 @@ fn ui_walkthrough() {
 
         // ---- home: her project only, and the nav
         b.expect_links("a.project", &[P]).await;
+        b.shot("projects").await;
         b.expect_links("a#nav-tokens", &["/site-builder/tokens"])
             .await;
         b.expect_links("a#nav-audit", &["/site-builder/audit"])
@@ -689,6 +701,7 @@ fn ui_walkthrough() {
         // ---- tree: crumbs, history link, a folder, the filter
         b.click_css("a.branch").await;
         b.expect_path(tree).await;
+        b.shot("tree").await;
         b.find("nav.crumbs").await;
         b.expect_links("a#history", &[hist]).await;
         b.expect_links("a.folder", &[&format!("{tree}/config")])
@@ -707,6 +720,10 @@ fn ui_walkthrough() {
         // ---- file page: the content as text, its blob id and size
         b.click_css("a.file").await;
         b.expect_path(file).await;
+        b.shot("file").await;
+        b.c.set_window_size(390, 844).await.unwrap();
+        b.shot("file-phone").await;
+        b.c.set_window_size(1280, 900).await.unwrap();
         b.expect_shown("pre#content", ORIGINAL).await;
         let markup = b.find_all("pre#content b").await;
         ensure!(
@@ -729,6 +746,7 @@ fn ui_walkthrough() {
         b.click_css("form#editor button[name=action][value=check]")
             .await;
         b.expect_text(".validation", &["line 3", "column 15"]).await;
+        b.shot("editor-check").await;
         assert_eq!(history(&data).len(), 2, "a check writes nothing");
         b.fill(textarea, SAVED).await;
         b.click_css("form#editor button[name=action][value=save]")
@@ -793,6 +811,7 @@ fn ui_walkthrough() {
         let secret = b.text("code#secret").await.trim().to_string();
         ensure!(b, !secret.is_empty(), "code#secret shows the token");
         b.expect_text("tr.token", &["erp-prod"]).await;
+        b.shot("tokens").await;
         // Its script must run under the CSP (the console is checked at the
         // end); the script hides it where there is no clipboard.
         let copy = b.find("button#copy").await;
@@ -824,11 +843,13 @@ fn ui_walkthrough() {
         b.goto(&format!("{P}/compare?from=main@v0001&to=main"))
             .await;
         b.expect_text(".diff", &["USD"]).await;
+        b.shot("compare").await;
 
         // ---- history: roll back to alice's save, with a preview
         b.goto(tree).await;
         b.click_css("a#history").await;
         b.expect_path(hist).await;
+        b.shot("history").await;
         let rows = b.find_all("tr.version").await;
         ensure!(b, rows.len() == 4, "{} tr.version rows", rows.len());
         let links = b.find_all("tr.version a.rollback").await;
@@ -873,6 +894,7 @@ fn ui_walkthrough() {
             .await;
         b.expect_text("table#audit tr.record", &["alice", "rollback"])
             .await;
+        b.shot("audit").await;
         b.fill("form#audit-filter input[name=action]", "file.put")
             .await;
         b.fill("form#audit-filter input[name=actor]", "alice").await;

@@ -95,7 +95,7 @@ pub(super) fn tokens(
                             } @else { "not required" }
                         }
                         td.hide-narrow { (t.last_used_at.as_deref().unwrap_or("never")) }
-                        td { code { "…" (t.suffix) } }
+                        td { code { (t.suffix) } }
                         td {
                             @if !t.revoked {
                                 a.edit href=(format!("/site-builder/tokens/{}", encode(&t.id))) { "Edit" }
@@ -171,7 +171,7 @@ pub(super) fn token_form(ui: &Ui, id: &str) -> Result<Response<Body>> {
         h1 { "Token " (t.name) }
         dl.facts {
             dt { "Owner" } dd { (t.owner) }
-            dt { "Ends in" } dd { "…" (t.suffix) }
+            dt { "Ends in" } dd { (t.suffix) }
             dt { "Created" } dd { (t.created_at) }
             dt { "Last used" } dd { (t.last_used_at.as_deref().unwrap_or("never")) }
         }
@@ -221,7 +221,7 @@ pub(super) fn revoke_form(ui: &Ui, id: &str) -> Result<Response<Body>> {
     let t = record.view(ui.app.now());
     let body = html! {
         h1 { "Revoke token " (t.name) "?" }
-        p { "Every client using it (…" (t.suffix) ") is refused from its next request on. This cannot be undone." }
+        p { "Every client using it (" (t.suffix) ") is refused from its next request on. This cannot be undone." }
         form.card #revoke method="post" action=(format!("/site-builder/tokens/{}/revoke", encode(&t.id))) {
             (ui.csrf_field())
             div.actions {
