@@ -237,6 +237,11 @@ fn pages_need_a_session_and_say_so_safely() {
             .status,
         404
     );
+    // Who am I: the name and the roles (none for alice).
+    let me = b.get("/site-builder/me");
+    assert_eq!(me.status, 200);
+    assert!(me.text().contains("Signed in as alice"));
+    assert!(me.text().contains("id=\"roles\""));
     // Logout ends the session: its pages lead to the login again.
     let out = b.post("/site-builder/logout", &[]);
     assert_eq!(out.status, 303);
@@ -641,4 +646,102 @@ fn a_file_uploaded_from_the_browser_is_a_checked_write() {
     assert!(page.contains("id=\"binary\"") && page.contains("id=\"download\""));
     // The same short_id again: the branch moved, a conflict.
     assert_eq!(multipart(&b.csrf, "other.bin", b"x").status, 409);
+}
+
+#[test]
+fn refusals_are_audited_and_wrong_addresses_answer_as_pages() {
+    let site = site("ui-refusals");
+    let bob = Browser::login(&site, "bob", "bob-password-12");
+    assert_eq!(bob.get(FILE_PAGE).status, 403);
+    let denied = json(&site.data, &["audit", "--action", "auth.denied"]);
+    assert!(
+        denied.as_array().unwrap().iter().any(
+            |r| r["actor"] == "bob" && r["target"].as_str().unwrap().contains("alice/shop.cfg")
+        ),
+        "{denied}"
+    );
+    // A page that does not exist, or a method a page does not take: HTML
+    // with the pages' headers, not the API's JSON.
+    let missing = bob.get("/site-builder/nowhere");
+    assert_eq!(missing.status, 404);
+    assert!(missing
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    assert_page_headers(&missing);
+    let wrong = send(
+        site.server.addr,
+        "DELETE",
+        "/site-builder/tokens",
+        &[("Cookie", &bob.cookie)],
+        b"",
+    );
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.header("allow"), Some("GET, HEAD, POST"));
+    assert!(wrong
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    // A form posted without a session goes to the login page, not back to
+    // the form's address (a GET there is a 405).
+    let r = send(
+        site.server.addr,
+        "POST",
+        "/site-builder/tokens",
+        &[("Content-Type", FORM)],
+        b"name=x",
+    );
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/site-builder/login"));
+    // A save that does not say which state it edits is refused.
+    let alice = Browser::login(&site, "alice", "alice-password-1");
+    let before = history_len(&site.data);
+    let blind = alice.post(EDITOR, &[("content", "{}"), ("action", "save")]);
+    assert_eq!(blind.status, 400);
+    assert_eq!(history_len(&site.data), before);
+}
+
+#[test]
+fn editing_a_token_keeps_what_the_form_did_not_change() {
+    let site = site("ui-token-edit");
+    let (id, _) = util::create_token(&site.data, "alice", &["--expires", "2031-05-04T13:14:15Z"]);
+    let b = Browser::login(&site, "alice", "alice-password-1");
+    let form_page = b.get(&format!("/site-builder/tokens/{id}")).text();
+    assert_eq!(
+        field(&form_page, "expires_at").as_deref(),
+        Some("2031-05-04")
+    );
+    let r = b.post(
+        &format!("/site-builder/tokens/{id}"),
+        &[
+            ("name", "renamed"),
+            ("repos", ""),
+            ("expires_at", "2031-05-04"),
+        ],
+    );
+    assert_eq!(r.status, 303, "{}", r.text());
+    assert_eq!(
+        r.header("location"),
+        Some("/site-builder/tokens?owner=alice&done=updated")
+    );
+    let token = &json(&site.data, &["token", "list"])[0];
+    assert_eq!(token["name"], "renamed");
+    assert_eq!(token["expires_at"], "2031-05-04T13:14:15Z", "{token}");
+    // A new date is taken as given.
+    b.post(
+        &format!("/site-builder/tokens/{id}"),
+        &[
+            ("name", "renamed"),
+            ("repos", ""),
+            ("expires_at", "2032-01-01"),
+        ],
+    );
+    let token = &json(&site.data, &["token", "list"])[0];
+    assert!(
+        token["expires_at"]
+            .as_str()
+            .unwrap()
+            .starts_with("2032-01-01"),
+        "{token}"
+    );
 }

@@ -244,6 +244,13 @@ fn get_file(
         .ok_or_else(|| Error::not_found("file", path))?;
     let content = app.store.read_content(&project, entry)?;
     let mut r = with_body(StatusCode::OK, content.content_type(), content.bytes);
+    // Stored bytes on the UI's origin: never sniffed, never a page.
+    set_header(&mut r, "x-content-type-options", "nosniff");
+    set_header(
+        &mut r,
+        "content-security-policy",
+        "sandbox; default-src 'none'",
+    );
     set_header(&mut r, "etag", &format!("\"{}\"", entry.blob_id()));
     set_header(&mut r, "x-cfgstore-short-id", &gen.meta.short_id);
     set_header(&mut r, "x-cfgstore-version", &gen.meta.version.to_string());
@@ -546,9 +553,13 @@ pub(super) fn audit_records(
         match q.get(k) {
             None | Some("") => Ok(None),
             Some(v) => {
-                let t = crate::auth::parse_expiry(v).map_err(|_| {
+                let mut t = crate::auth::parse_expiry(v).map_err(|_| {
                     Error::invalid(format!("{k} is invalid: use YYYY-MM-DD or RFC 3339"))
                 })?;
+                // `until=2026-12-06` includes that day.
+                if k == "until" && v.len() == 10 {
+                    t += time::Duration::days(1) - time::Duration::SECOND;
+                }
                 Ok(Some(crate::store::format_time(t)))
             }
         }

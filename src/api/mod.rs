@@ -164,11 +164,18 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
             let err = credentials_for_path(app, &mut req)
                 .err()
                 .unwrap_or(Error::Invalid(what));
-            let response = error_response(app, "unrouted", &err);
+            let response = match ui::is_ui_path(req.parts.uri.path()) {
+                true => ui::refused(req.parts, &err),
+                false => error_response(app, "unrouted", &err),
+            };
             return Admission::Answered(close(app, req.parts, "unrouted", None, started, response));
         }
         Err(err) => {
-            let response = route_error(err);
+            let response = match ui::is_ui_path(req.parts.uri.path()) {
+                // A page that does not exist, as a page.
+                true => ui::route_error(err),
+                false => route_error(err),
+            };
             return Admission::Answered(close(app, req.parts, "unrouted", None, started, response));
         }
     };

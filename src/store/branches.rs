@@ -145,15 +145,8 @@ impl Store {
         let first = SnapshotId::new(1).expect("1 is a valid version");
         let added = root.file_count();
         let keep_lines = self.cache.is_some();
-        let mut gen = Generation::of_tree(
-            first,
-            now.to_string(),
-            actor,
-            reason,
-            root,
-            None,
-            keep_lines,
-        );
+        let ids = root.ids(keep_lines);
+        let mut gen = Generation::of_tree(first, now.to_string(), actor, reason, root, None, ids);
         gen.meta.changes = Some(ChangeCounts {
             added,
             ..Default::default()

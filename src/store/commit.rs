@@ -284,15 +284,8 @@ impl Store {
             short_id: current.meta.short_id.clone(),
         };
         let counts = Node::changes(current.root(), &root);
-        let mut gen = Generation::of_tree_with_ids(
-            next,
-            now_rfc3339(),
-            actor,
-            reason,
-            root,
-            Some(parent),
-            ids,
-        );
+        let mut gen =
+            Generation::of_tree(next, now_rfc3339(), actor, reason, root, Some(parent), ids);
         gen.meta.changes = Some(counts);
         // The commit point: the generation file renamed into place and its
         // folder fsynced. After this the write survives a crash.

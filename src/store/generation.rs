@@ -337,29 +337,16 @@ impl Generation {
     ) -> Generation {
         let entries: Vec<Entry> = files.values().cloned().collect();
         let root = Node::from_entries(&entries);
-        let gen = Generation::of_tree(version, created_at, actor, reason, root, parent, false);
+        let ids = root.ids(false);
+        let gen = Generation::of_tree(version, created_at, actor, reason, root, parent, ids);
         gen.entries.set(entries).expect("a new generation");
         gen
     }
 
-    /// A generation of the files in the tree `root`; `keep_lines` as in
-    /// `Node::ids` (a process that keeps trees in memory: the daemon).
+    /// A generation of the files in the tree `root`, whose `(short_id,
+    /// commit id)` are `ids` (`Node::ids`, made by the caller: a commit
+    /// hashes them beside its fsyncs).
     pub fn of_tree(
-        version: SnapshotId,
-        created_at: String,
-        actor: &str,
-        reason: String,
-        root: std::sync::Arc<Node>,
-        parent: Option<ParentSummary>,
-        keep_lines: bool,
-    ) -> Generation {
-        let ids = root.ids(keep_lines);
-        Generation::of_tree_with_ids(version, created_at, actor, reason, root, parent, ids)
-    }
-
-    /// `of_tree` with the tree's `(short_id, commit id)` already made
-    /// (`Node::ids`).
-    pub fn of_tree_with_ids(
         version: SnapshotId,
         created_at: String,
         actor: &str,

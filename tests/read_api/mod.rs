@@ -795,7 +795,9 @@ fn hostile_requests_get_exact_4xx() {
         ),
         (format!("{API}/projects/{P}/repository/nothing"), 404),
         (format!("{API}/../../etc/passwd"), 404),
-        ("/".to_string(), 404),
+        // Outside the APIs and the web UI (`/` itself leads to the UI:
+        // `ui_http.rs`).
+        ("/nothing/here".to_string(), 404),
     ] {
         let r = server.get(&path, &h);
         assert_eq!(r.status, status, "{path}: {}", r.text());

@@ -34,6 +34,8 @@ pub enum UiEndpoint {
     Logout,
     /// The projects the user may see.
     Home,
+    /// Who am I: the user, their roles and what those grant.
+    Me,
     CreateProject,
     Project(ProjectRef),
     CreateBranch(ProjectRef),
@@ -87,6 +89,7 @@ impl UiEndpoint {
             U::Login => "ui.login",
             U::Logout => "ui.logout",
             U::Home => "ui.home",
+            U::Me => "ui.me",
             U::CreateProject => "ui.project_create",
             U::Project(_) => "ui.project",
             U::CreateBranch(_) => "ui.branch_create",
@@ -153,6 +156,7 @@ pub(super) fn parse_ui(method: &Method, rest: &str) -> Routed {
         ["static", name] => get(method, U::Asset(decode_segment(name)?)),
         ["login"] => form(method, U::LoginForm, U::Login),
         ["logout"] => post(method, U::Logout),
+        ["me"] => get(method, U::Me),
         ["projects"] => post(method, U::CreateProject),
         ["tokens"] => form(method, U::Tokens, U::CreateToken),
         ["tokens", id] => form(method, U::TokenForm(token(id)?), U::UpdateToken(token(id)?)),

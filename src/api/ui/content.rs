@@ -231,13 +231,8 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
     let prefix = folder
         .map(|f| format!("{}/", f.as_str()))
         .unwrap_or_default();
-    let filter = ui
-        .req
-        .query
-        .get("filter")
-        .unwrap_or("")
-        .trim()
-        .to_lowercase();
+    let shown_filter = ui.req.query.get("filter").unwrap_or("").trim();
+    let filter = shown_filter.to_lowercase();
     let under: Vec<_> = gen
         .entries()
         .iter()
@@ -281,7 +276,7 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
         div.actions {
             form.inline-filter #filter method="get" action=(format!("{base}/tree{}", folder.map(|f| format!("/{}", path_url(f.as_str()))).unwrap_or_default())) {
                 label for="filter-input" { "Filter" }
-                input #filter-input type="search" name="filter" value=(filter) placeholder="part of a path";
+                input #filter-input type="search" name="filter" value=(shown_filter) placeholder="part of a path";
                 button.secondary type="submit" { "Filter" }
             }
             a.button.secondary #history href=(format!("{}/b/{}/history", project_url(&project), encode(at.branch.as_str()))) { "History" }
@@ -307,7 +302,7 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
                     }
                 }
                 @if folders.is_empty() && files.is_empty() {
-                    tr { td colspan="3" { span.muted { "No files" @if !filter.is_empty() { " match " (filter) } "." } } }
+                    tr { td colspan="3" { span.muted { "No files" @if !filter.is_empty() { " match " (shown_filter) } "." } } }
                 }
             }
         } }
@@ -325,13 +320,30 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
     Ok(ui.page(StatusCode::OK, &format!("{project} {}", at.branch), body))
 }
 
-pub(super) fn file(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
+/// A file of a branch (live or a version) the user may read: the
+/// project, the state, the file's entry and its content.
+fn read_file(
+    ui: &Ui,
+    at: &At,
+    path: &FilePath,
+) -> Result<(
+    ProjectRef,
+    std::sync::Arc<crate::store::Generation>,
+    crate::store::Entry,
+    crate::store::Content,
+)> {
     let project = readable_at(ui, &at.project)?;
     let gen = generation(ui.app, &project, &at.branch, at.version)?;
     let entry = gen
         .find(path)
-        .ok_or_else(|| Error::not_found("file", path))?;
-    let content = ui.app.store.read_content(&project, entry)?;
+        .ok_or_else(|| Error::not_found("file", path))?
+        .clone();
+    let content = ui.app.store.read_content(&project, &entry)?;
+    Ok((project, gen, entry, content))
+}
+
+pub(super) fn file(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
+    let (project, gen, entry, content) = read_file(ui, at, path)?;
     let base = branch_url(at);
     let live = at.version.is_none();
     let writable = live && ui.may(Action::Write, &project);
@@ -358,7 +370,9 @@ pub(super) fn file(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> 
             }
         }
         @if let Some(text) = &text {
-            pre #content { (text) }
+            // A newline first: HTML drops one right after `<pre>`, and a
+            // file may begin with one.
+            pre #content { "\n" (text) }
         } @else {
             p.muted #binary { "A binary file: download it to see it." }
         }
@@ -369,12 +383,7 @@ pub(super) fn file(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> 
 /// The bytes as a download: never rendered as a page of this origin
 /// (`attachment`, `octet-stream`, a sandboxing CSP).
 pub(super) fn raw(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
-    let project = readable_at(ui, &at.project)?;
-    let gen = generation(ui.app, &project, &at.branch, at.version)?;
-    let entry = gen
-        .find(path)
-        .ok_or_else(|| Error::not_found("file", path))?;
-    let content = ui.app.store.read_content(&project, entry)?;
+    let (_, _, _, content) = read_file(ui, at, path)?;
     let mut r =
         crate::api::response::with_body(StatusCode::OK, "application/octet-stream", content.bytes);
     let name: String = path
@@ -416,6 +425,8 @@ struct Report {
     problems: Vec<String>,
     /// A dry run's verdict and diff.
     checked: Option<ops::DryRun>,
+    /// The path typed into the new-file form, shown again.
+    typed_path: String,
 }
 
 fn editor_page(
@@ -467,10 +478,11 @@ fn editor_page(
             input type="hidden" name="short_id" value=(short_id);
             @if path.is_none() {
                 label for="path" { "Path" }
-                input #path type="text" name="path" required placeholder="config/app.json";
+                input #path type="text" name="path" value=(report.typed_path) required placeholder="config/app.json";
             }
             label for="content" { "Content" }
-            textarea #content name="content" spellcheck="false" { (content) }
+            // As in `<pre>`: the parser drops one newline after the tag.
+            textarea #content name="content" spellcheck="false" { "\n" (content) }
             div.actions {
                 button.secondary type="submit" name="action" value="check" { "Check" }
                 button type="submit" name="action" value="save" { "Save" }
@@ -557,6 +569,7 @@ pub(super) fn create_file(ui: &Ui, at: &At, form: &Query) -> Result<Response<Bod
         Err(err) => {
             let report = Report {
                 error: Some(crate::api::response::describe(&err).1),
+                typed_path: form.get("path").unwrap_or("").to_string(),
                 ..Report::default()
             };
             let short_id = form
@@ -577,6 +590,7 @@ pub(super) fn create_file(ui: &Ui, at: &At, form: &Query) -> Result<Response<Bod
     if gen.find(&path).is_some() {
         let report = Report {
             error: Some(format!("{path} exists already: open it to edit it.")),
+            typed_path: path.to_string(),
             ..Report::default()
         };
         let short_id = form.get("short_id").unwrap_or("").to_string();
@@ -604,7 +618,13 @@ fn write(
     new: bool,
 ) -> Result<Response<Body>> {
     let short_id = form.get("short_id").unwrap_or("").to_string();
+    if short_id.is_empty() {
+        // The editor always sends the state it was opened on: a save
+        // without one could overwrite a change it never saw.
+        return Err(Error::invalid("short_id is missing: open the editor again"));
+    }
     let shown_path = (!new).then_some(path);
+    let typed_path = if new { path.to_string() } else { String::new() };
     let write = FileWrite {
         project,
         branch: &at.branch,
@@ -615,6 +635,7 @@ fn write(
         let checked = ops::preview_put(&ui.app.store, &ui.actor, write)?;
         let report = Report {
             checked: Some(checked),
+            typed_path,
             ..Report::default()
         };
         return Ok(editor_page(
@@ -627,55 +648,34 @@ fn write(
             report,
         ));
     }
-    let expected = (!short_id.is_empty()).then_some(short_id.as_str());
+    let expected = Some(short_id.as_str());
+    // The editor again, with the user's text and what stopped the save.
+    let again = |status, report| {
+        Ok(editor_page(
+            ui, at, shown_path, &content, &short_id, status, report,
+        ))
+    };
     match ops::put_file(&ui.app.store, &ui.actor, write, expected, Validation::Check) {
-        Ok(outcome) => {
-            ui.app.metrics.write(outcome.changed);
-            let done = if outcome.changed {
-                "saved"
-            } else {
-                "unchanged"
-            };
-            Ok(redirect(&format!(
-                "{}/file/{}?done={done}&v={}",
-                branch_url(at),
-                path_url(path.as_str()),
-                outcome.version
-            )))
-        }
-        Err(Error::Conflict(msg)) => {
-            let report = Report {
+        Ok(outcome) => Ok(saved(ui, at, path, &outcome)),
+        Err(Error::Conflict(msg)) => again(
+            StatusCode::CONFLICT,
+            Report {
                 error: Some(format!(
                     "Not saved: the branch changed since you opened the editor ({msg}). \
                      Your text is below; open the file again to see the change."
                 )),
+                typed_path,
                 ..Report::default()
-            };
-            Ok(editor_page(
-                ui,
-                at,
-                shown_path,
-                &content,
-                &short_id,
-                StatusCode::CONFLICT,
-                report,
-            ))
-        }
-        Err(Error::Unprocessable { problems, .. }) => {
-            let report = Report {
+            },
+        ),
+        Err(Error::Unprocessable { problems, .. }) => again(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Report {
                 problems,
+                typed_path,
                 ..Report::default()
-            };
-            Ok(editor_page(
-                ui,
-                at,
-                shown_path,
-                &content,
-                &short_id,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                report,
-            ))
-        }
+            },
+        ),
         Err(err) => Err(err),
     }
 }
@@ -702,7 +702,11 @@ pub(super) fn delete_form(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<
 
 pub(super) fn delete(ui: &Ui, at: &At, path: &FilePath, form: &Query) -> Result<Response<Body>> {
     let (project, _) = writable_live(ui, at)?;
-    let expected = form.get("short_id").filter(|s| !s.is_empty());
+    let expected = Some(
+        form.get("short_id")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::invalid("short_id is missing: open the page again"))?,
+    );
     let outcome = ops::delete_file(
         &ui.app.store,
         &ui.actor,
@@ -736,7 +740,12 @@ pub(super) fn upload(ui: &Ui, at: &At, upload: super::Upload) -> Result<Response
         format!("{folder}/{name}")
     };
     let path = FilePath::parse(&target)?;
-    let expected = upload.field("short_id").filter(|s| !s.is_empty());
+    let expected = Some(
+        upload
+            .field("short_id")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| Error::invalid("short_id is missing: open the page again"))?,
+    );
     let write = FileWrite {
         project: &project,
         branch: &at.branch,
@@ -744,16 +753,27 @@ pub(super) fn upload(ui: &Ui, at: &At, upload: super::Upload) -> Result<Response
         bytes,
     };
     let outcome = ops::put_file(&ui.app.store, &ui.actor, write, expected, Validation::Check)?;
+    Ok(saved(ui, at, &path, &outcome))
+}
+
+/// After a put from the editor or an upload: counted, and to the file's
+/// page saying what happened.
+fn saved(
+    ui: &Ui,
+    at: &At,
+    path: &FilePath,
+    outcome: &crate::store::WriteOutcome,
+) -> Response<Body> {
     ui.app.metrics.write(outcome.changed);
     let done = if outcome.changed {
         "saved"
     } else {
         "unchanged"
     };
-    Ok(redirect(&format!(
+    redirect(&format!(
         "{}/file/{}?done={done}&v={}",
         branch_url(at),
         path_url(path.as_str()),
         outcome.version
-    )))
+    ))
 }

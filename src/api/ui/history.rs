@@ -19,6 +19,12 @@ pub(super) fn history(ui: &Ui, at: &At) -> Result<Response<Body>> {
     let versions = ui.app.store.history(&project, &at.branch)?;
     let writable = ui.may(Action::Write, &project);
     let (page, pager) = paginate(ui, &versions, 50);
+    // Each version's predecessor still kept (after a prune, the oldest
+    // kept version has none).
+    let before: std::collections::HashMap<SnapshotId, SnapshotId> = versions
+        .windows(2)
+        .map(|w| (w[0].version, w[1].version))
+        .collect();
     let base = branch_url(at);
     let compare = format!("{}/compare", project_url(&project));
     let b = at.branch.as_str();
@@ -43,9 +49,9 @@ pub(super) fn history(ui: &Ui, at: &At) -> Result<Response<Body>> {
                         td.mono { "+" (v.added) " ~" (v.changed) " −" (v.removed) }
                         td { code.short-id { (v.short_id) } }
                         td {
-                            @if v.version.number() > 1 {
+                            @if let Some(prev) = before.get(&v.version) {
                                 a.compare href=(format!("{compare}?from={}&to={}",
-                                    encode(&format!("{b}@v{:04}", v.version.number() - 1)),
+                                    encode(&format!("{b}@{prev}")),
                                     encode(&format!("{b}@{}", v.version)))) { "Changes" }
                                 " "
                             }

@@ -41,13 +41,18 @@ fn owner_of(ui: &Ui, q: &Query) -> Result<OwnerName> {
     Ok(owner)
 }
 
+/// The tokens of `owner` (else of `?owner=`, else the user's own), with
+/// a secret just issued above them.
 pub(super) fn tokens(
     ui: &Ui,
     status: StatusCode,
     issued: Option<Issued>,
-    error: Option<String>,
+    owner: Option<OwnerName>,
 ) -> Result<Response<Body>> {
-    let owner = owner_of(ui, &ui.req.query)?;
+    let owner = match owner {
+        Some(owner) => owner,
+        None => owner_of(ui, &ui.req.query)?,
+    };
     let now = ui.app.now();
     let list: Vec<_> = ui
         .app
@@ -65,7 +70,6 @@ pub(super) fn tokens(
     let body = html! {
         h1 { "Tokens of " (owner) }
         @if let Some(done) = done { div.flash role="status" { (done) } }
-        @if let Some(error) = &error { div.error role="alert" { (error) } }
         @if let Some(issued) = &issued {
             div.secret role="status" {
                 span { (issued.what) " Copy it now: it is shown only this once." }
@@ -145,6 +149,7 @@ pub(super) fn create_token(ui: &Ui, form: &Query) -> Result<Response<Body>> {
         fingerprint_required: checkbox(form, "fingerprint_required"),
     };
     let issued = tokens::create(&ui.app.store, &ui.actor, new, ui.app.now())?;
+    let owner = issued.record.owner.clone();
     let shown = Issued {
         what: format!("Token {} created.", issued.record.name),
         secret: issued.secret,
@@ -155,17 +160,13 @@ pub(super) fn create_token(ui: &Ui, form: &Query) -> Result<Response<Body>> {
             .collect(),
     };
     // The secret is in this answer only (no-store), never in a URL.
-    tokens(ui, StatusCode::CREATED, Some(shown), None)
+    tokens(ui, StatusCode::CREATED, Some(shown), Some(owner))
 }
 
 pub(super) fn token_form(ui: &Ui, id: &str) -> Result<Response<Body>> {
     let record = tokens::manageable(&ui.app.store, &ui.actor, id)?;
     let t = record.view(ui.app.now());
-    let expires = t
-        .expires_at
-        .as_deref()
-        .map(|e| e.get(..10).unwrap_or(e))
-        .unwrap_or("");
+    let expires = t.expires_at.as_deref().map(expiry_date).unwrap_or("");
     let base = format!("/site-builder/tokens/{}", encode(&t.id));
     let body = html! {
         h1 { "Token " (t.name) }
@@ -205,15 +206,36 @@ pub(super) fn token_form(ui: &Ui, id: &str) -> Result<Response<Body>> {
 }
 
 pub(super) fn update_token(ui: &Ui, id: &str, form: &Query) -> Result<Response<Body>> {
-    tokens::manageable(&ui.app.store, &ui.actor, id)?;
+    let record = tokens::manageable(&ui.app.store, &ui.actor, id)?;
+    // The form shows the expiry's date: the same date sent back leaves the
+    // expiry as it is (a rotation's grace ends at an hour, not at midnight).
+    let shown = record.expires_at.as_deref().map(expiry_date);
+    let given = blank_to_none(form.get("expires_at"));
+    let expires_at = match (&given, shown) {
+        (Some(g), Some(s)) if g == s => None,
+        _ => Some(given),
+    };
     let update = TokenUpdate {
         name: blank_to_none(form.get("name")),
         repos: Some(repo_list(form.get("repos").unwrap_or(""))?),
-        expires_at: Some(blank_to_none(form.get("expires_at"))),
+        expires_at,
         fingerprint_required: Some(checkbox(form, "fingerprint_required")),
     };
     tokens::update(&ui.app.store, &ui.actor, id, update)?;
-    Ok(redirect("/site-builder/tokens?done=updated"))
+    Ok(redirect(&done_url(&record.owner, "updated")))
+}
+
+/// The date part of an RFC 3339 expiry, as a date input shows it.
+fn expiry_date(expires_at: &str) -> &str {
+    expires_at.get(..10).unwrap_or(expires_at)
+}
+
+/// The tokens page of `owner` after a change.
+fn done_url(owner: &OwnerName, done: &str) -> String {
+    format!(
+        "/site-builder/tokens?owner={}&done={done}",
+        encode(owner.as_str())
+    )
 }
 
 pub(super) fn revoke_form(ui: &Ui, id: &str) -> Result<Response<Body>> {
@@ -234,13 +256,13 @@ pub(super) fn revoke_form(ui: &Ui, id: &str) -> Result<Response<Body>> {
 }
 
 pub(super) fn revoke(ui: &Ui, id: &str) -> Result<Response<Body>> {
-    tokens::revoke(&ui.app.store, &ui.actor, id)?;
-    Ok(redirect("/site-builder/tokens?done=revoked"))
+    let record = tokens::revoke(&ui.app.store, &ui.actor, id)?;
+    Ok(redirect(&done_url(&record.owner, "revoked")))
 }
 
 pub(super) fn unbind(ui: &Ui, id: &str) -> Result<Response<Body>> {
-    tokens::unbind(&ui.app.store, &ui.actor, id)?;
-    Ok(redirect("/site-builder/tokens?done=unbound"))
+    let record = tokens::unbind(&ui.app.store, &ui.actor, id)?;
+    Ok(redirect(&done_url(&record.owner, "unbound")))
 }
 
 pub(super) fn rotate(ui: &Ui, id: &str, form: &Query) -> Result<Response<Body>> {
@@ -250,6 +272,7 @@ pub(super) fn rotate(ui: &Ui, id: &str, form: &Query) -> Result<Response<Body>> 
         None => time::Duration::ZERO,
     };
     let rotated = tokens::rotate(&ui.app.store, &ui.actor, id, grace, ui.app.now())?;
+    let owner = rotated.successor.record.owner.clone();
     let shown = Issued {
         what: format!(
             "Token {} rotated; the old one works until {}.",
@@ -263,7 +286,7 @@ pub(super) fn rotate(ui: &Ui, id: &str, form: &Query) -> Result<Response<Body>> 
         secret: rotated.successor.secret,
         warnings: Vec::new(),
     };
-    tokens(ui, StatusCode::CREATED, Some(shown), None)
+    tokens(ui, StatusCode::CREATED, Some(shown), Some(owner))
 }
 
 // ----- audit and fleet ---------------------------------------------------------

@@ -54,44 +54,25 @@ pub fn signed_in(app: &App, req: &Request, s: &Session, endpoint: &UiEndpoint) -
         Ok(ui) => ui,
         Err(err) => return page_error(None, &err),
     };
-    let result = if let UiEndpoint::Upload(at) = endpoint {
-        ui.checked_upload()
-            .and_then(|upload| content::upload(&ui, at, upload))
-    } else if endpoint_is_post(endpoint) {
-        // Every form: this origin, and the session's CSRF token.
-        ui.checked_form()
-            .and_then(|form| post(&ui, endpoint, &form))
-    } else {
-        get(&ui, endpoint)
-    };
-    result.unwrap_or_else(|err| page_error(Some(&ui), &err))
+    let result = answer(&ui, endpoint);
+    result.unwrap_or_else(|err| {
+        if let Error::Forbidden(_) = err {
+            // Refusals are audited and counted as the API's are.
+            super::authn::record_denied(app, req, &ui.actor, &err);
+            super::count_refusal(app, endpoint.name(), &err);
+        }
+        page_error(Some(&ui), &err)
+    })
 }
 
-fn endpoint_is_post(endpoint: &UiEndpoint) -> bool {
+/// One exhaustive match: each page, and each form once its origin and
+/// CSRF token are checked (`Ui::checked_form`).
+fn answer(ui: &Ui, endpoint: &UiEndpoint) -> Result<Response<Body>> {
     use UiEndpoint as U;
-    matches!(
-        endpoint,
-        U::Logout
-            | U::CreateProject
-            | U::CreateBranch(_)
-            | U::Save(..)
-            | U::CreateFile(_)
-            | U::Upload(_)
-            | U::Delete(..)
-            | U::Rollback(_)
-            | U::CreateToken
-            | U::UpdateToken(_)
-            | U::Revoke(_)
-            | U::Rotate(_)
-            | U::Unbind(_)
-            | U::Login
-    )
-}
-
-fn get(ui: &Ui, endpoint: &UiEndpoint) -> Result<Response<Body>> {
-    use UiEndpoint as U;
+    let form = || ui.checked_form();
     match endpoint {
         U::Home => content::home(ui),
+        U::Me => Ok(me(ui)),
         U::Project(p) => content::project(ui, p),
         U::Compare(p) => history::compare(ui, p),
         U::Fleet(p) => manage::fleet(ui, p),
@@ -107,43 +88,24 @@ fn get(ui: &Ui, endpoint: &UiEndpoint) -> Result<Response<Body>> {
         U::TokenForm(id) => manage::token_form(ui, id),
         U::RevokeForm(id) => manage::revoke_form(ui, id),
         U::Audit => manage::audit(ui),
-        U::Root | U::Asset(_) | U::LoginForm => Ok(redirect("/site-builder/")),
-        // Forms: `post` (a GET of these is a 405 in routing).
-        U::Login
-        | U::Logout
-        | U::CreateProject
-        | U::CreateBranch(_)
-        | U::Save(..)
-        | U::CreateFile(_)
-        | U::Upload(_)
-        | U::Delete(..)
-        | U::Rollback(_)
-        | U::CreateToken
-        | U::UpdateToken(_)
-        | U::Revoke(_)
-        | U::Rotate(_)
-        | U::Unbind(_) => Ok(redirect("/site-builder/")),
-    }
-}
-
-fn post(ui: &Ui, endpoint: &UiEndpoint, form: &Query) -> Result<Response<Body>> {
-    use UiEndpoint as U;
-    match endpoint {
-        U::Logout => logout(ui),
-        U::CreateProject => content::create_project(ui, form),
-        U::CreateBranch(p) => content::create_branch(ui, p, form),
-        U::Save(at, path) => content::save(ui, at, path, form),
-        U::CreateFile(at) => content::create_file(ui, at, form),
-        U::Delete(at, path) => content::delete(ui, at, path, form),
-        U::Rollback(at) => history::rollback(ui, at, form),
-        U::CreateToken => manage::create_token(ui, form),
-        U::UpdateToken(id) => manage::update_token(ui, id, form),
-        U::Revoke(id) => manage::revoke(ui, id),
-        U::Rotate(id) => manage::rotate(ui, id, form),
-        U::Unbind(id) => manage::unbind(ui, id),
         // Signed in already: to the projects.
-        U::Login => Ok(redirect("/site-builder/")),
-        _ => Ok(redirect("/site-builder/")),
+        U::Root | U::Asset(_) | U::LoginForm => Ok(redirect("/site-builder/")),
+        U::Login => form().map(|_| redirect("/site-builder/")),
+        U::Logout => form().and_then(|_| logout(ui)),
+        U::CreateProject => form().and_then(|f| content::create_project(ui, &f)),
+        U::CreateBranch(p) => form().and_then(|f| content::create_branch(ui, p, &f)),
+        U::Save(at, path) => form().and_then(|f| content::save(ui, at, path, &f)),
+        U::CreateFile(at) => form().and_then(|f| content::create_file(ui, at, &f)),
+        U::Upload(at) => ui
+            .checked_upload()
+            .and_then(|upload| content::upload(ui, at, upload)),
+        U::Delete(at, path) => form().and_then(|f| content::delete(ui, at, path, &f)),
+        U::Rollback(at) => form().and_then(|f| history::rollback(ui, at, &f)),
+        U::CreateToken => form().and_then(|f| manage::create_token(ui, &f)),
+        U::UpdateToken(id) => form().and_then(|f| manage::update_token(ui, id, &f)),
+        U::Revoke(id) => form().and_then(|_| manage::revoke(ui, id)),
+        U::Rotate(id) => form().and_then(|f| manage::rotate(ui, id, &f)),
+        U::Unbind(id) => form().and_then(|_| manage::unbind(ui, id)),
     }
 }
 
@@ -327,8 +289,41 @@ pub(super) fn redirect(location: &str) -> Response<Body> {
 /// page; anything else (a form from another site), an error page.
 pub fn refused(parts: &hyper::http::request::Parts, err: &Error) -> Response<Body> {
     match err {
-        Error::Unauthorized(_) => to_login(parts.uri.path()),
+        // After the login, a page: back to the one asked for, but not to
+        // a form's target (its GET is a 405).
+        Error::Unauthorized(_) if parts.method == hyper::Method::GET => to_login(parts.uri.path()),
+        Error::Unauthorized(_) => redirect("/site-builder/login"),
         _ => page_error(None, err),
+    }
+}
+
+/// Whether `path` is the UI's (not the API's under it).
+pub fn is_ui_path(path: &str) -> bool {
+    path == "/"
+        || path == super::route::UI_PREFIX
+        || (path.starts_with("/site-builder/") && !path.starts_with("/site-builder/api/"))
+}
+
+/// A path of the UI that routes nowhere: a page saying so, 404 or 405
+/// (with `Allow`).
+pub fn route_error(err: super::RouteError) -> Response<Body> {
+    use super::RouteError as R;
+    match err {
+        R::NotFound => page_error(None, &Error::not_found("page", "")),
+        R::Invalid(what) | R::UnsupportedArchive(what) => page_error(None, &Error::Invalid(what)),
+        R::MethodNotAllowed(methods) => {
+            let allow = methods.allow_header();
+            let body = html! {
+                h1 { "405 Method Not Allowed" }
+                div.error role="alert" { "This address takes " (allow) " only." }
+                p { a href="/site-builder/" { "Back to the projects" } }
+            };
+            let mut r = page(StatusCode::METHOD_NOT_ALLOWED, layout("Error", None, body));
+            if let Ok(v) = HeaderValue::from_str(&allow) {
+                r.headers_mut().insert(header::ALLOW, v);
+            }
+            r
+        }
     }
 }
 
@@ -374,7 +369,7 @@ fn layout(title: &str, ui: Option<&Ui>, body: Markup) -> Markup {
                             a #nav-projects href="/site-builder/" { "Projects" }
                             a #nav-tokens href="/site-builder/tokens" { "Tokens" }
                             a #nav-audit href="/site-builder/audit" { "Audit" }
-                            span.who { "Signed in as " strong #me { (ui.session.user.name) } }
+                            span.who { "Signed in as " a #me href="/site-builder/me" { strong { (ui.session.user.name) } } }
                             form #logout method="post" action="/site-builder/logout" {
                                 (ui.csrf_field())
                                 button type="submit" { "Log out" }
@@ -392,7 +387,7 @@ fn layout(title: &str, ui: Option<&Ui>, body: Markup) -> Markup {
 /// message the API gives. A lost session goes to the login page.
 pub(super) fn page_error(ui: Option<&Ui>, err: &Error) -> Response<Body> {
     if let (Error::Unauthorized(_), Some(ui)) = (err, ui) {
-        return to_login(ui.req.parts.uri.path());
+        return refused(ui.req.parts, err);
     }
     let (status, message, _) = super::response::describe(err);
     let detail = match err {
@@ -470,6 +465,43 @@ fn login(app: &App, req: &Request) -> Result<Response<Body>> {
         )),
         Err(err) => Err(err),
     }
+}
+
+/// Who am I: the signed-in user, their roles, and what those grant.
+fn me(ui: &Ui) -> Response<Body> {
+    use crate::auth::roles::Role;
+    let user = &ui.session.user;
+    let grants = |role: &Role| match role {
+        Role::User => "read and write your own folder".to_string(),
+        Role::UserPrefix(prefix) => format!(
+            "read and write projects {prefix} and {prefix}.{{type}} in other users' folders"
+        ),
+        Role::EditorPublic => "write in the public area".to_string(),
+        Role::EditorReadonly => "read every project, and the whole audit trail".to_string(),
+        Role::EditorRoot => "everything, every owner's tokens included".to_string(),
+    };
+    let body = html! {
+        h1 { "Signed in as " (user.name) }
+        dl.facts {
+            dt { "Your folder" } dd { (user.name) "/ (yours to read and write, no role needed)" }
+            dt { "Account since" } dd { (user.created_at) }
+        }
+        h2 { "Roles" }
+        @if user.roles.is_empty() {
+            p.muted #roles { "None: your own folder and the public area (to read)." }
+        } @else {
+            div.table-wrap { table #roles {
+                thead { tr { th { "Role" } th { "Grants" } } }
+                tbody {
+                    @for role in &user.roles {
+                        tr { td { code { (role) } } td { (grants(role)) } }
+                    }
+                }
+            } }
+        }
+        p.muted { "Roles are given with " code { "cfgstore user grant" } " on the server." }
+    };
+    ui.page(StatusCode::OK, "Who am I", body)
 }
 
 fn logout(ui: &Ui) -> Result<Response<Body>> {

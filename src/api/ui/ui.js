@@ -7,30 +7,11 @@ document.addEventListener("DOMContentLoaded", function () {
   var secret = document.getElementById("secret");
   if (copy && secret && navigator.clipboard) {
     copy.addEventListener("click", function () {
-      navigator.clipboard.writeText(secret.textContent).then(function () {
+      navigator.clipboard.writeText(secret.textContent.trim()).then(function () {
         copy.textContent = "Copied";
       });
     });
   } else if (copy) {
     copy.hidden = true;
-  }
-  // Forms that destroy something ask once more.
-  document.querySelectorAll("form[data-confirm]").forEach(function (form) {
-    form.addEventListener("submit", function (event) {
-      if (!window.confirm(form.getAttribute("data-confirm"))) {
-        event.preventDefault();
-      }
-    });
-  });
-  // Tab in the editor inserts two spaces instead of leaving the field.
-  var editor = document.querySelector("textarea[name=content]");
-  if (editor) {
-    editor.addEventListener("keydown", function (event) {
-      if (event.key === "Tab" && !event.shiftKey && !event.ctrlKey && !event.altKey) {
-        event.preventDefault();
-        var start = editor.selectionStart, end = editor.selectionEnd;
-        editor.setRangeText("  ", start, end, "end");
-      }
-    });
   }
 });
