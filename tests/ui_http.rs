@@ -548,6 +548,22 @@ fn history_compare_and_rollback_from_the_ui() {
     let text = history.text();
     assert_eq!(text.matches("class=\"version\"").count(), 3, "{text}");
     assert!(text.contains("rollback?to=v0002"));
+    // Any version's tree and files, read-only: no editing there.
+    let v2 = "/site-builder/p/alice/shop.cfg/b/main/v/v0002";
+    let tree = b.get(&format!("{v2}/tree/config"));
+    assert_eq!(tree.status, 200);
+    assert!(tree.text().contains(&format!("{v2}/file/config/app.json")));
+    assert!(!tree.text().contains("id=\"upload\""));
+    let old = b.get(&format!("{v2}/file/config/app.json"));
+    assert_eq!(old.status, 200);
+    assert!(old.text().contains("{&quot;a&quot;: 1}") || old.text().contains("{\"a\": 1}"));
+    assert!(!old.text().contains("id=\"edit\""));
+    assert_eq!(b.get(&format!("{v2}/edit/config/app.json")).status, 404);
+    assert_eq!(
+        b.get("/site-builder/p/alice/shop.cfg/b/main/v/v0099/tree")
+            .status,
+        404
+    );
     let compare = b.get("/site-builder/p/alice/shop.cfg/compare?from=main%40v0002&to=main");
     assert_eq!(compare.status, 200);
     assert!(compare.text().contains("class=\"diff\""));
