@@ -89,13 +89,7 @@ impl Browser {
         );
         assert_eq!(r.status, 303, "{}", r.text());
         assert_eq!(r.header("location"), Some("/site-builder/"));
-        let cookie = r
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
+        let cookie = util::session_cookie(&r);
         let mut b = Browser {
             addr,
             cookie,
@@ -114,6 +108,19 @@ impl Browser {
         let mut all = vec![("csrf", self.csrf.as_str())];
         all.extend_from_slice(pairs);
         self.post_raw(path, &form(&all), &format!("http://{}", self.addr))
+    }
+
+    /// The editor's form: `action` (check or save) of `content` on top of
+    /// `short_id`.
+    fn edit(&self, short_id: &str, content: &str, action: &str) -> Resp {
+        self.post(
+            EDITOR,
+            &[
+                ("short_id", short_id),
+                ("content", content),
+                ("action", action),
+            ],
+        )
     }
 
     fn post_raw(&self, path: &str, body: &str, origin: &str) -> Resp {
@@ -258,14 +265,7 @@ fn the_editor_saves_through_the_snapshot_first_write_and_reports_conflicts() {
     let short_id = field(&page.text(), "short_id").unwrap();
     let before = history_len(&site.data);
     // A check writes nothing and reports where the content is broken.
-    let check = b.post(
-        EDITOR,
-        &[
-            ("short_id", &short_id),
-            ("content", "{\"a\": "),
-            ("action", "check"),
-        ],
-    );
+    let check = b.edit(&short_id, "{\"a\": ", "check");
     assert_eq!(check.status, 200);
     assert!(
         check.text().contains("class=\"validation\""),
@@ -275,14 +275,7 @@ fn the_editor_saves_through_the_snapshot_first_write_and_reports_conflicts() {
     assert!(check.text().contains("line 1, column"), "{}", check.text());
     assert_eq!(history_len(&site.data), before);
     // A save with CRLF lines (as browsers send a textarea) stores LF.
-    let saved = b.post(
-        EDITOR,
-        &[
-            ("short_id", &short_id),
-            ("content", "{\"a\": 2}\r\n"),
-            ("action", "save"),
-        ],
-    );
+    let saved = b.edit(&short_id, "{\"a\": 2}\r\n", "save");
     assert_eq!(saved.status, 303, "{}", saved.text());
     let location = saved.header("location").unwrap().to_string();
     assert!(
@@ -310,28 +303,14 @@ fn the_editor_saves_through_the_snapshot_first_write_and_reports_conflicts() {
     assert!(shown.contains("class=\"flash\""));
     // The same stale short_id again: a conflict, nothing overwritten, the
     // user's text kept in the editor.
-    let stale = b.post(
-        EDITOR,
-        &[
-            ("short_id", &short_id),
-            ("content", "{\"a\": 3}"),
-            ("action", "save"),
-        ],
-    );
+    let stale = b.edit(&short_id, "{\"a\": 3}", "save");
     assert_eq!(stale.status, 409);
     assert!(stale.text().contains("changed since you opened the editor"));
     assert!(stale.text().contains("{&quot;a&quot;: 3}") || stale.text().contains("{\"a\": 3}"));
     assert_eq!(history_len(&site.data), before + 1);
     // Invalid content on save: 422 with the problems, nothing written.
     let fresh = field(&b.get(EDITOR).text(), "short_id").unwrap();
-    let invalid = b.post(
-        EDITOR,
-        &[
-            ("short_id", &fresh),
-            ("content", "{\"a\": }"),
-            ("action", "save"),
-        ],
-    );
+    let invalid = b.edit(&fresh, "{\"a\": }", "save");
     assert_eq!(invalid.status, 422);
     assert!(invalid.text().contains("class=\"validation\""));
     assert_eq!(history_len(&site.data), before + 1);
@@ -343,10 +322,10 @@ fn forged_forms_and_other_users_change_nothing() {
     let alice = Browser::login(&site, "alice", "alice-password-1");
     let short_id = field(&alice.get(EDITOR).text(), "short_id").unwrap();
     let before = history_len(&site.data);
-    let body = |csrf: &str| {
+    let body = |csrf: &str, short_id: &str| {
         form(&[
             ("csrf", csrf),
-            ("short_id", &short_id),
+            ("short_id", short_id),
             ("content", "{}"),
             ("action", "save"),
         ])
@@ -363,10 +342,15 @@ fn forged_forms_and_other_users_change_nothing() {
             .status,
         403
     );
-    assert_eq!(alice.post_raw(EDITOR, &body("0123"), &origin).status, 403);
     assert_eq!(
         alice
-            .post_raw(EDITOR, &body(&alice.csrf), "http://evil.example")
+            .post_raw(EDITOR, &body("0123", &short_id), &origin)
+            .status,
+        403
+    );
+    assert_eq!(
+        alice
+            .post_raw(EDITOR, &body(&alice.csrf, &short_id), "http://evil.example")
             .status,
         403
     );
@@ -380,7 +364,7 @@ fn forged_forms_and_other_users_change_nothing() {
             "POST",
             EDITOR,
             &all,
-            body(csrf).as_bytes(),
+            body(csrf, &short_id).as_bytes(),
         )
         .status
     };
@@ -410,14 +394,6 @@ fn forged_forms_and_other_users_change_nothing() {
     assert_eq!(history_len(&site.data), before + 1);
     let before = before + 1;
     let short_id = field(&alice.get(EDITOR).text(), "short_id").unwrap();
-    let body = |csrf: &str| {
-        form(&[
-            ("csrf", csrf),
-            ("short_id", &short_id),
-            ("content", "{}"),
-            ("action", "save"),
-        ])
-    };
     // Not a form at all.
     let json_body = send(
         site.server.addr,
@@ -441,19 +417,14 @@ fn forged_forms_and_other_users_change_nothing() {
         !home.contains("alice/shop.cfg"),
         "bob's list shows alice's project"
     );
-    let forged = bob.post(
-        EDITOR,
-        &[
-            ("short_id", &short_id),
-            ("content", "{}"),
-            ("action", "save"),
-        ],
-    );
+    let forged = bob.edit(&short_id, "{}", "save");
     assert_eq!(forged.status, 403);
     assert_eq!(history_len(&site.data), before);
     // alice's session token is not bob's: his CSRF token fails for her.
     assert_eq!(
-        alice.post_raw(EDITOR, &body(&bob.csrf), &origin).status,
+        alice
+            .post_raw(EDITOR, &body(&bob.csrf, &short_id), &origin)
+            .status,
         403
     );
 }

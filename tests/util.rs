@@ -523,6 +523,12 @@ pub fn add_user(data: &Path, name: &str, password: &str, roles: &[&str]) {
     );
 }
 
+/// The `name=value` of a login answer's `Set-Cookie`, to send back.
+pub fn session_cookie(r: &Resp) -> String {
+    let set = r.header("set-cookie").expect("a session cookie");
+    set.split(';').next().unwrap().to_string()
+}
+
 /// A logged-in admin session: the cookie header and the CSRF token.
 pub struct Login {
     pub cookie: String,
@@ -540,15 +546,8 @@ impl Login {
             body.as_bytes(),
         );
         assert_eq!(r.status, 200, "login {user}: {}", r.text());
-        let cookie = r
-            .header("set-cookie")
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_string();
         Login {
-            cookie,
+            cookie: session_cookie(&r),
             csrf: r.json()["csrf_token"].as_str().unwrap().to_string(),
         }
     }

@@ -564,45 +564,32 @@ pub(super) fn save(ui: &Ui, at: &At, path: &FilePath, form: &Query) -> Result<Re
 pub(super) fn create_file(ui: &Ui, at: &At, form: &Query) -> Result<Response<Body>> {
     let (project, gen) = writable_live(ui, at)?;
     let content = posted_content(form, None);
+    let short_id = form.get("short_id").unwrap_or(&gen.meta.short_id);
+    // The form again, with what was typed and why it was not saved.
+    let refuse = |status, error: String| {
+        let report = Report {
+            error: Some(error),
+            typed_path: form.get("path").unwrap_or("").to_string(),
+            ..Report::default()
+        };
+        Ok(editor_page(
+            ui, at, None, &content, short_id, status, report,
+        ))
+    };
     let path = match FilePath::parse(form.get("path").unwrap_or("").trim()) {
         Ok(path) => path,
         Err(err) => {
-            let report = Report {
-                error: Some(crate::api::response::describe(&err).1),
-                typed_path: form.get("path").unwrap_or("").to_string(),
-                ..Report::default()
-            };
-            let short_id = form
-                .get("short_id")
-                .unwrap_or(&gen.meta.short_id)
-                .to_string();
-            return Ok(editor_page(
-                ui,
-                at,
-                None,
-                &content,
-                &short_id,
+            return refuse(
                 StatusCode::BAD_REQUEST,
-                report,
-            ));
+                crate::api::response::describe(&err).1,
+            )
         }
     };
     if gen.find(&path).is_some() {
-        let report = Report {
-            error: Some(format!("{path} exists already: open it to edit it.")),
-            typed_path: path.to_string(),
-            ..Report::default()
-        };
-        let short_id = form.get("short_id").unwrap_or("").to_string();
-        return Ok(editor_page(
-            ui,
-            at,
-            None,
-            &content,
-            &short_id,
+        return refuse(
             StatusCode::CONFLICT,
-            report,
-        ));
+            format!("{path} exists already: open it to edit it."),
+        );
     }
     write(ui, at, &project, &path, content, form, true)
 }
