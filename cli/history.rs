@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use cfgstore::compare::{self, FileChange, KeyChange, Status};
 use cfgstore::names::SnapshotId;
 use cfgstore::ops;
-use cfgstore::store::retention::Keep;
+use cfgstore::store::retention::{Keep, PruneRun};
 use cfgstore::store::{Generation, ProjectRef, Store, VersionInfo};
 use clap::{Args, Subcommand};
 
@@ -257,7 +257,7 @@ fn prune(
             return Err(output::UsageError("give --keep N or --older-than DURATION".into()).into())
         }
     };
-    let plan = store.plan_prune(&project, &branch, keep)?;
+    let plan = store.prune_history(&project, &branch, keep, PruneRun::Plan)?;
     if plan.removed == 0 {
         if json {
             print_json(&plan)?;

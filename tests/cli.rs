@@ -807,17 +807,7 @@ fn a_closed_pipe_ends_the_command_quietly() {
         &["file", "put", EXAMPLE, "main", "big.txt", "--from", big_arg],
     );
     for i in 0..200 {
-        ok(
-            &data,
-            &[
-                "token",
-                "create",
-                "--owner",
-                "demo",
-                "--name",
-                &format!("t{i}"),
-            ],
-        );
+        ok(&data, &util::token_create("demo", &format!("t{i}"), &[]));
     }
     let commands: [&[&str]; 4] = [
         &["token", "list"],

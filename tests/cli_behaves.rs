@@ -142,16 +142,7 @@ fn token_create_refuses_what_could_never_work_and_warns_about_missing_repos() {
     ok(&data, &["init", "--example"]);
     let past = run(
         &data,
-        &[
-            "token",
-            "create",
-            "--owner",
-            "demo",
-            "--name",
-            "t",
-            "--expires",
-            "2020-01-01",
-        ],
+        &util::token_create("demo", "t", &["--expires", "2020-01-01"]),
     );
     assert_eq!(past.status.code(), Some(2));
     assert!(stderr(&past).contains("in the past"), "{}", stderr(&past));
@@ -167,16 +158,7 @@ fn token_create_refuses_what_could_never_work_and_warns_about_missing_repos() {
     );
     let typo = run(
         &data,
-        &[
-            "token",
-            "create",
-            "--owner",
-            "demo",
-            "--name",
-            "t",
-            "--repos",
-            "b2b-cnc.erp-confg",
-        ],
+        &util::token_create("demo", "t", &["--repos", "b2b-cnc.erp-confg"]),
     );
     assert!(typo.status.success());
     assert!(stderr(&typo).contains("warning: demo has no project b2b-cnc.erp-confg"));

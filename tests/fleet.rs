@@ -59,15 +59,7 @@ fn the_fleet_shows_who_is_current_and_who_is_behind_since_when() {
     let (_, plant) = create_token(&data, "demo", &[]);
     let (id_b, office) = create_token(&data, "demo", &[]);
     let branches = json(&data, &["branch", "list", P]);
-    let main_before = branches
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["name"] == "main")
-        .unwrap()["short_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let main_before = util::short_id_in(&branches, "main");
     let server = TestServer::start(&data);
     // Site 1 lists the branches (every branch's state counts as received).
     read(&server, "/branches", &plant, Some("site-1"));

@@ -473,11 +473,28 @@ fn exchange(addr: std::net::SocketAddr, bytes: &[u8], half_close: bool) -> Resul
     })
 }
 
+/// The `short_id` of branch `name` in a branch list (CLI or API JSON).
+pub fn short_id_in(branches: &serde_json::Value, name: &str) -> String {
+    let branch = branches
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["name"] == name)
+        .unwrap_or_else(|| panic!("no branch {name} in {branches}"));
+    branch["short_id"].as_str().unwrap().to_string()
+}
+
+/// `token create --owner OWNER --name NAME` and `extra`: the arguments of
+/// a CLI token creation.
+pub fn token_create<'a>(owner: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["token", "create", "--owner", owner, "--name", name];
+    args.extend_from_slice(extra);
+    args
+}
+
 /// A token for `owner` made through the CLI, as an operator would.
 pub fn create_token(data: &Path, owner: &str, extra: &[&str]) -> (String, String) {
-    let mut args = vec!["token", "create", "--owner", owner, "--name", "test"];
-    args.extend_from_slice(extra);
-    let v = json(data, &args);
+    let v = json(data, &token_create(owner, "test", extra));
     (
         v["id"].as_str().unwrap().to_string(),
         v["token"].as_str().unwrap().to_string(),
@@ -495,17 +512,40 @@ pub fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Resp {
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        head.push_str(&format!("{k}: {v}\r\n"));
+    let head = Head {
+        method,
+        path,
+        headers,
+        length: true,
+    };
+    raw_request(addr, &head.with_body(addr, body))
+}
+
+/// A request head as tests write it: `Host`, `Connection: close`, the
+/// given headers, and `Content-Length` when `length` is set.
+pub struct Head<'a, H: AsRef<str>> {
+    pub method: &'a str,
+    pub path: &'a str,
+    pub headers: &'a [(H, H)],
+    pub length: bool,
+}
+
+impl<H: AsRef<str>> Head<'_, H> {
+    /// The head and `body`, as bytes for the wire.
+    pub fn with_body(&self, addr: std::net::SocketAddr, body: &[u8]) -> Vec<u8> {
+        let (method, path) = (self.method, self.path);
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+        if self.length {
+            head.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        for (k, v) in self.headers {
+            head.push_str(&format!("{}: {}\r\n", k.as_ref(), v.as_ref()));
+        }
+        head.push_str("\r\n");
+        let mut bytes = head.into_bytes();
+        bytes.extend_from_slice(body);
+        bytes
     }
-    head.push_str("\r\n");
-    let mut bytes = head.into_bytes();
-    bytes.extend_from_slice(body);
-    raw_request(addr, &bytes)
 }
 
 /// A user added through the CLI, as operators do.

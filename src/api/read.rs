@@ -32,19 +32,28 @@ pub(super) fn dispatch(
     endpoint: &ReadEndpoint,
 ) -> Result<Response<Body>> {
     use ReadEndpoint as R;
+    let r = &Reader { app, req, token };
     match endpoint {
-        R::Projects => projects(app, req, token),
+        R::Projects => projects(r),
         R::User => user(token),
         R::Project { id } => project(app, token, id),
-        R::Branches { id } => branches(app, req, token, id),
-        R::Branch { id, branch: name } => branch(app, req, token, id, name),
-        R::Tree { id } => tree(app, req, token, id),
-        R::FileRaw { id, path } => file_raw(app, req, token, id, path),
-        R::FileMeta { id, path } => file_meta(app, req, token, id, path),
-        R::BlobRaw { id, sha } => blob_raw(app, req, token, id, sha),
-        R::Blob { id, sha } => blob(app, req, token, id, sha),
-        R::Archive { id } => archive(app, req, token, id),
+        R::Branches { id } => branches(r, id),
+        R::Branch { id, branch: name } => branch(r, id, name),
+        R::Tree { id } => tree(r, id),
+        R::FileRaw { id, path } => file_raw(r, id, path),
+        R::FileMeta { id, path } => file_meta(r, id, path),
+        R::BlobRaw { id, sha } => blob_raw(r, id, sha),
+        R::Blob { id, sha } => blob(r, id, sha),
+        R::Archive { id } => archive(r, id),
     }
+}
+
+/// One read as its handlers see it: the daemon, the request and the token
+/// it was admitted with.
+struct Reader<'a, 'r> {
+    app: &'a App,
+    req: &'a Request<'r>,
+    token: &'a TokenRecord,
 }
 
 pub fn health(app: &App) -> Result<Response<Body>> {
@@ -108,13 +117,8 @@ fn resolve_ref(
 
 /// Notes in the fleet view (`crate::fleet`) that this client read
 /// `project` and received `states` (branch, `short_id`).
-fn served(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    project: &ProjectRef,
-    states: &[(&str, &str)],
-) {
+fn served(r: &Reader, project: &ProjectRef, states: &[(&str, &str)]) {
+    let (app, req, token) = (r.app, r.req, r.token);
     let header = |name: &hyper::header::HeaderName| {
         req.parts.headers.get(name).and_then(|v| v.to_str().ok())
     };
@@ -134,21 +138,8 @@ fn served(
 }
 
 /// `served` for a read answered from one state of one branch.
-fn served_state(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    project: &ProjectRef,
-    branch: &BranchName,
-    gen: &Generation,
-) {
-    served(
-        app,
-        req,
-        token,
-        project,
-        &[(branch.as_str(), &gen.meta.short_id)],
-    );
+fn served_state(r: &Reader, project: &ProjectRef, branch: &BranchName, gen: &Generation) {
+    served(r, project, &[(branch.as_str(), &gen.meta.short_id)]);
 }
 
 #[derive(Serialize)]
@@ -250,12 +241,8 @@ impl BranchList {
 
 /// `GET projects/:id/repository/branches?search=`: `^term` is a prefix,
 /// `term$` a suffix, otherwise a substring; case-insensitive.
-fn branches(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-) -> Result<Response<Body>> {
+fn branches(r: &Reader, id: &ProjectId) -> Result<Response<Body>> {
+    let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
     let search = req.query.get("search").unwrap_or("").to_lowercase();
     let (prefix, rest) = match search.strip_prefix('^') {
@@ -281,17 +268,17 @@ fn branches(
         let answer = app
             .store
             .project_answer(&project, "read.branches", || BranchList::of(app, &project))?;
-        let mut r = with_body(StatusCode::OK, JSON, answer.body.clone());
+        let mut response = with_body(StatusCode::OK, JSON, answer.body.clone());
         for (name, value) in &answer.headers {
-            r.headers_mut().insert(name, value.clone());
+            response.headers_mut().insert(name, value.clone());
         }
         let states: Vec<(&str, &str)> = answer
             .states
             .iter()
             .map(|(b, s)| (b.as_str(), s.as_str()))
             .collect();
-        served(app, req, token, &project, &states);
-        return Ok(r);
+        served(r, &project, &states);
+        return Ok(response);
     }
     let list: Vec<GitlabBranch> = app
         .store
@@ -306,35 +293,25 @@ fn branches(
         .iter()
         .map(|b| (b.name.as_str(), b.commit.short_id.as_str()))
         .collect();
-    served(app, req, token, &project, &states);
+    served(r, &project, &states);
     Ok(response)
 }
 
-fn branch(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-    name: &BranchName,
-) -> Result<Response<Body>> {
+fn branch(r: &Reader, id: &ProjectId, name: &BranchName) -> Result<Response<Body>> {
+    let (app, token) = (r.app, r.token);
     let project = resolve_project(app, token, id)?;
     let branch = app.store.branch(&project, name)?;
-    served(
-        app,
-        req,
-        token,
-        &project,
-        &[(name.as_str(), &branch.short_id)],
-    );
+    served(r, &project, &[(name.as_str(), &branch.short_id)]);
     Ok(json(&GitlabBranch::from(branch)))
 }
 
 /// `GET projects/:id/repository/tree?ref=&path=&recursive=`
-fn tree(app: &App, req: &Request, token: &TokenRecord, id: &ProjectId) -> Result<Response<Body>> {
+fn tree(r: &Reader, id: &ProjectId) -> Result<Response<Body>> {
+    let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
     let response = listing(req, &gen)?;
-    served_state(app, req, token, &project, &branch, &gen);
+    served_state(r, &project, &branch, &gen);
     Ok(response)
 }
 
@@ -381,18 +358,13 @@ fn gitlab_file_headers(
 }
 
 /// `GET|HEAD projects/:id/repository/files/:path/raw?ref=` (ref optional).
-fn file_raw(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-    path: &FilePath,
-) -> Result<Response<Body>> {
+fn file_raw(r: &Reader, id: &ProjectId, path: &FilePath) -> Result<Response<Body>> {
+    let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
     let entry = find_file(&gen, path)?;
     let content = app.store.read_content(&project, entry)?;
-    served_state(app, req, token, &project, &branch, &gen);
+    served_state(r, &project, &branch, &gen);
     // The headers ERPs get all day, from values built once per content.
     let mut r = with_body(
         StatusCode::OK,
@@ -423,13 +395,8 @@ struct GitlabFile {
 
 /// `GET|HEAD projects/:id/repository/files/:path?ref=` — GitLab's file
 /// JSON, where `ref` is required.
-fn file_meta(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-    path: &FilePath,
-) -> Result<Response<Body>> {
+fn file_meta(r: &Reader, id: &ProjectId, path: &FilePath) -> Result<Response<Body>> {
+    let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
     let reference = req
         .query
@@ -439,7 +406,7 @@ fn file_meta(
     let (branch, gen) = resolve_ref(app, &project, Some(reference), "file")?;
     let entry = find_file(&gen, path)?;
     let bytes = app.store.read_entry(&project, entry)?;
-    served_state(app, req, token, &project, &branch, &gen);
+    served_state(r, &project, &branch, &gen);
     let file = GitlabFile {
         file_name: entry.path.file_name().to_string(),
         file_path: entry.path.to_string(),
@@ -463,42 +430,25 @@ fn file_meta(
 
 /// The content a blob id names, for both blob endpoints (a read of the
 /// project for the fleet view, of no branch in particular).
-fn blob_bytes(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-    sha: &str,
-) -> Result<Vec<u8>> {
+fn blob_bytes(r: &Reader, id: &ProjectId, sha: &str) -> Result<Vec<u8>> {
+    let (app, token) = (r.app, r.token);
     let project = resolve_project(app, token, id)?;
     let bytes = app.store.read_blob(&project, sha)?;
-    served(app, req, token, &project, &[]);
+    served(r, &project, &[]);
     Ok(bytes)
 }
 
 /// `GET projects/:id/repository/blobs/:sha/raw`
-fn blob_raw(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-    sha: &str,
-) -> Result<Response<Body>> {
-    let bytes = blob_bytes(app, req, token, id, sha)?;
+fn blob_raw(r: &Reader, id: &ProjectId, sha: &str) -> Result<Response<Body>> {
+    let bytes = blob_bytes(r, id, sha)?;
     let mut r = with_body(StatusCode::OK, content_type(&bytes), bytes);
     set_header(&mut r, "etag", &format!("\"{sha}\""));
     Ok(r)
 }
 
 /// `GET projects/:id/repository/blobs/:sha`
-fn blob(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-    sha: &str,
-) -> Result<Response<Body>> {
-    let bytes = blob_bytes(app, req, token, id, sha)?;
+fn blob(r: &Reader, id: &ProjectId, sha: &str) -> Result<Response<Body>> {
+    let bytes = blob_bytes(r, id, sha)?;
     Ok(json(&serde_json::json!({
         "size": bytes.len(),
         "encoding": "base64",
@@ -509,15 +459,11 @@ fn blob(
 
 /// `GET projects/:id/repository/archive[.tar.gz]?sha=`: every file of one
 /// generation, so the archive is one consistent state of the branch.
-fn archive(
-    app: &App,
-    req: &Request,
-    token: &TokenRecord,
-    id: &ProjectId,
-) -> Result<Response<Body>> {
+fn archive(r: &Reader, id: &ProjectId) -> Result<Response<Body>> {
+    let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
     let (branch, gen) = resolve_ref(app, &project, req.query.get("sha"), "file")?;
-    served_state(app, req, token, &project, &branch, &gen);
+    served_state(r, &project, &branch, &gen);
     let folder = format!(
         "{}-{}-{}",
         project.repo,
@@ -597,7 +543,8 @@ fn project_json(app: &App, project: &ProjectRef, id: &str) -> Result<serde_json:
 /// `GET projects`: every project the token may read — its owner's (all,
 /// or those it names) and the public area's. Ids are the forms the token
 /// resolves: a bare repoId for the owner's, `public/…` for the others.
-fn projects(app: &App, req: &Request, token: &TokenRecord) -> Result<Response<Body>> {
+fn projects(r: &Reader) -> Result<Response<Body>> {
+    let (app, req, token) = (r.app, r.req, r.token);
     let public = crate::names::OwnerName::parse(crate::names::OwnerName::PUBLIC)?;
     let mut list = Vec::new();
     for owner in [&token.owner, &public] {

@@ -7,7 +7,7 @@ use super::{Actor, Who};
 use crate::auth::roles::{Action, Target};
 use crate::error::{Error, Result};
 use crate::names::{BranchName, ProjectRef};
-use crate::store::retention::{GcReport, Keep, PruneOutcome};
+use crate::store::retention::{GcReport, Keep, PruneOutcome, PruneRun};
 use crate::store::Store;
 
 /// Drops the versions of a branch `keep` does not keep (never the live
@@ -20,7 +20,7 @@ pub fn prune(
     keep: Keep,
 ) -> Result<PruneOutcome> {
     actor.authorize(Action::Write, Target::Project(project))?;
-    let outcome = store.prune_history(project, branch, keep)?;
+    let outcome = store.prune_history(project, branch, keep, PruneRun::Apply)?;
     audit::change(
         store,
         actor,

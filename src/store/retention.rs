@@ -42,6 +42,13 @@ pub enum Keep {
     LiveSince(OffsetDateTime),
 }
 
+/// Whether `Store::prune_history` drops versions or only plans it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PruneRun {
+    Plan,
+    Apply,
+}
+
 /// What a prune did (or, planned, would do).
 #[derive(Debug, Clone, Serialize)]
 pub struct PruneOutcome {
@@ -88,27 +95,20 @@ impl Store {
         LockGuard::acquire_shared(&self.layout.gc_lock(project), self.lock_timeout)
     }
 
-    /// What `prune_history` would do now, without doing it.
-    pub fn plan_prune(
-        &self,
-        project: &ProjectRef,
-        branch: &BranchName,
-        keep: Keep,
-    ) -> Result<PruneOutcome> {
-        let dir = self.require_branch(project, branch)?;
-        let head = read_head(&dir)?;
-        self.prune_target(&dir, branch, head, keep)
-    }
-
     /// Drops the versions of a branch that `keep` does not keep (never the
-    /// live one), under the branch's writer lock.
+    /// live one), under the branch's writer lock; with `PruneRun::Plan`,
+    /// only says what it would drop now.
     pub fn prune_history(
         &self,
         project: &ProjectRef,
         branch: &BranchName,
         keep: Keep,
+        run: PruneRun,
     ) -> Result<PruneOutcome> {
         let dir = self.require_branch(project, branch)?;
+        if run == PruneRun::Plan {
+            return self.prune_target(&dir, branch, read_head(&dir)?, keep);
+        }
         let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
         let head = self.recover_branch(&dir)?;
         let outcome = self.prune_target(&dir, branch, head, keep)?;

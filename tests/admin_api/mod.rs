@@ -40,22 +40,14 @@ fn golden_role_table() {
         add_user(&data, &user, "password-1234", grants);
         ok(&data, &["project", "create", &user, "own", "--type", "cfg"]);
     }
-    ok(
-        &data,
-        &["project", "create", "bob", "other", "--type", "cfg"],
-    );
-    ok(
-        &data,
-        &["project", "create", "bob", "team-a", "--type", "cfg"],
-    );
-    ok(
-        &data,
-        &["project", "create", "bob", "team-ab", "--type", "cfg"],
-    );
-    ok(
-        &data,
-        &["project", "create", "public", "shared", "--type", "cfg"],
-    );
+    for (owner, name) in [
+        ("bob", "other"),
+        ("bob", "team-a"),
+        ("bob", "team-ab"),
+        ("public", "shared"),
+    ] {
+        ok(&data, &["project", "create", owner, name, "--type", "cfg"]);
+    }
     let shared = [
         "bob/other.cfg",
         "bob/team-a.cfg",
@@ -273,6 +265,14 @@ fn golden_role_table() {
     );
 }
 
+/// `setup` in a temp dir named `name`, served by a test server.
+fn served(name: &str) -> (TestDir, std::path::PathBuf, TestServer) {
+    let dir = TestDir::new(name);
+    let data = setup(&dir);
+    let server = TestServer::start(&data);
+    (dir, data, server)
+}
+
 fn setup(dir: &TestDir) -> std::path::PathBuf {
     let data = dir.data();
     ok(&data, &["init", "--example"]);
@@ -283,9 +283,7 @@ fn setup(dir: &TestDir) -> std::path::PathBuf {
 
 #[test]
 fn login_me_logout_and_cookie_flags() {
-    let dir = TestDir::new("login");
-    let data = setup(&dir);
-    let server = TestServer::start(&data);
+    let (_dir, _data, server) = served("login");
     let body = br#"{"username":"demo","password":"demo-password"}"#;
     let r = send(
         server.addr,
@@ -329,41 +327,24 @@ fn login_me_logout_and_cookie_flags() {
     assert_eq!(login.send(server.addr, "GET", "/user/me", b"").status, 401);
 
     // Wrong password, unknown user, missing fields, no cookie.
-    for body in [
-        &br#"{"username":"demo","password":"nope-nope"}"#[..],
-        br#"{"username":"ghost","password":"whatever1"}"#,
-    ] {
-        let r = send(
+    let log_in = |body: &[u8]| {
+        send(
             server.addr,
             "POST",
             "/site-builder/api/user/login",
             &[],
             body,
-        );
+        )
+    };
+    for body in [
+        &br#"{"username":"demo","password":"nope-nope"}"#[..],
+        br#"{"username":"ghost","password":"whatever1"}"#,
+    ] {
+        let r = log_in(body);
         assert_eq!((r.status, r.message()), (401, "401 Unauthorized".into()));
     }
-    assert_eq!(
-        send(
-            server.addr,
-            "POST",
-            "/site-builder/api/user/login",
-            &[],
-            b"{}"
-        )
-        .status,
-        400
-    );
-    assert_eq!(
-        send(
-            server.addr,
-            "POST",
-            "/site-builder/api/user/login",
-            &[],
-            b"not json"
-        )
-        .status,
-        400
-    );
+    assert_eq!(log_in(b"{}").status, 400);
+    assert_eq!(log_in(b"not json").status, 400);
     assert_eq!(
         send(server.addr, "GET", "/site-builder/api/projects", &[], b"").status,
         401
@@ -446,9 +427,7 @@ fn sessions_survive_a_restart_and_end_on_password_change_disable_and_timeouts() 
 
 #[test]
 fn csrf_is_required_on_every_unsafe_request() {
-    let dir = TestDir::new("csrf");
-    let data = setup(&dir);
-    let server = TestServer::start(&data);
+    let (_dir, data, server) = served("csrf");
     let login = Login::new(server.addr, "demo", "demo-password");
     let path = format!(
         "/site-builder/api/projects/{}/branches/main/files/x.txt",
@@ -513,9 +492,7 @@ fn csrf_is_required_on_every_unsafe_request() {
 
 #[test]
 fn failed_logins_are_throttled() {
-    let dir = TestDir::new("throttle");
-    let data = setup(&dir);
-    let server = TestServer::start(&data);
+    let (_dir, _data, server) = served("throttle");
     for _ in 0..5 {
         let r = send(
             server.addr,
@@ -542,9 +519,7 @@ fn failed_logins_are_throttled() {
 
 #[test]
 fn if_match_conflicts_rollback_and_concurrent_cli_and_api_writers() {
-    let dir = TestDir::new("writes");
-    let data = setup(&dir);
-    let server = TestServer::start(&data);
+    let (_dir, data, server) = served("writes");
     let login = Login::new(server.addr, "demo", "demo-password");
     let branch = "/projects/b2b-cnc.erp-config/branches/main";
     let short = |login: &Login| {
@@ -556,14 +531,7 @@ fn if_match_conflicts_rollback_and_concurrent_cli_and_api_writers() {
                 b"",
             )
             .json();
-        list.as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == "main")
-            .unwrap()["short_id"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        util::short_id_in(&list, "main")
     };
     // Two editors read the same state; the first write wins, the second is told.
     let seen = short(&login);
@@ -702,9 +670,7 @@ fn if_match_conflicts_rollback_and_concurrent_cli_and_api_writers() {
 
 #[test]
 fn bodies_are_limited_and_validated() {
-    let dir = TestDir::new("bodies");
-    let data = setup(&dir);
-    let server = TestServer::start(&data);
+    let (dir, _data, server) = served("bodies");
     let login = Login::new(server.addr, "demo", "demo-password");
     let big = vec![b'x'; 10 * 1024 * 1024 + 1];
     let r = login.send(
@@ -763,9 +729,7 @@ fn bodies_are_limited_and_validated() {
 
 #[test]
 fn tokens_through_the_admin_api() {
-    let dir = TestDir::new("admin-tokens");
-    let data = setup(&dir);
-    let server = TestServer::start(&data);
+    let (_dir, _data, server) = served("admin-tokens");
     let login = Login::new(server.addr, "demo", "demo-password");
     let r = login.send(server.addr, "POST", "/tokens", br#"{"name":"erp","repos":["b2b-cnc.erp-config"],"expires_at":"2099-01-01","fingerprint_required":true}"#);
     assert_eq!(r.status, 201);

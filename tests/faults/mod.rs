@@ -627,14 +627,17 @@ fn full_disk_case(dir: &TestDir, mnt: &Path, what: &str, fill: impl FnOnce(&Path
 
     // Writes fail, clearly, and change nothing.
     let big = vec![b'x'; 256 * 1024];
-    let r = admin(
-        daemon.addr,
-        &login,
-        "PUT",
-        &format!("{ADMIN_FILES}/files/b.txt"),
-        &big,
-    )
-    .expect("an answer");
+    let put_big = || {
+        admin(
+            daemon.addr,
+            &login,
+            "PUT",
+            &format!("{ADMIN_FILES}/files/b.txt"),
+            &big,
+        )
+        .expect("an answer")
+    };
+    let r = put_big();
     assert_eq!(r.0, 507, "{what}: PUT on a full disk: {}", r.1);
     assert!(r.1.contains("INSUFFICIENT_STORAGE"), "{what}: {}", r.1);
     let r = admin(
@@ -673,14 +676,7 @@ fn full_disk_case(dir: &TestDir, mnt: &Path, what: &str, fill: impl FnOnce(&Path
     for f in fillers {
         std::fs::remove_file(f).unwrap();
     }
-    let r = admin(
-        daemon.addr,
-        &login,
-        "PUT",
-        &format!("{ADMIN_FILES}/files/b.txt"),
-        &big,
-    )
-    .expect("an answer");
+    let r = put_big();
     assert_eq!(r.0, 200, "{what}: PUT after freeing space: {}", r.1);
     util::put(&data, "c.txt", &big);
     assert_eq!(raw("b.txt").map(|r| r.1.len()), Some(big.len()), "{what}");

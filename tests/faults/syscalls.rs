@@ -104,6 +104,20 @@ fn injected(trace: &Path) -> Vec<String> {
 /// Whether the state after an attempt is the operation's new state.
 type IsNew = Box<dyn Fn(&State, &State) -> bool>;
 
+/// The write is in: one more version, holding `body`; tokens as they were.
+fn saved(body: String) -> IsNew {
+    Box::new(move |b: &State, a: &State| {
+        a.history == b.history + 1 && a.file == body && a.tokens == b.tokens
+    })
+}
+
+/// The rollback is in: one more version, at `target`'s state.
+fn rolled_back(target: Option<String>) -> IsNew {
+    Box::new(move |b: &State, a: &State| {
+        a.history == b.history + 1 && Some(&a.short_id) == target.as_ref() && a.tokens == b.tokens
+    })
+}
+
 /// One attempt's outcome, as the client (or operator) saw it.
 struct Attempt {
     /// 2xx / exit 0.
@@ -302,17 +316,9 @@ fn syscall_faults_fail_requests_cleanly() {
                         "{op} with {syscall} failing at call {n}: {status:?}"
                     );
                 }
-                let body_c = body.clone();
-                let target_c = target.clone();
                 let is_new: IsNew = match op {
-                    "PUT" => Box::new(move |b: &State, a: &State| {
-                        a.history == b.history + 1 && a.file == body_c && a.tokens == b.tokens
-                    }),
-                    _ => Box::new(move |b: &State, a: &State| {
-                        a.history == b.history + 1
-                            && Some(&a.short_id) == target_c.as_ref()
-                            && a.tokens == b.tokens
-                    }),
+                    "PUT" => saved(body.clone()),
+                    _ => rolled_back(target.clone()),
                 };
                 judge(op, syscall, n, &data, &before, &attempt, &*is_new);
                 assert_eq!(
@@ -394,20 +400,12 @@ fn syscall_faults_fail_requests_cleanly() {
                         "{op} with {syscall} failing at call {n} failed silently"
                     );
                 }
-                let body_c = body.clone();
-                let target_c = target.clone();
                 let is_new: IsNew = match op {
                     "token create" => Box::new(|b: &State, a: &State| {
                         a.tokens == b.tokens + 1 && a.history == b.history
                     }),
-                    "file put" => Box::new(move |b: &State, a: &State| {
-                        a.history == b.history + 1 && a.file == body_c && a.tokens == b.tokens
-                    }),
-                    _ => Box::new(move |b: &State, a: &State| {
-                        a.history == b.history + 1
-                            && Some(&a.short_id) == target_c.as_ref()
-                            && a.tokens == b.tokens
-                    }),
+                    "file put" => saved(body.clone()),
+                    _ => rolled_back(target.clone()),
                 };
                 judge(op, syscall, n, &data, &before, &attempt, &*is_new);
                 cases += 1;

@@ -22,8 +22,8 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use crate::util::{
-    add_user, create_token, ok, raw_exchange, raw_request, run_with_input, Login, Resp, TestDir,
-    TestServer, API, NO_RESPONSE, V4,
+    add_user, create_token, ok, raw_exchange, raw_request, run_with_input, Head, Login, Resp,
+    TestDir, TestServer, API, NO_RESPONSE, V4,
 };
 
 const ADMIN: &str = "/site-builder/api";
@@ -109,18 +109,14 @@ fn send_case(addr: SocketAddr, req: &Req) -> Resp {
             headers,
             body,
         } => {
-            let mut head =
-                format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-            if !body.is_empty() {
-                head.push_str(&format!("Content-Length: {}\r\n", body.len()));
-            }
-            for (k, v) in headers {
-                head.push_str(&format!("{k}: {v}\r\n"));
-            }
-            head.push_str("\r\n");
-            let mut bytes = head.into_bytes();
-            bytes.extend_from_slice(body);
-            raw_request(addr, &bytes)
+            // No Content-Length without a body, as most clients send a GET.
+            let head = Head {
+                method,
+                path,
+                headers,
+                length: !body.is_empty(),
+            };
+            raw_request(addr, &head.with_body(addr, body))
         }
         Req::Raw(bytes) => raw_exchange(addr, bytes, false),
         Req::HalfClosed(bytes) => raw_exchange(addr, bytes, true),
