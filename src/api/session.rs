@@ -224,7 +224,8 @@ pub fn session_cookie_header(app: &App, id: &str) -> HeaderValue {
 
 /// `Set-Cookie` that removes the session cookie.
 pub fn cleared_cookie_header() -> HeaderValue {
-    HeaderValue::from_static("cfgstore_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+    let cookie = format!("{COOKIE}=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0");
+    HeaderValue::from_str(&cookie).expect("cookie is ASCII")
 }
 
 /// A browser sends `Origin` (and `Sec-Fetch-Site`) with a cross-site POST:

@@ -17,6 +17,7 @@ use crate::auth::roles::Action;
 use crate::error::{Error, Result};
 use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, SnapshotId};
 use crate::ops::content::{self as ops, FileWrite, Validation};
+use crate::store::tree::{Kind, Selection, TreeEntry};
 
 /// What a path segment keeps unescaped in our links.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -233,32 +234,36 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
         .unwrap_or_default();
     let shown_filter = ui.req.query.get("filter").unwrap_or("").trim();
     let filter = shown_filter.to_lowercase();
-    let under: Vec<_> = gen
-        .entries()
-        .iter()
-        .filter(|e| e.path.as_str().starts_with(&prefix))
-        .collect();
-    if folder.is_some() && under.is_empty() {
-        return Err(Error::not_found(
-            "folder",
-            folder.map(|f| f.as_str()).unwrap_or(""),
-        ));
-    }
-    // With a filter: every file below whose path contains it. Without: this
-    // folder's own files and folders.
-    let mut folders: std::collections::BTreeMap<&str, u64> = Default::default();
-    let mut files = Vec::new();
-    for e in &under {
-        let rest = &e.path.as_str()[prefix.len()..];
-        if !filter.is_empty() {
-            if rest.to_lowercase().contains(&filter) {
-                files.push(*e);
+    // The version's tree index (made once per version, shared with the
+    // APIs' listings): with a filter, every file below whose path contains
+    // it; without, this folder's own folders and files.
+    let index = gen.tree();
+    let below = |path: &str| -> Result<usize> {
+        let folder = FilePath::parse(path)?;
+        let blobs = |e: &&TreeEntry| e.kind == Kind::Blob;
+        Ok(match index.select(Some(&folder), true)? {
+            Selection::Slice(all) => all.iter().filter(blobs).count(),
+            Selection::Picked(some) => some.into_iter().filter(blobs).count(),
+        })
+    };
+    let mut folders: Vec<(String, usize)> = Vec::new();
+    let mut files: Vec<TreeEntry> = Vec::new();
+    if filter.is_empty() {
+        for e in index.select(folder, false)?.to_vec() {
+            match e.kind {
+                Kind::Tree => folders.push((e.name.clone(), below(&e.path)?)),
+                Kind::Blob => files.push(e),
             }
-        } else if let Some((dir, _)) = rest.split_once('/') {
-            *folders.entry(dir).or_default() += 1;
-        } else {
-            files.push(*e);
         }
+    } else {
+        files = index
+            .select(folder, true)?
+            .to_vec()
+            .into_iter()
+            .filter(|e| {
+                e.kind == Kind::Blob && e.path[prefix.len()..].to_lowercase().contains(&filter)
+            })
+            .collect();
     }
     let base = branch_url(at);
     let live = at.version.is_none();
@@ -296,9 +301,9 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
                 }
                 @for e in &files {
                     tr {
-                        td { a.file href=(format!("{base}/file/{}", path_url(e.path.as_str()))) { (&e.path.as_str()[prefix.len()..]) } }
-                        td { (e.size) }
-                        td.hide-narrow { code { (e.blob_id()) } }
+                        td { a.file href=(format!("{base}/file/{}", path_url(&e.path))) { (&e.path[prefix.len()..]) } }
+                        td { (e.size.unwrap_or(0)) }
+                        td.hide-narrow { code { (e.id) } }
                     }
                 }
                 @if folders.is_empty() && files.is_empty() {

@@ -80,16 +80,13 @@ pub(super) fn paginate<'a, T>(ui: &Ui, items: &'a [T], per_page: usize) -> (&'a 
         .clamp(1, pages);
     let start = (page - 1) * per_page;
     let slice = &items[start.min(items.len())..(start + per_page).min(items.len())];
+    // The query as sent, but for its page (as the API's `Link` headers).
     let link = |n: usize| {
-        let mut pairs: Vec<String> = ui
-            .req
-            .query
-            .pairs()
-            .filter(|(k, _)| *k != "page")
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-            .collect();
-        pairs.push(format!("page={n}"));
-        format!("{}?{}", ui.req.parts.uri.path(), pairs.join("&"))
+        format!(
+            "{}?{}",
+            ui.req.parts.uri.path(),
+            ui.req.query.with_page(n as u64)
+        )
     };
     let pager = html! {
         @if pages > 1 {

@@ -242,15 +242,11 @@ fn parse_upload(req: &Request) -> Result<Upload> {
         }
         Ok(upload)
     };
-    // The whole body is in memory: the future never waits on I/O. UI
-    // forms are answered on the blocking pool, which may block on it.
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => handle.block_on(read),
-        Err(_) => tokio::runtime::Builder::new_current_thread()
-            .build()
-            .map_err(|e| Error::io(std::path::Path::new("runtime"), e))?
-            .block_on(read),
-    }
+    // The whole body is in memory: the parser never waits, and finishes
+    // in one poll.
+    use futures_util::FutureExt;
+    read.now_or_never()
+        .unwrap_or_else(|| Err(Error::invalid("malformed upload: incomplete")))
 }
 
 /// A page answer with the headers every page carries.
