@@ -293,9 +293,8 @@ pub(super) fn rotate(ui: &Ui, id: &str, form: &Query) -> Result<Response<Body>> 
 
 pub(super) fn audit(ui: &Ui) -> Result<Response<Body>> {
     let q = &ui.req.query;
+    // Newest first (as the store answers), as a person reads a trail.
     let records = audit_records(ui.app, q, &ui.actor)?;
-    // Newest first, as a person reads a trail.
-    let records: Vec<_> = records.into_iter().rev().collect();
     let (page, pager) = paginate(ui, &records, 50);
     let field = |k: &str| q.get(k).unwrap_or("").to_string();
     let body = html! {
