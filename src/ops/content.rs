@@ -154,7 +154,6 @@ fn state_after<'a>(
     incoming: std::collections::HashMap<&'a FilePath, &'a [u8]>,
     replace: bool,
 ) -> impl Fn(&FilePath) -> Result<Option<Vec<u8>>> + 'a {
-    let live = std::cell::OnceCell::new();
     move |p: &FilePath| {
         if let Some(bytes) = incoming.get(p) {
             return Ok(Some(bytes.to_vec()));
@@ -162,15 +161,13 @@ fn state_after<'a>(
         if replace {
             return Ok(None);
         }
-        let live = match live.get() {
-            Some(live) => live,
-            None => {
-                let loaded = store.live(project, branch)?;
-                live.get_or_init(|| loaded)
-            }
-        };
-        match live.file(p) {
-            Some(entry) => Ok(Some(store.read_entry(project, &entry)?.to_vec())),
+        // Where the tree is not in memory, the folders on the path only.
+        match store.live_path(project, branch, p)?.1.file() {
+            Some(content) => Ok(Some(
+                store
+                    .read_entry(project, &content.entry(p.clone()))?
+                    .to_vec(),
+            )),
             None => Ok(None),
         }
     }

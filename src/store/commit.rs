@@ -13,6 +13,7 @@ use super::branches::newest_generation;
 use super::fsutil::{
     self, check_real_dirs, create_dir_durable, fsync_dir, open_regular, LockGuard,
 };
+use super::reads::BranchTrees;
 use super::trees::{Draft, Node};
 use super::*;
 use crate::error::{Error, Result};
@@ -34,29 +35,29 @@ impl Store {
         // Refuse early what the commit would refuse (it checks again under
         // the lock), so a refused write leaves no object behind: otherwise
         // every stale If-Match or misplaced path would fill the disk.
-        let live = self.live(project, branch)?;
+        let (live, at) = self.live_path(project, branch, path)?;
         if let Some(expected) = expect_short_id {
-            if expected != live.meta.short_id {
+            if expected != live.short_id {
                 return Err(Error::Conflict(format!(
                     "branch {branch} is at {} now, not {expected}",
-                    live.meta.short_id
+                    live.short_id
                 )));
             }
         }
-        live.root().check_new_file(path)?;
+        at.check_new_file()?;
         let _objects_in_flight = self.objects_in_flight(project)?;
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
         objects.sync(&self.layout.objects_dir(project))?;
         fsutil::failpoint("commit.stored", &self.layout.objects_dir(project))?;
-        self.commit(
-            project,
-            branch,
-            actor,
-            format!("file.put {path}"),
+        let change = Change {
+            reason: format!("file.put {path}"),
             expect_short_id,
-            |draft, _| draft.insert(path, entry.content()),
-        )
+            only: Some(path),
+        };
+        self.commit(project, branch, actor, change, |draft, _| {
+            draft.insert(path, entry.content())
+        })
     }
 
     /// What a put would make, without writing anything: the branch's
@@ -94,19 +95,17 @@ impl Store {
         actor: &str,
         expect_short_id: Option<&str>,
     ) -> Result<WriteOutcome> {
-        self.commit(
-            project,
-            branch,
-            actor,
-            format!("file.delete {path}"),
+        let change = Change {
+            reason: format!("file.delete {path}"),
             expect_short_id,
-            |draft, _| {
-                draft
-                    .remove(path)
-                    .then_some(())
-                    .ok_or_else(|| Error::not_found("file", path))
-            },
-        )
+            only: Some(path),
+        };
+        self.commit(project, branch, actor, change, |draft, _| {
+            draft
+                .remove(path)
+                .then_some(())
+                .ok_or_else(|| Error::not_found("file", path))
+        })
     }
 
     /// Saves many files as one write and one snapshot. With `replace`, the
@@ -162,7 +161,7 @@ impl Store {
         }
         objects.sync(&self.layout.objects_dir(project))?;
         let reason = format!("import {} files", incoming.len());
-        self.commit(project, branch, actor, reason, None, |draft, _| {
+        self.commit(project, branch, actor, Change::of(reason), |draft, _| {
             if replace {
                 draft.reset(Node::empty());
             }
@@ -184,20 +183,14 @@ impl Store {
         actor: &str,
     ) -> Result<WriteOutcome> {
         let dir = self.require_branch(project, branch)?;
-        self.commit(
-            project,
-            branch,
-            actor,
-            format!("rollback to {to}"),
-            None,
-            |draft, head| {
-                if to > head || to < self.floor(&dir)? {
-                    return Err(Error::not_found("version", to));
-                }
-                draft.reset(Arc::clone(self.load_generation(dir.clone(), to)?.root()));
-                Ok(())
-            },
-        )
+        let change = Change::of(format!("rollback to {to}"));
+        self.commit(project, branch, actor, change, |draft, head| {
+            if to > head || to < self.floor(&dir)? {
+                return Err(Error::not_found("version", to));
+            }
+            draft.reset(Arc::clone(self.load_generation(dir.clone(), to)?.root()));
+            Ok(())
+        })
     }
 
     /// The one write path: lock, recover, edit the tree, store its new
@@ -207,10 +200,14 @@ impl Store {
         project: &ProjectRef,
         branch: &BranchName,
         actor: &str,
-        reason: String,
-        expect_short_id: Option<&str>,
+        change: Change,
         edit: impl FnOnce(&mut Draft, SnapshotId) -> Result<()>,
     ) -> Result<WriteOutcome> {
+        let Change {
+            reason,
+            expect_short_id,
+            only,
+        } = change;
         let dir = self.require_branch(project, branch)?;
         // The new folders' trees are objects: gc must not take them (or a
         // rollback's) before the version that names them is in place.
@@ -223,29 +220,43 @@ impl Store {
         // write behind, and building on it would lose that write.
         fsutil::failpoint("commit.locked", &dir)?;
         let head = self.recover_branch(&dir)?;
-        let current = self.load_generation(dir.clone(), head)?;
+        // Without the read cache, an edit of one path reads only the
+        // folders on it: the others are stand-ins, whose `short_id` lines
+        // are streamed from their objects below. The daemon has the whole
+        // tree in memory.
+        let along = match (only, &self.cache) {
+            (Some(path), None) => self.read_along(&dir, head, path)?,
+            _ => None,
+        };
+        let (current, base) = match along {
+            Some(found) => found,
+            None => {
+                let gen = self.load_generation(dir.clone(), head)?;
+                (gen.meta.clone(), Arc::clone(gen.root()))
+            }
+        };
         if let Some(expected) = expect_short_id {
-            if expected != current.meta.short_id {
+            if expected != current.short_id {
                 return Err(Error::Conflict(format!(
                     "branch {branch} is at {} now, not {expected}",
-                    current.meta.short_id
+                    current.short_id
                 )));
             }
         }
-        let mut draft = Draft::new(Arc::clone(current.root()));
+        let mut draft = Draft::new(Arc::clone(&base));
         edit(&mut draft, head)?;
         let root = draft.finish();
         // A write that leaves the files as they are (the same bytes put again,
         // a rollback to the state the branch has) changes nothing: no
         // version is made.
-        if root.id() == current.root().id() {
+        if root.id() == base.id() {
             return Ok(WriteOutcome {
                 changed: false,
                 snapshot: None,
                 version: head,
-                old_short_id: current.meta.short_id.clone(),
-                short_id: current.meta.short_id.clone(),
-                file_count: current.meta.file_count,
+                old_short_id: current.short_id.clone(),
+                short_id: current.short_id.clone(),
+                file_count: current.file_count,
                 added: 0,
                 updated: 0,
                 removed: 0,
@@ -258,12 +269,13 @@ impl Store {
         // this one waits for the disk.
         let keep_lines = self.cache.is_some();
         let objects = self.layout.objects_dir(project);
+        let trees = BranchTrees::new(&dir, self.cache.as_ref(), false)?;
         let (ids, stored) = std::thread::scope(|scope| {
             let hashing = (root.file_count() >= PARALLEL_IDS)
                 .then(|| {
                     std::thread::Builder::new()
                         .name("cfgstore-short-id".into())
-                        .spawn_scoped(scope, || root.ids(keep_lines))
+                        .spawn_scoped(scope, || root.ids_reading(keep_lines, &trees))
                         .ok()
                 })
                 .flatten();
@@ -271,19 +283,20 @@ impl Store {
             let ids = match hashing.map(|h| h.join()) {
                 Some(Ok(ids)) => ids,
                 Some(Err(panic)) => std::panic::resume_unwind(panic),
-                None => root.ids(keep_lines),
+                None => root.ids_reading(keep_lines, &trees),
             };
             (ids, stored)
         });
         stored?;
+        let ids = ids?;
         fsutil::failpoint("commit.objects", &dir)?;
         let next = head.next();
         let parent = ParentSummary {
             version: head,
-            file_count: current.meta.file_count,
-            short_id: current.meta.short_id.clone(),
+            file_count: current.file_count,
+            short_id: current.short_id.clone(),
         };
-        let counts = Node::changes(current.root(), &root);
+        let counts = Node::changes(&base, &root);
         let mut gen =
             Generation::of_tree(next, now_rfc3339(), actor, reason, root, Some(parent), ids);
         gen.meta.changes = Some(counts);
@@ -314,7 +327,7 @@ impl Store {
             changed: true,
             snapshot: Some(head),
             version: next,
-            old_short_id: current.meta.short_id.clone(),
+            old_short_id: current.short_id.clone(),
             short_id: gen.meta.short_id.clone(),
             file_count: gen.meta.file_count,
             added: counts.added,
@@ -443,6 +456,26 @@ impl Store {
                 .to_path_buf(),
         );
         Ok(())
+    }
+}
+
+/// What a commit is: its reason (the history's "what"), the `short_id`
+/// the branch must be at, if any, and for an edit of one path (a put, a
+/// delete) that path.
+pub(super) struct Change<'a> {
+    reason: String,
+    expect_short_id: Option<&'a str>,
+    only: Option<&'a FilePath>,
+}
+
+impl Change<'_> {
+    /// A change of any number of paths, made whatever the branch's state.
+    pub(super) fn of(reason: String) -> Self {
+        Change {
+            reason,
+            expect_short_id: None,
+            only: None,
+        }
     }
 }
 

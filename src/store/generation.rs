@@ -528,10 +528,16 @@ impl Generation {
         Ok(Generation::with(meta, None, Some(entries)))
     }
 
-    /// Reads only the metadata line: enough for listings and history.
+    /// Reads only the metadata line: enough for listings and history. A
+    /// flat version (format 1 or 2) names no tree, whatever its metadata
+    /// says: its manifest is the truth.
     pub fn read_meta(path: &Path) -> Result<GenerationMeta> {
         let mut reader = BufReader::with_capacity(4096, open_regular(path)?);
-        read_header(&mut reader, path)
+        let (mut meta, format) = read_header_format(&mut reader, path)?;
+        if format != 3 {
+            meta.tree = None;
+        }
+        Ok(meta)
     }
 
     /// The files as a path-keyed map.
@@ -594,10 +600,6 @@ impl Generation {
         let entry = &entries[i as usize];
         (entry.path == *path).then_some(entry)
     }
-}
-
-fn read_header(reader: &mut impl BufRead, path: &Path) -> Result<GenerationMeta> {
-    read_header_format(reader, path).map(|(meta, _)| meta)
 }
 
 /// The metadata and the format (1, 2 or 3) of a generation file.

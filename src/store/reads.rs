@@ -10,11 +10,11 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::fsutil::{self, check_real_dirs, open_regular, read_regular};
-use super::trees::{Node, NodeSource};
+use super::trees::{Node, NodeSource, PathOnly};
 use super::*;
 use crate::error::{Error, Result};
 
@@ -124,6 +124,54 @@ impl Store {
             }
         }
         Ok(gen)
+    }
+
+    /// What a write at `path` needs to know of the live state before it
+    /// stores anything: the version's metadata and what is at the path.
+    /// Without the read cache (the CLI), only the folders on the path are
+    /// read, not the branch's whole tree.
+    pub fn live_path(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        path: &FilePath,
+    ) -> Result<(GenerationMeta, PathOnly)> {
+        if self.cache.is_none() {
+            let dir = self.require_branch(project, branch)?;
+            let version = read_head(&dir)?;
+            if let Some((meta, root)) = self.read_along(&dir, version, path)? {
+                return Ok((meta, PathOnly::of(root, path)));
+            }
+        }
+        let live = self.live(project, branch)?;
+        Ok((
+            live.meta.clone(),
+            PathOnly::of(Arc::clone(live.root()), path),
+        ))
+    }
+
+    /// A version's metadata and its tree with only the folders on `path`
+    /// read (`Node::load_path`); `None` for a flat version (format 1 or
+    /// 2), which lists its files itself.
+    pub(super) fn read_along(
+        &self,
+        dir: &Path,
+        version: SnapshotId,
+        path: &FilePath,
+    ) -> Result<Option<(GenerationMeta, Arc<Node>)>> {
+        let file = self.layout.generation_file(dir, version);
+        let meta = Generation::read_meta(&file)?;
+        let Some(id) = meta.tree.as_deref() else {
+            return Ok(None);
+        };
+        if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(Error::corrupt(&file, "no tree named"));
+        }
+        let root = Node::load_path(id, path, &BranchTrees::new(dir, None, false)?)?;
+        if root.file_count() != meta.file_count {
+            return Err(Error::corrupt(&file, "file count does not match the tree"));
+        }
+        Ok(Some((meta, root)))
     }
 
     /// Turns on the read cache: for a long-running process (the daemon)

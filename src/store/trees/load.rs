@@ -10,6 +10,7 @@ use super::{
     corrupt, key_cmp, Child, FileSpan, Node, GIT, HASH, MAX_DEPTH, MAX_FILES, MD5, TREE_MAGIC,
 };
 use crate::error::{Error, Result};
+use crate::names::FilePath;
 
 /// A source with no objects: for a version file alone (the fuzz target),
 /// where a format-3 file's tree cannot be read.
@@ -69,6 +70,10 @@ impl<S: NodeSource> NodeSource for Memo<'_, S> {
         self.inner.verify()
     }
 }
+
+/// What `Node::parse` asks for each folder line: the node of (id, file
+/// count, name).
+type ChildOf<'a> = dyn FnMut(&str, u64, &str) -> Result<Arc<Node>> + 'a;
 
 /// Whether every byte is a lower-case hex digit. A 20,000-file tree
 /// checks 2.7 MB of them per load: the test runs on every byte without
@@ -140,7 +145,7 @@ impl Node {
             id.to_string(),
             text,
             &path,
-            &mut |child| match preloaded.get(child) {
+            &mut |child, _, _| match preloaded.get(child) {
                 Some(node) => Ok(Arc::clone(node)),
                 None => Node::load_at(child, source, depth + 1),
             },
@@ -190,12 +195,64 @@ impl Node {
         })
     }
 
-    /// Parses a tree object's text; `child` gives the node of each folder.
+    /// The tree `id` with only the folders on `path` read; every other
+    /// folder is a stand-in that knows its id and file count. Enough to
+    /// check or edit `path` (`get`, `check_new_file`, a `Draft` that
+    /// changes only `path`) and to store the folders such an edit makes;
+    /// its `short_id` is `ids_reading`, which streams the stand-ins' lines
+    /// from their objects. A folder at `path` itself is read whole.
+    pub fn load_path(id: &str, path: &FilePath, source: &impl NodeSource) -> Result<Arc<Node>> {
+        let segments: Vec<&str> = path.as_str().split('/').collect();
+        Node::load_along(id, &segments, source, 0)
+    }
+
+    fn load_along(
+        id: &str,
+        path: &[&str],
+        source: &impl NodeSource,
+        depth: usize,
+    ) -> Result<Arc<Node>> {
+        let Some((next, rest)) = path.split_first() else {
+            return Node::load(id, source);
+        };
+        let (file, bytes) = source.read(id)?;
+        if depth > MAX_DEPTH {
+            return Err(corrupt(&file, "folders nested deeper than any path can be"));
+        }
+        let text =
+            String::from_utf8(bytes).map_err(|_| corrupt(&file, "tree object is not UTF-8"))?;
+        let node = Node::parse(id.to_string(), text, &file, &mut |child, count, name| {
+            if name == *next {
+                Node::load_along(child, rest, source, depth + 1)
+            } else {
+                Ok(Node::stand_in(child, count))
+            }
+        })?;
+        node.mark_stored();
+        Ok(Arc::new(node))
+    }
+
+    /// A folder not read (`load_path`): its id and file count only. It
+    /// has no text; every real node's starts with `TREE_MAGIC`.
+    fn stand_in(id: &str, file_count: u64) -> Arc<Node> {
+        Arc::new(Node {
+            id: id.to_string(),
+            text: Box::from(""),
+            children: Vec::new(),
+            file_count,
+            longest: 0,
+            stored: AtomicBool::new(true),
+            lines: Default::default(),
+        })
+    }
+
+    /// Parses a tree object's text; `child(id, file count, name)` gives
+    /// the node of each folder.
     pub(super) fn parse(
         id: String,
         text: String,
         source: &std::path::Path,
-        child: &mut dyn FnMut(&str) -> Result<Arc<Node>>,
+        child: &mut ChildOf,
     ) -> Result<Node> {
         let body = text
             .strip_prefix(TREE_MAGIC)
@@ -260,7 +317,7 @@ impl Node {
                     if file_count.saturating_add(count) > MAX_FILES {
                         return Err(corrupt(source, "more files than any branch holds"));
                     }
-                    let node = child(node_id)?;
+                    let node = child(node_id, count, name)?;
                     if node.file_count != count || count == 0 {
                         return Err(corrupt(
                             source,
@@ -315,6 +372,81 @@ impl Node {
             lines: Default::default(),
         })
     }
+}
+
+/// Feeds the `short_id` lines of the folder `id` and every folder under
+/// it, read from their objects without building nodes: a folder a
+/// one-path edit did not touch (`Node::load_path`). Checked only as far
+/// as the lines need (a folder id must be hex before it names a file);
+/// loading the version checks the rest.
+pub(super) fn stream_lines(
+    id: &str,
+    prefix: &mut String,
+    source: &dyn NodeSource,
+    depth: usize,
+    out: &mut dyn FnMut(&[u8]),
+) -> Result<()> {
+    let (path, bytes) = source.read(id)?;
+    if depth > MAX_DEPTH {
+        return Err(corrupt(&path, "folders nested deeper than any path can be"));
+    }
+    let bad = |line: &[u8]| {
+        corrupt(
+            &path,
+            format!("bad tree line {:?}", String::from_utf8_lossy(line)),
+        )
+    };
+    let body = bytes
+        .strip_prefix(TREE_MAGIC.as_bytes())
+        .and_then(|rest| rest.strip_prefix(b"\n"))
+        .ok_or_else(|| corrupt(&path, "not a tree object"))?;
+    // No line at all (a folder without files: only an empty branch's
+    // root), or lines each ending in a newline.
+    let lines = match body {
+        [] => None,
+        [lines @ .., b'\n'] => Some(lines),
+        _ => return Err(corrupt(&path, "tree object cut short")),
+    };
+    let mut own = Vec::with_capacity(body.len() / 2);
+    for line in lines.into_iter().flat_map(|l| l.split(|&b| b == b'\n')) {
+        // Either kind: the part after the fixed-width fields, split at
+        // its first tab (a size or a count, then the name).
+        let split = |fixed: usize| -> Result<(&[u8], &[u8])> {
+            let tail = line.get(fixed..).ok_or_else(|| bad(line))?;
+            let tab = tail
+                .iter()
+                .position(|&b| b == b'\t')
+                .ok_or_else(|| bad(line))?;
+            Ok((&tail[..tab], &tail[tab + 1..]))
+        };
+        match line.get(..2) {
+            Some(b"f\t") => {
+                let md5 = &line[2..];
+                let md5 = md5.get(..MD5).ok_or_else(|| bad(line))?;
+                let (size, name) = split(2 + MD5 + HASH + GIT + 3)?;
+                for part in [prefix.as_bytes(), name, b"|", size, b"|", md5, b"\n"] {
+                    own.extend_from_slice(part);
+                }
+            }
+            Some(b"d\t") => {
+                let child = line.get(2..2 + HASH).filter(|id| is_lower_hex(id));
+                let child = child.ok_or_else(|| bad(line))?;
+                let (_, name) = split(2 + HASH + 1)?;
+                let name = std::str::from_utf8(name).map_err(|_| bad(line))?;
+                out(&own);
+                own.clear();
+                let len = prefix.len();
+                prefix.push_str(name);
+                prefix.push('/');
+                let child = std::str::from_utf8(child).expect("hex is ASCII");
+                stream_lines(child, prefix, source, depth + 1, out)?;
+                prefix.truncate(len);
+            }
+            _ => return Err(bad(line)),
+        }
+    }
+    out(&own);
+    Ok(())
 }
 
 #[cfg(test)]

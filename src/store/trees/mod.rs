@@ -23,6 +23,12 @@
 //! loading a tree allocates per folder, not per file, and `short_id` is
 //! computed by feeding slices of that text to sha256. A `Draft` edits a
 //! tree copy-on-write: only the folders on an edited path are opened.
+//!
+//! A CLI put or delete does not load the whole tree: `Node::load_path`
+//! reads the folders on the edited path and leaves the others as
+//! stand-ins (id and file count), and the new `short_id` streams the
+//! stand-ins' lines straight from their objects (`ids_reading`) while the
+//! new folders are fsynced. The daemon keeps whole trees in memory.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,6 +55,36 @@ const MAX_FILES: u64 = 100_000_000;
 const MD5: usize = 32;
 const HASH: usize = 64;
 const GIT: usize = 40;
+
+/// A branch state asked about one path: a whole tree, or one with only
+/// that path's folders read (`Node::load_path`), which answers for that
+/// path alone.
+pub struct PathOnly {
+    root: Arc<Node>,
+    path: FilePath,
+}
+
+impl PathOnly {
+    pub fn of(root: Arc<Node>, path: &FilePath) -> PathOnly {
+        PathOnly {
+            root,
+            path: path.clone(),
+        }
+    }
+
+    /// The file at the path, if there is one.
+    pub fn file(&self) -> Option<ContentId> {
+        match self.root.get(self.path.as_str())? {
+            Found::File(file) => Some(file.content()),
+            Found::Folder(_) => None,
+        }
+    }
+
+    /// `Node::check_new_file` of the path.
+    pub fn check_new_file(&self) -> Result<()> {
+        self.root.check_new_file(&self.path)
+    }
+}
 
 /// One folder of a branch state.
 pub struct Node {
@@ -124,6 +160,21 @@ impl<'a> FileView<'a> {
 
     pub fn name(&self) -> &'a str {
         &self.text[self.span.size_end as usize + 1..self.span.end as usize]
+    }
+
+    /// Appends this file's `short_id` line (`{path}|{size}|{md5}`).
+    fn push_line(&self, prefix: &str, out: &mut Vec<u8>) {
+        for part in [
+            prefix,
+            self.name(),
+            "|",
+            self.size_text(),
+            "|",
+            self.md5(),
+            "\n",
+        ] {
+            out.extend_from_slice(part.as_bytes());
+        }
     }
 
     pub fn content(&self) -> ContentId {
@@ -236,9 +287,12 @@ impl Node {
             text.push('\n');
         }
         let id = blake3::hash(text.as_bytes()).to_hex().to_string();
-        let node = Node::parse(id, text, std::path::Path::new("a new tree"), &mut |id| {
-            Ok(Arc::clone(dirs.get(id).expect("a folder of this node")))
-        })
+        let node = Node::parse(
+            id,
+            text,
+            std::path::Path::new("a new tree"),
+            &mut |id, _, _| Ok(Arc::clone(dirs.get(id).expect("a folder of this node"))),
+        )
         .expect("a tree built from valid names parses");
         Arc::new(node)
     }
@@ -310,10 +364,18 @@ impl Node {
     /// `keep`, every folder without subfolders keeps its lines
     /// (`Node::lines`) for the next version's computation: the files of a
     /// branch are kept once, and a put makes the lines of one folder.
+    /// For a tree with every folder read (not `load_path`'s).
     pub fn ids(&self, keep: bool) -> (String, String) {
+        self.ids_reading(keep, &NoTrees)
+            .expect("a tree with every folder read needs no objects")
+    }
+
+    /// `ids`, where the folders `load_path` did not read have their lines
+    /// streamed from their objects in `source`.
+    pub fn ids_reading(&self, keep: bool, source: &dyn NodeSource) -> Result<(String, String)> {
         let mut hasher = Sha256::new();
         let mut buffer = Vec::with_capacity(1 << 16);
-        self.hash_lines(&mut String::new(), keep, &mut |bytes| {
+        self.hash_lines(&mut String::new(), keep, source, &mut |bytes| {
             // Lines are gathered and hashed 64 KiB at a time: several
             // small `update`s per file cost more than the hashing itself.
             // In order: what is buffered goes before these bytes.
@@ -326,59 +388,47 @@ impl Node {
             } else {
                 buffer.extend_from_slice(bytes);
             }
-        });
+        })?;
         hasher.update(&buffer);
         let digest = super::fsutil::hex(&hasher.finalize());
-        (digest[..8].to_string(), digest[..40].to_string())
+        Ok((digest[..8].to_string(), digest[..40].to_string()))
     }
 
     /// Feeds this folder's `short_id` lines (its files' and its folders',
     /// in path order) to `out`; with `keep`, each subfolder's lines are
     /// kept and reused.
-    fn hash_lines(&self, prefix: &mut String, keep: bool, out: &mut dyn FnMut(&[u8])) {
+    fn hash_lines(
+        &self,
+        prefix: &mut String,
+        keep: bool,
+        source: &dyn NodeSource,
+        out: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
         let mut own = Vec::new();
         for child in &self.children {
             match child {
-                Child::File(span) => {
-                    let file = self.view(*span);
-                    for part in [
-                        prefix.as_str(),
-                        file.name(),
-                        "|",
-                        file.size_text(),
-                        "|",
-                        file.md5(),
-                        "\n",
-                    ] {
-                        own.extend_from_slice(part.as_bytes());
-                    }
-                }
+                Child::File(span) => self.view(*span).push_line(prefix, &mut own),
                 Child::Dir { name, node } => {
                     let len = prefix.len();
                     prefix.push_str(&self.text[name.0 as usize..name.1 as usize]);
                     prefix.push('/');
-                    let leaf = node.children.iter().all(|c| matches!(c, Child::File(_)));
-                    if !keep || !leaf {
-                        out(&own);
-                        own.clear();
-                        node.hash_lines(prefix, keep, out);
-                    } else {
-                        let kept = node.lines.get_or_init(|| {
-                            let mut lines = Vec::new();
-                            node.hash_lines(prefix, true, &mut |b| lines.extend_from_slice(b));
-                            (prefix.as_str().into(), lines)
-                        });
+                    out(&own);
+                    own.clear();
+                    if node.is_stand_in() {
+                        load::stream_lines(node.id(), prefix, source, 0, out)?;
+                    } else if keep && node.is_leaf() {
+                        let kept = node
+                            .lines
+                            .get_or_init(|| (prefix.as_str().into(), node.leaf_lines(prefix)));
                         if *kept.0 == *prefix.as_str() {
-                            out(&own);
-                            own.clear();
                             out(&kept.1);
                         } else {
                             // The same folder at another path (rare): its
                             // lines are made again for this one.
-                            out(&own);
-                            own.clear();
-                            node.hash_lines(prefix, false, out);
+                            out(&node.leaf_lines(prefix));
                         }
+                    } else {
+                        node.hash_lines(prefix, keep, source, out)?;
                     }
                     prefix.truncate(len);
                 }
@@ -389,6 +439,28 @@ impl Node {
             }
         }
         out(&own);
+        Ok(())
+    }
+
+    /// The lines of a folder with files only, under `prefix`.
+    fn leaf_lines(&self, prefix: &str) -> Vec<u8> {
+        let mut lines = Vec::new();
+        for child in &self.children {
+            if let Child::File(span) = child {
+                self.view(*span).push_line(prefix, &mut lines);
+            }
+        }
+        lines
+    }
+
+    /// A folder with files only (read: a stand-in's children are unknown).
+    fn is_leaf(&self) -> bool {
+        !self.is_stand_in() && self.children.iter().all(|c| matches!(c, Child::File(_)))
+    }
+
+    /// A folder `load_path` did not read.
+    fn is_stand_in(&self) -> bool {
+        self.text.is_empty()
     }
 
     /// The child named `name`, if any.

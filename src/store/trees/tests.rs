@@ -183,3 +183,123 @@ fn short_ids_of_large_folders_match_the_definition() {
     let next = draft.finish();
     assert_eq!(next.ids(true), compute_ids(&next.flatten()));
 }
+
+/// A one-path edit of a tree with only that path's folders read gives the
+/// same new tree, the same new folders to store, the same changes and the
+/// same ids (the other folders' lines streamed from their objects) as the
+/// edit of the whole tree, for every kind of path.
+#[test]
+fn a_path_only_edit_matches_the_whole_tree_edit() {
+    let root = tree(AWKWARD);
+    let memory = stored(&root);
+    let whole = Node::load(root.id(), &memory).unwrap();
+    let puts = [
+        "a/b/c.json",
+        "a/b/new.json",
+        "a/x",
+        "a.b",
+        "new/deep/file",
+        "café/é.txt",
+        "zz",
+    ];
+    for p in puts {
+        let edit = |base: Arc<Node>| {
+            let mut draft = Draft::new(base);
+            draft.insert(&path(p), content(b"changed")).unwrap();
+            draft.finish()
+        };
+        let along = Node::load_path(root.id(), &path(p), &memory).unwrap();
+        assert_eq!(along.file_count(), root.file_count());
+        let (a, b) = (edit(Arc::clone(&whole)), edit(Arc::clone(&along)));
+        assert_eq!(a.id(), b.id(), "put {p}");
+        assert_eq!(
+            Node::changes(&whole, &a),
+            Node::changes(&along, &b),
+            "put {p}"
+        );
+        let (mut new_a, mut new_b) = (Vec::new(), Vec::new());
+        a.unstored(&mut new_a);
+        b.unstored(&mut new_b);
+        let ids = |v: &[Arc<Node>]| v.iter().map(|n| n.id().to_string()).collect::<Vec<_>>();
+        assert_eq!(ids(&new_a), ids(&new_b), "put {p}");
+        let want = compute_ids(&a.flatten());
+        assert_eq!(b.ids_reading(false, &memory).unwrap(), want, "put {p}");
+        assert_eq!(b.ids_reading(true, &memory).unwrap(), want, "put {p}, kept");
+        // What the checks before a put see.
+        let at = PathOnly::of(along, &path(p));
+        assert_eq!(
+            at.file(),
+            whole.get(p).and_then(|f| match f {
+                Found::File(f) => Some(f.content()),
+                Found::Folder(_) => None,
+            })
+        );
+    }
+    // Removing a file, and the last file of a folder.
+    for p in ["a/x", "a0/y", "a/b/c.json"] {
+        let along = Node::load_path(root.id(), &path(p), &memory).unwrap();
+        let mut draft = Draft::new(along);
+        assert!(draft.remove(&path(p)));
+        let after = draft.finish();
+        let mut full = Draft::new(Arc::clone(&whole));
+        full.remove(&path(p));
+        let full = full.finish();
+        assert_eq!(after.id(), full.id(), "remove {p}");
+        let want = compute_ids(&full.flatten());
+        assert_eq!(
+            after.ids_reading(false, &memory).unwrap(),
+            want,
+            "remove {p}"
+        );
+    }
+    // A path that is a folder, or inside a file: refused as on the whole
+    // tree, with the same message.
+    for p in ["a/b", "a.b/x", "z/y"] {
+        let along = Node::load_path(root.id(), &path(p), &memory).unwrap();
+        let refused = PathOnly::of(along, &path(p)).check_new_file();
+        let whole_refused = whole.check_new_file(&path(p));
+        assert_eq!(
+            refused.unwrap_err().to_string(),
+            whole_refused.unwrap_err().to_string(),
+            "{p}"
+        );
+    }
+}
+
+/// The streamed lines of damaged objects are errors, never a panic or a
+/// read outside the object folder.
+#[test]
+fn streaming_a_damaged_tree_is_an_error() {
+    let root = tree(AWKWARD);
+    let along = Node::load_path(root.id(), &path("B"), &stored(&root)).unwrap();
+    let folder = stored(&root)
+        .0
+        .keys()
+        .find(|id| *id != root.id())
+        .unwrap()
+        .clone();
+    let good = stored(&root).0[&folder].clone();
+    let text = String::from_utf8(good.clone()).unwrap();
+    let first_line = text.lines().nth(1).unwrap().to_string();
+    let cases: Vec<Vec<u8>> = vec![
+        Vec::new(),
+        b"not a tree\n".to_vec(),
+        text.trim_end().as_bytes().to_vec(),
+        format!("{TREE_MAGIC}\n\n").into_bytes(),
+        format!("{TREE_MAGIC}\nf\tabc\n").into_bytes(),
+        format!("{TREE_MAGIC}\nd\t../../../../etc/passwd\t1\tx\n").into_bytes(),
+        format!("{TREE_MAGIC}\nd\t{}\t1\n", "0".repeat(64)).into_bytes(),
+        format!("{TREE_MAGIC}\nx{}\n", &first_line[1..]).into_bytes(),
+        good[..good.len() - 2].to_vec(),
+    ];
+    for bytes in cases {
+        let mut memory = stored(&root);
+        memory.0.insert(folder.clone(), bytes.clone());
+        let got = along.ids_reading(false, &memory);
+        assert!(
+            got.is_err(),
+            "{:?} gave {got:?}",
+            String::from_utf8_lossy(&bytes)
+        );
+    }
+}
