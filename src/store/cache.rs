@@ -62,6 +62,10 @@ const LARGEST_CACHED_OBJECT: usize = 4 * 1024 * 1024;
 const POINTER_MAX_AGE: Duration = Duration::from_secs(1);
 /// Generations kept (the live one of every branch, plus recent snapshots).
 const GENERATION_SLOTS: usize = 4096;
+/// And at most this many files over all of them: a version read from
+/// takes some 300 bytes a file (its flat list and path index), so 4,096
+/// versions of a 20,000-file branch would hold 24 GiB. About 75 MiB.
+const GENERATION_FILES: u64 = 250_000;
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
@@ -425,10 +429,11 @@ impl ReadCache {
 
     pub fn put_generation(&self, dir: PathBuf, gen: Arc<Generation>) {
         let version = gen.meta.version;
+        let weight = gen.meta.file_count.saturating_add(1);
         self.generations
             .lock()
             .expect("cache")
-            .insert((dir, version), gen);
+            .insert((dir, version), gen, weight);
     }
 
     pub fn node(&self, path: &Path) -> Option<Arc<Node>> {
@@ -564,10 +569,14 @@ pub fn content_type(text: bool) -> &'static str {
     }
 }
 
-/// A map that forgets its oldest entries beyond a number of slots.
+/// A map that forgets its oldest entries beyond a number of slots or a
+/// total weight (the newest entry stays, whatever it weighs).
 struct Bounded<K, V> {
-    map: HashMap<K, V>,
+    map: HashMap<K, (V, u64)>,
     order: VecDeque<K>,
+    weight: u64,
+    slots: usize,
+    most: u64,
 }
 
 impl<K, V> Default for Bounded<K, V> {
@@ -575,23 +584,69 @@ impl<K, V> Default for Bounded<K, V> {
         Bounded {
             map: HashMap::new(),
             order: VecDeque::new(),
+            weight: 0,
+            slots: GENERATION_SLOTS,
+            most: GENERATION_FILES,
         }
     }
 }
 
 impl<K: std::hash::Hash + Eq + Clone, V: Clone> Bounded<K, V> {
     fn get(&self, key: &K) -> Option<V> {
-        self.map.get(key).cloned()
+        self.map.get(key).map(|(v, _)| v.clone())
     }
 
-    fn insert(&mut self, key: K, value: V) {
-        if self.map.insert(key.clone(), value).is_none() {
-            self.order.push_back(key);
+    fn insert(&mut self, key: K, value: V, weight: u64) {
+        match self.map.insert(key.clone(), (value, weight)) {
+            Some((_, old)) => self.weight -= old,
+            None => self.order.push_back(key),
         }
-        while self.order.len() > GENERATION_SLOTS {
+        self.weight += weight;
+        while self.order.len() > self.slots || (self.weight > self.most && self.order.len() > 1) {
             if let Some(old) = self.order.pop_front() {
-                self.map.remove(&old);
+                if let Some((_, w)) = self.map.remove(&old) {
+                    self.weight -= w;
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bounded;
+
+    #[test]
+    fn bounded_forgets_the_oldest_by_count_and_by_weight() {
+        let mut b = Bounded {
+            slots: 3,
+            most: 100,
+            ..Bounded::default()
+        };
+        for k in 0..5u32 {
+            b.insert(k, k, 1);
+        }
+        assert_eq!(
+            (0..5).map(|k| b.get(&k)).collect::<Vec<_>>(),
+            [None, None, Some(2), Some(3), Some(4)]
+        );
+        // Weight: 40 + 40 + 40 > 100 drops the oldest until it fits.
+        let mut b = Bounded {
+            slots: 10,
+            most: 100,
+            ..Bounded::default()
+        };
+        for k in 0..3u32 {
+            b.insert(k, k, 40);
+        }
+        assert_eq!(b.get(&0), None);
+        assert_eq!((b.get(&1), b.get(&2)), (Some(1), Some(2)));
+        assert_eq!(b.weight, 80);
+        // Heavier than the whole budget alone: kept, as the only one.
+        b.insert(9, 9, 500);
+        assert_eq!((b.get(&1), b.get(&2), b.get(&9)), (None, None, Some(9)));
+        // The same key again replaces its weight.
+        b.insert(9, 10, 5);
+        assert_eq!((b.get(&9), b.weight, b.order.len()), (Some(10), 5, 1));
     }
 }
