@@ -228,11 +228,17 @@ impl Store {
             (Some(path), None) => self.read_along(&dir, head, path)?,
             _ => None,
         };
-        let (current, base) = match along {
-            Some(found) => found,
+        // Whether the version this write builds on was read from (its flat
+        // file list made): then the new one will be, too.
+        let (current, base, was_read) = match along {
+            Some((meta, root)) => (meta, root, false),
             None => {
                 let gen = self.load_generation(dir.clone(), head)?;
-                (gen.meta.clone(), Arc::clone(gen.root()))
+                (
+                    gen.meta.clone(),
+                    Arc::clone(gen.root()),
+                    gen.reads_prepared(),
+                )
             }
         };
         if let Some(expected) = expect_short_id {
@@ -337,13 +343,18 @@ impl Store {
         if let Some(cache) = &self.cache {
             let gen = Arc::new(gen);
             cache.put_generation(dir, Arc::clone(&gen));
-            // Reads search the flat file list: it is made from the tree
-            // beside the answer to this write, not by the first read after
-            // it (20,000 entries take milliseconds). A read that comes
-            // first waits for it, as it would have made it itself.
-            let _ = std::thread::Builder::new()
-                .name("cfgstore-prepare".into())
-                .spawn(move || gen.prepare_reads());
+            // Reads search the flat file list: on a branch that is read
+            // (the version before was), it is made from the tree beside
+            // the answer to this write, not by the first read after it
+            // (20,000 entries take milliseconds of a core). A read that
+            // comes first waits for it, as it would have made it itself.
+            // A branch nobody reads (staging edited in bulk) is not
+            // prepared for reads on every write.
+            if was_read {
+                let _ = std::thread::Builder::new()
+                    .name("cfgstore-prepare".into())
+                    .spawn(move || gen.prepare_reads());
+            }
         }
         self.announce_change();
         Ok(outcome)

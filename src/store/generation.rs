@@ -414,6 +414,12 @@ impl Generation {
         }
     }
 
+    /// Whether the flat file list was made (a read or `prepare_reads`
+    /// asked for it).
+    pub fn reads_prepared(&self) -> bool {
+        self.entries.get().is_some()
+    }
+
     /// The files, sorted bytewise by path.
     pub fn entries(&self) -> &[Entry] {
         self.entries.get_or_init(|| self.root().flatten())

@@ -390,12 +390,6 @@ pub(super) fn stream_lines(
     if depth > MAX_DEPTH {
         return Err(corrupt(&path, "folders nested deeper than any path can be"));
     }
-    let bad = |line: &[u8]| {
-        corrupt(
-            &path,
-            format!("bad tree line {:?}", String::from_utf8_lossy(line)),
-        )
-    };
     let body = bytes
         .strip_prefix(TREE_MAGIC.as_bytes())
         .and_then(|rest| rest.strip_prefix(b"\n"))
@@ -408,31 +402,50 @@ pub(super) fn stream_lines(
         _ => return Err(corrupt(&path, "tree object cut short")),
     };
     let mut own = Vec::with_capacity(body.len() / 2);
-    for line in lines.into_iter().flat_map(|l| l.split(|&b| b == b'\n')) {
-        // Either kind: the part after the fixed-width fields, split at
-        // its first tab (a size or a count, then the name).
+    // Lines are walked by their fixed-width fields: only a size (or a
+    // count) and a name are searched, never the 139 bytes of ids.
+    let mut next = lines.map(|_| 0);
+    while let (Some(lines), Some(at)) = (lines, next) {
+        let line_at = at;
+        let end = memchr::memchr(b'\n', &lines[at..]).map(|n| at + n);
+        let line = &lines[at..end.unwrap_or(lines.len())];
+        next = end.map(|end| end + 1);
+        let bad = || {
+            corrupt(
+                &path,
+                format!(
+                    "bad tree line {:?} at byte {line_at}",
+                    String::from_utf8_lossy(line)
+                ),
+            )
+        };
+        // The part after the fixed-width fields: up to a tab (a size or a
+        // count), then the name.
         let split = |fixed: usize| -> Result<(&[u8], &[u8])> {
-            let tail = line.get(fixed..).ok_or_else(|| bad(line))?;
-            let tab = tail
-                .iter()
-                .position(|&b| b == b'\t')
-                .ok_or_else(|| bad(line))?;
+            let tail = line.get(fixed..).ok_or_else(bad)?;
+            let tab = memchr::memchr(b'\t', tail).ok_or_else(bad)?;
             Ok((&tail[..tab], &tail[tab + 1..]))
         };
         match line.get(..2) {
             Some(b"f\t") => {
-                let md5 = &line[2..];
-                let md5 = md5.get(..MD5).ok_or_else(|| bad(line))?;
-                let (size, name) = split(2 + MD5 + HASH + GIT + 3)?;
+                const TABS: [usize; 3] = [2 + MD5, 3 + MD5 + HASH, 4 + MD5 + HASH + GIT];
+                if !TABS.iter().all(|&i| line.get(i) == Some(&b'\t')) {
+                    return Err(bad());
+                }
+                let md5 = &line[2..2 + MD5];
+                let (size, name) = split(TABS[2] + 1)?;
                 for part in [prefix.as_bytes(), name, b"|", size, b"|", md5, b"\n"] {
                     own.extend_from_slice(part);
                 }
             }
             Some(b"d\t") => {
                 let child = line.get(2..2 + HASH).filter(|id| is_lower_hex(id));
-                let child = child.ok_or_else(|| bad(line))?;
-                let (_, name) = split(2 + HASH + 1)?;
-                let name = std::str::from_utf8(name).map_err(|_| bad(line))?;
+                let child = child.ok_or_else(bad)?;
+                if line.get(2 + HASH) != Some(&b'\t') {
+                    return Err(bad());
+                }
+                let (_, name) = split(3 + HASH)?;
+                let name = std::str::from_utf8(name).map_err(|_| bad())?;
                 out(&own);
                 own.clear();
                 let len = prefix.len();
@@ -442,7 +455,7 @@ pub(super) fn stream_lines(
                 stream_lines(child, prefix, source, depth + 1, out)?;
                 prefix.truncate(len);
             }
-            _ => return Err(bad(line)),
+            _ => return Err(bad()),
         }
     }
     out(&own);

@@ -375,7 +375,7 @@ impl Node {
     pub fn ids_reading(&self, keep: bool, source: &dyn NodeSource) -> Result<(String, String)> {
         let mut hasher = Sha256::new();
         let mut buffer = Vec::with_capacity(1 << 16);
-        self.hash_lines(&mut String::new(), keep, source, &mut |bytes| {
+        let mut feed = |bytes: &[u8]| {
             // Lines are gathered and hashed 64 KiB at a time: several
             // small `update`s per file cost more than the hashing itself.
             // In order: what is buffered goes before these bytes.
@@ -388,7 +388,8 @@ impl Node {
             } else {
                 buffer.extend_from_slice(bytes);
             }
-        })?;
+        };
+        self.hash_lines(&mut String::new(), keep, source, &mut feed)?;
         hasher.update(&buffer);
         let digest = super::fsutil::hex(&hasher.finalize());
         Ok((digest[..8].to_string(), digest[..40].to_string()))
@@ -414,22 +415,7 @@ impl Node {
                     prefix.push('/');
                     out(&own);
                     own.clear();
-                    if node.is_stand_in() {
-                        load::stream_lines(node.id(), prefix, source, 0, out)?;
-                    } else if keep && node.is_leaf() {
-                        let kept = node
-                            .lines
-                            .get_or_init(|| (prefix.as_str().into(), node.leaf_lines(prefix)));
-                        if *kept.0 == *prefix.as_str() {
-                            out(&kept.1);
-                        } else {
-                            // The same folder at another path (rare): its
-                            // lines are made again for this one.
-                            out(&node.leaf_lines(prefix));
-                        }
-                    } else {
-                        node.hash_lines(prefix, keep, source, out)?;
-                    }
+                    node.dir_lines(prefix, keep, source, out)?;
                     prefix.truncate(len);
                 }
             }
@@ -440,6 +426,35 @@ impl Node {
         }
         out(&own);
         Ok(())
+    }
+
+    /// The lines of this folder at `prefix` (ending in `/`): streamed
+    /// from its object if it is a stand-in, kept (with `keep`) if it has
+    /// files only, else made child by child.
+    fn dir_lines(
+        &self,
+        prefix: &mut String,
+        keep: bool,
+        source: &dyn NodeSource,
+        out: &mut dyn FnMut(&[u8]),
+    ) -> Result<()> {
+        if self.is_stand_in() {
+            return load::stream_lines(self.id(), prefix, source, 0, out);
+        }
+        if keep && self.is_leaf() {
+            let kept = self
+                .lines
+                .get_or_init(|| (prefix.as_str().into(), self.leaf_lines(prefix)));
+            if *kept.0 == *prefix.as_str() {
+                out(&kept.1);
+            } else {
+                // The same folder at another path (rare): its lines are
+                // made again for this one.
+                out(&self.leaf_lines(prefix));
+            }
+            return Ok(());
+        }
+        self.hash_lines(prefix, keep, source, out)
     }
 
     /// The lines of a folder with files only, under `prefix`.

@@ -291,6 +291,8 @@ fn streaming_a_damaged_tree_is_an_error() {
         format!("{TREE_MAGIC}\nd\t{}\t1\n", "0".repeat(64)).into_bytes(),
         format!("{TREE_MAGIC}\nx{}\n", &first_line[1..]).into_bytes(),
         good[..good.len() - 2].to_vec(),
+        format!("{text}\n").into_bytes(),
+        text.replacen('\n', "\n\n", 2).into_bytes(),
     ];
     for bytes in cases {
         let mut memory = stored(&root);
