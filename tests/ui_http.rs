@@ -451,7 +451,19 @@ fn stored_content_never_runs_as_a_page() {
     assert_eq!(raw.header("content-type"), Some("application/octet-stream"));
     assert_eq!(
         raw.header("content-disposition"),
-        Some("attachment; filename=\"evil.html\"")
+        Some("attachment; filename=\"evil.html\"; filename*=UTF-8''evil.html")
+    );
+    // A name beyond ASCII: exact in `filename*` (RFC 6266), replaced by
+    // `_` in the fallback.
+    put(&site.data, "prix café;x.json", b"{}");
+    let raw = b.get("/site-builder/p/alice/shop.cfg/b/main/raw/prix%20caf%C3%A9%3Bx.json");
+    assert_eq!(raw.status, 200, "{}", raw.text());
+    assert_eq!(
+        raw.header("content-disposition"),
+        Some(
+            "attachment; filename=\"prix_caf__x.json\"; \
+             filename*=UTF-8''prix%20caf%C3%A9%3Bx.json"
+        )
     );
     assert!(raw
         .header("content-security-policy")
@@ -731,4 +743,41 @@ fn editing_a_token_keeps_what_the_form_did_not_change() {
             .starts_with("2032-01-01"),
         "{token}"
     );
+}
+
+/// A folder of 250 files is shown 200 at a time, folders first, with
+/// links to the other page; a filter pages the same way.
+#[test]
+fn a_large_folder_is_paginated() {
+    let site = site("ui-pages");
+    let src = site._dir.path().join("src");
+    for i in 0..250 {
+        let dir = src.join("many");
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join(format!("f{i:03}.json")), format!("{{\"i\": {i}}}")).unwrap();
+    }
+    std::fs::write(src.join("many/sub/inner.json"), b"{}").unwrap();
+    ok(
+        &site.data,
+        &["import", "alice/shop.cfg", "main", src.to_str().unwrap()],
+    );
+    let b = Browser::login(&site, "alice", "alice-password-1");
+    let tree = "/site-builder/p/alice/shop.cfg/b/main/tree/many";
+    let files = |text: &str| text.matches("class=\"file\"").count();
+    let first = b.get(tree);
+    assert_eq!(first.status, 200);
+    let text = first.text();
+    assert!(text.contains("Page 1 of 2 (251)"), "{text}");
+    assert_eq!(text.matches("class=\"folder\"").count(), 1, "sub/ first");
+    assert_eq!(files(&text), 199);
+    assert!(text.contains("f000.json") && !text.contains("f199.json"));
+    assert!(text.contains(&format!("href=\"{tree}?page=2\"")), "{text}");
+    let second = b.get(&format!("{tree}?page=2")).text();
+    assert!(second.contains("Page 2 of 2"));
+    assert_eq!(files(&second), 51);
+    assert!(second.contains("f199.json") && second.contains("f249.json"));
+    // Filtered: every match below, paged alike, the filter kept.
+    let filtered = b.get(&format!("{tree}?filter=.json")).text();
+    assert!(filtered.contains("Page 1 of 2 (251)"), "{filtered}");
+    assert!(filtered.contains("page=2") && filtered.contains("filter=.json"));
 }

@@ -246,24 +246,30 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
             Selection::Picked(some) => some.into_iter().filter(blobs).count(),
         })
     };
-    let mut folders: Vec<(String, usize)> = Vec::new();
-    let mut files: Vec<TreeEntry> = Vec::new();
-    if filter.is_empty() {
-        for e in index.select(folder, false)?.to_vec() {
-            match e.kind {
-                Kind::Tree => folders.push((e.name.clone(), below(&e.path)?)),
-                Kind::Blob => files.push(e),
-            }
-        }
+    // Folders first, then files; 200 rows a page, a folder's file count
+    // found for the rows shown only.
+    let rows: Vec<TreeEntry> = if filter.is_empty() {
+        let mut rows = index.select(folder, false)?.to_vec();
+        rows.sort_by_key(|e| e.kind != Kind::Tree);
+        rows
     } else {
-        files = index
+        index
             .select(folder, true)?
             .to_vec()
             .into_iter()
             .filter(|e| {
                 e.kind == Kind::Blob && e.path[prefix.len()..].to_lowercase().contains(&filter)
             })
-            .collect();
+            .collect()
+    };
+    let (page, pager) = super::history::paginate(ui, &rows, 200);
+    let mut folders: Vec<(String, usize)> = Vec::new();
+    let mut files: Vec<&TreeEntry> = Vec::new();
+    for e in page {
+        match e.kind {
+            Kind::Tree => folders.push((e.name.clone(), below(&e.path)?)),
+            Kind::Blob => files.push(e),
+        }
     }
     let base = branch_url(at);
     let live = at.version.is_none();
@@ -311,6 +317,7 @@ pub(super) fn tree(ui: &Ui, at: &At, folder: Option<&FilePath>) -> Result<Respon
                 }
             }
         } }
+        (pager)
         @if writable {
             form.card #upload method="post" enctype="multipart/form-data" action=(format!("{base}/upload")) {
                 (ui.csrf_field())
@@ -385,17 +392,31 @@ pub(super) fn file(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> 
     Ok(ui.page(StatusCode::OK, path.as_str(), body))
 }
 
+/// What RFC 5987 leaves unencoded in an `ext-value` (`attr-char`).
+const ATTR_CHAR: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'!')
+    .remove(b'#')
+    .remove(b'$')
+    .remove(b'&')
+    .remove(b'+')
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'^')
+    .remove(b'_')
+    .remove(b'`')
+    .remove(b'|')
+    .remove(b'~');
+
 /// The bytes as a download: never rendered as a page of this origin
 /// (`attachment`, `octet-stream`, a sandboxing CSP).
 pub(super) fn raw(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
     let (_, _, _, content) = read_file(ui, at, path)?;
     let mut r =
         crate::api::response::with_body(StatusCode::OK, "application/octet-stream", content.bytes);
-    let name: String = path
-        .as_str()
-        .rsplit('/')
-        .next()
-        .unwrap_or("file")
+    let name = path.as_str().rsplit('/').next().unwrap_or("file");
+    // RFC 6266: an ASCII name for old clients, the exact one (UTF-8,
+    // percent-encoded) for the others.
+    let ascii: String = name
         .chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || "._-".contains(c) {
@@ -405,8 +426,10 @@ pub(super) fn raw(ui: &Ui, at: &At, path: &FilePath) -> Result<Response<Body>> {
             }
         })
         .collect();
+    let exact = percent_encoding::utf8_percent_encode(name, ATTR_CHAR);
     let h = r.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}\"")) {
+    let disposition = format!("attachment; filename=\"{ascii}\"; filename*=UTF-8''{exact}");
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
         h.insert(CONTENT_DISPOSITION, v);
     }
     h.insert(

@@ -337,6 +337,7 @@ pub(super) fn fleet(ui: &Ui, project: &ProjectRef) -> Result<Response<Body>> {
     let project = readable(ui.app, &ui.actor, &ProjectId::Full(project.clone()))?;
     let rows = fleet_rows(ui.app, &ui.actor, &project)?;
     let behind = rows.iter().filter(|r| !r.current).count();
+    let (shown, pager) = paginate(ui, &rows, 100);
     let body = html! {
         h1 { "Fleet · " (project) }
         p #fleet-summary {
@@ -348,7 +349,7 @@ pub(super) fn fleet(ui: &Ui, project: &ProjectRef) -> Result<Response<Body>> {
                 th { "Branch" } th { "Token" } th { "Instance" } th { "Has" } th { "Live" } th { "Since" } th.hide-narrow { "Last seen" }
             } }
             tbody {
-                @for r in &rows {
+                @for r in shown {
                     tr.client.behind[!r.current] {
                         td { (r.branch) }
                         td { (r.token_name.as_deref().unwrap_or(&r.token_id)) }
@@ -362,6 +363,7 @@ pub(super) fn fleet(ui: &Ui, project: &ProjectRef) -> Result<Response<Body>> {
                 @if rows.is_empty() { tr { td colspan="7" { span.muted { "No client has read this project yet." } } } }
             }
         } }
+        (pager)
         p { a href=(project_url(&project)) { "Back to " (project) } }
     };
     Ok(ui.page(StatusCode::OK, "Fleet", body))
