@@ -597,10 +597,14 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Bounded<K, V> {
     }
 
     fn insert(&mut self, key: K, value: V, weight: u64) {
-        match self.map.insert(key.clone(), (value, weight)) {
-            Some((_, old)) => self.weight -= old,
-            None => self.order.push_back(key),
+        if let Some((_, old)) = self.map.insert(key.clone(), (value, weight)) {
+            // Newest again: moved to the back, where eviction comes last.
+            self.weight -= old;
+            if let Some(at) = self.order.iter().position(|k| *k == key) {
+                self.order.remove(at);
+            }
         }
+        self.order.push_back(key);
         self.weight += weight;
         while self.order.len() > self.slots || (self.weight > self.most && self.order.len() > 1) {
             if let Some(old) = self.order.pop_front() {
@@ -648,5 +652,11 @@ mod tests {
         // The same key again replaces its weight.
         b.insert(9, 10, 5);
         assert_eq!((b.get(&9), b.weight, b.order.len()), (Some(10), 5, 1));
+        // A key inserted again is the newest: the others go first.
+        b.insert(1, 1, 40);
+        b.insert(9, 11, 50);
+        b.insert(2, 2, 40);
+        assert_eq!((b.get(&1), b.get(&9), b.get(&2)), (None, Some(11), Some(2)));
+        assert_eq!(b.weight, 90);
     }
 }

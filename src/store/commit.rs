@@ -234,11 +234,7 @@ impl Store {
             Some((meta, root)) => (meta, root, false),
             None => {
                 let gen = self.load_generation(dir.clone(), head)?;
-                (
-                    gen.meta.clone(),
-                    Arc::clone(gen.root()),
-                    gen.reads_prepared(),
-                )
+                (gen.meta.clone(), Arc::clone(gen.root()), gen.was_read())
             }
         };
         if let Some(expected) = expect_short_id {

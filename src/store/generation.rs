@@ -210,6 +210,9 @@ pub struct Generation {
     paths: std::sync::OnceLock<PathIndex>,
     /// Lookup by git blob id, built on the first `find_blob`.
     blobs: std::sync::OnceLock<HashMap<String, usize>>,
+    /// Whether anything has asked for its files (`entries`), as reads
+    /// do; `prepare_reads` does not count.
+    asked: std::sync::atomic::AtomicBool,
 }
 
 /// A copy starts without the lazily built indexes: they describe
@@ -223,6 +226,7 @@ impl Clone for Generation {
             tree: Default::default(),
             paths: Default::default(),
             blobs: Default::default(),
+            asked: Default::default(),
         }
     }
 }
@@ -382,6 +386,7 @@ impl Generation {
             tree: Default::default(),
             paths: Default::default(),
             blobs: Default::default(),
+            asked: Default::default(),
         }
     }
 
@@ -408,20 +413,28 @@ impl Generation {
     /// Makes what reads of this state search: the file list and, for a
     /// large one, its path index.
     pub fn prepare_reads(&self) {
-        let entries = self.entries();
-        if entries.len() >= INDEXED_FROM {
-            self.find(&entries[0].path);
+        let entries = self.flat();
+        if entries.len() >= INDEXED_FROM && entries.len() <= u32::MAX as usize {
+            self.paths.get_or_init(|| PathIndex::build(entries));
         }
     }
 
-    /// Whether the flat file list was made (a read or `prepare_reads`
-    /// asked for it).
-    pub fn reads_prepared(&self) -> bool {
-        self.entries.get().is_some()
+    /// Whether anything but `prepare_reads` asked for the files (a read
+    /// did): the next version of the branch will be read too.
+    pub fn was_read(&self) -> bool {
+        self.asked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The files, sorted bytewise by path.
     pub fn entries(&self) -> &[Entry] {
+        if !self.asked.load(std::sync::atomic::Ordering::Relaxed) {
+            self.asked.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.flat()
+    }
+
+    /// `entries`, not counted as asked for.
+    fn flat(&self) -> &[Entry] {
         self.entries.get_or_init(|| self.root().flatten())
     }
 

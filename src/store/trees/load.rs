@@ -7,7 +7,8 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::{
-    corrupt, key_cmp, Child, FileSpan, Node, GIT, HASH, MAX_DEPTH, MAX_FILES, MD5, TREE_MAGIC,
+    corrupt, key_cmp, key_cmp_bytes, Child, FileSpan, Node, GIT, HASH, MAX_DEPTH, MAX_FILES, MD5,
+    TREE_MAGIC,
 };
 use crate::error::{Error, Result};
 use crate::names::FilePath;
@@ -376,11 +377,17 @@ impl Node {
 
 /// Feeds the `short_id` lines of the folder `id` and every folder under
 /// it, read from their objects without building nodes: a folder a
-/// one-path edit did not touch (`Node::load_path`). Checked only as far
-/// as the lines need (a folder id must be hex before it names a file);
-/// loading the version checks the rest.
+/// one-path edit did not touch (`Node::load_path`), which its parent says
+/// holds `files` files. What a line puts into the hash is checked as
+/// `Node::parse` checks it (md5, size, order; a name is one path segment),
+/// folder ids before they name a file, and the counts: a folder holds
+/// exactly the files its parent's line says, so a damaged store cannot
+/// make this stream more lines than the branch counts. The content and
+/// git ids, which no line holds, are left to loading the version (`fsck`
+/// checks them all).
 pub(super) fn stream_lines(
     id: &str,
+    files: u64,
     prefix: &mut String,
     source: &dyn NodeSource,
     depth: usize,
@@ -402,8 +409,10 @@ pub(super) fn stream_lines(
         _ => return Err(corrupt(&path, "tree object cut short")),
     };
     let mut own = Vec::with_capacity(body.len() / 2);
+    let mut streamed = 0u64;
+    let mut last: Option<(&[u8], bool)> = None;
     // Lines are walked by their fixed-width fields: only a size (or a
-    // count) and a name are searched, never the 139 bytes of ids.
+    // count) and a name are searched, never the ids.
     let mut next = lines.map(|_| 0);
     while let (Some(lines), Some(at)) = (lines, next) {
         let line_at = at;
@@ -420,13 +429,20 @@ pub(super) fn stream_lines(
             )
         };
         // The part after the fixed-width fields: up to a tab (a size or a
-        // count), then the name.
+        // count), then the name: one path segment (no `/`, not `.` or
+        // `..`, not empty) so each line's path is the file's. Loading the
+        // version checks the rest of what a name may hold.
         let split = |fixed: usize| -> Result<(&[u8], &[u8])> {
+            // Both short: plain loops (memchr's setup costs more here).
             let tail = line.get(fixed..).ok_or_else(bad)?;
-            let tab = memchr::memchr(b'\t', tail).ok_or_else(bad)?;
-            Ok((&tail[..tab], &tail[tab + 1..]))
+            let tab = tail.iter().position(|&b| b == b'\t').ok_or_else(bad)?;
+            let name = &tail[tab + 1..];
+            if matches!(name, b"" | b"." | b"..") || name.iter().any(|&b| b == b'/' || b == 0) {
+                return Err(bad());
+            }
+            Ok((&tail[..tab], name))
         };
-        match line.get(..2) {
+        let entry = match line.get(..2) {
             Some(b"f\t") => {
                 const TABS: [usize; 3] = [2 + MD5, 3 + MD5 + HASH, 4 + MD5 + HASH + GIT];
                 if !TABS.iter().all(|&i| line.get(i) == Some(&b'\t')) {
@@ -434,9 +450,17 @@ pub(super) fn stream_lines(
                 }
                 let md5 = &line[2..2 + MD5];
                 let (size, name) = split(TABS[2] + 1)?;
+                if !is_lower_hex(md5) || parse_size(size).map(|(_, n)| n) != Some(size.len()) {
+                    return Err(bad());
+                }
+                streamed += 1;
+                if streamed > files {
+                    return Err(corrupt(&path, "more files than its folder line says"));
+                }
                 for part in [prefix.as_bytes(), name, b"|", size, b"|", md5, b"\n"] {
                     own.extend_from_slice(part);
                 }
+                (name, false)
             }
             Some(b"d\t") => {
                 let child = line.get(2..2 + HASH).filter(|id| is_lower_hex(id));
@@ -444,19 +468,45 @@ pub(super) fn stream_lines(
                 if line.get(2 + HASH) != Some(&b'\t') {
                     return Err(bad());
                 }
-                let (_, name) = split(3 + HASH)?;
-                let name = std::str::from_utf8(name).map_err(|_| bad())?;
+                let (count, name) = split(3 + HASH)?;
+                let count = match parse_size(count) {
+                    Some((n, digits)) if digits == count.len() && n > 0 => n,
+                    _ => return Err(bad()),
+                };
+                streamed = streamed.saturating_add(count);
+                if streamed > files {
+                    return Err(corrupt(&path, "more files than its folder line says"));
+                }
+                let folder = std::str::from_utf8(name).map_err(|_| bad())?;
+                if !crate::names::is_valid_segment(folder) {
+                    return Err(bad());
+                }
                 out(&own);
                 own.clear();
                 let len = prefix.len();
-                prefix.push_str(name);
+                prefix.push_str(folder);
                 prefix.push('/');
                 let child = std::str::from_utf8(child).expect("hex is ASCII");
-                stream_lines(child, prefix, source, depth + 1, out)?;
+                stream_lines(child, count, prefix, source, depth + 1, out)?;
                 prefix.truncate(len);
+                (name, true)
             }
             _ => return Err(bad()),
+        };
+        if let Some((last_name, last_dir)) = last {
+            if key_cmp_bytes(last_name, last_dir, entry.0, entry.1) != std::cmp::Ordering::Less
+                || last_name == entry.0
+            {
+                return Err(corrupt(&path, "tree lines not sorted or a name twice"));
+            }
         }
+        last = Some(entry);
+    }
+    if streamed != files {
+        return Err(corrupt(
+            &path,
+            format!("its folder line counts {files} files, it holds {streamed}"),
+        ));
     }
     out(&own);
     Ok(())

@@ -199,7 +199,11 @@ fn corrupt(source: &std::path::Path, why: impl Into<String>) -> Error {
 
 /// Git's tree order: names compared with a `/` after folder names.
 fn key_cmp(a: &str, a_dir: bool, b: &str, b_dir: bool) -> std::cmp::Ordering {
-    let (a, b) = (a.as_bytes(), b.as_bytes());
+    key_cmp_bytes(a.as_bytes(), a_dir, b.as_bytes(), b_dir)
+}
+
+/// `key_cmp` of names as bytes.
+fn key_cmp_bytes(a: &[u8], a_dir: bool, b: &[u8], b_dir: bool) -> std::cmp::Ordering {
     let n = a.len().min(b.len());
     match a[..n].cmp(&b[..n]) {
         // Names hold no '/': past the common part one side has ended, and
@@ -439,7 +443,7 @@ impl Node {
         out: &mut dyn FnMut(&[u8]),
     ) -> Result<()> {
         if self.is_stand_in() {
-            return load::stream_lines(self.id(), prefix, source, 0, out);
+            return load::stream_lines(self.id(), self.file_count, prefix, source, 0, out);
         }
         if keep && self.is_leaf() {
             let kept = self

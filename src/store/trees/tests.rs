@@ -305,3 +305,69 @@ fn streaming_a_damaged_tree_is_an_error() {
         );
     }
 }
+
+/// What streaming checks in an untouched folder, as loading would: md5,
+/// size and name of each line, their order, and the folder's file count
+/// against its parent's line (which also bounds the work).
+#[test]
+fn streaming_checks_what_goes_into_the_hash_and_the_counts() {
+    let root = tree(AWKWARD);
+    let along = Node::load_path(root.id(), &path("B"), &stored(&root)).unwrap();
+    let object_with = |needle: &str| {
+        let memory = stored(&root);
+        let (id, bytes) = memory
+            .0
+            .iter()
+            .find(|(id, b)| *id != root.id() && String::from_utf8_lossy(b).contains(needle))
+            .unwrap();
+        (id.clone(), String::from_utf8(bytes.clone()).unwrap())
+    };
+    let streams = |id: &str, text: String| {
+        let mut memory = stored(&root);
+        memory.0.insert(id.to_string(), text.into_bytes());
+        along.ids_reading(false, &memory)
+    };
+    // Unchanged, both stream.
+    let (a0, a0_text) = object_with("\ty\n");
+    let (a, a_text) = object_with("\tx\n");
+    assert!(streams(&a0, a0_text.clone()).is_ok());
+    assert!(streams(&a, a_text.clone()).is_ok());
+    let line = a0_text.lines().nth(1).unwrap().to_string();
+    let fields: Vec<&str> = line.split('\t').collect();
+    let with = |i: usize, v: &str| {
+        let mut f = fields.clone();
+        f[i] = v;
+        format!("{TREE_MAGIC}\n{}\n", f.join("\t"))
+    };
+    let upper = fields[1]
+        .to_uppercase()
+        .replace(|c: char| c.is_ascii_digit(), "A");
+    for (why, text) in [
+        ("md5 not lower hex", with(1, &upper)),
+        ("size with a leading zero", with(4, "01")),
+        ("no size", with(4, "")),
+        ("size not a number", with(4, "1x")),
+        ("name with a slash", with(5, "y/z")),
+        ("name ..", with(5, "..")),
+        (
+            "one file more than the parent counts",
+            format!("{a0_text}{}\n", with(5, "z").lines().nth(1).unwrap()),
+        ),
+        ("one file fewer", format!("{TREE_MAGIC}\n")),
+    ] {
+        let got = streams(&a0, text.clone());
+        assert!(got.is_err(), "{why}: {text:?} gave {got:?}");
+    }
+    // Lines out of order, and a folder line whose count is wrong.
+    let mut lines: Vec<&str> = a_text.lines().collect();
+    lines.swap(1, 2);
+    let swapped = format!("{}\n", lines.join("\n"));
+    assert!(streams(&a, swapped).is_err(), "unsorted");
+    let d = a_text.lines().find(|l| l.starts_with("d\t")).unwrap();
+    let parts: Vec<&str> = d.split('\t').collect();
+    for count in ["0", "2", "01", "-1"] {
+        let wrong = format!("d\t{}\t{count}\t{}", parts[1], parts[3]);
+        let text = a_text.replace(d, &wrong);
+        assert!(streams(&a, text).is_err(), "count {count}");
+    }
+}
