@@ -488,17 +488,7 @@ impl Generation {
             if !reader.is_empty() {
                 return Err(Error::corrupt(source, "text after the metadata"));
             }
-            let id = meta
-                .tree
-                .as_deref()
-                .filter(|id| {
-                    id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-                })
-                .ok_or_else(|| Error::corrupt(source, "no tree named"))?;
-            let root = Node::load(id, nodes)?;
-            if root.file_count() != meta.file_count {
-                return Err(Error::corrupt(source, "file count does not match the tree"));
-            }
+            let root = meta.load_root(source, |id| Node::load(id, nodes))?;
             return Ok(Generation::with(meta, Some(root), None));
         }
         let rest = std::str::from_utf8(reader)
@@ -640,6 +630,31 @@ fn read_header_format(reader: &mut impl BufRead, path: &Path) -> Result<(Generat
     let meta = serde_json::from_str(line.trim_end())
         .map_err(|e| Error::corrupt(path, format!("bad metadata: {e}")))?;
     Ok((meta, format))
+}
+
+impl GenerationMeta {
+    /// The root tree of a format-3 version (whose file is `source`), by
+    /// `load` (the whole tree, or the folders on one path), checked: the
+    /// named id is a tree id and the tree holds the files the metadata
+    /// counts.
+    pub(super) fn load_root(
+        &self,
+        source: &Path,
+        load: impl FnOnce(&str) -> Result<std::sync::Arc<Node>>,
+    ) -> Result<std::sync::Arc<Node>> {
+        let id = self
+            .tree
+            .as_deref()
+            .filter(|id| {
+                id.len() == 64 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            })
+            .ok_or_else(|| Error::corrupt(source, "no tree named"))?;
+        let root = load(id)?;
+        if root.file_count() != self.file_count {
+            return Err(Error::corrupt(source, "file count does not match the tree"));
+        }
+        Ok(root)
+    }
 }
 
 /// Whether a generation file lists its manifest itself (format 1 or 2,

@@ -161,16 +161,11 @@ impl Store {
     ) -> Result<Option<(GenerationMeta, Arc<Node>)>> {
         let file = self.layout.generation_file(dir, version);
         let meta = Generation::read_meta(&file)?;
-        let Some(id) = meta.tree.as_deref() else {
+        if meta.tree.is_none() {
             return Ok(None);
-        };
-        if id.len() != 64 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::corrupt(&file, "no tree named"));
         }
-        let root = Node::load_path(id, path, &BranchTrees::new(dir, None, false)?)?;
-        if root.file_count() != meta.file_count {
-            return Err(Error::corrupt(&file, "file count does not match the tree"));
-        }
+        let trees = BranchTrees::new(dir, None, false)?;
+        let root = meta.load_root(&file, |id| Node::load_path(id, path, &trees))?;
         Ok(Some((meta, root)))
     }
 

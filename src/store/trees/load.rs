@@ -7,8 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::{
-    corrupt, key_cmp, key_cmp_bytes, Child, FileSpan, Node, GIT, HASH, MAX_DEPTH, MAX_FILES, MD5,
-    TREE_MAGIC,
+    corrupt, key_cmp_bytes, Child, FileSpan, Node, GIT, HASH, MAX_DEPTH, MAX_FILES, MD5, TREE_MAGIC,
 };
 use crate::error::{Error, Result};
 use crate::names::FilePath;
@@ -274,24 +273,11 @@ impl Node {
             let (kind, rest) = line.split_at_checked(2).ok_or_else(bad)?;
             let child_entry = match kind {
                 "f\t" => {
-                    let fixed = MD5 + HASH + GIT + 3;
-                    let b = rest.as_bytes();
-                    let ids = b.get(..fixed).ok_or_else(bad)?;
-                    let seps = [MD5, MD5 + HASH + 1, MD5 + HASH + GIT + 2];
-                    if !seps.iter().all(|&i| ids[i] == b'\t')
-                        || !is_lower_hex(&ids[..MD5])
-                        || !is_lower_hex(&ids[MD5 + 1..MD5 + 1 + HASH])
-                        || !is_lower_hex(&ids[MD5 + HASH + 2..MD5 + HASH + 2 + GIT])
-                    {
-                        return Err(bad());
-                    }
-                    let (size_num, digits) = parse_size(&b[fixed..]).ok_or_else(bad)?;
-                    if b.get(fixed + digits) != Some(&b'\t') {
-                        return Err(bad());
-                    }
-                    let name = &rest[fixed + digits + 1..];
+                    let fields = file_fields(rest.as_bytes(), true).ok_or_else(bad)?;
+                    let (size_num, digits) = (fields.size, fields.size_text.len());
+                    let name = &rest[FILE_IDS + digits + 1..];
                     let md5_at = start + 2;
-                    let size_end = md5_at + fixed + digits;
+                    let size_end = md5_at + FILE_IDS + digits;
                     file_count += 1;
                     longest = longest.max(name.len());
                     (
@@ -352,9 +338,7 @@ impl Node {
                     Child::File(span) => &text[span.size_end as usize + 1..span.end as usize],
                     Child::Dir { name, .. } => &text[name.0 as usize..name.1 as usize],
                 };
-                if key_cmp(last_name, last_dir, name, is_dir) != std::cmp::Ordering::Less
-                    || last_name == name
-                {
+                if !follows(last_name.as_bytes(), last_dir, name.as_bytes(), is_dir) {
                     return Err(corrupt(source, "tree lines not sorted or a name twice"));
                 }
             }
@@ -373,6 +357,53 @@ impl Node {
             lines: Default::default(),
         })
     }
+}
+
+/// The width of a file line's ids after its `f\t`: `md5 \t content id \t
+/// git id \t`.
+const FILE_IDS: usize = MD5 + HASH + GIT + 3;
+
+/// The fields of a file line after its `f\t` (`md5 \t content id \t git id
+/// \t size \t name`), as `Node::parse` and `stream_lines` read them: the
+/// ids at their fixed widths, lower-case hex (the content and git ids only
+/// with `all_ids`: no `short_id` line holds them), the size as
+/// `u64::to_string` writes it. `None` when malformed; the name is the
+/// caller's to check.
+struct FileFields<'a> {
+    md5: &'a [u8],
+    size: u64,
+    size_text: &'a [u8],
+    name: &'a [u8],
+}
+
+fn file_fields(rest: &[u8], all_ids: bool) -> Option<FileFields<'_>> {
+    let ids = rest.get(..FILE_IDS)?;
+    let seps = [MD5, MD5 + HASH + 1, MD5 + HASH + GIT + 2];
+    if !seps.iter().all(|&i| ids[i] == b'\t') || !is_lower_hex(&ids[..MD5]) {
+        return None;
+    }
+    if all_ids
+        && (!is_lower_hex(&ids[MD5 + 1..MD5 + 1 + HASH])
+            || !is_lower_hex(&ids[MD5 + HASH + 2..MD5 + HASH + 2 + GIT]))
+    {
+        return None;
+    }
+    let (size, digits) = parse_size(&rest[FILE_IDS..])?;
+    if rest.get(FILE_IDS + digits) != Some(&b'\t') {
+        return None;
+    }
+    Some(FileFields {
+        md5: &ids[..MD5],
+        size,
+        size_text: &rest[FILE_IDS..FILE_IDS + digits],
+        name: &rest[FILE_IDS + digits + 1..],
+    })
+}
+
+/// Whether a line named `name` (`dir`: a folder's) may follow the line
+/// named `last` in a tree object: after it in git's order, not the same.
+fn follows(last: &[u8], last_dir: bool, name: &[u8], dir: bool) -> bool {
+    key_cmp_bytes(last, last_dir, name, dir) == std::cmp::Ordering::Less && last != name
 }
 
 /// Feeds the `short_id` lines of the folder `id` and every folder under
@@ -428,29 +459,17 @@ pub(super) fn stream_lines(
                 ),
             )
         };
-        // The part after the fixed-width fields: up to a tab (a size or a
-        // count), then the name: one path segment (no `/`, not `.` or
-        // `..`, not empty) so each line's path is the file's. Loading the
-        // version checks the rest of what a name may hold.
-        let split = |fixed: usize| -> Result<(&[u8], &[u8])> {
-            // Both short: plain loops (memchr's setup costs more here).
-            let tail = line.get(fixed..).ok_or_else(bad)?;
-            let tab = tail.iter().position(|&b| b == b'\t').ok_or_else(bad)?;
-            let name = &tail[tab + 1..];
-            if matches!(name, b"" | b"." | b"..") || name.iter().any(|&b| b == b'/' || b == 0) {
-                return Err(bad());
-            }
-            Ok((&tail[..tab], name))
+        // A name is one path segment (no `/`, not `.` or `..`, not empty),
+        // so each line's path is the file's. Loading the version checks
+        // the rest of what a name may hold. (Short: a plain loop.)
+        let one_segment = |name: &[u8]| {
+            !matches!(name, b"" | b"." | b"..") && !name.iter().any(|&b| b == b'/' || b == 0)
         };
         let entry = match line.get(..2) {
             Some(b"f\t") => {
-                const TABS: [usize; 3] = [2 + MD5, 3 + MD5 + HASH, 4 + MD5 + HASH + GIT];
-                if !TABS.iter().all(|&i| line.get(i) == Some(&b'\t')) {
-                    return Err(bad());
-                }
-                let md5 = &line[2..2 + MD5];
-                let (size, name) = split(TABS[2] + 1)?;
-                if !is_lower_hex(md5) || parse_size(size).map(|(_, n)| n) != Some(size.len()) {
+                let fields = file_fields(&line[2..], false).ok_or_else(bad)?;
+                let (md5, size, name) = (fields.md5, fields.size_text, fields.name);
+                if !one_segment(name) {
                     return Err(bad());
                 }
                 streamed += 1;
@@ -468,7 +487,12 @@ pub(super) fn stream_lines(
                 if line.get(2 + HASH) != Some(&b'\t') {
                     return Err(bad());
                 }
-                let (count, name) = split(3 + HASH)?;
+                let tail = &line[3 + HASH..];
+                let tab = tail.iter().position(|&b| b == b'\t').ok_or_else(bad)?;
+                let (count, name) = (&tail[..tab], &tail[tab + 1..]);
+                if !one_segment(name) {
+                    return Err(bad());
+                }
                 let count = match parse_size(count) {
                     Some((n, digits)) if digits == count.len() && n > 0 => n,
                     _ => return Err(bad()),
@@ -494,9 +518,7 @@ pub(super) fn stream_lines(
             _ => return Err(bad()),
         };
         if let Some((last_name, last_dir)) = last {
-            if key_cmp_bytes(last_name, last_dir, entry.0, entry.1) != std::cmp::Ordering::Less
-                || last_name == entry.0
-            {
+            if !follows(last_name, last_dir, entry.0, entry.1) {
                 return Err(corrupt(&path, "tree lines not sorted or a name twice"));
             }
         }
