@@ -94,6 +94,12 @@ fn ui_creates_deletes_and_manages_tokens_and_the_fleet() {
 
         // ---- a branch copied from main, and a file deleted on it only
         b.goto(B).await;
+        // The branch's last change: who, and what.
+        b.expect_text(
+            "table#branches tr.default",
+            &["alice", "file.put rates.json"],
+        )
+        .await;
         b.fill("form#new-branch input[name=name]", "staging").await;
         b.submit("form#new-branch").await;
         b.expect_path(staging_tree).await;
@@ -312,6 +318,50 @@ fn ui_creates_deletes_and_manages_tokens_and_the_fleet() {
             second[2].contains("alice") && second[2].contains("main:rates.json"),
             "the oldest, alice's new file, last: {second:?}"
         );
+        // By time: nothing after the newest record's day; all 53 from the
+        // oldest's day to the newest's (each row starts with its time).
+        let ymd = time::macros::format_description!("[year]-[month]-[day]");
+        let day = |row: &str| time::Date::parse(&row[..10], &ymd).unwrap();
+        let (oldest, newest) = (day(&second[2]), day(&first[0]));
+        let tomorrow = (newest + time::Duration::days(1)).to_string();
+        b.set_value("form#audit-filter input[name=since]", &tomorrow)
+            .await;
+        b.submit("form#audit-filter").await;
+        let none = b.texts("table#audit tr.record").await;
+        ensure!(b, none.is_empty(), "since tomorrow: {none:?}");
+        b.set_value("form#audit-filter input[name=since]", &oldest.to_string())
+            .await;
+        b.set_value("form#audit-filter input[name=until]", &newest.to_string())
+            .await;
+        b.submit("form#audit-filter").await;
+        b.expect_text("nav.pager", &["Page 1 of 2", "(53)"]).await;
+
+        // ---- a schema governs rates.json: the editor's check and save
+        // report where the content breaks it, and save writes nothing
+        let schema =
+            br#"{"type": "object", "properties": {"vat": {"type": "integer", "maximum": 100}}}"#;
+        let out = run_with_input(
+            &data,
+            &["file", "put", BILLING, "main", "rates.schema.json"],
+            schema,
+        );
+        assert!(out.status.success());
+        let before = ok(&data, &["file", "get", BILLING, "main", "rates.json"]);
+        b.goto(&format!("{B}/b/main/edit/rates.json")).await;
+        b.fill("form#editor textarea[name=content]", "{\"vat\": 500}\n")
+            .await;
+        b.click_css("form#editor button[name=action][value=check]")
+            .await;
+        b.expect_text(".validation", &["/vat", "rates.schema.json"])
+            .await;
+        b.click_css("form#editor button[name=action][value=save]")
+            .await;
+        b.expect_text(".validation", &["/vat", "rates.schema.json"])
+            .await;
+        b.expect_value("form#editor textarea[name=content]", "{\"vat\": 500}\n")
+            .await;
+        let after = ok(&data, &["file", "get", BILLING, "main", "rates.json"]);
+        assert_eq!(after, before, "a save the schema refuses writes nothing");
 
         // ---- who am I, and a reader sees no button to change anything
         b.click_css("a#me").await;
