@@ -15,6 +15,7 @@ mod fleet;
 mod format;
 mod gitlab_client;
 mod hostile;
+mod lean;
 mod old_store;
 mod ops;
 mod races;

@@ -23,21 +23,25 @@
 //! deadline), and what `App` keeps in memory (token uses, refusal
 //! summaries) is written.
 
+mod io;
+mod lean;
+
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::Pin;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::BytesMut;
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::{Instant, Sleep};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use io::{IdleIo, Rewind};
 
 use crate::api::{self, App};
 use crate::config::Config;
@@ -68,6 +72,9 @@ pub struct ServerOptions {
     /// How often long polls' keys are checked without a change seen (the
     /// backstop of the inotify watch; tests lengthen it to prove the watch).
     pub change_check: Duration,
+    /// Read-API `GET`s by the lean HTTP/1.1 path (`lean.rs`); `false`
+    /// leaves every request to hyper (the tests compare the two).
+    pub lean: bool,
 }
 
 /// What one listener serves: with `metrics_listen` set, the API listener
@@ -107,6 +114,7 @@ impl From<&Config> for ServerOptions {
             drain_timeout: c.drain_timeout,
             token_use_flush: Duration::from_secs(10),
             change_check: Duration::from_secs(1),
+            lean: true,
             routes: if c.metrics_listen.is_some() {
                 Routes::AllButMetrics
             } else {
@@ -156,7 +164,6 @@ pub async fn run_with(
         // instead of the connection closing while the request runs.
         .half_close(true)
         .max_buf_size(options.max_header_bytes.max(8192));
-    let graceful = GracefulShutdown::new();
     let flusher = tokio::spawn(flush_periodically(
         Arc::clone(&app),
         options.token_use_flush,
@@ -164,7 +171,11 @@ pub async fn run_with(
     // Long polls are read-API requests: the metrics-only listener has none.
     let watcher = (options.routes != Routes::MetricsOnly)
         .then(|| tokio::spawn(watch_changes(Arc::clone(&app), options.change_check)));
-    let slots = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let connections = options.max_connections.clamp(1, u32::MAX as usize);
+    let slots = Arc::new(tokio::sync::Semaphore::new(connections));
+    // Tells every connection the server is closing: an idle one closes, a
+    // busy one after its answer.
+    let (closing, closing_seen) = watch::channel(false);
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -183,26 +194,16 @@ pub async fn run_with(
                 backoff = Duration::from_millis(5);
                 let _ = stream.set_nodelay(true);
                 app.metrics.connection_opened();
-                let app = Arc::clone(&app);
-                let limits = (options.max_body_bytes, options.body_read_timeout);
-                let routes = options.routes;
-                let service_app = Arc::clone(&app);
-                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let app = Arc::clone(&service_app);
-                    async move {
-                        if !routes.serves(req.uri().path()) {
-                            return Ok(api::response::route_not_found().map(Full::new));
-                        }
-                        let response = serve_one(app, req, peer, limits).await;
-                        Ok::<_, Infallible>(response.map(Full::new))
-                    }
-                });
-                let io = TokioIo::new(IdleIo::new(stream, options.idle_timeout));
-                let connection = graceful.watch(builder.serve_connection(io, service));
+                let connection = Connection {
+                    app: Arc::clone(&app),
+                    peer,
+                    options: options.clone(),
+                    hyper: builder.clone(),
+                    closing: closing_seen.clone(),
+                };
                 tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::debug!(error = %e, "connection ended with an error");
-                    }
+                    let app = Arc::clone(&connection.app);
+                    connection.serve(stream).await;
                     app.metrics.connection_closed();
                     drop(slot);
                 });
@@ -220,8 +221,10 @@ pub async fn run_with(
     drop(listener);
     // Parked long polls answer now (304) instead of holding the drain.
     app.changes.close();
+    let _ = closing.send(true);
+    // Every connection holds a slot until it ends.
     tokio::select! {
-        _ = graceful.shutdown() => {}
+        _ = slots.acquire_many(connections as u32) => {}
         _ = tokio::time::sleep(options.drain_timeout) => {
             tracing::warn!("drain deadline passed with connections still open");
         }
@@ -235,18 +238,127 @@ pub async fn run_with(
     Ok(())
 }
 
+/// One accepted connection: served by the lean path (`lean.rs`) as long
+/// as its requests are plain read-API `GET`s, by hyper from the first one
+/// that is not (and for good).
+struct Connection {
+    app: Arc<App>,
+    peer: SocketAddr,
+    options: ServerOptions,
+    hyper: http1::Builder,
+    closing: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn serve(mut self, stream: TcpStream) {
+        let idle = self.options.idle_timeout;
+        let mut buf = BytesMut::new();
+        if !self.options.lean || self.options.routes == Routes::MetricsOnly {
+            return self.serve_hyper(IdleIo::new(stream, idle), buf).await;
+        }
+        // hyper's header timer also runs while a connection waits for its
+        // next request, so the lean path closes a connection silent for the
+        // smaller of the two, as hyper would.
+        let mut io = IdleIo::new(stream, idle.min(self.options.header_read_timeout));
+        if self.serve_lean(&mut io, &mut buf).await.is_some() {
+            io.set_timeout(idle);
+            self.serve_hyper(io, buf).await;
+        }
+    }
+
+    /// Serves requests by the lean path until one is not for it (`Some`:
+    /// hyper takes over, `buf` holding what was read of it) or the
+    /// connection ends (`None`).
+    async fn serve_lean(&mut self, io: &mut IdleIo, buf: &mut BytesMut) -> Option<()> {
+        use tokio::io::AsyncReadExt;
+        let mut fields = Vec::new();
+        let mut out = Vec::with_capacity(512);
+        let limits = (self.options.max_body_bytes, self.options.body_read_timeout);
+        loop {
+            if buf.is_empty() {
+                buf.reserve(4096);
+                let read = tokio::select! {
+                    biased;
+                    read = io.read_buf(buf) => read,
+                    _ = self.closing.changed() => return None,
+                };
+                match read {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {}
+                }
+            }
+            let head = match lean::parse(buf, self.options.max_header_bytes, fields) {
+                lean::Next::Serve(head) => head,
+                lean::Next::HandOff => return Some(()),
+            };
+            let bytes = lean::take_head(buf, head.len);
+            let Some(parts) = head.parts(&bytes) else {
+                // hyper refuses it in its own words: give the head back.
+                let mut whole = BytesMut::from(&bytes[..]);
+                whole.extend_from_slice(buf);
+                *buf = whole;
+                return Some(());
+            };
+            let method = parts.method.clone();
+            fields = head.into_fields();
+            let app = Arc::clone(&self.app);
+            let response = serve_one(app, parts, None, Some(self.peer), limits).await;
+            let body = lean::encode(&method, response, &mut out);
+            if lean::write_all(io, &out, &body).await.is_err() || *self.closing.borrow() {
+                return None;
+            }
+        }
+    }
+
+    /// hyper serves the rest of the connection, starting with `read`.
+    async fn serve_hyper(self, io: IdleIo, read: BytesMut) {
+        let Connection {
+            app,
+            peer,
+            options,
+            hyper,
+            mut closing,
+        } = self;
+        let limits = (options.max_body_bytes, options.body_read_timeout);
+        let routes = options.routes;
+        let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let app = Arc::clone(&app);
+            async move {
+                if !routes.serves(req.uri().path()) {
+                    return Ok(api::response::route_not_found().map(Full::new));
+                }
+                let (parts, body) = req.into_parts();
+                let response = serve_one(app, parts, Some(body), Some(peer), limits).await;
+                Ok::<_, Infallible>(response.map(Full::new))
+            }
+        });
+        let io = TokioIo::new(Rewind::new(io, read.freeze()));
+        let connection = hyper.serve_connection(io, service);
+        tokio::pin!(connection);
+        let ended = tokio::select! {
+            ended = connection.as_mut() => ended,
+            _ = async { closing.wait_for(|closing| *closing).await.map(drop) } => {
+                connection.as_mut().graceful_shutdown();
+                connection.await
+            }
+        };
+        if let Err(e) = ended {
+            tracing::debug!(error = %e, "connection ended with an error");
+        }
+    }
+}
+
 /// One request, by the execution model of `api`: admission (routing and
 /// authentication), the body within the limit admission set, the answer.
 /// Read-API GETs run inline on this async worker; the rest go to the
 /// blocking pool, since they read session files or write.
 async fn serve_one(
     app: Arc<App>,
-    req: hyper::Request<hyper::body::Incoming>,
-    peer: std::net::SocketAddr,
+    mut parts: hyper::http::request::Parts,
+    body: Option<hyper::body::Incoming>,
+    peer: Option<SocketAddr>,
     (max_body, body_timeout): (u64, Duration),
 ) -> hyper::Response<api::Body> {
-    let (mut parts, body) = req.into_parts();
-    let peer = Some(peer);
     let inline = api::is_fast_read(&parts);
     let admission = if inline {
         api::admit(&app, &mut parts, peer)
@@ -438,10 +550,14 @@ fn declared_length(parts: &hyper::http::request::Parts) -> Option<u64> {
 /// while being read (413). A body that trickles in too slowly is a 408.
 async fn read_body(
     parts: &hyper::http::request::Parts,
-    body: hyper::body::Incoming,
+    body: Option<hyper::body::Incoming>,
     limit: u64,
     timeout: Duration,
 ) -> crate::Result<bytes::Bytes> {
+    // The lean path serves requests without a body only.
+    let Some(body) = body else {
+        return Ok(bytes::Bytes::new());
+    };
     let over = || too_large(limit);
     use http_body_util::BodyExt;
     let declared = declared_length(parts);
@@ -482,127 +598,6 @@ fn caused_by_timeout(mut err: &(dyn std::error::Error + 'static)) -> bool {
             Some(source) => err = source,
             None => return false,
         }
-    }
-}
-
-/// A TCP stream that fails once no byte has moved either way for
-/// `timeout`; hyper then closes the connection. hyper has no idle timeout
-/// of its own.
-///
-/// Traffic only notes the time (`last`); the timer is re-armed when it
-/// fires early, not on every read and write, which keeps the timer wheel
-/// out of the per-request path. Vectored writes pass through, so hyper
-/// sends a response's head and its shared body with one `writev` instead
-/// of copying the body into its own buffer.
-struct IdleIo {
-    inner: TcpStream,
-    timeout: Duration,
-    last: Instant,
-    deadline: Pin<Box<Sleep>>,
-}
-
-impl IdleIo {
-    fn new(inner: TcpStream, timeout: Duration) -> IdleIo {
-        IdleIo {
-            inner,
-            timeout,
-            last: Instant::now(),
-            deadline: Box::pin(tokio::time::sleep(timeout)),
-        }
-    }
-
-    fn touch(&mut self) {
-        self.last = Instant::now();
-    }
-
-    /// Notes traffic after a write, or fails a write that has waited
-    /// longer than the idle timeout.
-    fn after_write(
-        &mut self,
-        cx: &mut Context<'_>,
-        written: Poll<std::io::Result<usize>>,
-    ) -> Poll<std::io::Result<usize>> {
-        match written {
-            Poll::Ready(Ok(n)) => {
-                self.touch();
-                Poll::Ready(Ok(n))
-            }
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
-            other => other,
-        }
-    }
-
-    /// Whether `timeout` has passed since the last traffic. A timer that
-    /// fires while traffic has moved since it was set is re-armed for the
-    /// new deadline (and polled, so this task wakes then).
-    fn expired(&mut self, cx: &mut Context<'_>) -> bool {
-        loop {
-            if self.deadline.as_mut().poll(cx).is_pending() {
-                return false;
-            }
-            let due = self.last + self.timeout;
-            if Instant::now() >= due {
-                return true;
-            }
-            self.deadline.as_mut().reset(due);
-        }
-    }
-}
-
-fn idle_error() -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::TimedOut, "connection idle for too long")
-}
-
-impl AsyncRead for IdleIo {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        match Pin::new(&mut self.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => {
-                if buf.filled().len() > before {
-                    self.touch();
-                }
-                Poll::Ready(Ok(()))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending if self.expired(cx) => Poll::Ready(Err(idle_error())),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-impl AsyncWrite for IdleIo {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.after_write(cx, written)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.after_write(cx, written)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
