@@ -46,6 +46,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod coarse;
 pub mod compare;
 pub mod config;
 pub mod diff;

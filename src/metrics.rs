@@ -17,7 +17,9 @@ const BUCKETS: [f64; 12] = [
 
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    requests: Mutex<foldhash::HashMap<(&'static str, u16), u64>>,
+    /// Requests by the first bucket they fall in (the exposition sums
+    /// them): one counter per request instead of one per bucket above it.
     latency_buckets: [AtomicU64; BUCKETS.len()],
     latency_count: AtomicU64,
     latency_sum_micros: AtomicU64,
@@ -49,10 +51,8 @@ impl Metrics {
             .entry((route, status))
             .or_default() += 1;
         let secs = elapsed.as_secs_f64();
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            if secs <= *bound {
-                self.latency_buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+        if let Some(first) = BUCKETS.iter().position(|bound| secs <= *bound) {
+            self.latency_buckets[first].fetch_add(1, Ordering::Relaxed);
         }
         self.latency_count.fetch_add(1, Ordering::Relaxed);
         self.latency_sum_micros
@@ -100,18 +100,26 @@ impl Metrics {
     pub fn render(&self, size: &StoreSize, audit_failures: u64) -> String {
         let mut text = String::new();
         let _ = writeln!(text, "# HELP cfgstore_requests_total HTTP requests by route and status.\n# TYPE cfgstore_requests_total counter");
-        for ((route, status), n) in self.requests.lock().expect("metrics").iter() {
+        let requests: BTreeMap<_, _> = self
+            .requests
+            .lock()
+            .expect("metrics")
+            .clone()
+            .into_iter()
+            .collect();
+        for ((route, status), n) in requests {
             let _ = writeln!(
                 text,
                 "cfgstore_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
             );
         }
         let _ = writeln!(text, "# HELP cfgstore_request_duration_seconds Time to answer a request.\n# TYPE cfgstore_request_duration_seconds histogram");
+        let mut cumulative = 0;
         for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.latency_buckets[i].load(Ordering::Relaxed);
             let _ = writeln!(
                 text,
-                "cfgstore_request_duration_seconds_bucket{{le=\"{bound}\"}} {}",
-                self.latency_buckets[i].load(Ordering::Relaxed)
+                "cfgstore_request_duration_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
             );
         }
         let count = self.latency_count.load(Ordering::Relaxed);
@@ -217,6 +225,7 @@ mod tests {
         m.request("tree", 200, Duration::from_millis(2));
         m.request("tree", 200, Duration::from_millis(300));
         m.request("tree", 404, Duration::from_micros(100));
+        m.request("tree", 200, Duration::from_secs(9));
         m.auth_failure("expired");
         m.write(true);
         let text = m.render(
@@ -226,10 +235,13 @@ mod tests {
             },
             3,
         );
-        assert!(text.contains("cfgstore_requests_total{route=\"tree\",status=\"200\"} 2\n"));
+        assert!(text.contains("cfgstore_requests_total{route=\"tree\",status=\"200\"} 3\n"));
         assert!(text.contains("cfgstore_requests_total{route=\"tree\",status=\"404\"} 1\n"));
+        assert!(text.contains("cfgstore_request_duration_seconds_bucket{le=\"0.0005\"} 1\n"));
         assert!(text.contains("cfgstore_request_duration_seconds_bucket{le=\"0.0025\"} 2\n"));
-        assert!(text.contains("cfgstore_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("cfgstore_request_duration_seconds_bucket{le=\"0.25\"} 2\n"));
+        assert!(text.contains("cfgstore_request_duration_seconds_bucket{le=\"5\"} 3\n"));
+        assert!(text.contains("cfgstore_request_duration_seconds_bucket{le=\"+Inf\"} 4\n"));
         assert!(text.contains("cfgstore_auth_failures_total{reason=\"expired\"} 1\n"));
         assert!(text.contains("cfgstore_writes_total 1\n"));
         assert!(text.contains("cfgstore_store_projects 2\n"));

@@ -124,9 +124,7 @@ fn served(r: &Reader, project: &ProjectRef, states: &[(&str, &str)]) {
     };
     // Wall-clock seconds, not the app's clock: when a client was seen is
     // compared with when versions were written, which is wall-clock too.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::coarse::unix_seconds() as i64;
     let visit = crate::fleet::Visit {
         token_id: &token.id,
         instance_id: header(&super::authn::X_INSTANCE_ID).unwrap_or(""),

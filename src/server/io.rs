@@ -15,15 +15,18 @@ use tokio::time::{Instant, Sleep};
 /// `timeout`; hyper then closes the connection. hyper has no idle timeout
 /// of its own.
 ///
-/// Traffic only notes the time (`last`); the timer is re-armed when it
-/// fires early, not on every read and write, which keeps the timer wheel
-/// out of the per-request path. Vectored writes pass through, so hyper
+/// Traffic only notes the time (`last`, by the kernel's coarse monotonic
+/// clock: a few milliseconds of resolution, a fraction of the cost of a
+/// precise reading); the timer is re-armed when it fires early, not on
+/// every read and write, which keeps the timer wheel out of the
+/// per-request path. Vectored writes pass through, so hyper
 /// sends a response's head and its shared body with one `writev` instead
 /// of copying the body into its own buffer.
 pub(super) struct IdleIo {
     inner: TcpStream,
     timeout: Duration,
-    last: Instant,
+    /// The coarse clock's reading at the last traffic.
+    last: Duration,
     deadline: Pin<Box<Sleep>>,
 }
 
@@ -32,7 +35,7 @@ impl IdleIo {
         IdleIo {
             inner,
             timeout,
-            last: Instant::now(),
+            last: crate::coarse::monotonic(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
         }
     }
@@ -45,7 +48,7 @@ impl IdleIo {
     }
 
     fn touch(&mut self) {
-        self.last = Instant::now();
+        self.last = crate::coarse::monotonic();
     }
 
     /// Notes traffic after a write, or fails a write that has waited
@@ -73,11 +76,13 @@ impl IdleIo {
             if self.deadline.as_mut().poll(cx).is_pending() {
                 return false;
             }
-            let due = self.last + self.timeout;
-            if Instant::now() >= due {
+            let quiet = crate::coarse::monotonic().saturating_sub(self.last);
+            if quiet >= self.timeout {
                 return true;
             }
-            self.deadline.as_mut().reset(due);
+            self.deadline
+                .as_mut()
+                .reset(Instant::now() + (self.timeout - quiet));
         }
     }
 }

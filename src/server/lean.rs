@@ -51,9 +51,10 @@ pub(super) fn parse(
     max_head: usize,
     mut fields: Vec<(Range<usize>, Range<usize>)>,
 ) -> Next {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(buf) {
+    // Left uninitialised: the parser writes those it fills.
+    let mut headers = [const { std::mem::MaybeUninit::<httparse::Header>::uninit() }; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(buf, &mut headers) {
         Ok(httparse::Status::Complete(len)) if len <= max_head => len,
         _ => return Next::HandOff,
     };
@@ -225,17 +226,17 @@ where
 /// hyper does).
 mod date {
     use std::cell::RefCell;
-    use std::time::{SystemTime, UNIX_EPOCH};
+    use std::time::{Duration, UNIX_EPOCH};
 
     thread_local!(static CACHED: RefCell<(u64, String)> = const { RefCell::new((0, String::new())) });
 
     pub fn extend(dst: &mut Vec<u8>) {
-        let now = SystemTime::now();
-        let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let second = crate::coarse::unix_seconds();
         CACHED.with(|cached| {
             let mut cached = cached.borrow_mut();
             if cached.0 != second || cached.1.is_empty() {
-                *cached = (second, httpdate::fmt_http_date(now));
+                let at = UNIX_EPOCH + Duration::from_secs(second);
+                *cached = (second, httpdate::fmt_http_date(at));
             }
             dst.extend_from_slice(cached.1.as_bytes());
         });

@@ -1,10 +1,13 @@
 //! The daemon's HTTP server: `run(listener, app, shutdown)` is the one way
 //! to start it, in `cfgstore serve` and in the tests alike.
 //!
-//! hyper 1.x HTTP/1.1 over tokio. Each request is served by `serve_one`
-//! in the three steps of `api` (admit, read the body, respond), by one
-//! execution model: read-API GETs inline on the async workers, everything
-//! else on tokio's blocking pool. The limits that hold:
+//! HTTP/1.1 over tokio. A connection starts on the lean path (`lean.rs`),
+//! which parses and answers plain read-API `GET`s itself (the requests ERPs
+//! poll with), and moves to hyper 1.x for good at the first request that is
+//! anything else (`Connection`). Either way each request is served by
+//! `serve_one` in the three steps of `api` (admit, read the body, respond),
+//! by one execution model: read-API GETs inline on the async workers,
+//! everything else on tokio's blocking pool. The limits that hold:
 //! - a `TokioTimer` is installed, without which `header_read_timeout`
 //!   silently does nothing: a slow request head is cut off;
 //! - the request head is capped (`max_header_bytes`, 431 beyond it);
@@ -12,6 +15,8 @@
 //!   session may send `max_body_bytes`, everyone else 64 KiB; beyond it 413
 //!   unread, and a body that trickles in too slowly is 408 (`read_body`);
 //! - a connection with no traffic for `idle_timeout` is closed (`IdleIo`);
+//!   one waiting for its next request, after the smaller of that and
+//!   `header_read_timeout` (hyper runs its header timer then too);
 //! - a client that shuts its write side after its request still gets the
 //!   answer (`half_close`);
 //! - at most `max_connections` are served at once; the rest wait in the
@@ -19,9 +24,10 @@
 //! - accept errors (such as running out of file descriptors) back off
 //!   instead of spinning a core.
 //!
-//! On shutdown the listener closes, in-flight requests finish (up to a
-//! deadline), and what `App` keeps in memory (token uses, refusal
-//! summaries) is written.
+//! On shutdown the listener closes, every connection is told (an idle one
+//! closes, a busy one after its answer), in-flight requests finish (up to a
+//! deadline: every connection holds a slot until it ends), and what `App`
+//! keeps in memory (token uses, refusal summaries) is written.
 
 mod io;
 mod lean;
@@ -274,13 +280,19 @@ impl Connection {
         let mut fields = Vec::new();
         let mut out = Vec::with_capacity(512);
         let limits = (self.options.max_body_bytes, self.options.body_read_timeout);
+        // Made once: a connection waiting for its next request stays
+        // registered for the closing signal instead of joining and leaving
+        // its list on every request.
+        let mut signal = self.closing.clone();
+        let closed = async move { signal.wait_for(|closing| *closing).await.is_ok() };
+        tokio::pin!(closed);
         loop {
             if buf.is_empty() {
                 buf.reserve(4096);
                 let read = tokio::select! {
                     biased;
                     read = io.read_buf(buf) => read,
-                    _ = self.closing.changed() => return None,
+                    _ = &mut closed => return None,
                 };
                 match read {
                     Ok(0) | Err(_) => return None,
@@ -304,7 +316,9 @@ impl Connection {
             let app = Arc::clone(&self.app);
             let response = serve_one(app, parts, None, Some(self.peer), limits).await;
             let body = lean::encode(&method, response, &mut out);
-            if lean::write_all(io, &out, &body).await.is_err() || *self.closing.borrow() {
+            // Closing: this answer was the connection's last.
+            let closing = self.closing.has_changed().unwrap_or(true);
+            if lean::write_all(io, &out, &body).await.is_err() || closing {
                 return None;
             }
         }

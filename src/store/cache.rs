@@ -98,7 +98,8 @@ struct Pointers {
     marker: Vec<u8>,
     epoch: u64,
     /// When the pointers were last dropped (`None`: never).
-    cleared_at: Option<Instant>,
+    /// (`coarse::monotonic`: read on every request.)
+    cleared_at: Option<Duration>,
     /// A branch's live generation (its HEAD, read from disk once per
     /// epoch, resolved in `generations`), found by name.
     live: FastMap<ProjectRef, FastMap<BranchName, Arc<Generation>>>,
@@ -113,7 +114,7 @@ struct Pointers {
 impl Pointers {
     fn clear(&mut self) {
         self.epoch += 1;
-        self.cleared_at = Some(Instant::now());
+        self.cleared_at = Some(crate::coarse::monotonic());
         self.live.clear();
         self.projects.clear();
         self.branch_names.clear();
@@ -149,7 +150,10 @@ impl ReadCache {
         };
         {
             let mut p = self.pointers.lock().expect("cache");
-            if p.cleared_at.is_none_or(|t| t.elapsed() >= POINTER_MAX_AGE) {
+            let now = crate::coarse::monotonic();
+            if p.cleared_at
+                .is_none_or(|t| now.saturating_sub(t) >= POINTER_MAX_AGE)
+            {
                 p.clear();
             }
         }
