@@ -8,6 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+use hyper::header::HeaderName;
 use hyper::http::request::Parts;
 use time::OffsetDateTime;
 
@@ -64,6 +65,10 @@ impl Default for SessionOptions {
         }
     }
 }
+
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 
 impl App {
     /// The daemon as `cfgstore serve` runs it, `cfgstore demo` and the
@@ -122,22 +127,26 @@ impl App {
         if let Some(url) = &self.external_url {
             return url.trim_end_matches('/').to_string();
         }
+        // Forwarded headers count only from a trusted proxy: from anyone
+        // else they are not even looked up.
         let trusted = self.trusts(peer);
-        let header = |name: &str| {
+        let header = |name: &HeaderName| {
             parts
                 .headers
                 .get(name)
                 .and_then(|v| v.to_str().ok())
                 .map(str::trim)
         };
-        let forwarded_host = header("x-forwarded-host").filter(|h| {
-            trusted
-                && !h.is_empty()
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        });
-        let scheme = match header("x-forwarded-proto") {
-            Some("https") if trusted => "https",
+        let forwarded_host = trusted
+            .then(|| header(&X_FORWARDED_HOST))
+            .flatten()
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+            });
+        let scheme = match trusted.then(|| header(&X_FORWARDED_PROTO)).flatten() {
+            Some("https") => "https",
             _ => "http",
         };
         let host = forwarded_host
@@ -155,7 +164,7 @@ impl App {
             return peer_ip;
         }
         let mut hops: Vec<IpAddr> = Vec::new();
-        for value in parts.headers.get_all("x-forwarded-for") {
+        for value in parts.headers.get_all(&X_FORWARDED_FOR) {
             let Ok(value) = value.to_str() else {
                 return peer_ip;
             };

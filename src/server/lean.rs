@@ -126,7 +126,7 @@ impl Head {
         parts.uri = Uri::from_maybe_shared(head.slice(self.target.clone())).ok()?;
         parts.headers.reserve(self.fields.len());
         for (name, value) in &self.fields {
-            let name = HeaderName::from_bytes(&head[name.clone()]).ok()?;
+            let name = header_name(&head[name.clone()])?;
             let value = HeaderValue::from_maybe_shared(head.slice(value.clone())).ok()?;
             parts.headers.append(name, value);
         }
@@ -136,6 +136,25 @@ impl Head {
     /// The field list, for the next request's `parse`.
     pub fn into_fields(self) -> Vec<(Range<usize>, Range<usize>)> {
         self.fields
+    }
+}
+
+/// Header names ERPs send on every request that are not in the http
+/// crate's table of standard ones, which it would validate, lowercase and
+/// copy into an allocation each time: taken as constants instead.
+const FREQUENT: [HeaderName; 2] = [
+    HeaderName::from_static("private-token"),
+    HeaderName::from_static("x-instance-id"),
+];
+
+/// A field name as `HeaderName::from_bytes` makes it (hyper's conversion).
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    match FREQUENT
+        .iter()
+        .find(|known| raw.eq_ignore_ascii_case(known.as_str().as_bytes()))
+    {
+        Some(known) => Some(known.clone()),
+        None => HeaderName::from_bytes(raw).ok(),
     }
 }
 
@@ -312,6 +331,25 @@ mod tests {
         let values: Vec<_> = parts.headers.get_all("x-a").iter().collect();
         assert_eq!(values, ["1", "2"]);
         assert_eq!(parts.headers["host"], "h");
+    }
+
+    #[test]
+    fn frequent_names_are_the_names_the_http_crate_makes() {
+        for raw in [
+            "PRIVATE-TOKEN",
+            "private-token",
+            "X-Instance-Id",
+            "x-instance-ID",
+            "X-Other",
+            "Host",
+        ] {
+            assert_eq!(
+                header_name(raw.as_bytes()),
+                HeaderName::from_bytes(raw.as_bytes()).ok(),
+                "{raw}"
+            );
+        }
+        assert_eq!(header_name(b"bad name"), None);
     }
 
     fn encoded(

@@ -278,7 +278,7 @@ impl Connection {
     async fn serve_lean(&mut self, io: &mut IdleIo, buf: &mut BytesMut) -> Option<()> {
         use tokio::io::AsyncReadExt;
         let mut fields = Vec::new();
-        let mut out = Vec::with_capacity(512);
+        let mut out = Vec::new();
         let limits = (self.options.max_body_bytes, self.options.body_read_timeout);
         // Made once: a connection waiting for its next request stays
         // registered for the closing signal instead of joining and leaving
