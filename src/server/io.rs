@@ -1,5 +1,5 @@
-//! The connection's byte stream: the idle timeout (`IdleIo`) and the bytes
-//! the lean path read before handing a connection to hyper (`Rewind`).
+//! The connection's byte stream (`IdleIo`): the idle timeout, and the bytes
+//! the lean path read before handing a connection to hyper.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,6 +24,8 @@ use tokio::time::{Instant, Sleep};
 /// of copying the body into its own buffer.
 pub(super) struct IdleIo {
     inner: TcpStream,
+    /// Bytes read before (by the lean path), given back before reading on.
+    read_back: Bytes,
     timeout: Duration,
     /// The coarse clock's reading at the last traffic.
     last: Duration,
@@ -34,6 +36,7 @@ impl IdleIo {
     pub(super) fn new(inner: TcpStream, timeout: Duration) -> IdleIo {
         IdleIo {
             inner,
+            read_back: Bytes::new(),
             timeout,
             last: crate::coarse::monotonic(),
             deadline: Box::pin(tokio::time::sleep(timeout)),
@@ -45,6 +48,12 @@ impl IdleIo {
     pub(super) fn set_timeout(&mut self, timeout: Duration) {
         debug_assert!(timeout >= self.timeout);
         self.timeout = timeout;
+    }
+
+    /// Makes `read` the first bytes read from here on (what the lean path
+    /// had read when it handed the connection to hyper).
+    pub(super) fn read_back(&mut self, read: Bytes) {
+        self.read_back = read;
     }
 
     fn touch(&mut self) {
@@ -97,6 +106,17 @@ impl AsyncRead for IdleIo {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
+        if !self.read_back.is_empty() {
+            let n = self.read_back.len().min(buf.remaining());
+            buf.put_slice(&self.read_back[..n]);
+            self.read_back.advance(n);
+            if self.read_back.is_empty() {
+                // Lets go of the lean path's read buffer, which the empty
+                // slice would keep for the connection's life.
+                self.read_back = Bytes::new();
+            }
+            return Poll::Ready(Ok(()));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -129,70 +149,6 @@ impl AsyncWrite for IdleIo {
     ) -> Poll<std::io::Result<usize>> {
         let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
         self.after_write(cx, written)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-/// A stream that first gives back `prefix` (what the lean path had read
-/// when it handed the connection over), then reads on from `inner`.
-pub(super) struct Rewind<T> {
-    prefix: Bytes,
-    inner: T,
-}
-
-impl<T> Rewind<T> {
-    pub(super) fn new(inner: T, prefix: Bytes) -> Rewind<T> {
-        Rewind { prefix, inner }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Rewind<T> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(buf.remaining());
-            buf.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                // Lets go of the lean path's read buffer, which the empty
-                // slice would keep for the connection's life.
-                self.prefix = Bytes::new();
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Rewind<T> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -47,7 +47,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use io::{IdleIo, Rewind};
+use io::IdleIo;
 
 use crate::api::{self, App};
 use crate::config::Config;
@@ -325,7 +325,7 @@ impl Connection {
     }
 
     /// hyper serves the rest of the connection, starting with `read`.
-    async fn serve_hyper(self, io: IdleIo, read: BytesMut) {
+    async fn serve_hyper(self, mut io: IdleIo, read: BytesMut) {
         let Connection {
             app,
             peer,
@@ -346,7 +346,8 @@ impl Connection {
                 Ok::<_, Infallible>(response.map(Full::new))
             }
         });
-        let io = TokioIo::new(Rewind::new(io, read.freeze()));
+        io.read_back(read.freeze());
+        let io = TokioIo::new(io);
         let connection = hyper.serve_connection(io, service);
         tokio::pin!(connection);
         let ended = tokio::select! {
