@@ -64,9 +64,10 @@ pub struct Config {
     pub max_body_bytes: u64,
     /// Largest request head (request line and headers); beyond it, 431.
     pub max_header_bytes: usize,
-    /// Time allowed to send a request's head. hyper also runs this timer
-    /// while a kept-alive connection waits for its next request, so an idle
-    /// connection is closed after the smaller of this and `idle_timeout`.
+    /// Time allowed to send a request's head. The server also runs this
+    /// timer while a kept-alive connection waits for its next request, so
+    /// an idle connection is closed after the smaller of this and
+    /// `idle_timeout`.
     #[serde(with = "human_duration")]
     pub header_timeout: Duration,
     /// Time allowed to send a request's body.
