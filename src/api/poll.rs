@@ -222,6 +222,10 @@ fn state(store: &Store, key: &Key) -> String {
     }
 }
 
+/// The query key of a long poll's wait (the lean HTTP path leaves any
+/// request carrying it to hyper).
+pub const WAIT: &str = "wait";
+
 /// The long-poll a read asks for: `None` when it asks for none, has no
 /// `If-None-Match` (nothing to wait against) or waits 0 s. A `wait` that
 /// is not a whole number of seconds up to 300, or on an endpoint that
@@ -231,7 +235,7 @@ pub(super) fn requested(
     token: &TokenRecord,
     endpoint: &ReadEndpoint,
 ) -> Result<Option<LongPoll>> {
-    let Some(raw) = req.query.get("wait") else {
+    let Some(raw) = req.query.get(WAIT) else {
         return Ok(None);
     };
     let seconds: u64 = raw.parse().map_err(|_| {

@@ -17,7 +17,7 @@
 use std::io::IoSlice;
 use std::ops::Range;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode, Uri, Version};
@@ -93,7 +93,7 @@ fn lean_target(target: &str) -> bool {
     path.starts_with(READ_PREFIX)
         && query.split('&').all(|pair| {
             let key = pair.split_once('=').map_or(pair, |(k, _)| k);
-            key != "wait" && !key.contains('%')
+            key != api::poll::WAIT && !key.contains('%')
         })
 }
 
@@ -260,12 +260,6 @@ mod date {
             dst.extend_from_slice(cached.1.as_bytes());
         });
     }
-}
-
-/// The head of the request at the start of `buf`, split off and frozen
-/// so the request's parts share its memory.
-pub(super) fn take_head(buf: &mut BytesMut, len: usize) -> Bytes {
-    buf.split_to(len).freeze()
 }
 
 #[cfg(test)]

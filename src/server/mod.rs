@@ -266,16 +266,16 @@ impl Connection {
         // next request, so the lean path closes a connection silent for the
         // smaller of the two, as hyper would.
         let mut io = IdleIo::new(stream, idle.min(self.options.header_read_timeout));
-        if self.serve_lean(&mut io, &mut buf).await.is_some() {
+        if self.serve_lean(&mut io, &mut buf).await {
             io.set_timeout(idle);
             self.serve_hyper(io, buf).await;
         }
     }
 
-    /// Serves requests by the lean path until one is not for it (`Some`:
+    /// Serves requests by the lean path until one is not for it (`true`:
     /// hyper takes over, `buf` holding what was read of it) or the
-    /// connection ends (`None`).
-    async fn serve_lean(&mut self, io: &mut IdleIo, buf: &mut BytesMut) -> Option<()> {
+    /// connection ends (`false`).
+    async fn serve_lean(&mut self, io: &mut IdleIo, buf: &mut BytesMut) -> bool {
         use tokio::io::AsyncReadExt;
         let mut fields = Vec::new();
         let mut out = Vec::new();
@@ -292,24 +292,25 @@ impl Connection {
                 let read = tokio::select! {
                     biased;
                     read = io.read_buf(buf) => read,
-                    _ = &mut closed => return None,
+                    _ = &mut closed => return false,
                 };
                 match read {
-                    Ok(0) | Err(_) => return None,
+                    Ok(0) | Err(_) => return false,
                     Ok(_) => {}
                 }
             }
             let head = match lean::parse(buf, self.options.max_header_bytes, fields) {
                 lean::Next::Serve(head) => head,
-                lean::Next::HandOff => return Some(()),
+                lean::Next::HandOff => return true,
             };
-            let bytes = lean::take_head(buf, head.len);
+            // Split off and frozen: the request's parts share its memory.
+            let bytes = buf.split_to(head.len).freeze();
             let Some(parts) = head.parts(&bytes) else {
                 // hyper refuses it in its own words: give the head back.
                 let mut whole = BytesMut::from(&bytes[..]);
                 whole.extend_from_slice(buf);
                 *buf = whole;
-                return Some(());
+                return true;
             };
             let method = parts.method.clone();
             fields = head.into_fields();
@@ -319,7 +320,7 @@ impl Connection {
             // Closing: this answer was the connection's last.
             let closing = self.closing.has_changed().unwrap_or(true);
             if lean::write_all(io, &out, &body).await.is_err() || closing {
-                return None;
+                return false;
             }
         }
     }
