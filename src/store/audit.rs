@@ -1,18 +1,13 @@
-//! The audit trail: `.cfgstore/audit.log`, append-only, one JSON record per
-//! line (SPEC §9). Changes are appended and fsynced before the caller
-//! reports success; denied requests are appended without the fsync, so a
-//! flood of bad tokens cannot turn into a flood of disk flushes.
-
-use std::fs::OpenOptions;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::OpenOptionsExt;
-use std::time::Duration;
+//! The audit trail: append-only, one JSON record per line (SPEC §9; the
+//! file backend keeps it in `.cfgstore/audit.log`). Changes are appended
+//! durably before the caller reports success; denied requests are appended
+//! without a flush, so a flood of bad tokens cannot turn into a flood of
+//! disk flushes.
 
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::{self, LockGuard};
 use super::Store;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -88,51 +83,24 @@ impl AuditFilter {
 }
 
 impl Store {
-    /// Appends one record. With `durable`, it is on disk when this returns.
+    /// Appends one record. With `durable`, it is on stable storage when
+    /// this returns.
     pub fn append_audit(&self, record: &AuditRecord, durable: bool) -> Result<()> {
-        let path = self.layout().audit_log();
-        fsutil::failpoint("audit.append", &path)?;
-        let mut line = serde_json::to_vec(record).expect("audit record serialises");
-        line.push(b'\n');
-        let _lock = LockGuard::acquire(&self.layout().audit_lock(), Duration::from_secs(10))?;
-        let existed = path.exists();
-        let mut file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(fsutil::FILE_MODE)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
-        file.write_all(&line).map_err(|e| Error::io(&path, e))?;
-        if durable {
-            file.sync_data().map_err(|e| Error::io(&path, e))?;
-            if !existed {
-                fsutil::fsync_dir(&self.layout().internal_dir())?;
-            }
-        }
-        Ok(())
+        let line = serde_json::to_vec(record).expect("audit record serialises");
+        self.backend.append_audit(&line, durable)
     }
 
     /// The records that match, newest first.
     pub fn read_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>> {
-        let path = self.layout().audit_log();
-        let file = match fsutil::open_regular(&path) {
-            Ok(file) => file,
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Vec::new())
-            }
-            Err(e) => return Err(e),
-        };
         let mut out = Vec::new();
-        for line in BufReader::new(file).lines() {
-            let line = line.map_err(|e| Error::io(&path, e))?;
+        self.backend.audit_lines(&mut |line| {
             // A torn last line (crash mid-append) is skipped, not fatal.
-            if let Ok(record) = serde_json::from_str::<AuditRecord>(&line) {
+            if let Ok(record) = serde_json::from_slice::<AuditRecord>(line) {
                 if filter.matches(&record) {
                     out.push(record);
                 }
             }
-        }
+        })?;
         out.reverse();
         Ok(out)
     }

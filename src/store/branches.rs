@@ -25,8 +25,8 @@ impl Store {
         self.cached(
             |c| c.branch_names(project),
             || {
-                let dir = self.layout.branches_dir(project);
-                check_real_dirs(self.layout.root(), &dir)?;
+                let dir = self.layout().branches_dir(project);
+                check_real_dirs(self.layout().root(), &dir)?;
                 sorted_names(&dir, |n| BranchName::from_folder_name(n).ok()).map(Arc::new)
             },
             |c, epoch, names| c.put_branch_names(epoch, project.clone(), names),
@@ -91,13 +91,13 @@ impl Store {
         actor: &str,
     ) -> Result<BranchInfo> {
         self.require_project(project)?;
-        check_real_dirs(self.layout.root(), &self.layout.branches_dir(project))?;
+        check_real_dirs(self.layout().root(), &self.layout().branches_dir(project))?;
         // A copy names its source's contents: gc must not take them between
         // the read of the source and the new branch's first version.
         let _objects = self.objects_in_flight(project)?;
-        let _lock = LockGuard::acquire(&self.layout.project_lock(project), self.lock_timeout)?;
+        let _lock = LockGuard::acquire(&self.layout().project_lock(project), self.lock_timeout)?;
         // From disk, not the cache: another process may have just made one.
-        let existing = sorted_names(&self.layout.branches_dir(project), |n| {
+        let existing = sorted_names(&self.layout().branches_dir(project), |n| {
             BranchName::from_folder_name(n).ok()
         })?;
         if existing.contains(name) {
@@ -119,10 +119,10 @@ impl Store {
         };
         let staging = self.scratch()?.temp_path();
         let guard = RemoveOnDrop(staging.clone());
-        let objects = self.layout.objects_dir(project);
+        let objects = self.layout().objects_dir(project);
         self.stage_branch(&staging, &objects, root, &now_rfc3339(), actor, reason)?;
-        let target = self.layout.branch_dir(project, name);
-        move_into_place(&staging, &target, &self.layout.branches_dir(project))?;
+        let target = self.layout().branch_dir(project, name);
+        move_into_place(&staging, &target, &self.layout().branches_dir(project))?;
         std::mem::forget(guard);
         self.count(|size| size.branches += 1);
         self.announce_change();
@@ -165,7 +165,7 @@ impl Store {
         // The project first: a planted link where it should be is "no such
         // project" (404), not a corrupt branch folder.
         self.require_project(project)?;
-        let dir = self.layout.branch_dir(project, branch);
+        let dir = self.layout().branch_dir(project, branch);
         let exists = match &self.cache {
             Some(_) => self.shared_branch_names(project)?.contains(branch),
             // A symlinked branch folder is not a branch (nor in listings).
@@ -220,11 +220,11 @@ impl Store {
             .iter()
             .chain(names.iter().filter(|b| Some(*b) != default.as_ref()));
         for branch in ordered {
-            let dir = self.layout.branch_dir(project, branch);
+            let dir = self.layout().branch_dir(project, branch);
             let floor = self.floor(&dir)?;
             let mut version = Some(read_head(&dir)?);
             while let Some(v) = version.filter(|v| *v >= floor) {
-                let meta = Generation::read_meta(&self.layout.generation_file(&dir, v))?;
+                let meta = Generation::read_meta(&self.layout().generation_file(&dir, v))?;
                 if meta.commit_id == id || meta.short_id == id {
                     if let Some(cache) = &self.cache {
                         cache.put_commit(project, id, branch, v);
@@ -290,7 +290,7 @@ impl Store {
         // computed from the manifests (against nothing for the oldest kept
         // version of a pruned branch, whose parent is gone).
         while let Some(v) = version.filter(|v| *v >= floor) {
-            let path = self.layout.generation_file(&dir, v);
+            let path = self.layout().generation_file(&dir, v);
             let meta = Generation::read_meta(&path)?;
             let parent = meta.parent.as_ref().map(|p| p.version);
             let counts = match meta.changes {

@@ -7,12 +7,13 @@
 //!   project's branch names, whether a project exists, a token record):
 //!   valid until the store changes.
 //!
-//! Every write, by any process, replaces `.cfgstore/changes` with a new
-//! random value after it commits (`Store::note_change`). The daemon checks
-//! that marker at the start of each request (`check_marker`: one
-//! non-blocking read of an inotify watch, the file itself only when it was
-//! replaced); when it differs from the last value seen, every pointer is
-//! dropped. So a change made by the CLI is in force for the daemon's very
+//! Every write, by any process, announces a new random change marker
+//! after it commits (`Store::note_change`; the file backend replaces
+//! `.cfgstore/changes`). The daemon checks that marker at the start of each
+//! request (`check_marker`, through the backend's `ChangeWatch`: for files
+//! one non-blocking read of an inotify watch, the file itself only when it
+//! was replaced); when it differs from the last value seen, every pointer
+//! is dropped. So a change made by the CLI is in force for the daemon's very
 //! next request, at the cost of one check instead of one read per branch,
 //! token and project.
 //!
@@ -75,16 +76,8 @@ pub(crate) struct ReadCache {
     /// The store's size as last counted (`/metrics`), and the marker it
     /// is true for.
     size: Mutex<Option<CountedSize>>,
-    /// Where the change marker lives (set by `watch_marker`).
-    marker_path: std::sync::OnceLock<PathBuf>,
-    /// The marker file as last opened, with its device and inode. Writers
-    /// replace the marker by rename. Per request, an inotify watch says
-    /// whether that happened (one non-blocking read); failing inotify, a
-    /// `stat` of the path is compared with the held file's inode. Only on
-    /// a change is the new marker opened and read.
-    marker_file: Mutex<Option<(std::fs::File, u64, u64)>>,
-    /// An inotify watch on the marker's folder, when the kernel offers one.
-    marker_watch: Mutex<Option<inotify::Inotify>>,
+    /// The backend's watch of the change marker (set by `watch_changes`).
+    watch: std::sync::OnceLock<Box<dyn super::backend::ChangeWatch>>,
     pointers: Mutex<Pointers>,
     generations: Mutex<Bounded<(PathBuf, SnapshotId), Arc<Generation>>>,
     objects: Mutex<ObjectCache>,
@@ -140,12 +133,10 @@ const RECOUNT_AFTER: Duration = Duration::from_secs(600);
 pub(crate) struct Epoch(u64);
 
 impl ReadCache {
-    /// Checks the change marker (see `marker_file`); without a watched
-    /// marker there is nothing to check.
+    /// Checks the change marker (the backend's `ChangeWatch`); without a
+    /// watch there is nothing to check.
     pub fn check_marker(&self) -> crate::Result<()> {
-        use std::io::Read;
-        use std::os::unix::fs::MetadataExt;
-        let Some(path) = self.marker_path.get() else {
+        let Some(watch) = self.watch.get() else {
             return Ok(());
         };
         {
@@ -157,98 +148,16 @@ impl ReadCache {
                 p.clear();
             }
         }
-        let mut held = self.marker_file.lock().expect("cache");
-        if held.is_some() && !self.marker_may_have_changed(path) {
-            return Ok(());
+        if let Some(marker) = watch.check()? {
+            self.revalidate(&marker);
         }
-        let current = match std::fs::metadata(path) {
-            Ok(meta) => Some((meta.dev(), meta.ino())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(crate::Error::io(path, e)),
-        };
-        // Holding the old marker open keeps its inode number from being
-        // reused, so the same (device, inode) at the path is the same marker.
-        if let (Some(now), Some((_, dev, ino))) = (current, held.as_ref()) {
-            if now == (*dev, *ino) {
-                return Ok(());
-            }
-        }
-        let (file, marker) = match std::fs::File::open(path) {
-            Ok(mut file) => {
-                let meta = file.metadata().map_err(|e| crate::Error::io(path, e))?;
-                let mut marker = Vec::new();
-                file.read_to_end(&mut marker)
-                    .map_err(|e| crate::Error::io(path, e))?;
-                (Some((file, meta.dev(), meta.ino())), marker)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, Vec::new()),
-            Err(e) => return Err(crate::Error::io(path, e)),
-        };
-        *held = file;
-        self.revalidate(&marker);
         Ok(())
     }
 
-    /// Whether the marker may differ from the held one. With an inotify
-    /// watch on the marker's folder (set up on first use, before the
-    /// marker is first read) this is one non-blocking read of queued
-    /// events; without one (inotify unavailable) it is always "maybe", and
-    /// the caller compares inodes with a `stat`.
-    fn marker_may_have_changed(&self, path: &Path) -> bool {
-        let mut watch = self.marker_watch.lock().expect("cache");
-        let Some(inotify) = watch.as_mut() else {
-            return true;
-        };
-        // Events are rare (a write, a lock taken): the queue is read until
-        // empty, so a change is never left behind in an unread batch.
-        let mut buffer = [0u8; 1024];
-        let name = path.file_name();
-        let mut changed = false;
-        loop {
-            match inotify.read_events(&mut buffer) {
-                Ok(events) => {
-                    let mut any = false;
-                    for event in events {
-                        any = true;
-                        // An overflowed queue may have lost the event we need.
-                        changed |= event.mask.contains(inotify::EventMask::Q_OVERFLOW)
-                            || event.name == name;
-                    }
-                    if !any {
-                        return changed;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return changed,
-                Err(_) => {
-                    *watch = None;
-                    return true;
-                }
-            }
-        }
-    }
-
-    /// Watches the folder of the marker; called once, before the marker is
-    /// read for the first time, so no change can fall between the two.
-    pub fn watch_marker(&self, path: &Path) {
-        use inotify::{Inotify, WatchMask};
-        let _ = self.marker_path.set(path.to_path_buf());
-        let Some(folder) = path.parent() else { return };
-        let watch = Inotify::init().and_then(|inotify| {
-            inotify.watches().add(
-                folder,
-                WatchMask::MOVED_TO
-                    | WatchMask::CREATE
-                    | WatchMask::CLOSE_WRITE
-                    | WatchMask::DELETE,
-            )?;
-            Ok(inotify)
-        });
-        match watch {
-            Ok(inotify) => *self.marker_watch.lock().expect("cache") = Some(inotify),
-            Err(e) => {
-                tracing::warn!(error = %e, "no inotify watch on the change marker; checking it with stat per request")
-            }
-        }
+    /// Takes the backend's watch of the change marker; called once, before
+    /// the marker is first checked.
+    pub fn watch_changes(&self, watch: Box<dyn super::backend::ChangeWatch>) {
+        let _ = self.watch.set(watch);
     }
 
     /// Compares the change marker with the last one seen; a different one

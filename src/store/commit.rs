@@ -48,8 +48,8 @@ impl Store {
         let _objects_in_flight = self.objects_in_flight(project)?;
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
-        objects.sync(&self.layout.objects_dir(project))?;
-        fsutil::failpoint("commit.stored", &self.layout.objects_dir(project))?;
+        objects.sync(&self.layout().objects_dir(project))?;
+        fsutil::failpoint("commit.stored", &self.layout().objects_dir(project))?;
         let change = Change {
             reason: format!("file.put {path}"),
             expect_short_id,
@@ -159,7 +159,7 @@ impl Store {
             objects.dirs.extend(batch.dirs);
             incoming.insert(entry.path.clone(), entry);
         }
-        objects.sync(&self.layout.objects_dir(project))?;
+        objects.sync(&self.layout().objects_dir(project))?;
         let reason = format!("import {} files", incoming.len());
         self.commit(project, branch, actor, Change::of(reason), |draft, _| {
             if replace {
@@ -214,7 +214,7 @@ impl Store {
         let _objects_in_flight = self.objects_in_flight(project)?;
         // Checked on every write, cache or not: the lock, the generation and
         // HEAD are all written below this folder.
-        check_real_dirs(self.layout.root(), &dir)?;
+        check_real_dirs(self.layout().root(), &dir)?;
         let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
         // Under the lock, HEAD on disk is the truth: a cached one may be a
         // write behind, and building on it would lose that write.
@@ -270,7 +270,7 @@ impl Store {
         // one that is milliseconds of work, done on another core while
         // this one waits for the disk.
         let keep_lines = self.cache.is_some();
-        let objects = self.layout.objects_dir(project);
+        let objects = self.layout().objects_dir(project);
         let trees = BranchTrees::new(&dir, self.cache.as_ref(), false)?;
         let (ids, stored) = std::thread::scope(|scope| {
             let hashing = (root.file_count() >= PARALLEL_IDS)
@@ -304,7 +304,7 @@ impl Store {
         gen.meta.changes = Some(counts);
         // The commit point: the generation file renamed into place and its
         // folder fsynced. After this the write survives a crash.
-        let gen_path = self.layout.generation_file(&dir, next);
+        let gen_path = self.layout().generation_file(&dir, next);
         let published = self
             .scratch()
             .and_then(|scratch| scratch.replace_file(&gen_path, &gen.to_bytes()))
@@ -369,7 +369,7 @@ impl Store {
     pub(super) fn recover_branch(&self, dir: &Path) -> Result<SnapshotId> {
         let recorded = read_head(dir).or_else(|_| newest_generation(dir))?;
         let mut head = recorded;
-        while self.layout.generation_file(dir, head.next()).exists() {
+        while self.layout().generation_file(dir, head.next()).exists() {
             head = head.next();
         }
         if head != recorded || read_head(dir).is_err() {
@@ -403,7 +403,7 @@ impl Store {
         id: ContentId,
         batch: &mut ObjectBatch,
     ) -> Result<Entry> {
-        let target = self.layout.object_file(project, &id.hash);
+        let target = self.layout().object_file(project, &id.hash);
         self.place_object(&target, bytes, batch)?;
         Ok(id.entry(path))
     }
@@ -432,7 +432,7 @@ impl Store {
         let present = fs::symlink_metadata(target).is_ok_and(|m| m.is_file() && m.len() == size);
         let fan = target.parent().expect("object has a fan-out folder");
         // Placed through a planted link, the object would land outside.
-        check_real_dirs(self.layout.root(), fan)?;
+        check_real_dirs(self.layout().root(), fan)?;
         if present && !batch.bulk {
             // There already, but perhaps placed by a bulk import that has
             // not synced yet: make sure its bytes are on disk before a

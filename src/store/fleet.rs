@@ -1,4 +1,4 @@
-//! The fleet view on disk: per project, which read clients (token,
+//! The fleet view as stored: per project, which read clients (token,
 //! `X-Instance-Id`) hold which state of which branch. The daemon keeps it
 //! in memory (`crate::fleet`) and writes it here every few seconds and at
 //! shutdown; `cfgstore fleet` reads it. Telemetry: written atomically but
@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::fsutil::{create_dir, read_regular};
 use super::Store;
 use crate::error::Result;
 use crate::names::ProjectRef;
@@ -45,28 +44,24 @@ struct FleetFile {
 }
 
 impl Store {
-    /// The fleet of a project as last written (empty when none was).
+    /// The fleet of a project as last written (empty when none was, or
+    /// when it cannot be read: telemetry).
     pub fn read_fleet(&self, project: &ProjectRef) -> Vec<FleetClient> {
-        let path = self.layout.fleet_file(project);
-        match read_regular(&path) {
-            Ok(bytes) => match serde_json::from_slice::<FleetFile>(&bytes) {
+        match self.backend.fleet(project) {
+            Ok(Some(bytes)) => match serde_json::from_slice::<FleetFile>(&bytes) {
                 Ok(file) => file.clients,
                 Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "fleet record unreadable; starting empty");
+                    tracing::warn!(project = %project, error = %e, "fleet record unreadable; starting empty");
                     Vec::new()
                 }
             },
-            Err(_) => Vec::new(),
+            Ok(None) | Err(_) => Vec::new(),
         }
     }
 
     /// Replaces the fleet record of a project (atomically).
     pub fn write_fleet(&self, project: &ProjectRef, clients: Vec<FleetClient>) -> Result<()> {
-        let path = self.layout.fleet_file(project);
-        let folder = path.parent().expect("a fleet file has a folder");
-        create_dir(folder.parent().expect("fleet/{owner}"))?;
-        create_dir(folder)?;
         let bytes = serde_json::to_vec(&FleetFile { clients }).expect("fleet serialises");
-        self.scratch()?.place_file(&path, &bytes)
+        self.backend.put_fleet(project, &bytes)
     }
 }

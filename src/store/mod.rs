@@ -51,6 +51,7 @@
 //!   `tree.rs`: tree listings for the read API; `upgrade.rs`: older formats.
 
 pub mod audit;
+pub mod backend;
 pub mod backup;
 mod branches;
 pub(crate) use branches::read_head;
@@ -98,11 +99,11 @@ pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The data directory, opened.
 #[derive(Debug)]
 pub struct Store {
-    layout: Layout,
-    /// This process's scratch folder, made on the first write: a read-only
-    /// use (`file get`, `fsck`, the daemon's reads) must keep working on a
-    /// disk with no space or inodes left, where making it would fail.
-    scratch: std::sync::OnceLock<Scratch>,
+    /// The data directory and this process's scratch folder in it.
+    disk: Arc<backend::files::Disk>,
+    /// Where records, the audit trail, the fleet view and the change signal
+    /// live (`backend`).
+    backend: Box<dyn backend::Backend>,
     lock_timeout: Duration,
     /// The daemon's read cache (`cache.rs`); `None` in the CLI, which
     /// reads the disk each time.
@@ -268,9 +269,10 @@ impl Store {
         };
         check_private(root)?;
         Scratch::sweep_abandoned(&layout.scratch_parent(), true)?;
+        let disk = Arc::new(backend::files::Disk::new(layout));
         let store = Store {
-            layout,
-            scratch: Default::default(),
+            backend: Box::new(backend::files::Files::new(Arc::clone(&disk))),
+            disk,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             cache: None,
             recent: Default::default(),
@@ -295,13 +297,13 @@ impl Store {
 
     /// The scratch folder temp files are born in, made on first use.
     fn scratch(&self) -> Result<&Scratch> {
-        if let Some(scratch) = self.scratch.get() {
-            return Ok(scratch);
-        }
-        // Two threads may race here; the loser's folder is removed when
-        // its `Scratch` is dropped.
-        let scratch = Scratch::create(&self.layout.scratch_parent())?;
-        Ok(self.scratch.get_or_init(|| scratch))
+        self.disk.scratch()
+    }
+
+    /// Where records, the audit trail, the fleet view and the change signal
+    /// live.
+    pub fn backend(&self) -> &dyn backend::Backend {
+        &*self.backend
     }
 
     /// Sets how long writers wait for a busy branch before `Error::Busy`.
@@ -310,18 +312,18 @@ impl Store {
     }
 
     pub fn root(&self) -> &Path {
-        self.layout.root()
+        self.layout().root()
     }
 
     pub fn layout(&self) -> &Layout {
-        &self.layout
+        self.disk.layout()
     }
 
     fn sweep_branches(&self) -> Result<()> {
         for project in self.list_projects(None)? {
             let project = project.project_ref();
             for branch in self.branch_names(&project)? {
-                let dir = self.layout.branch_dir(&project, &branch);
+                let dir = self.layout().branch_dir(&project, &branch);
                 if let Some(_lock) = LockGuard::try_acquire(&layout::branch_lock(&dir))? {
                     self.recover_branch(&dir)?;
                 }
@@ -403,7 +405,8 @@ impl Store {
     /// committed example, which holds no secret) gets one, as `init`
     /// would make it. An existing key is never replaced.
     pub fn ensure_server_key(&self) -> Result<()> {
-        if !self.layout.server_key().exists() && make_server_key(&self.layout, self.scratch()?)? {
+        if !self.layout().server_key().exists() && make_server_key(self.layout(), self.scratch()?)?
+        {
             tracing::info!("made a server key for this store");
         }
         Ok(())

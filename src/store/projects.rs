@@ -25,8 +25,8 @@ impl Store {
     ) -> Result<ProjectInfo> {
         let repo = RepoId::from_name_and_type(name, kind)?;
         let project = ProjectRef::new(owner.clone(), repo);
-        let _lock = LockGuard::acquire(&self.layout.store_lock(), self.lock_timeout)?;
-        let target = self.layout.project_dir(&project);
+        let _lock = LockGuard::acquire(&self.layout().store_lock(), self.lock_timeout)?;
+        let target = self.layout().project_dir(&project);
         if target.exists() {
             return Err(Error::Conflict(format!("project {project} already exists")));
         }
@@ -60,8 +60,8 @@ impl Store {
         fsync_dir(&branches)?;
         fsync_dir(&staging.join(layout::OBJECTS_DIR))?;
         fsync_dir(&staging)?;
-        let owner_dir = self.layout.owner_dir(owner);
-        check_real_dirs(self.layout.root(), &owner_dir)?;
+        let owner_dir = self.layout().owner_dir(owner);
+        check_real_dirs(self.layout().root(), &owner_dir)?;
         create_dir_durable(&owner_dir)?;
         move_into_place(&staging, &target, &owner_dir)?;
         std::mem::forget(guard);
@@ -107,11 +107,11 @@ impl Store {
     pub(super) fn read_project(&self, project: &ProjectRef) -> Result<ProjectInfo> {
         // A link planted where an owner or project folder should be is not
         // a project (listings skip it too): it may lead out of the store.
-        match check_real_dirs(self.layout.root(), &self.layout.project_dir(project)) {
+        match check_real_dirs(self.layout().root(), &self.layout().project_dir(project)) {
             Err(Error::Corrupt { .. }) => return Err(Error::not_found("project", project)),
             other => other?,
         }
-        let path = self.layout.project_file(project);
+        let path = self.layout().project_file(project);
         let bytes = match read_regular(&path) {
             Ok(bytes) => bytes,
             Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -134,11 +134,11 @@ impl Store {
     pub fn list_projects(&self, owner: Option<&OwnerName>) -> Result<Vec<ProjectInfo>> {
         let owners: Vec<OwnerName> = match owner {
             Some(o) => vec![o.clone()],
-            None => sorted_names(self.layout.root(), |n| OwnerName::parse(n).ok())?,
+            None => sorted_names(self.layout().root(), |n| OwnerName::parse(n).ok())?,
         };
         let mut out = Vec::new();
         for owner in owners {
-            for repo in sorted_names(&self.layout.owner_dir(&owner), |n| RepoId::parse(n).ok())? {
+            for repo in sorted_names(&self.layout().owner_dir(&owner), |n| RepoId::parse(n).ok())? {
                 out.push(self.project(&ProjectRef::new(owner.clone(), repo))?);
             }
         }
@@ -169,7 +169,7 @@ impl Store {
             let project = project.project_ref();
             size.projects += 1;
             size.branches += self.branch_names(&project)?.len() as u64;
-            let objects = self.layout.objects_dir(&project);
+            let objects = self.layout().objects_dir(&project);
             for fan in fs::read_dir(&objects).map_err(|e| Error::io(&objects, e))? {
                 let fan = fan.map_err(|e| Error::io(&objects, e))?.path();
                 for object in fs::read_dir(&fan).map_err(|e| Error::io(&fan, e))? {

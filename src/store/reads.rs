@@ -104,7 +104,7 @@ impl Store {
             }
         }
         let trees = BranchTrees::new(&dir, self.cache.as_ref(), false)?;
-        let mut gen = Generation::read(&self.layout.generation_file(&dir, version), &trees)?;
+        let mut gen = Generation::read(&self.layout().generation_file(&dir, version), &trees)?;
         // A format-1 file in an upgraded store (written by a 0.1 process
         // still running when the store was upgraded): its git blob ids come
         // from the contents, so no answer lacks one.
@@ -159,7 +159,7 @@ impl Store {
         version: SnapshotId,
         path: &FilePath,
     ) -> Result<Option<(GenerationMeta, Arc<Node>)>> {
-        let file = self.layout.generation_file(dir, version);
+        let file = self.layout().generation_file(dir, version);
         let meta = Generation::read_meta(&file)?;
         if meta.tree.is_none() {
             return Ok(None);
@@ -173,7 +173,7 @@ impl Store {
     /// that calls `revalidate` at the start of every request.
     pub fn enable_read_cache(&mut self) {
         let cache = cache::ReadCache::default();
-        cache.watch_marker(&self.layout.changes_file());
+        cache.watch_changes(self.backend.watch_changes());
         self.cache = Some(cache);
     }
 
@@ -185,7 +185,7 @@ impl Store {
     }
 
     /// Drops cached pointers if any process changed the store since the
-    /// last call. One small file read.
+    /// last call (the backend's `ChangeWatch`: cheap when nothing did).
     pub fn revalidate(&self) -> Result<()> {
         let Some(cache) = &self.cache else {
             return Ok(());
@@ -213,8 +213,7 @@ impl Store {
         if let Some(cache) = &self.cache {
             cache.own_change(marker.as_bytes());
         }
-        self.scratch()?
-            .place_file(&self.layout.changes_file(), marker.as_bytes())
+        self.backend.announce_change(marker.as_bytes())
     }
 
     /// Adjusts the daemon's size count for a change this process makes.
@@ -246,9 +245,9 @@ impl Store {
     }
 
     pub(super) fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
-        let path = self.layout.object_file(project, &entry.hash);
+        let path = self.layout().object_file(project, &entry.hash);
         check_real_dirs(
-            self.layout.root(),
+            self.layout().root(),
             path.parent().expect("object has a fan-out folder"),
         )?;
         let mut file = open_regular(&path).map_err(|e| match e {
@@ -289,7 +288,7 @@ impl Store {
             }
         }
         for branch in branches.iter() {
-            let dir = self.layout.branch_dir(project, branch);
+            let dir = self.layout().branch_dir(project, branch);
             let (head, floor) = (read_head(&dir)?, self.floor(&dir)?);
             // The newest kept versions only: an unknown id must not make
             // every request read the whole history.
@@ -306,8 +305,8 @@ impl Store {
                 }
             }
         }
-        let fan = self.layout.objects_dir(project).join(&blob_id[..2]);
-        check_real_dirs(self.layout.root(), &fan)?;
+        let fan = self.layout().objects_dir(project).join(&blob_id[..2]);
+        check_real_dirs(self.layout().root(), &fan)?;
         let names = match fs::read_dir(&fan) {
             Ok(names) => names,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {

@@ -92,7 +92,7 @@ impl Store {
     /// commit, so `gc` never takes an object for unreferenced that a
     /// version is about to reference.
     pub(crate) fn objects_in_flight(&self, project: &ProjectRef) -> Result<LockGuard> {
-        LockGuard::acquire_shared(&self.layout.gc_lock(project), self.lock_timeout)
+        LockGuard::acquire_shared(&self.layout().gc_lock(project), self.lock_timeout)
     }
 
     /// Drops the versions of a branch that `keep` does not keep (never the
@@ -172,14 +172,14 @@ impl Store {
                 // after the cutoff is the oldest kept.
                 while floor < head {
                     let next = floor.next();
-                    let meta = Generation::read_meta(&self.layout.generation_file(dir, next))?;
+                    let meta = Generation::read_meta(&self.layout().generation_file(dir, next))?;
                     let replaced_at = OffsetDateTime::parse(
                         &meta.created_at,
                         &time::format_description::well_known::Rfc3339,
                     )
                     .map_err(|_| {
                         Error::corrupt(
-                            self.layout.generation_file(dir, next),
+                            self.layout().generation_file(dir, next),
                             "created_at is not an RFC 3339 time",
                         )
                     })?;
@@ -207,9 +207,10 @@ impl Store {
             let project = info.project_ref();
             progress(&project);
             report.projects += 1;
-            let _exclusive = LockGuard::acquire(&self.layout.gc_lock(&project), self.lock_timeout)?;
+            let _exclusive =
+                LockGuard::acquire(&self.layout().gc_lock(&project), self.lock_timeout)?;
             let referenced = self.referenced_objects(&project)?;
-            let objects = self.layout.objects_dir(&project);
+            let objects = self.layout().objects_dir(&project);
             let mut touched_dirs = HashSet::new();
             for entry in WalkDir::new(&objects).min_depth(2).max_depth(2) {
                 let entry = entry.map_err(|e| Error::io(&objects, e.into()))?;
@@ -256,13 +257,13 @@ impl Store {
         let mut walked_trees = HashSet::new();
         let mut contents = HashSet::new();
         for branch in self.branch_names(project)? {
-            let dir = self.layout.branch_dir(project, &branch);
+            let dir = self.layout().branch_dir(project, &branch);
             let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
             let head = self.recover_branch(&dir)?;
             let mut v = self.floor(&dir)?;
             let trees = super::reads::BranchTrees::new(&dir, None, false)?.remembering();
             loop {
-                let gen = Generation::read(&self.layout.generation_file(&dir, v), &trees)?;
+                let gen = Generation::read(&self.layout().generation_file(&dir, v), &trees)?;
                 // Its folders' trees (a folder seen in another version is
                 // not walked again) and its files' contents.
                 gen.named_objects(

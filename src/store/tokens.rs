@@ -1,16 +1,16 @@
-//! Read tokens on disk: `.cfgstore/tokens/{mac}.json`, one record per
-//! token, named by the HMAC of its secret so a request finds its token with
-//! one file read and the daemon never serves a stale copy (SPEC §2
-//! invariant 7). Every change is a durable replace under the tokens lock.
+//! Read tokens: one record per token, keyed by the HMAC of its secret so a
+//! request finds its token with one lookup (the file backend:
+//! `.cfgstore/tokens/{mac}.json`) and the daemon never serves a stale copy
+//! (SPEC §2 invariant 7). Every change is one change of the backend's token
+//! records, durable and announced to every read cache.
 
-use std::fs;
 use std::io;
 use std::sync::Arc;
-use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::fsutil::{self, read_regular, LockGuard};
+use super::backend::{Durability, RecordChange, Records};
+use super::fsutil::read_regular;
 use super::{format_time, OwnerName, RepoId, Store};
 use crate::auth::{self, ServerKey, TokenRecord};
 use crate::error::{Error, Result};
@@ -69,53 +69,24 @@ impl Store {
         Ok(self.server_key.get_or_init(|| key))
     }
 
-    fn tokens_lock(&self) -> Result<LockGuard> {
-        super::fsutil::create_dir(&self.layout().tokens_dir())?;
-        LockGuard::acquire(&self.layout().tokens_lock(), Duration::from_secs(10))
-    }
-
-    fn token_path(&self, mac: &str) -> std::path::PathBuf {
-        self.layout().tokens_dir().join(format!("{mac}.json"))
-    }
-
-    /// Writes a token record and announces the change to read caches.
-    fn write_token(&self, record: &TokenRecord) -> Result<()> {
-        let path = self.token_path(&record.mac);
-        let previous = fs::read(&path).ok();
-        if let Err(e) = self.write_token_quietly(record) {
-            // The rename may have happened before the failure (the folder
-            // fsync failed): put back what was there, so that a change
-            // reported failed is not in force.
-            let _ = match previous {
-                Some(bytes) => self
-                    .scratch()
-                    .and_then(|scratch| scratch.replace_file(&path, &bytes)),
-                None => fs::remove_file(&path)
-                    .map_err(|e| Error::io(&path, e))
-                    .and_then(|()| fsutil::fsync_dir(&self.layout().tokens_dir())),
-            };
-            return Err(e);
-        }
+    /// Runs `change` on the token records, every other writer held off;
+    /// a change that returns `Ok` is announced to every read cache.
+    fn change_tokens<R>(
+        &self,
+        change: impl FnOnce(&mut dyn RecordChange) -> Result<R>,
+    ) -> Result<R> {
+        let out = self.backend().change(Records::Tokens, change)?;
         // Durable now: a marker that cannot be replaced must not turn the
         // change into a reported failure (caches expire within a second).
         self.announce_change();
-        Ok(())
-    }
-
-    /// Writes a token record without invalidating caches: only for
-    /// `last_used_at`, which no authorization decision reads.
-    fn write_token_quietly(&self, record: &TokenRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(record).expect("token record serialises");
-        self.scratch()?
-            .replace_file(&self.token_path(&record.mac), &bytes)
+        Ok(out)
     }
 
     /// Creates a token. Returns the record and the secret, which is never
     /// stored and cannot be shown again.
     pub fn create_token(&self, new: NewToken) -> Result<(TokenRecord, String)> {
         let (record, secret) = self.new_token(new)?;
-        let _lock = self.tokens_lock()?;
-        self.write_token(&record)?;
+        self.change_tokens(|tokens| put_token(tokens, &record, Durability::Durable))?;
         Ok((record, secret))
     }
 
@@ -147,26 +118,7 @@ impl Store {
 
     /// Every token (or one owner's), oldest first.
     pub fn list_tokens(&self, owner: Option<&OwnerName>) -> Result<Vec<TokenRecord>> {
-        let dir = self.layout().tokens_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
-        let mut out = Vec::new();
-        for entry in entries {
-            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-            if path.extension().is_none_or(|e| e != "json") {
-                continue;
-            }
-            let record: TokenRecord = serde_json::from_slice(&read_regular(&path)?)
-                .map_err(|e| Error::corrupt(&path, format!("bad token record: {e}")))?;
-            if owner.is_none_or(|o| *o == record.owner) {
-                out.push(record);
-            }
-        }
-        out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-        Ok(out)
+        tokens_of(self.backend().records(Records::Tokens)?, owner)
     }
 
     /// One token by id. Errors: `NotFound`.
@@ -191,62 +143,70 @@ impl Store {
     }
 
     fn read_token(&self, mac: &str) -> Result<Option<TokenRecord>> {
-        let path = self.token_path(mac);
-        match read_regular(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| Error::corrupt(&path, format!("bad token record: {e}"))),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.backend()
+            .record(Records::Tokens, mac)?
+            .map(|bytes| parse_token(mac, &bytes))
+            .transpose()
     }
 
     /// Applies a partial update. Turning `fingerprint_required` off clears
     /// the binding; turning it on lets the next request bind.
     pub fn update_token(&self, id: &str, update: TokenUpdate) -> Result<TokenRecord> {
-        let _lock = self.tokens_lock()?;
-        let mut record = self.token(id)?;
-        if let Some(name) = update.name {
-            check_token_name(&name)?;
-            record.name = name;
-        }
-        if let Some(repos) = update.repos {
-            record.repos = repos;
-        }
-        if let Some(expires_at) = update.expires_at {
-            if let Some(e) = &expires_at {
-                auth::parse_expiry(e)?;
+        self.edit_token(id, |record| {
+            if let Some(name) = update.name {
+                check_token_name(&name)?;
+                record.name = name;
             }
-            record.expires_at = expires_at;
-        }
-        if let Some(required) = update.fingerprint_required {
-            if !required || !record.fingerprint_required {
-                record.fingerprint = None;
+            if let Some(repos) = update.repos {
+                record.repos = repos;
             }
-            record.fingerprint_required = required;
-        }
-        self.write_token(&record)?;
-        Ok(record)
+            if let Some(expires_at) = update.expires_at {
+                if let Some(e) = &expires_at {
+                    auth::parse_expiry(e)?;
+                }
+                record.expires_at = expires_at;
+            }
+            if let Some(required) = update.fingerprint_required {
+                if !required || !record.fingerprint_required {
+                    record.fingerprint = None;
+                }
+                record.fingerprint_required = required;
+            }
+            Ok(())
+        })
+    }
+
+    /// Changes one token by id, under the tokens lock. Errors: `NotFound`,
+    /// and whatever `edit` refuses.
+    fn edit_token(
+        &self,
+        id: &str,
+        edit: impl FnOnce(&mut TokenRecord) -> Result<()>,
+    ) -> Result<TokenRecord> {
+        self.change_tokens(|tokens| {
+            let mut record = find_token(tokens, id)?;
+            edit(&mut record)?;
+            put_token(tokens, &record, Durability::Durable)?;
+            Ok(record)
+        })
     }
 
     /// Forgets the bound fingerprint so the next request binds again.
     pub fn unbind_token(&self, id: &str) -> Result<TokenRecord> {
-        let _lock = self.tokens_lock()?;
-        let mut record = self.token(id)?;
-        record.fingerprint = None;
-        self.write_token(&record)?;
-        Ok(record)
+        self.edit_token(id, |record| {
+            record.fingerprint = None;
+            Ok(())
+        })
     }
 
     /// Revokes a token: refused from the next request on.
     pub fn revoke_token(&self, id: &str) -> Result<TokenRecord> {
-        let _lock = self.tokens_lock()?;
-        let mut record = self.token(id)?;
-        if record.revoked_at.is_none() {
-            record.revoked_at = Some(super::now_rfc3339());
-            self.write_token(&record)?;
-        }
-        Ok(record)
+        self.edit_token(id, |record| {
+            if record.revoked_at.is_none() {
+                record.revoked_at = Some(super::now_rfc3339());
+            }
+            Ok(())
+        })
     }
 
     /// Issues a successor with the same scope, named `{name}-v2` (`-v3`...),
@@ -258,15 +218,16 @@ impl Store {
         grace: time::Duration,
         now: OffsetDateTime,
     ) -> Result<(TokenRecord, String, TokenRecord)> {
-        // One lock around the check and both writes: two rotations at once
-        // must not both issue a successor.
-        let _lock = self.tokens_lock()?;
-        let mut old = self.token(id)?;
+        // One change around the check and both writes: two rotations at
+        // once must not both issue a successor, and a failed one leaves
+        // neither write in force.
+        self.change_tokens(|tokens| {
+        let mut old = find_token(tokens, id)?;
         if old.revoked_at.is_some() {
             return Err(Error::Conflict(format!("token {id} is revoked")));
         }
         if let Some(next) = &old.rotated_to {
-            let live = match self.token(next) {
+            let live = match find_token(tokens, next) {
                 Ok(successor) => successor.revoked_at.is_none(),
                 Err(Error::NotFound { .. }) => false,
                 Err(e) => return Err(e),
@@ -293,7 +254,7 @@ impl Store {
         // The successor starts bound to the same host: rotation is about
         // the secret, not about moving the ERP.
         successor.fingerprint = old.fingerprint.clone();
-        self.write_token(&successor)?;
+        put_token(tokens, &successor, Durability::Durable)?;
         if grace <= time::Duration::ZERO {
             old.revoked_at = Some(format_time(now));
         } else {
@@ -306,53 +267,96 @@ impl Store {
             }
         }
         old.rotated_to = Some(successor.id.clone());
-        self.write_token(&old)?;
+        put_token(tokens, &old, Durability::Durable)?;
         Ok((successor, secret, old))
+        })
     }
 
     /// Binds a fingerprint MAC to the token with MAC `token_mac` unless one
     /// is bound already. Serialised by the tokens lock, so exactly one of
     /// any number of racing first requests binds.
     pub fn bind_fingerprint(&self, token_mac: &str, fingerprint_mac: &str) -> Result<BindOutcome> {
-        let _lock = self.tokens_lock()?;
-        let path = self.token_path(token_mac);
-        let mut record: TokenRecord = serde_json::from_slice(&read_regular(&path)?)
-            .map_err(|e| Error::corrupt(&path, format!("bad token record: {e}")))?;
-        match &record.fingerprint {
-            Some(bound) if bound == fingerprint_mac => Ok(BindOutcome::AlreadyBound),
-            Some(_) => Ok(BindOutcome::Mismatch),
-            None => {
-                record.fingerprint = Some(fingerprint_mac.to_string());
-                self.write_token(&record)?;
-                Ok(BindOutcome::Bound)
+        self.change_tokens(|tokens| {
+            let bytes = tokens
+                .get(token_mac)?
+                .ok_or_else(|| Error::not_found("token", token_mac))?;
+            let mut record = parse_token(token_mac, &bytes)?;
+            match &record.fingerprint {
+                Some(bound) if bound == fingerprint_mac => Ok(BindOutcome::AlreadyBound),
+                Some(_) => Ok(BindOutcome::Mismatch),
+                None => {
+                    record.fingerprint = Some(fingerprint_mac.to_string());
+                    put_token(tokens, &record, Durability::Durable)?;
+                    Ok(BindOutcome::Bound)
+                }
             }
-        }
+        })
     }
 
     /// Records when tokens were last used, many at once: the daemon
     /// collects uses in memory and calls this every so often, so a request
-    /// never pays a disk write for it.
+    /// never pays a disk write for it. Not announced to read caches: no
+    /// authorization decision reads it.
     pub fn record_token_use(&self, uses: &[(String, OffsetDateTime)]) -> Result<()> {
         if uses.is_empty() {
             return Ok(());
         }
-        let _lock = self.tokens_lock()?;
-        for (mac, at) in uses {
-            let path = self.token_path(mac);
-            let Ok(bytes) = read_regular(&path) else {
-                continue;
-            };
-            let Ok(mut record) = serde_json::from_slice::<TokenRecord>(&bytes) else {
-                continue;
-            };
-            let at = format_time(*at);
-            if record.last_used_at.as_ref().is_none_or(|old| *old < at) {
-                record.last_used_at = Some(at);
-                self.write_token_quietly(&record)?;
+        self.backend().change(Records::Tokens, |tokens| {
+            for (mac, at) in uses {
+                let Some(Ok(mut record)) = tokens.get(mac)?.map(|b| parse_token(mac, &b)) else {
+                    continue;
+                };
+                let at = format_time(*at);
+                if record.last_used_at.as_ref().is_none_or(|old| *old < at) {
+                    record.last_used_at = Some(at);
+                    put_token(tokens, &record, Durability::Lazy)?;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
+}
+
+fn parse_token(key: &str, bytes: &[u8]) -> Result<TokenRecord> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::corrupt(
+            format!("token record {key}"),
+            format!("bad token record: {e}"),
+        )
+    })
+}
+
+fn put_token(
+    tokens: &mut dyn RecordChange,
+    record: &TokenRecord,
+    durability: Durability,
+) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(record).expect("token record serialises");
+    tokens.put(&record.mac, &bytes, durability)
+}
+
+/// The tokens among `records` (of one owner, if given), oldest first.
+fn tokens_of(
+    records: Vec<(String, Vec<u8>)>,
+    owner: Option<&OwnerName>,
+) -> Result<Vec<TokenRecord>> {
+    let mut out = Vec::new();
+    for (key, bytes) in records {
+        let record = parse_token(&key, &bytes)?;
+        if owner.is_none_or(|o| *o == record.owner) {
+            out.push(record);
+        }
+    }
+    out.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
+    Ok(out)
+}
+
+/// One token by id, inside a change. Errors: `NotFound`.
+fn find_token(tokens: &mut dyn RecordChange, id: &str) -> Result<TokenRecord> {
+    tokens_of(tokens.list()?, None)?
+        .into_iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| Error::not_found("token", id))
 }
 
 fn check_token_name(name: &str) -> Result<()> {

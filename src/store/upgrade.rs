@@ -102,8 +102,8 @@ impl Store {
     /// Upgrades a store of format `from` to the current one (see the
     /// module docs).
     pub(super) fn upgrade(&self, from: u32) -> Result<UpgradeReport> {
-        let _lock = LockGuard::acquire(&self.layout.store_lock(), Duration::from_secs(60))?;
-        let format_file = self.layout.format_file();
+        let _lock = LockGuard::acquire(&self.layout().store_lock(), Duration::from_secs(60))?;
+        let format_file = self.layout().format_file();
         let line = String::from_utf8_lossy(&read_regular(&format_file)?).into_owned();
         let mut report = UpgradeReport {
             from,
@@ -115,14 +115,14 @@ impl Store {
         }
         for info in self.list_projects(None)? {
             let project = info.project_ref();
-            let objects = self.layout.objects_dir(&project);
+            let objects = self.layout().objects_dir(&project);
             // The trees stored below are named by no version until each
             // file is replaced: no gc meanwhile.
             let _objects = self.objects_in_flight(&project)?;
             let mut ids: HashMap<String, String> = HashMap::new();
             let mut stored = std::collections::HashSet::new();
             for branch in self.branch_names(&project)? {
-                let dir = self.layout.branch_dir(&project, &branch);
+                let dir = self.layout().branch_dir(&project, &branch);
                 let _branch = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
                 let mut files: Vec<_> = fs::read_dir(&dir)
                     .map_err(|e| Error::io(&dir, e))?
@@ -135,14 +135,14 @@ impl Store {
                 files.sort();
                 let trees = super::reads::BranchTrees::new(&dir, None, false)?;
                 for version in files {
-                    let path = self.layout.generation_file(&dir, version);
+                    let path = self.layout().generation_file(&dir, version);
                     if !is_flat(&path)? {
                         continue;
                     }
                     let mut gen = Generation::read(&path, &trees)?;
                     report.contents += fill_git_ids(
                         gen.entries_mut(),
-                        |hash| Ok(self.layout.object_file(&project, hash)),
+                        |hash| Ok(self.layout().object_file(&project, hash)),
                         &mut ids,
                     )?;
                     // Folders stored for an earlier version are not

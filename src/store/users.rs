@@ -1,18 +1,16 @@
-//! Users and sessions on disk.
+//! Users and sessions, as records of the store's backend.
 //!
-//! `.cfgstore/users/{name}.json` holds a user: argon2id password hash
-//! (PHC string), roles, disabled flag. `.cfgstore/sessions/{sha256}.json`
-//! holds a session under the SHA-256 of its 256-bit id, so the files never
-//! contain a usable cookie. Sessions live on disk and so survive a restart.
-
-use std::fs;
-use std::io;
-use std::time::Duration;
+//! A user (key: the name) holds an argon2id password hash (PHC string),
+//! roles and a disabled flag. A session is kept under the SHA-256 of its
+//! 256-bit id, so the store never holds a usable cookie. Sessions are
+//! stored, not kept in memory, and so survive a restart. (The file backend:
+//! `.cfgstore/users/{name}.json`, `.cfgstore/sessions/{sha256}.json`.)
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::fsutil::{hex, read_regular, LockGuard};
+use super::backend::{Durability, RecordChange, Records};
+use super::fsutil::hex;
 use super::{now_rfc3339, OwnerName, Store};
 use crate::auth::passwords;
 use crate::auth::roles::Role;
@@ -63,26 +61,6 @@ pub fn session_key(id: &str) -> String {
 }
 
 impl Store {
-    fn users_lock(&self) -> Result<LockGuard> {
-        super::fsutil::create_dir_durable(&self.layout().users_dir())?;
-        super::fsutil::create_dir_durable(&self.layout().sessions_dir())?;
-        LockGuard::acquire(&self.layout().users_lock(), Duration::from_secs(10))
-    }
-
-    fn user_path(&self, name: &OwnerName) -> std::path::PathBuf {
-        self.layout().users_dir().join(format!("{name}.json"))
-    }
-
-    fn session_path(&self, key: &str) -> std::path::PathBuf {
-        self.layout().sessions_dir().join(format!("{key}.json"))
-    }
-
-    fn write_user(&self, user: &UserRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(user).expect("user serialises");
-        self.scratch()?
-            .replace_file(&self.user_path(&user.name), &bytes)
-    }
-
     /// Adds a user. Errors: `Conflict` if the name is taken.
     pub fn create_user(
         &self,
@@ -92,70 +70,67 @@ impl Store {
     ) -> Result<UserRecord> {
         passwords::check_strength(password)?;
         let hash = passwords::hash(password)?;
-        let _lock = self.users_lock()?;
-        if self.user_path(name).exists() {
-            return Err(Error::Conflict(format!("user {name} already exists")));
-        }
-        let now = now_rfc3339();
-        let mut roles = roles;
-        roles.sort();
-        roles.dedup();
-        let user = UserRecord {
-            name: name.clone(),
-            password_hash: hash,
-            roles,
-            disabled: false,
-            created_at: now.clone(),
-            password_changed_at: now,
-        };
-        self.write_user(&user)?;
-        Ok(user)
+        self.backend().change(Records::Users, |users| {
+            if users.get(name.as_str())?.is_some() {
+                return Err(Error::Conflict(format!("user {name} already exists")));
+            }
+            let now = now_rfc3339();
+            let mut roles = roles;
+            roles.sort();
+            roles.dedup();
+            let user = UserRecord {
+                name: name.clone(),
+                password_hash: hash,
+                roles,
+                disabled: false,
+                created_at: now.clone(),
+                password_changed_at: now,
+            };
+            put_user(users, &user)?;
+            Ok(user)
+        })
     }
 
     /// One user. Errors: `NotFound`.
     pub fn user(&self, name: &OwnerName) -> Result<UserRecord> {
-        let path = self.user_path(name);
-        match read_regular(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| Error::corrupt(&path, format!("bad user record: {e}"))),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Err(Error::not_found("user", name))
-            }
-            Err(e) => Err(e),
+        match self.backend().record(Records::Users, name.as_str())? {
+            Some(bytes) => parse_user(name.as_str(), &bytes),
+            None => Err(Error::not_found("user", name)),
         }
     }
 
+    /// Every user, by name.
     pub fn list_users(&self) -> Result<Vec<UserRecord>> {
-        let dir = self.layout().users_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
         let mut users = Vec::new();
-        for entry in entries {
-            let name = entry.map_err(|e| Error::io(&dir, e))?.file_name();
-            if let Some(name) = name
-                .to_str()
-                .and_then(|n| n.strip_suffix(".json"))
-                .and_then(|n| OwnerName::parse(n).ok())
-            {
-                users.push(self.user(&name)?);
+        for (key, bytes) in self.backend().records(Records::Users)? {
+            if OwnerName::parse(&key).is_ok() {
+                users.push(parse_user(&key, &bytes)?);
             }
         }
         users.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(users)
     }
 
+    /// Changes a user; with `end_sessions`, every session of theirs ends
+    /// in the same change.
     fn update_user(
         &self,
         name: &OwnerName,
+        end_sessions: bool,
         change: impl FnOnce(&mut UserRecord) -> Result<()>,
     ) -> Result<UserRecord> {
-        let _lock = self.users_lock()?;
-        let mut user = self.user(name)?;
-        change(&mut user)?;
-        self.write_user(&user)?;
+        let user = self.backend().change(Records::Users, |users| {
+            let bytes = users
+                .get(name.as_str())?
+                .ok_or_else(|| Error::not_found("user", name))?;
+            let mut user = parse_user(name.as_str(), &bytes)?;
+            change(&mut user)?;
+            put_user(users, &user)?;
+            Ok(user)
+        })?;
+        if end_sessions {
+            self.delete_sessions_of(name)?;
+        }
         Ok(user)
     }
 
@@ -163,17 +138,15 @@ impl Store {
     pub fn set_password(&self, name: &OwnerName, password: &str) -> Result<UserRecord> {
         passwords::check_strength(password)?;
         let hash = passwords::hash(password)?;
-        let user = self.update_user(name, |u| {
+        self.update_user(name, true, |u| {
             u.password_hash = hash;
             u.password_changed_at = now_rfc3339();
             Ok(())
-        })?;
-        self.delete_sessions_of(name)?;
-        Ok(user)
+        })
     }
 
     pub fn grant_role(&self, name: &OwnerName, role: Role) -> Result<UserRecord> {
-        self.update_user(name, |u| {
+        self.update_user(name, false, |u| {
             if !u.roles.contains(&role) {
                 u.roles.push(role);
                 u.roles.sort();
@@ -183,7 +156,7 @@ impl Store {
     }
 
     pub fn revoke_role(&self, name: &OwnerName, role: &Role) -> Result<UserRecord> {
-        self.update_user(name, |u| {
+        self.update_user(name, false, |u| {
             u.roles.retain(|r| r != role);
             Ok(())
         })
@@ -191,12 +164,10 @@ impl Store {
 
     /// Disables a user: no login, every session ended.
     pub fn disable_user(&self, name: &OwnerName) -> Result<UserRecord> {
-        let user = self.update_user(name, |u| {
+        self.update_user(name, true, |u| {
             u.disabled = true;
             Ok(())
-        })?;
-        self.delete_sessions_of(name)?;
-        Ok(user)
+        })
     }
 
     /// Starts a session; returns its id (the cookie value, never stored).
@@ -208,10 +179,10 @@ impl Store {
             created_at: now.clone(),
             last_seen_at: now,
         };
-        let _lock = self.users_lock()?;
         let bytes = serde_json::to_vec(&record).expect("session serialises");
-        self.scratch()?
-            .replace_file(&self.session_path(&session_key(&id)), &bytes)?;
+        self.backend().change(Records::Sessions, |sessions| {
+            sessions.put(&session_key(&id), &bytes, Durability::Durable)
+        })?;
         Ok(id)
     }
 
@@ -220,55 +191,60 @@ impl Store {
         if !crate::auth::is_token_shaped(id) {
             return Ok(None);
         }
-        let path = self.session_path(&session_key(id));
-        match read_regular(&path) {
-            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
-        }
+        let bytes = self.backend().record(Records::Sessions, &session_key(id))?;
+        Ok(bytes.and_then(|b| serde_json::from_slice(&b).ok()))
     }
 
     /// Records activity on a session (callers coalesce: not every request).
     pub fn touch_session(&self, id: &str, at: &str) -> Result<()> {
-        let _lock = self.users_lock()?;
-        if let Some(mut record) = self.session(id)? {
+        if !crate::auth::is_token_shaped(id) {
+            return Ok(());
+        }
+        let key = session_key(id);
+        self.backend().change(Records::Sessions, |sessions| {
+            let Some(bytes) = sessions.get(&key)? else {
+                return Ok(());
+            };
+            let Ok(mut record) = serde_json::from_slice::<SessionRecord>(&bytes) else {
+                return Ok(());
+            };
             record.last_seen_at = at.to_string();
             let bytes = serde_json::to_vec(&record).expect("session serialises");
-            self.scratch()?
-                .place_file(&self.session_path(&session_key(id)), &bytes)?;
-        }
-        Ok(())
+            sessions.put(&key, &bytes, Durability::Lazy)
+        })
     }
 
-    /// Ends a session. Under the users lock, so a concurrent `touch_session`
-    /// cannot write it back.
+    /// Ends a session. Inside a change of sessions, so a concurrent
+    /// `touch_session` cannot write it back.
     pub fn delete_session(&self, id: &str) -> Result<()> {
-        let _lock = self.users_lock()?;
-        let path = self.session_path(&session_key(id));
-        match fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::io(&path, e)),
-            _ => super::fsutil::fsync_dir(path.parent().expect("sessions folder")),
-        }
+        self.backend().change(Records::Sessions, |sessions| {
+            sessions.remove(&session_key(id))
+        })
     }
 
     /// Ends every session of a user (password change, disable).
     pub fn delete_sessions_of(&self, user: &OwnerName) -> Result<()> {
-        let _lock = self.users_lock()?;
-        let dir = self.layout().sessions_dir();
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(Error::io(&dir, e)),
-        };
-        for entry in entries {
-            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-            let Ok(bytes) = read_regular(&path) else {
-                continue;
-            };
-            if serde_json::from_slice::<SessionRecord>(&bytes).is_ok_and(|s| s.user == *user) {
-                fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+        self.backend().change(Records::Sessions, |sessions| {
+            for (key, bytes) in sessions.list()? {
+                if serde_json::from_slice::<SessionRecord>(&bytes).is_ok_and(|s| s.user == *user) {
+                    sessions.remove(&key)?;
+                }
             }
-        }
-        super::fsutil::fsync_dir(&dir)
+            Ok(())
+        })
     }
+}
+
+fn parse_user(key: &str, bytes: &[u8]) -> Result<UserRecord> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        Error::corrupt(
+            format!("user record {key}"),
+            format!("bad user record: {e}"),
+        )
+    })
+}
+
+fn put_user(users: &mut dyn RecordChange, user: &UserRecord) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(user).expect("user serialises");
+    users.put(user.name.as_str(), &bytes, Durability::Durable)
 }
