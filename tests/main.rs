@@ -18,6 +18,7 @@ mod hostile;
 mod lean;
 mod old_store;
 mod ops;
+mod postgres;
 mod races;
 
 mod read_api;

@@ -27,6 +27,7 @@
 //! cannot reach its data answers `Io`, which the API turns into a 5xx.
 
 pub mod files;
+pub mod postgres;
 
 use std::fmt::Debug;
 

@@ -1,0 +1,293 @@
+//! The PostgreSQL backend (`--store postgres://…`, SPEC §16): several
+//! daemons and any number of CLI processes share one store through one
+//! database, with no coordination of their own beyond it.
+//!
+//! - A change of records is one transaction holding a transaction-scoped
+//!   advisory lock per kind (users and sessions share one), so writers on
+//!   every node are serialised as the file backend's lock files serialise
+//!   processes on one box, and a change is in force whole or not at all.
+//! - The change marker is one row; a daemon reads it at the start of a
+//!   request (`PgWatch`), so a change committed by any node or the CLI is
+//!   in force for every node's next request.
+//! - The server key is not here: it stays in a file (`server_key_file`),
+//!   so a dump of the database reveals no token.
+//!
+//! The schema lives in `schema.rs`; connections and the bridge from
+//! blocking callers to the asynchronous client in `pool.rs`.
+
+pub mod pool;
+pub mod schema;
+
+use std::sync::{Arc, Mutex};
+
+use super::{Backend, ChangeWatch, Durability, RecordChange, Records};
+use crate::error::{Error, Result};
+use crate::names::ProjectRef;
+use pool::{Connection, Pool};
+
+/// A store's records, audit trail, fleet view and change marker in a
+/// PostgreSQL database.
+#[derive(Debug, Clone)]
+pub struct Postgres {
+    pool: Arc<Pool>,
+}
+
+impl Postgres {
+    /// Opens the store in the database at `url`, migrating an older
+    /// schema forward. Errors: `NotFound` when the database holds no
+    /// store (run `cfgstore --store URL init`), `Invalid` for a bad URL or
+    /// a newer schema, `Io` when the database cannot be reached.
+    pub fn open(url: &str) -> Result<Postgres> {
+        let pool = Arc::new(Pool::new(url)?);
+        match schema::version(&pool)? {
+            0 => Err(Error::NotFound {
+                what: "store",
+                name: format!("{} (run `cfgstore --store URL init` first)", pool.place()),
+            }),
+            v if v == schema::CURRENT => Ok(Postgres { pool }),
+            _ => {
+                let migrated = schema::migrate(&pool)?;
+                tracing::info!(
+                    from = migrated.from,
+                    to = migrated.to,
+                    "migrated the database schema"
+                );
+                Ok(Postgres { pool })
+            }
+        }
+    }
+
+    /// Creates the store's schema in the database at `url` (or brings an
+    /// older one forward). Returns the backend and whether the schema was
+    /// created. Errors as `open`.
+    pub fn init(url: &str) -> Result<(Postgres, bool)> {
+        let pool = Arc::new(Pool::new(url)?);
+        let migrated = schema::migrate(&pool)?;
+        Ok((Postgres { pool }, migrated.from == 0))
+    }
+
+    /// Where the database is (no password), for messages.
+    pub fn place(&self) -> &str {
+        self.pool.place()
+    }
+}
+
+fn kind_name(kind: Records) -> &'static str {
+    match kind {
+        Records::Tokens => "tokens",
+        Records::Users => "users",
+        Records::Sessions => "sessions",
+    }
+}
+
+/// The advisory lock a change of `kind` holds ("cfgs" and a tag), shared
+/// by users and sessions as in the file backend.
+fn lock_key(kind: Records) -> i64 {
+    match kind {
+        Records::Tokens => 0x6366_6773_0074_6f6b,
+        Records::Users | Records::Sessions => 0x6366_6773_0075_7372,
+    }
+}
+
+fn get_record(conn: &Connection<'_>, kind: Records, key: &str) -> Result<Option<Vec<u8>>> {
+    let key = key.to_string();
+    conn.run(|c| async move {
+        let row = c
+            .query_opt(
+                "SELECT body FROM cfgstore.records WHERE kind = $1 AND key = $2",
+                &[&kind_name(kind), &key],
+            )
+            .await?;
+        Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+    })
+}
+
+fn list_records(conn: &Connection<'_>, kind: Records) -> Result<Vec<(String, Vec<u8>)>> {
+    conn.run(|c| async move {
+        let rows = c
+            .query(
+                "SELECT key, body FROM cfgstore.records WHERE kind = $1",
+                &[&kind_name(kind)],
+            )
+            .await?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    })
+}
+
+/// A change of records in progress: statements of one open transaction.
+struct PgChange<'c, 'p> {
+    conn: &'c Connection<'p>,
+    kind: Records,
+}
+
+impl RecordChange for PgChange<'_, '_> {
+    fn get(&mut self, key: &str) -> Result<Option<Vec<u8>>> {
+        get_record(self.conn, self.kind, key)
+    }
+
+    fn list(&mut self) -> Result<Vec<(String, Vec<u8>)>> {
+        list_records(self.conn, self.kind)
+    }
+
+    /// Every write is durable once the transaction commits: `Lazy` costs
+    /// nothing here that would be worth saving.
+    fn put(&mut self, key: &str, bytes: &[u8], _durability: Durability) -> Result<()> {
+        let (kind, key, body) = (kind_name(self.kind), key.to_string(), bytes.to_vec());
+        self.conn.run(|c| async move {
+            c.execute(
+                "INSERT INTO cfgstore.records (kind, key, body) VALUES ($1, $2, $3)
+                 ON CONFLICT (kind, key) DO UPDATE SET body = EXCLUDED.body",
+                &[&kind, &key, &body],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn remove(&mut self, key: &str) -> Result<()> {
+        let (kind, key) = (kind_name(self.kind), key.to_string());
+        self.conn.run(|c| async move {
+            c.execute(
+                "DELETE FROM cfgstore.records WHERE kind = $1 AND key = $2",
+                &[&kind, &key],
+            )
+            .await
+            .map(drop)
+        })
+    }
+}
+
+impl Backend for Postgres {
+    fn record(&self, kind: Records, key: &str) -> Result<Option<Vec<u8>>> {
+        get_record(&self.pool.connection()?, kind, key)
+    }
+
+    fn records(&self, kind: Records) -> Result<Vec<(String, Vec<u8>)>> {
+        list_records(&self.pool.connection()?, kind)
+    }
+
+    fn change_records(
+        &self,
+        kind: Records,
+        change: &mut dyn FnMut(&mut dyn RecordChange) -> Result<()>,
+    ) -> Result<()> {
+        let conn = self.pool.connection()?;
+        let lock = lock_key(kind);
+        if let Err(e) = conn.run(|c| async move {
+            c.batch_execute("BEGIN").await?;
+            c.query_one("SELECT pg_advisory_xact_lock($1)", &[&lock])
+                .await
+                .map(drop)
+        }) {
+            conn.discard();
+            return Err(e);
+        }
+        let result = change(&mut PgChange { conn: &conn, kind });
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        match conn.run(|c| async move { c.batch_execute(end).await }) {
+            Ok(()) => result,
+            Err(e) => {
+                conn.discard();
+                result.and(Err(e))
+            }
+        }
+    }
+
+    fn append_audit(&self, line: &[u8], durable: bool) -> Result<()> {
+        let line = line.to_vec();
+        self.pool.connection()?.run(|c| async move {
+            let insert = "INSERT INTO cfgstore.audit (line) VALUES ($1)";
+            if durable {
+                return c.execute(insert, &[&line]).await.map(drop);
+            }
+            // Denied requests: not worth a flush each (see `audit.rs`).
+            c.batch_execute("BEGIN; SET LOCAL synchronous_commit TO OFF")
+                .await?;
+            c.execute(insert, &[&line]).await?;
+            c.batch_execute("COMMIT").await
+        })
+    }
+
+    fn audit_lines(&self, each: &mut dyn FnMut(&[u8])) -> Result<()> {
+        let lines = self.pool.connection()?.run(|c| async move {
+            let rows = c
+                .query("SELECT line FROM cfgstore.audit ORDER BY id", &[])
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|r| r.get::<_, Vec<u8>>(0))
+                .collect::<Vec<_>>())
+        })?;
+        lines.iter().for_each(|line| each(line));
+        Ok(())
+    }
+
+    fn fleet(&self, project: &ProjectRef) -> Result<Option<Vec<u8>>> {
+        let project = project.to_string();
+        self.pool.connection()?.run(|c| async move {
+            let row = c
+                .query_opt(
+                    "SELECT body FROM cfgstore.fleet WHERE project = $1",
+                    &[&project],
+                )
+                .await?;
+            Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
+        })
+    }
+
+    fn put_fleet(&self, project: &ProjectRef, bytes: &[u8]) -> Result<()> {
+        let (project, body) = (project.to_string(), bytes.to_vec());
+        self.pool.connection()?.run(|c| async move {
+            c.execute(
+                "INSERT INTO cfgstore.fleet (project, body) VALUES ($1, $2)
+                 ON CONFLICT (project) DO UPDATE SET body = EXCLUDED.body",
+                &[&project, &body],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn announce_change(&self, marker: &[u8]) -> Result<()> {
+        let marker = marker.to_vec();
+        self.pool.connection()?.run(|c| async move {
+            c.execute(
+                "UPDATE cfgstore.changes SET marker = $1 WHERE id = 1",
+                &[&marker],
+            )
+            .await
+            .map(drop)
+        })
+    }
+
+    fn watch_changes(&self) -> Box<dyn ChangeWatch> {
+        Box::new(PgWatch {
+            pool: Arc::clone(&self.pool),
+            seen: Mutex::new(None),
+        })
+    }
+}
+
+/// A daemon's watch of the change marker: one read of its row per check.
+#[derive(Debug)]
+struct PgWatch {
+    pool: Arc<Pool>,
+    seen: Mutex<Option<Vec<u8>>>,
+}
+
+impl ChangeWatch for PgWatch {
+    fn check(&self) -> Result<Option<Vec<u8>>> {
+        let marker = self.pool.connection()?.run(|c| async move {
+            let row = c
+                .query_one("SELECT marker FROM cfgstore.changes WHERE id = 1", &[])
+                .await?;
+            Ok(row.get::<_, Vec<u8>>(0))
+        })?;
+        let mut seen = self.seen.lock().expect("watch");
+        if seen.as_ref() == Some(&marker) {
+            return Ok(None);
+        }
+        *seen = Some(marker.clone());
+        Ok(Some(marker))
+    }
+}

@@ -1,0 +1,205 @@
+//! Connections to PostgreSQL, for callers that block.
+//!
+//! The store is synchronous and is called from anywhere: the CLI's main
+//! thread, tokio's blocking pool, and tokio's async workers (the daemon's
+//! inline reads). `tokio-postgres` is asynchronous, so the backend owns a
+//! small runtime of its own: every statement runs there, and the caller
+//! waits on a plain channel. Nothing here enters the caller's runtime, so
+//! it works the same on every one of those threads.
+//!
+//! Idle connections are kept for reuse; one is taken for the length of a
+//! call or a transaction, so statements of two callers never interleave
+//! on one connection.
+
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::{Error, Result};
+
+/// Idle connections kept for reuse (more may be open while busy).
+const IDLE_CONNECTIONS: usize = 16;
+/// How long opening a connection may take before the call fails.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A database, reachable from blocking code.
+pub struct Pool {
+    config: Config,
+    /// Where the database is, for errors and logs: never the password.
+    place: String,
+    runtime: Option<tokio::runtime::Runtime>,
+    idle: Mutex<Vec<Arc<Client>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({})", self.place)
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        // Without waiting: the pool may be dropped on an async worker,
+        // where a runtime must not block to shut down.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Pool {
+    /// A pool for a `postgres://` URL (or a `key=value` connection
+    /// string). Connects lazily: nothing is opened until the first call.
+    /// Errors: `Invalid` for a malformed URL.
+    pub fn new(url: &str) -> Result<Pool> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|e| Error::invalid(format!("bad PostgreSQL URL: {e}")))?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("cfgstore");
+        }
+        let place = describe(&config);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("cfgstore-postgres")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io("postgres runtime", e))?;
+        Ok(Pool {
+            config,
+            place,
+            runtime: Some(runtime),
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Where the database is (host, port, database, user; no password).
+    pub fn place(&self) -> &str {
+        &self.place
+    }
+
+    /// Runs `work` on the backend's runtime and waits for it.
+    pub fn block_on<T: Send + 'static>(
+        &self,
+        work: impl Future<Output = T> + Send + 'static,
+    ) -> Result<T> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the pool")
+            .spawn(async move {
+                let _ = tx.send(work.await);
+            });
+        rx.recv()
+            .map_err(|_| self.unavailable("the database task ended"))
+    }
+
+    /// A connection of its own for the caller, opened if none is idle.
+    /// Errors: `Io` when the database cannot be reached.
+    pub fn connection(&self) -> Result<Connection<'_>> {
+        loop {
+            let idle = self.idle.lock().expect("pool").pop();
+            match idle {
+                Some(client) if client.is_closed() => continue,
+                Some(client) => {
+                    return Ok(Connection {
+                        pool: self,
+                        client: Some(client),
+                    })
+                }
+                None => break,
+            }
+        }
+        let config = self.config.clone();
+        let opened = self.block_on(async move {
+            let (client, connection) = config.connect(NoTls).await?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "postgres connection ended");
+                }
+            });
+            Ok::<_, tokio_postgres::Error>(client)
+        })?;
+        let client = opened.map_err(|e| self.error(e))?;
+        Ok(Connection {
+            pool: self,
+            client: Some(Arc::new(client)),
+        })
+    }
+
+    /// A database error as the store reports it: `Io`, naming where the
+    /// database is and what it said.
+    pub fn error(&self, e: tokio_postgres::Error) -> Error {
+        let detail = match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.code().code(), db.message()),
+            None => e.to_string(),
+        };
+        self.unavailable(&detail)
+    }
+
+    fn unavailable(&self, detail: &str) -> Error {
+        Error::Io {
+            path: PathBuf::from(&self.place),
+            source: io::Error::other(detail.to_string()),
+        }
+    }
+}
+
+/// `host:port/dbname as user`, for messages.
+fn describe(config: &Config) -> String {
+    use tokio_postgres::config::Host;
+    let host = match config.get_hosts().first() {
+        Some(Host::Tcp(name)) => name.clone(),
+        Some(Host::Unix(path)) => path.display().to_string(),
+        None => "localhost".to_string(),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("?");
+    let db = config.get_dbname().unwrap_or(user);
+    format!("postgresql://{user}@{host}:{port}/{db}")
+}
+
+/// A connection taken from the pool; back into it when dropped, unless
+/// it broke.
+pub struct Connection<'a> {
+    pool: &'a Pool,
+    client: Option<Arc<Client>>,
+}
+
+impl Connection<'_> {
+    /// Runs `work` with this connection's client and waits for it; a
+    /// database error becomes the store's.
+    pub fn run<T: Send + 'static, F>(&self, work: impl FnOnce(Arc<Client>) -> F) -> Result<T>
+    where
+        F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send + 'static,
+    {
+        let client = Arc::clone(self.client.as_ref().expect("held until dropped"));
+        self.pool
+            .block_on(work(client))?
+            .map_err(|e| self.pool.error(e))
+    }
+
+    /// Drops the connection instead of returning it: its session state is
+    /// unknown (a transaction that could not be rolled back).
+    pub fn discard(mut self) {
+        self.client = None;
+    }
+}
+
+impl Drop for Connection<'_> {
+    fn drop(&mut self) {
+        if let Some(client) = self.client.take() {
+            let mut idle = self.pool.idle.lock().expect("pool");
+            if !client.is_closed() && idle.len() < IDLE_CONNECTIONS {
+                idle.push(client);
+            }
+        }
+    }
+}
