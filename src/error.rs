@@ -49,6 +49,10 @@ pub enum Error {
     Corrupt { path: PathBuf, detail: String },
     /// The operating system refused an I/O operation.
     Io { path: PathBuf, source: io::Error },
+    /// The store's database cannot be reached (down, restarting, the
+    /// network): nothing was changed, and the same request may succeed
+    /// shortly. `place` says where it is (never a password).
+    Unavailable { place: String, detail: String },
 }
 
 /// Why a request was not authenticated. The API answers all of these with
@@ -139,6 +143,12 @@ impl fmt::Display for Error {
                 write!(f, "store corrupt at {}: {detail}", path.display())
             }
             Error::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            Error::Unavailable { place, detail } => {
+                write!(
+                    f,
+                    "the store's database at {place} is unavailable: {detail}"
+                )
+            }
         }
     }
 }

@@ -135,6 +135,15 @@ pub fn describe(err: &Error) -> (StatusCode, String, &'static str) {
                 "INSUFFICIENT_STORAGE",
             )
         }
+        Error::Unavailable { .. } => {
+            // Where the database is and what it said go to the log only.
+            tracing::warn!(error = %err, "store unavailable");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "503 Service Unavailable - the store is unavailable; retry shortly".to_string(),
+                "UNAVAILABLE",
+            )
+        }
         Error::Corrupt { .. } | Error::Io { .. } => {
             // The detail (paths, OS errors) goes to the log, never to the client.
             tracing::warn!(error = %err, "storage error");
@@ -187,6 +196,7 @@ pub fn error(err: &Error) -> Response<Body> {
     };
     match err {
         Error::Busy(_) => set_header(&mut r, "retry-after", "1"),
+        Error::Unavailable { .. } => set_header(&mut r, "retry-after", "2"),
         Error::TooManyRequests { retry_after } => {
             set_header(&mut r, "retry-after", &retry_after.to_string())
         }
@@ -410,6 +420,14 @@ mod tests {
                 "503 Service Unavailable - another writer holds the branch; retry shortly",
             ),
             (
+                Error::Unavailable {
+                    place: "postgresql://cfgstore@/secret/path".into(),
+                    detail: "connection refused".into(),
+                },
+                503,
+                "503 Service Unavailable - the store is unavailable; retry shortly",
+            ),
+            (
                 Error::corrupt("/secret/path", "detail"),
                 500,
                 "500 Internal Server Error",
@@ -436,6 +454,11 @@ mod tests {
                 "507 Insufficient Storage - the server's disk is full; retry later",
             ),
         ];
+        let unavailable = error(&Error::Unavailable {
+            place: "p".into(),
+            detail: "d".into(),
+        });
+        assert_eq!(unavailable.headers()["retry-after"], "2");
         for (err, status, message) in cases {
             let r = error(&err);
             assert_eq!(r.status().as_u16(), status, "{err}");

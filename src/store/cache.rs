@@ -148,10 +148,7 @@ impl ReadCache {
                 p.clear();
             }
         }
-        if let Some(marker) = watch.check()? {
-            self.revalidate(&marker);
-        }
-        Ok(())
+        watch.check(&mut |marker| self.revalidate(marker))
     }
 
     /// Takes the backend's watch of the change marker; called once, before

@@ -384,7 +384,9 @@ impl MarkerWatch {
 }
 
 impl ChangeWatch for MarkerWatch {
-    fn check(&self) -> Result<Option<Vec<u8>>> {
+    /// `changed` runs with the watch held: a check that comes after one
+    /// that saw a change waits until the caches know of it.
+    fn check(&self, changed: &mut dyn FnMut(&[u8])) -> Result<()> {
         use std::io::Read;
         use std::os::unix::fs::MetadataExt;
         use std::sync::atomic::Ordering;
@@ -392,7 +394,7 @@ impl ChangeWatch for MarkerWatch {
         let mut held = self.held.lock().expect("marker watch");
         let seen = self.seen.load(Ordering::Relaxed);
         if seen && !self.may_have_changed() {
-            return Ok(None);
+            return Ok(());
         }
         let current = match fs::metadata(path) {
             Ok(meta) => Some((meta.dev(), meta.ino())),
@@ -403,7 +405,7 @@ impl ChangeWatch for MarkerWatch {
         // reused, so the same (device, inode) at the path is the same marker.
         if let (Some(now), Some((_, dev, ino))) = (current, held.as_ref()) {
             if now == (*dev, *ino) {
-                return Ok(None);
+                return Ok(());
             }
         }
         let (file, marker) = match fs::File::open(path) {
@@ -419,7 +421,8 @@ impl ChangeWatch for MarkerWatch {
         };
         *held = file;
         self.seen.store(true, Ordering::Relaxed);
-        Ok(Some(marker))
+        changed(&marker);
+        Ok(())
     }
 }
 
@@ -509,19 +512,23 @@ mod tests {
         fs::remove_dir_all(dir).unwrap();
     }
 
-    /// A watch sees a marker announced after it was made, once.
+    /// A watch reports a marker announced after it was made, once.
     #[test]
     fn a_watch_sees_each_announced_change_once() {
         let (dir, files) = temp_files("watch");
         let watch = files.watch_changes();
-        let first = watch.check().unwrap();
-        assert!(first.is_some(), "the first check reads the marker");
-        assert_eq!(watch.check().unwrap(), None);
+        let check = || {
+            let mut seen = Vec::new();
+            watch.check(&mut |m| seen.push(m.to_vec())).unwrap();
+            seen
+        };
+        assert_eq!(check().len(), 1, "the first check reads the marker");
+        assert!(check().is_empty());
         files.announce_change(b"m1").unwrap();
-        assert_eq!(watch.check().unwrap().as_deref(), Some(&b"m1"[..]));
-        assert_eq!(watch.check().unwrap(), None);
+        assert_eq!(check(), [b"m1"]);
+        assert!(check().is_empty());
         files.announce_change(b"m2").unwrap();
-        assert_eq!(watch.check().unwrap().as_deref(), Some(&b"m2"[..]));
+        assert_eq!(check(), [b"m2"]);
         fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -80,10 +80,12 @@ pub trait RecordChange {
 /// Checks a daemon makes at the start of each request: has any process
 /// announced a change since the last check?
 pub trait ChangeWatch: Send + Sync + Debug {
-    /// The current marker when it may differ from the one seen last,
-    /// `None` when it is certainly the same. Cheap when nothing changed:
-    /// it runs on every request.
-    fn check(&self) -> Result<Option<Vec<u8>>>;
+    /// Calls `changed` with the current marker when it may differ from
+    /// the one seen last (not when it is certainly the same), and that
+    /// before any check that begins later returns: a request that checks
+    /// after another saw a change never gets ahead of that change. Cheap
+    /// when nothing changed: it runs on every request.
+    fn check(&self, changed: &mut dyn FnMut(&[u8])) -> Result<()>;
 }
 
 /// Where a store keeps its records, audit trail, fleet view and change

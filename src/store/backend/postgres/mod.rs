@@ -18,7 +18,7 @@
 pub mod pool;
 pub mod schema;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use super::{Backend, ChangeWatch, Durability, RecordChange, Records};
 use crate::error::{Error, Result};
@@ -263,31 +263,78 @@ impl Backend for Postgres {
     fn watch_changes(&self) -> Box<dyn ChangeWatch> {
         Box::new(PgWatch {
             pool: Arc::clone(&self.pool),
-            seen: Mutex::new(None),
+            state: Mutex::default(),
+            done: Condvar::new(),
         })
     }
 }
 
-/// A daemon's watch of the change marker: one read of its row per check.
+/// A daemon's watch of the change marker: a read of its row, shared by
+/// the requests that arrive while it is under way. A request may use only
+/// a read that began after it arrived (one that began before could miss a
+/// change committed just before the request was sent), so reads run one at
+/// a time, and every request that arrived during one shares the next.
 #[derive(Debug)]
 struct PgWatch {
     pool: Arc<Pool>,
-    seen: Mutex<Option<Vec<u8>>>,
+    state: Mutex<WatchState>,
+    done: Condvar,
 }
 
-impl ChangeWatch for PgWatch {
-    fn check(&self) -> Result<Option<Vec<u8>>> {
-        let marker = self.pool.connection()?.run(|c| async move {
+#[derive(Debug, Default)]
+struct WatchState {
+    /// Reads begun and finished so far (they run one at a time, so the
+    /// read numbered `finished` is the last one done).
+    begun: u64,
+    finished: u64,
+    running: bool,
+    /// What the last finished read found.
+    last: Option<std::result::Result<Vec<u8>, String>>,
+}
+
+impl PgWatch {
+    fn read_marker(&self) -> Result<Vec<u8>> {
+        self.pool.connection()?.run(|c| async move {
             let row = c
                 .query_one("SELECT marker FROM cfgstore.changes WHERE id = 1", &[])
                 .await?;
             Ok(row.get::<_, Vec<u8>>(0))
-        })?;
-        let mut seen = self.seen.lock().expect("watch");
-        if seen.as_ref() == Some(&marker) {
-            return Ok(None);
+        })
+    }
+}
+
+impl ChangeWatch for PgWatch {
+    /// Always hands the marker on: the read cache compares it with the one
+    /// it holds (so a request never relies on another's comparison).
+    fn check(&self, changed: &mut dyn FnMut(&[u8])) -> Result<()> {
+        let mut state = self.state.lock().expect("watch");
+        let arrived = state.begun;
+        while state.finished <= arrived {
+            if state.running {
+                state = self.done.wait(state).expect("watch");
+                continue;
+            }
+            state.running = true;
+            state.begun += 1;
+            let number = state.begun;
+            drop(state);
+            let read = self.read_marker().map_err(|e| e.to_string());
+            state = self.state.lock().expect("watch");
+            state.running = false;
+            state.finished = number;
+            state.last = Some(read);
+            self.done.notify_all();
         }
-        *seen = Some(marker.clone());
-        Ok(Some(marker))
+        match state.last.clone().expect("a read finished") {
+            Ok(marker) => {
+                drop(state);
+                changed(&marker);
+                Ok(())
+            }
+            Err(detail) => Err(Error::Unavailable {
+                place: self.pool.place().to_string(),
+                detail,
+            }),
+        }
     }
 }

@@ -134,20 +134,39 @@ impl Pool {
         })
     }
 
-    /// A database error as the store reports it: `Io`, naming where the
-    /// database is and what it said.
+    /// A database error as the store reports it: `Unavailable` when the
+    /// database cannot be reached or is shutting down, overloaded or
+    /// restarting (the request may succeed shortly), `Io` for anything
+    /// else it refused; either way naming where it is and what it said.
     pub fn error(&self, e: tokio_postgres::Error) -> Error {
-        let detail = match e.as_db_error() {
-            Some(db) => format!("{}: {}", db.code().code(), db.message()),
-            None => e.to_string(),
-        };
-        self.unavailable(&detail)
+        match e.as_db_error() {
+            Some(db) => {
+                let code = db.code().code();
+                let detail = format!("{code}: {}", db.message());
+                // Classes 08 (connection), 53 (insufficient resources), 57
+                // (operator intervention: shutdown, recovery, restart).
+                if ["08", "53", "57"]
+                    .iter()
+                    .any(|class| code.starts_with(class))
+                {
+                    self.unavailable(&detail)
+                } else {
+                    Error::Io {
+                        path: PathBuf::from(&self.place),
+                        source: io::Error::other(detail),
+                    }
+                }
+            }
+            // No answer from the server: not reachable, or the connection
+            // broke.
+            None => self.unavailable(&e.to_string()),
+        }
     }
 
     fn unavailable(&self, detail: &str) -> Error {
-        Error::Io {
-            path: PathBuf::from(&self.place),
-            source: io::Error::other(detail.to_string()),
+        Error::Unavailable {
+            place: self.place.clone(),
+            detail: detail.to_string(),
         }
     }
 }
