@@ -127,14 +127,15 @@ impl Store {
                 let _branch = LockGuard::acquire(&layout::branch_lock(&src), self.lock_timeout)?;
                 let head = read_head(&src)?;
                 // A pruned branch keeps its floor: versions below it are gone.
-                let floor = self.floor(&src)?;
+                let floor = super::backend::files::read_floor(&src)?;
                 if floor.number() > 1 {
                     fsutil::write_new_unsynced(
                         &layout::floor_file(&dst),
                         format!("{floor}\n").as_bytes(),
                     )?;
                 }
-                let trees = super::reads::BranchTrees::new(&src, None, false)?.remembering();
+                let trees =
+                    super::reads::BranchTrees::new(self, &project, None, false).remembering();
                 for n in floor.number()..=head.number() {
                     let version = SnapshotId::new(n)?;
                     let gen_src = from.generation_file(&src, version);

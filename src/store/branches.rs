@@ -1,18 +1,22 @@
 //! Branches: names, listing, the default branch, creation, and the
 //! versions of a branch (its history and any retained generation).
 
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::fsutil::{
-    self, check_real_dirs, create_dir, fsync_dir, move_into_place, read_regular, LockGuard,
-    RemoveOnDrop,
-};
-use super::layout::{self};
+use super::backend::FirstVersion;
 use super::trees::Node;
 use super::*;
 use crate::error::{Error, Result};
+
+/// A branch the store has found: its names, and the key its versions are
+/// kept under in the read cache.
+#[derive(Debug, Clone)]
+pub(crate) struct BranchAt {
+    pub project: ProjectRef,
+    pub branch: BranchName,
+    pub key: PathBuf,
+}
 
 impl Store {
     /// The branch names of a project, sorted bytewise.
@@ -24,11 +28,7 @@ impl Store {
     pub(super) fn shared_branch_names(&self, project: &ProjectRef) -> Result<Arc<Vec<BranchName>>> {
         self.cached(
             |c| c.branch_names(project),
-            || {
-                let dir = self.layout().branches_dir(project);
-                check_real_dirs(self.layout().root(), &dir)?;
-                sorted_names(&dir, |n| BranchName::from_folder_name(n).ok()).map(Arc::new)
-            },
+            || self.backend.branch_names(project).map(Arc::new),
             |c, epoch, names| c.put_branch_names(epoch, project.clone(), names),
         )
     }
@@ -91,25 +91,9 @@ impl Store {
         actor: &str,
     ) -> Result<BranchInfo> {
         self.require_project(project)?;
-        check_real_dirs(self.layout().root(), &self.layout().branches_dir(project))?;
         // A copy names its source's contents: gc must not take them between
         // the read of the source and the new branch's first version.
         let _objects = self.objects_in_flight(project)?;
-        let _lock = LockGuard::acquire(&self.layout().project_lock(project), self.lock_timeout)?;
-        // From disk, not the cache: another process may have just made one.
-        let existing = sorted_names(&self.layout().branches_dir(project), |n| {
-            BranchName::from_folder_name(n).ok()
-        })?;
-        if existing.contains(name) {
-            return Err(Error::Conflict(format!(
-                "branch {name} already exists in {project}"
-            )));
-        }
-        if let Some(other) = existing.iter().find(|b| b.conflicts_with(name)) {
-            return Err(Error::Conflict(format!(
-                "branch {name} conflicts with existing branch {other}: one name cannot be both a branch and a folder of branches"
-            )));
-        }
         let (root, reason) = match from {
             Some(source) => (
                 Arc::clone(self.live(project, source)?.root()),
@@ -117,64 +101,86 @@ impl Store {
             ),
             None => (Node::empty(), "branch.create".to_string()),
         };
-        let staging = self.scratch()?.temp_path();
-        let guard = RemoveOnDrop(staging.clone());
-        let objects = self.layout().objects_dir(project);
-        self.stage_branch(&staging, &objects, root, &now_rfc3339(), actor, reason)?;
-        let target = self.layout().branch_dir(project, name);
-        move_into_place(&staging, &target, &self.layout().branches_dir(project))?;
-        std::mem::forget(guard);
+        let first = self.first_version(root, &now_rfc3339(), actor, reason);
+        self.backend
+            .create_branch(project, name, &first.as_first(), self.lock_timeout)?;
+        first.stored();
         self.count(|size| size.branches += 1);
         self.announce_change();
         self.branch(project, name)
     }
 
-    /// Writes a complete branch folder (first generation and HEAD) at
-    /// `dir`, holding the files of `root`, whose trees go to `objects`.
-    pub(super) fn stage_branch(
+    /// The first version of a new branch holding the files of `root`.
+    pub(super) fn first_version(
         &self,
-        dir: &Path,
-        objects: &Path,
         root: Arc<Node>,
         now: &str,
         actor: &str,
         reason: String,
-    ) -> Result<()> {
-        create_dir(dir)?;
-        self.store_tree(objects, &root)?;
+    ) -> NewBranch {
+        let mut fresh = Vec::new();
+        root.unstored(&mut fresh);
         let first = SnapshotId::new(1).expect("1 is a valid version");
         let added = root.file_count();
-        let keep_lines = self.cache.is_some();
-        let ids = root.ids(keep_lines);
+        let ids = root.ids(self.cache.is_some());
         let mut gen = Generation::of_tree(first, now.to_string(), actor, reason, root, None, ids);
         gen.meta.changes = Some(ChangeCounts {
             added,
             ..Default::default()
         });
-        fsutil::write_new(&dir.join(first.to_string()), &gen.to_bytes())?;
-        fsutil::write_new(&layout::head_file(dir), format!("{first}\n").as_bytes())?;
-        fsutil::write_new(&layout::branch_lock(dir), b"")?;
-        fsync_dir(dir)
+        NewBranch {
+            generation: gen.to_bytes(),
+            fresh,
+        }
     }
 
     pub(super) fn require_branch(
         &self,
         project: &ProjectRef,
         branch: &BranchName,
-    ) -> Result<PathBuf> {
+    ) -> Result<BranchAt> {
         // The project first: a planted link where it should be is "no such
         // project" (404), not a corrupt branch folder.
         self.require_project(project)?;
-        let dir = self.layout().branch_dir(project, branch);
         let exists = match &self.cache {
             Some(_) => self.shared_branch_names(project)?.contains(branch),
-            // A symlinked branch folder is not a branch (nor in listings).
-            None => fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()),
+            None => self.backend.has_branch(project, branch)?,
         };
         if exists {
-            return Ok(dir);
+            return Ok(self.branch_at(project, branch));
         }
         Err(Error::not_found("branch", branch))
+    }
+
+    /// A branch by name, not checked to exist.
+    pub(super) fn branch_at(&self, project: &ProjectRef, branch: &BranchName) -> BranchAt {
+        BranchAt {
+            project: project.clone(),
+            branch: branch.clone(),
+            key: self.layout().branch_dir(project, branch),
+        }
+    }
+
+    /// A branch's live version (as last published) and its floor.
+    pub(super) fn head(&self, at: &BranchAt) -> Result<SnapshotId> {
+        self.backend.head(&at.project, &at.branch)
+    }
+
+    pub(super) fn floor(&self, at: &BranchAt) -> Result<SnapshotId> {
+        self.backend.floor(&at.project, &at.branch)
+    }
+
+    /// A version's metadata only: enough for histories and listings.
+    pub(super) fn version_meta(
+        &self,
+        at: &BranchAt,
+        version: SnapshotId,
+    ) -> Result<GenerationMeta> {
+        let start = self
+            .backend
+            .generation_start(&at.project, &at.branch, version)?
+            .ok_or_else(|| missing_version(at, version))?;
+        Generation::parse_meta(&at.key.join(version.to_string()), &start)
     }
 
     /// One version of a branch, the live one included.
@@ -185,14 +191,14 @@ impl Store {
         branch: &BranchName,
         version: SnapshotId,
     ) -> Result<Arc<Generation>> {
-        let dir = self.require_branch(project, branch)?;
+        let at = self.require_branch(project, branch)?;
         // A pruned version may still sit in the generation cache: the
         // floor, not the cache, says whether it is kept.
-        if version > read_head(&dir)? || version < self.floor(&dir)? {
+        if version > self.head(&at)? || version < self.floor(&at)? {
             return Err(Error::not_found("version", version));
         }
         // Pruned between the floor's check and the read: gone all the same.
-        self.load_generation(dir, version).map_err(|e| match e {
+        self.load_generation(&at, version).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
                 Error::not_found("version", version)
             }
@@ -220,16 +226,16 @@ impl Store {
             .iter()
             .chain(names.iter().filter(|b| Some(*b) != default.as_ref()));
         for branch in ordered {
-            let dir = self.layout().branch_dir(project, branch);
-            let floor = self.floor(&dir)?;
-            let mut version = Some(read_head(&dir)?);
+            let at = self.branch_at(project, branch);
+            let floor = self.floor(&at)?;
+            let mut version = Some(self.head(&at)?);
             while let Some(v) = version.filter(|v| *v >= floor) {
-                let meta = Generation::read_meta(&self.layout().generation_file(&dir, v))?;
+                let meta = self.version_meta(&at, v)?;
                 if meta.commit_id == id || meta.short_id == id {
                     if let Some(cache) = &self.cache {
                         cache.put_commit(project, id, branch, v);
                     }
-                    let gen = self.load_generation(dir, v)?;
+                    let gen = self.load_generation(&at, v)?;
                     return Ok(Some((branch.clone(), gen)));
                 }
                 version = meta.parent.map(|p| p.version);
@@ -281,25 +287,24 @@ impl Store {
 
     /// The versions of a branch, newest (the live one) first.
     pub fn history(&self, project: &ProjectRef, branch: &BranchName) -> Result<Vec<VersionInfo>> {
-        let dir = self.require_branch(project, branch)?;
-        let head = read_head(&dir)?;
-        let floor = self.floor(&dir)?;
+        let at = self.require_branch(project, branch)?;
+        let head = self.head(&at)?;
+        let floor = self.floor(&at)?;
         let mut out = Vec::with_capacity(head.number().saturating_sub(floor.number()) as usize + 1);
         let mut version = Some(head);
         // Versions written before 0.2 carry no change counts: those are
         // computed from the manifests (against nothing for the oldest kept
         // version of a pruned branch, whose parent is gone).
         while let Some(v) = version.filter(|v| *v >= floor) {
-            let path = self.layout().generation_file(&dir, v);
-            let meta = Generation::read_meta(&path)?;
+            let meta = self.version_meta(&at, v)?;
             let parent = meta.parent.as_ref().map(|p| p.version);
             let counts = match meta.changes {
                 Some(counts) => counts,
                 None => {
-                    let this = self.load_generation(dir.clone(), v)?;
+                    let this = self.load_generation(&at, v)?;
                     match parent.filter(|p| *p >= floor) {
                         Some(p) => {
-                            let before = self.load_generation(dir.clone(), p)?;
+                            let before = self.load_generation(&at, p)?;
                             ChangeCounts::between(before.entries(), this.entries())
                         }
                         None => ChangeCounts::between(&[], this.entries()),
@@ -333,28 +338,32 @@ pub(super) fn pick_default(names: &[BranchName]) -> Option<&BranchName> {
         .or_else(|| names.first())
 }
 
-/// The live version a branch's HEAD names, checked to exist.
-pub(crate) fn read_head(dir: &Path) -> Result<SnapshotId> {
-    let path = layout::head_file(dir);
-    let bytes = read_regular(&path)?;
-    let text = std::str::from_utf8(&bytes).unwrap_or("");
-    let version = layout::parse_generation_name(text.trim_end())
-        .ok_or_else(|| Error::corrupt(&path, format!("HEAD holds {text:?}")))?;
-    Ok(version)
+/// A version that is not there, as its branch's reader reports it: gone
+/// (pruned meanwhile) or never written.
+pub(super) fn missing_version(at: &BranchAt, version: SnapshotId) -> Error {
+    Error::Io {
+        path: at.key.join(version.to_string()),
+        source: std::io::Error::from(std::io::ErrorKind::NotFound),
+    }
 }
 
-/// The newest generation in a branch folder, for a missing or broken HEAD.
-pub(crate) fn newest_generation(dir: &Path) -> Result<SnapshotId> {
-    let mut newest = None;
-    for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
-        if let Some(v) = entry
-            .file_name()
-            .to_str()
-            .and_then(layout::parse_generation_name)
-        {
-            newest = newest.max(Some(v));
+/// A new branch's first version, made but not yet stored.
+pub(super) struct NewBranch {
+    generation: Vec<u8>,
+    /// Its trees not yet stored, children first.
+    fresh: Vec<Arc<Node>>,
+}
+
+impl NewBranch {
+    pub(super) fn as_first(&self) -> FirstVersion<'_> {
+        FirstVersion {
+            generation: &self.generation,
+            trees: self.fresh.iter().map(|n| (n.id(), n.text())).collect(),
         }
     }
-    newest.ok_or_else(|| Error::corrupt(dir, "branch has no versions"))
+
+    /// Marks its trees stored, once the branch is in place.
+    pub(super) fn stored(&self) {
+        self.fresh.iter().for_each(|node| node.mark_stored());
+    }
 }

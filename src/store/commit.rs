@@ -4,15 +4,11 @@
 //! (see the module docs of `store` for the order and why it is
 //! crash-safe).
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::fs;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::branches::newest_generation;
-use super::fsutil::{
-    self, check_real_dirs, create_dir_durable, fsync_dir, open_regular, LockGuard,
-};
+use super::backend::ObjectBatch;
+use super::fsutil;
 use super::reads::BranchTrees;
 use super::trees::{Draft, Node};
 use super::*;
@@ -48,7 +44,7 @@ impl Store {
         let _objects_in_flight = self.objects_in_flight(project)?;
         let mut objects = ObjectBatch::default();
         let entry = self.store_object(project, path.clone(), bytes, &mut objects)?;
-        objects.sync(&self.layout().objects_dir(project))?;
+        self.backend.sync_objects(project, &objects)?;
         fsutil::failpoint("commit.stored", &self.layout().objects_dir(project))?;
         let change = Change {
             reason: format!("file.put {path}"),
@@ -137,11 +133,12 @@ impl Store {
                 (file, id, first)
             })
             .collect();
+        let batch = || match bulk {
+            true => ObjectBatch::bulk(),
+            false => ObjectBatch::default(),
+        };
         let stored = parallel_map(&work, |((path, bytes), id, first)| {
-            let mut objects = ObjectBatch {
-                bulk,
-                ..Default::default()
-            };
+            let mut objects = batch();
             let entry = if *first {
                 self.store_object_as(project, path.clone(), bytes, id.clone(), &mut objects)?
             } else {
@@ -150,16 +147,13 @@ impl Store {
             Ok((entry, objects))
         });
         let mut incoming = BTreeMap::new();
-        let mut objects = ObjectBatch {
-            bulk,
-            ..Default::default()
-        };
+        let mut objects = batch();
         for result in stored {
-            let (entry, batch): (Entry, ObjectBatch) = result?;
-            objects.dirs.extend(batch.dirs);
+            let (entry, stored): (Entry, ObjectBatch) = result?;
+            objects.absorb(stored);
             incoming.insert(entry.path.clone(), entry);
         }
-        objects.sync(&self.layout().objects_dir(project))?;
+        self.backend.sync_objects(project, &objects)?;
         let reason = format!("import {} files", incoming.len());
         self.commit(project, branch, actor, Change::of(reason), |draft, _| {
             if replace {
@@ -182,13 +176,13 @@ impl Store {
         to: SnapshotId,
         actor: &str,
     ) -> Result<WriteOutcome> {
-        let dir = self.require_branch(project, branch)?;
+        let at = self.require_branch(project, branch)?;
         let change = Change::of(format!("rollback to {to}"));
         self.commit(project, branch, actor, change, |draft, head| {
-            if to > head || to < self.floor(&dir)? {
+            if to > head || to < self.floor(&at)? {
                 return Err(Error::not_found("version", to));
             }
-            draft.reset(Arc::clone(self.load_generation(dir.clone(), to)?.root()));
+            draft.reset(Arc::clone(self.load_generation(&at, to)?.root()));
             Ok(())
         })
     }
@@ -208,24 +202,23 @@ impl Store {
             expect_short_id,
             only,
         } = change;
-        let dir = self.require_branch(project, branch)?;
+        let at = self.require_branch(project, branch)?;
         // The new folders' trees are objects: gc must not take them (or a
         // rollback's) before the version that names them is in place.
         let _objects_in_flight = self.objects_in_flight(project)?;
-        // Checked on every write, cache or not: the lock, the generation and
-        // HEAD are all written below this folder.
-        check_real_dirs(self.layout().root(), &dir)?;
-        let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
-        // Under the lock, HEAD on disk is the truth: a cached one may be a
-        // write behind, and building on it would lose that write.
-        fsutil::failpoint("commit.locked", &dir)?;
-        let head = self.recover_branch(&dir)?;
+        let mut lock = self
+            .backend
+            .lock_branch(project, branch, self.lock_timeout)?;
+        // Under the lock, the backend's head is the truth: a cached one may
+        // be a write behind, and building on it would lose that write.
+        fsutil::failpoint("commit.locked", &at.key)?;
+        let head = lock.head();
         // Without the read cache, an edit of one path reads only the
         // folders on it: the others are stand-ins, whose `short_id` lines
         // are streamed from their objects below. The daemon has the whole
         // tree in memory.
         let along = match (only, &self.cache) {
-            (Some(path), None) => self.read_along(&dir, head, path)?,
+            (Some(path), None) => self.read_along(&at, head, path)?,
             _ => None,
         };
         // Whether the version this write builds on was read from (its flat
@@ -233,7 +226,7 @@ impl Store {
         let (current, base, was_read) = match along {
             Some((meta, root)) => (meta, root, false),
             None => {
-                let gen = self.load_generation(dir.clone(), head)?;
+                let gen = self.load_generation(&at, head)?;
                 (gen.meta.clone(), Arc::clone(gen.root()), gen.was_read())
             }
         };
@@ -270,8 +263,7 @@ impl Store {
         // one that is milliseconds of work, done on another core while
         // this one waits for the disk.
         let keep_lines = self.cache.is_some();
-        let objects = self.layout().objects_dir(project);
-        let trees = BranchTrees::new(&dir, self.cache.as_ref(), false)?;
+        let trees = BranchTrees::new(self, project, self.cache.as_ref(), false);
         let (ids, stored) = std::thread::scope(|scope| {
             let hashing = (root.file_count() >= PARALLEL_IDS)
                 .then(|| {
@@ -281,7 +273,7 @@ impl Store {
                         .ok()
                 })
                 .flatten();
-            let stored = self.store_tree(&objects, &root);
+            let stored = self.store_tree(project, &root);
             let ids = match hashing.map(|h| h.join()) {
                 Some(Ok(ids)) => ids,
                 Some(Err(panic)) => std::panic::resume_unwind(panic),
@@ -291,7 +283,7 @@ impl Store {
         });
         stored?;
         let ids = ids?;
-        fsutil::failpoint("commit.objects", &dir)?;
+        fsutil::failpoint("commit.objects", &at.key)?;
         let next = head.next();
         let parent = ParentSummary {
             version: head,
@@ -302,29 +294,9 @@ impl Store {
         let mut gen =
             Generation::of_tree(next, now_rfc3339(), actor, reason, root, Some(parent), ids);
         gen.meta.changes = Some(counts);
-        // The commit point: the generation file renamed into place and its
-        // folder fsynced. After this the write survives a crash.
-        let gen_path = self.layout().generation_file(&dir, next);
-        let published = self
-            .scratch()
-            .and_then(|scratch| scratch.replace_file(&gen_path, &gen.to_bytes()))
-            .and_then(|()| fsutil::failpoint("commit.published", &gen_path))
-            .and_then(|()| self.write_head(&dir, next))
-            .and_then(|()| fsutil::failpoint("commit.head", &dir));
-        if let Err(e) = published {
-            // The rename may have happened before the failure (a folder
-            // fsync, the HEAD update): take the version back, or the next
-            // writer's roll-forward would publish a write reported failed,
-            // and point HEAD back at the version it built on.
-            if gen_path.exists() {
-                if read_head(&dir).is_ok_and(|h| h == next) {
-                    let _ = self.write_head(&dir, head);
-                }
-                let _ = fs::remove_file(&gen_path);
-                let _ = fsync_dir(&dir);
-            }
-            return Err(e);
-        }
+        // The commit point (see `BranchLock::publish`).
+        lock.publish(next, &gen.to_bytes())?;
+        drop(lock);
         let outcome = WriteOutcome {
             changed: true,
             snapshot: Some(head),
@@ -338,7 +310,7 @@ impl Store {
         };
         if let Some(cache) = &self.cache {
             let gen = Arc::new(gen);
-            cache.put_generation(dir, Arc::clone(&gen));
+            cache.put_generation(at.key, Arc::clone(&gen));
             // Reads search the flat file list: on a branch that is read
             // (the version before was), it is made from the tree beside
             // the answer to this write, not by the first read after it
@@ -354,30 +326,6 @@ impl Store {
         }
         self.announce_change();
         Ok(outcome)
-    }
-
-    /// HEAD is replaced atomically (temp, fsync, rename). Its folder is not
-    /// fsynced: a lost HEAD update is repaired by `recover_branch`, because
-    /// the generation it names is already durable.
-    pub(super) fn write_head(&self, dir: &Path, version: SnapshotId) -> Result<()> {
-        self.scratch()?
-            .place_file(&layout::head_file(dir), format!("{version}\n").as_bytes())
-    }
-
-    /// Under the branch lock: rolls HEAD forward over complete generations
-    /// a crashed writer committed but did not announce. Returns the head.
-    pub(super) fn recover_branch(&self, dir: &Path) -> Result<SnapshotId> {
-        let recorded = read_head(dir).or_else(|_| newest_generation(dir))?;
-        let mut head = recorded;
-        while self.layout().generation_file(dir, head.next()).exists() {
-            head = head.next();
-        }
-        if head != recorded || read_head(dir).is_err() {
-            self.write_head(dir, head)?;
-            fsync_dir(dir)?;
-            self.announce_change();
-        }
-        Ok(head)
     }
 
     /// Stores content in the project's object folder unless it is there
@@ -403,65 +351,42 @@ impl Store {
         id: ContentId,
         batch: &mut ObjectBatch,
     ) -> Result<Entry> {
-        let target = self.layout().object_file(project, &id.hash);
-        self.place_object(&target, bytes, batch)?;
+        self.put_object(project, &id.hash, bytes, batch)?;
         Ok(id.entry(path))
     }
 
-    /// Stores the folders of `root` that are not in `objects` yet (children
+    /// Stores the folders of `root` that are not stored yet (children
     /// first), makes them durable, marks them stored and returns them.
-    pub(super) fn store_tree(&self, objects: &Path, root: &Arc<Node>) -> Result<Vec<Arc<Node>>> {
+    pub(super) fn store_tree(
+        &self,
+        project: &ProjectRef,
+        root: &Arc<Node>,
+    ) -> Result<Vec<Arc<Node>>> {
         let mut fresh = Vec::new();
         root.unstored(&mut fresh);
         let mut batch = ObjectBatch::default();
         for node in &fresh {
-            self.place_object(
-                &layout::object_in(objects, node.id()),
-                node.text(),
-                &mut batch,
-            )?;
+            self.put_object(project, node.id(), node.text(), &mut batch)?;
         }
-        batch.sync(objects)?;
+        self.backend.sync_objects(project, &batch)?;
         fresh.iter().for_each(|node| node.mark_stored());
         Ok(fresh)
     }
 
-    /// Places the object `target` with these bytes unless it is there.
-    fn place_object(&self, target: &Path, bytes: &[u8], batch: &mut ObjectBatch) -> Result<()> {
-        let size = bytes.len() as u64;
-        let present = fs::symlink_metadata(target).is_ok_and(|m| m.is_file() && m.len() == size);
-        let fan = target.parent().expect("object has a fan-out folder");
-        // Placed through a planted link, the object would land outside.
-        check_real_dirs(self.layout().root(), fan)?;
-        if present && !batch.bulk {
-            // There already, but perhaps placed by a bulk import that has
-            // not synced yet: make sure its bytes are on disk before a
-            // version names it (cheap when they are).
-            let file = open_regular(target)?;
-            file.sync_data().map_err(|e| Error::io(target, e))?;
-        }
-        if !present {
-            if batch.bulk {
-                fsutil::create_dir(fan)?;
-                self.scratch()?.place_file_unsynced(target, bytes)?;
-            } else {
-                create_dir_durable(fan)?;
-                self.scratch()?.place_file(target, bytes)?;
-            }
+    /// Stores one object through the backend, counting it if it is new.
+    fn put_object(
+        &self,
+        project: &ProjectRef,
+        hash: &str,
+        bytes: &[u8],
+        batch: &mut ObjectBatch,
+    ) -> Result<()> {
+        if self.backend.put_object(project, hash, bytes, batch)? {
             self.count(|counted| {
                 counted.objects += 1;
-                counted.object_bytes += size;
+                counted.object_bytes += bytes.len() as u64;
             });
         }
-        // Even an object that is there already may not be durable yet: the
-        // writer that placed it may not have fsynced its folders. Ours
-        // fsyncs them before the commit, whoever wrote the object.
-        batch.dirs.insert(fan.to_path_buf());
-        batch.dirs.insert(
-            fan.parent()
-                .expect("fan-out folder has a parent")
-                .to_path_buf(),
-        );
         Ok(())
     }
 }
@@ -483,26 +408,6 @@ impl Change<'_> {
             expect_short_id: None,
             only: None,
         }
-    }
-}
-
-/// Folders whose new entries must be fsynced before a write commits.
-#[derive(Default)]
-pub(super) struct ObjectBatch {
-    dirs: BTreeSet<PathBuf>,
-    /// Objects written without their own fsync: `sync` syncs the whole
-    /// filesystem once instead (an import of thousands of files).
-    pub(super) bulk: bool,
-}
-
-impl ObjectBatch {
-    /// Makes the batch's objects durable; `objects` is the project's
-    /// object folder (on the filesystem a bulk batch syncs).
-    pub(super) fn sync(&self, objects: &Path) -> Result<()> {
-        if self.bulk {
-            return fsutil::sync_filesystem(objects);
-        }
-        self.dirs.iter().try_for_each(|d| fsync_dir(d))
     }
 }
 

@@ -24,6 +24,7 @@ use md5::{Digest, Md5};
 use serde::Serialize;
 use walkdir::WalkDir;
 
+use super::backend::files::{read_floor, remove_below};
 use super::fsutil::{self, hex, open_regular, LockGuard};
 use super::generation::{compute_ids, Generation};
 use super::layout::{self, FLOOR_FILE, HEAD_FILE, LOCK_FILE};
@@ -163,8 +164,10 @@ impl Store {
                 report.problem(&dir, "folder name is not a valid branch", false);
                 continue;
             }
+            // Every tree object is read once and checked against its name.
+            let trees = super::reads::BranchTrees::new(self, project, None, true).remembering();
             self.check_branch(
-                &dir,
+                (&trees, &dir),
                 repair,
                 report,
                 &mut referenced,
@@ -195,9 +198,10 @@ impl Store {
         Ok(())
     }
 
+    /// Checks one branch folder, its versions read through `trees`.
     fn check_branch(
         &self,
-        dir: &Path,
+        (trees, dir): (&super::reads::BranchTrees<'_>, &Path),
         repair: bool,
         report: &mut Report,
         referenced: &mut HashSet<String>,
@@ -217,7 +221,7 @@ impl Store {
             }
         }
         // Versions below the floor are what an interrupted prune left.
-        let floor = match self.floor(dir) {
+        let floor = match read_floor(dir) {
             Ok(floor) => floor,
             Err(e) => {
                 report.problem(layout::floor_file(dir), e.to_string(), false);
@@ -227,7 +231,7 @@ impl Store {
         let leftovers = versions.iter().filter(|v| **v < floor).count();
         if leftovers > 0 {
             let quiet = LockGuard::try_acquire(&layout::branch_lock(dir))?;
-            let repaired = repair && quiet.is_some() && self.remove_below_floor(dir, floor).is_ok();
+            let repaired = repair && quiet.is_some() && remove_below(dir, floor).is_ok();
             report.problem(
                 dir,
                 format!("{leftovers} version(s) below FLOOR {floor}, left by an interrupted prune"),
@@ -258,7 +262,7 @@ impl Store {
                 };
                 let mut repaired = false;
                 if repair {
-                    self.recover_branch(dir)?;
+                    self.files().recover_branch(dir)?;
                     repaired = true;
                 }
                 report.problem(layout::head_file(dir), what, repaired);
@@ -267,12 +271,10 @@ impl Store {
         drop(quiet);
         let mut previous: Option<Generation> = None;
         let mut walked_trees = HashSet::new();
-        // Every tree object is read once and checked against its name.
-        let trees = super::reads::BranchTrees::new(dir, None, true)?.remembering();
         for &version in &versions {
             report.generations += 1;
             let path = self.layout().generation_file(dir, version);
-            let gen = match Generation::read(&path, &trees) {
+            let gen = match Generation::read(&path, trees) {
                 Ok(gen) => gen,
                 Err(e) => {
                     report.problem(&path, e.to_string(), false);

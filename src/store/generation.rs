@@ -549,6 +549,17 @@ impl Generation {
         Ok(meta)
     }
 
+    /// `read_meta` of the start of a generation file (at least its first
+    /// two lines); `source` names it in errors.
+    pub fn parse_meta(source: &Path, start: &[u8]) -> Result<GenerationMeta> {
+        let mut reader = start;
+        let (mut meta, format) = read_header_format(&mut reader, source)?;
+        if format != 3 {
+            meta.tree = None;
+        }
+        Ok(meta)
+    }
+
     /// The files as a path-keyed map.
     pub fn file_map(&self) -> BTreeMap<FilePath, Entry> {
         self.entries()

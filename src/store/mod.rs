@@ -54,7 +54,8 @@ pub mod audit;
 pub mod backend;
 pub mod backup;
 mod branches;
-pub(crate) use branches::read_head;
+pub(crate) use backend::files::read_head;
+pub(crate) use branches::BranchAt;
 mod cache;
 mod commit;
 pub use cache::{content_type, is_text, Content, DEFAULT_CONTENT_BUDGET};
@@ -320,22 +321,32 @@ impl Store {
     }
 
     fn sweep_branches(&self) -> Result<()> {
+        let files = self.files();
         for project in self.list_projects(None)? {
             let project = project.project_ref();
             for branch in self.branch_names(&project)? {
                 let dir = self.layout().branch_dir(&project, &branch);
                 if let Some(_lock) = LockGuard::try_acquire(&layout::branch_lock(&dir))? {
-                    self.recover_branch(&dir)?;
+                    files.recover_branch(&dir)?;
                 }
             }
         }
         Ok(())
     }
+
+    /// The file backend of this data directory, for what works on its
+    /// folders themselves (the sweep at open, backup, fsck, upgrade).
+    pub(crate) fn files(&self) -> backend::files::Files {
+        backend::files::Files::new(Arc::clone(&self.disk))
+    }
 }
 
 /// The entries of a folder that parse as `T`, sorted; a missing folder is
 /// empty. Names that do not parse (our own files, strays) are skipped.
-fn sorted_names<T: Ord>(dir: &Path, parse: impl Fn(&str) -> Option<T>) -> Result<Vec<T>> {
+pub(crate) fn sorted_names<T: Ord>(
+    dir: &Path,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),

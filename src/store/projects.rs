@@ -1,15 +1,9 @@
-//! Projects: creation (a whole folder built in scratch and renamed into
-//! place), lookup, listing, and the size counters behind `/metrics`.
+//! Projects: creation (with its `main` branch, all or nothing: the
+//! backend's `create_project`), lookup, listing, and the size counters
+//! behind `/metrics`.
 
-use std::fs;
-use std::io::{self};
 use std::sync::Arc;
 
-use super::fsutil::{
-    self, check_real_dirs, create_dir, create_dir_durable, fsync_dir, move_into_place,
-    read_regular, LockGuard, RemoveOnDrop,
-};
-use super::layout::{self};
 use super::*;
 use crate::error::{Error, Result};
 
@@ -25,46 +19,28 @@ impl Store {
     ) -> Result<ProjectInfo> {
         let repo = RepoId::from_name_and_type(name, kind)?;
         let project = ProjectRef::new(owner.clone(), repo);
-        let _lock = LockGuard::acquire(&self.layout().store_lock(), self.lock_timeout)?;
-        let target = self.layout().project_dir(&project);
-        if target.exists() {
-            return Err(Error::Conflict(format!("project {project} already exists")));
-        }
         let now = now_rfc3339();
         let info = ProjectFile {
             name: name.to_string(),
             kind: kind.to_string(),
             created_at: now.clone(),
         };
-
-        // Build the whole project folder in scratch, then move it into
-        // place with one rename: a crash leaves either no project or a
-        // complete one.
-        let staging = self.scratch()?.temp_path();
-        create_dir(&staging)?;
-        let guard = RemoveOnDrop(staging.clone());
-        let project_json = serde_json::to_vec_pretty(&info).expect("project file serialises");
-        fsutil::write_new(&staging.join(layout::PROJECT_FILE), &project_json)?;
-        create_dir(&staging.join(layout::OBJECTS_DIR))?;
-        let branches = staging.join(layout::BRANCHES_DIR);
-        create_dir(&branches)?;
+        let record = serde_json::to_vec_pretty(&info).expect("project file serialises");
         let main = BranchName::parse("main").expect("main is a valid branch name");
-        self.stage_branch(
-            &branches.join(main.folder_name()),
-            &staging.join(layout::OBJECTS_DIR),
+        let first = self.first_version(
             super::trees::Node::empty(),
             &now,
             actor,
             "project.create".into(),
+        );
+        self.backend.create_project(
+            &project,
+            &record,
+            &main,
+            &first.as_first(),
+            self.lock_timeout,
         )?;
-        fsync_dir(&branches)?;
-        fsync_dir(&staging.join(layout::OBJECTS_DIR))?;
-        fsync_dir(&staging)?;
-        let owner_dir = self.layout().owner_dir(owner);
-        check_real_dirs(self.layout().root(), &owner_dir)?;
-        create_dir_durable(&owner_dir)?;
-        move_into_place(&staging, &target, &owner_dir)?;
-        std::mem::forget(guard);
+        first.stored();
         self.count(|size| {
             size.projects += 1;
             size.branches += 1;
@@ -105,22 +81,12 @@ impl Store {
     }
 
     pub(super) fn read_project(&self, project: &ProjectRef) -> Result<ProjectInfo> {
-        // A link planted where an owner or project folder should be is not
-        // a project (listings skip it too): it may lead out of the store.
-        match check_real_dirs(self.layout().root(), &self.layout().project_dir(project)) {
-            Err(Error::Corrupt { .. }) => return Err(Error::not_found("project", project)),
-            other => other?,
-        }
-        let path = self.layout().project_file(project);
-        let bytes = match read_regular(&path) {
-            Ok(bytes) => bytes,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::not_found("project", project))
-            }
-            Err(e) => return Err(e),
-        };
-        let file: ProjectFile =
-            serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(&path, e.to_string()))?;
+        let bytes = self
+            .backend
+            .project(project)?
+            .ok_or_else(|| Error::not_found("project", project))?;
+        let file: ProjectFile = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::corrupt(self.layout().project_file(project), e.to_string()))?;
         Ok(ProjectInfo {
             owner: project.owner.clone(),
             repo: project.repo.clone(),
@@ -132,17 +98,11 @@ impl Store {
 
     /// Every project, or one owner's, sorted by owner then id.
     pub fn list_projects(&self, owner: Option<&OwnerName>) -> Result<Vec<ProjectInfo>> {
-        let owners: Vec<OwnerName> = match owner {
-            Some(o) => vec![o.clone()],
-            None => sorted_names(self.layout().root(), |n| OwnerName::parse(n).ok())?,
-        };
-        let mut out = Vec::new();
-        for owner in owners {
-            for repo in sorted_names(&self.layout().owner_dir(&owner), |n| RepoId::parse(n).ok())? {
-                out.push(self.project(&ProjectRef::new(owner.clone(), repo))?);
-            }
-        }
-        Ok(out)
+        self.backend
+            .projects(owner)?
+            .iter()
+            .map(|project| self.project(project))
+            .collect()
     }
 
     /// How much the store holds, for `/metrics`. With the read cache (the
@@ -169,17 +129,9 @@ impl Store {
             let project = project.project_ref();
             size.projects += 1;
             size.branches += self.branch_names(&project)?.len() as u64;
-            let objects = self.layout().objects_dir(&project);
-            for fan in fs::read_dir(&objects).map_err(|e| Error::io(&objects, e))? {
-                let fan = fan.map_err(|e| Error::io(&objects, e))?.path();
-                for object in fs::read_dir(&fan).map_err(|e| Error::io(&fan, e))? {
-                    let meta = object
-                        .and_then(|o| o.metadata())
-                        .map_err(|e| Error::io(&fan, e))?;
-                    size.objects += 1;
-                    size.object_bytes += meta.len();
-                }
-            }
+            let (objects, bytes) = self.backend.count_objects(&project)?;
+            size.objects += objects;
+            size.object_bytes += bytes;
         }
         Ok(size)
     }
@@ -188,6 +140,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn temp_store(name: &str) -> (std::path::PathBuf, Store) {
         let dir = std::env::temp_dir().join(format!("cfgstore-size-{name}-{}", std::process::id()));

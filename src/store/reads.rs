@@ -8,12 +8,11 @@
 //! cached by their identity and never invalidated. Without the cache (the
 //! CLI) every read goes to the disk.
 
-use std::fs;
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::fsutil::{self, check_real_dirs, open_regular, read_regular};
+use super::fsutil;
 use super::trees::{Node, NodeSource, PathOnly};
 use super::*;
 use crate::error::{Error, Result};
@@ -77,50 +76,52 @@ impl Store {
         project: &ProjectRef,
         branch: &BranchName,
     ) -> Result<Arc<Generation>> {
-        let dir = self.require_branch(project, branch)?;
-        let version = read_head(&dir)?;
-        self.load_generation(dir, version)
+        let at = self.require_branch(project, branch)?;
+        let version = self.head(&at)?;
+        self.load_generation(&at, version)
     }
 
     /// One generation, parsed once per process when the cache is on.
     pub(super) fn load_generation(
         &self,
-        dir: PathBuf,
+        at: &BranchAt,
         version: SnapshotId,
     ) -> Result<Arc<Generation>> {
-        if let Some(gen) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.generation(&dir, version))
-        {
+        let dir = &at.key;
+        if let Some(gen) = self.cache.as_ref().and_then(|c| c.generation(dir, version)) {
             return Ok(gen);
         }
         if self.cache.is_none() {
             let recent = self.recent.lock().expect("recent generation");
             if let Some((d, v, gen)) = recent.as_ref() {
-                if *v == version && *d == dir {
+                if *v == version && d == dir {
                     return Ok(Arc::clone(gen));
                 }
             }
         }
-        let trees = BranchTrees::new(&dir, self.cache.as_ref(), false)?;
-        let mut gen = Generation::read(&self.layout().generation_file(&dir, version), &trees)?;
+        let trees = BranchTrees::new(self, &at.project, self.cache.as_ref(), false);
+        let bytes = self
+            .backend
+            .generation(&at.project, &at.branch, version)?
+            .ok_or_else(|| super::branches::missing_version(at, version))?;
+        let mut gen = Generation::parse(&dir.join(version.to_string()), &bytes, &trees)?;
         // A format-1 file in an upgraded store (written by a 0.1 process
         // still running when the store was upgraded): its git blob ids come
         // from the contents, so no answer lacks one.
         if gen.meta.tree.is_none() && gen.entries().iter().any(|e| e.git.is_empty()) {
+            let objects = self.layout().objects_dir(&at.project);
             super::upgrade::fill_git_ids(
                 gen.entries_mut(),
-                |hash| Ok(layout::object_in(&trees.objects, hash)),
+                |hash| Ok(layout::object_in(&objects, hash)),
                 &mut Default::default(),
             )?;
         }
         let gen = Arc::new(gen);
         match &self.cache {
-            Some(cache) => cache.put_generation(dir, Arc::clone(&gen)),
+            Some(cache) => cache.put_generation(dir.clone(), Arc::clone(&gen)),
             None => {
                 *self.recent.lock().expect("recent generation") =
-                    Some((dir, version, Arc::clone(&gen)))
+                    Some((dir.clone(), version, Arc::clone(&gen)))
             }
         }
         Ok(gen)
@@ -137,9 +138,9 @@ impl Store {
         path: &FilePath,
     ) -> Result<(GenerationMeta, PathOnly)> {
         if self.cache.is_none() {
-            let dir = self.require_branch(project, branch)?;
-            let version = read_head(&dir)?;
-            if let Some((meta, root)) = self.read_along(&dir, version, path)? {
+            let at = self.require_branch(project, branch)?;
+            let version = self.head(&at)?;
+            if let Some((meta, root)) = self.read_along(&at, version, path)? {
                 return Ok((meta, PathOnly::of(root, path)));
             }
         }
@@ -155,16 +156,16 @@ impl Store {
     /// 2), which lists its files itself.
     pub(super) fn read_along(
         &self,
-        dir: &Path,
+        at: &BranchAt,
         version: SnapshotId,
         path: &FilePath,
     ) -> Result<Option<(GenerationMeta, Arc<Node>)>> {
-        let file = self.layout().generation_file(dir, version);
-        let meta = Generation::read_meta(&file)?;
+        let meta = self.version_meta(at, version)?;
         if meta.tree.is_none() {
             return Ok(None);
         }
-        let trees = BranchTrees::new(dir, None, false)?;
+        let trees = BranchTrees::new(self, &at.project, None, false);
+        let file = at.key.join(version.to_string());
         let root = meta.load_root(&file, |id| Node::load_path(id, path, &trees))?;
         Ok(Some((meta, root)))
     }
@@ -245,23 +246,13 @@ impl Store {
     }
 
     pub(super) fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
-        let path = self.layout().object_file(project, &entry.hash);
-        check_real_dirs(
-            self.layout().root(),
-            path.parent().expect("object has a fan-out folder"),
-        )?;
-        let mut file = open_regular(&path).map_err(|e| match e {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => {
-                Error::corrupt(&path, format!("object of {} is missing", entry.path))
-            }
-            other => other,
+        let locate = || self.layout().object_file(project, &entry.hash);
+        let bytes = self.backend.object(project, &entry.hash)?.ok_or_else(|| {
+            Error::corrupt(locate(), format!("object of {} is missing", entry.path))
         })?;
-        let mut bytes = Vec::with_capacity(entry.size as usize);
-        file.read_to_end(&mut bytes)
-            .map_err(|e| Error::io(&path, e))?;
         if bytes.len() as u64 != entry.size {
             return Err(Error::corrupt(
-                &path,
+                locate(),
                 format!("object of {} has the wrong size", entry.path),
             ));
         }
@@ -288,8 +279,8 @@ impl Store {
             }
         }
         for branch in branches.iter() {
-            let dir = self.layout().branch_dir(project, branch);
-            let (head, floor) = (read_head(&dir)?, self.floor(&dir)?);
+            let at = self.branch_at(project, branch);
+            let (head, floor) = (self.head(&at)?, self.floor(&at)?);
             // The newest kept versions only: an unknown id must not make
             // every request read the whole history.
             let mut v = head;
@@ -305,28 +296,18 @@ impl Store {
                 }
             }
         }
-        let fan = self.layout().objects_dir(project).join(&blob_id[..2]);
-        check_real_dirs(self.layout().root(), &fan)?;
-        let names = match fs::read_dir(&fan) {
-            Ok(names) => names,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                return Err(Error::not_found("blob", blob_id))
-            }
-            Err(e) => return Err(Error::io(&fan, e)),
-        };
-        for name in names {
-            let name = name.map_err(|e| Error::io(&fan, e))?.file_name();
-            let name = name.to_string_lossy();
-            if name.len() == 64 && name.starts_with(blob_id) {
-                let path = fan.join(name.as_ref());
-                let bytes = read_regular(&path)?;
-                if blake3::hash(&bytes).to_hex().as_str() != name {
-                    return Err(Error::corrupt(&path, "object does not match its hash"));
+        match self.backend.object_by_prefix(project, blob_id)? {
+            Some((hash, bytes)) => {
+                if blake3::hash(&bytes).to_hex().as_str() != hash {
+                    return Err(Error::corrupt(
+                        self.layout().object_file(project, &hash),
+                        "object does not match its hash",
+                    ));
                 }
-                return Ok(bytes);
+                Ok(bytes)
             }
+            None => Err(Error::not_found("blob", blob_id)),
         }
-        Err(Error::not_found("blob", blob_id))
     }
 
     /// Reads one file of the live branch. Errors: `NotFound`.
@@ -344,9 +325,12 @@ impl Store {
     }
 }
 
-/// The tree objects of the project a branch folder belongs to, read from
-/// its object folder (through the daemon's cache when there is one).
+/// The tree objects of a project, read through the backend (and the
+/// daemon's cache when there is one).
 pub(super) struct BranchTrees<'a> {
+    store: &'a Store,
+    project: ProjectRef,
+    /// The project's object folder: what the cache's trees are keyed by.
     pub(super) objects: PathBuf,
     cache: Option<&'a cache::ReadCache>,
     verify: bool,
@@ -358,18 +342,19 @@ pub(super) struct BranchTrees<'a> {
 impl<'a> BranchTrees<'a> {
     /// `verify` checks every object against its name (fsck).
     pub(super) fn new(
-        branch_dir: &std::path::Path,
+        store: &'a Store,
+        project: &ProjectRef,
         cache: Option<&'a cache::ReadCache>,
         verify: bool,
-    ) -> Result<BranchTrees<'a>> {
-        let objects = layout::objects_of_branch(branch_dir)
-            .ok_or_else(|| Error::corrupt(branch_dir, "a branch outside a project"))?;
-        Ok(BranchTrees {
-            objects,
+    ) -> BranchTrees<'a> {
+        BranchTrees {
+            store,
+            project: project.clone(),
+            objects: store.layout().objects_dir(project),
             cache,
             verify,
             memo: None,
-        })
+        }
     }
 
     /// Remembers the trees loaded until `keep_only` says which to keep.
@@ -409,12 +394,9 @@ impl NodeSource for BranchTrees<'_> {
 
     fn read(&self, id: &str) -> Result<(PathBuf, Vec<u8>)> {
         let path = self.path(id);
-        match read_regular(&path) {
-            Ok(bytes) => Ok((path, bytes)),
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                Err(Error::corrupt(&path, "tree object missing"))
-            }
-            Err(e) => Err(e),
+        match self.store.backend.object(&self.project, id)? {
+            Some(bytes) => Ok((path, bytes)),
+            None => Err(Error::corrupt(&path, "tree object missing")),
         }
     }
 

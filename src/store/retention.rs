@@ -17,18 +17,13 @@
 //! writer.
 
 use std::collections::HashSet;
-use std::fs;
-use std::path::Path;
 
 use serde::Serialize;
 use time::OffsetDateTime;
-use walkdir::WalkDir;
 
-use super::branches::read_head;
-use super::fsutil::{fsync_dir, read_regular, LockGuard};
+use super::backend::ObjectsGuard;
 use super::generation::Generation;
-use super::layout;
-use super::Store;
+use super::{BranchAt, Store};
 use crate::error::{Error, Result};
 use crate::names::{BranchName, ProjectRef, SnapshotId};
 
@@ -72,27 +67,15 @@ pub struct GcReport {
 }
 
 impl Store {
-    /// The oldest version a branch keeps (`v0001` until a prune).
-    pub(crate) fn floor(&self, dir: &Path) -> Result<SnapshotId> {
-        let path = layout::floor_file(dir);
-        match read_regular(&path) {
-            Ok(bytes) => {
-                let text = std::str::from_utf8(&bytes).unwrap_or("");
-                layout::parse_generation_name(text.trim_end())
-                    .ok_or_else(|| Error::corrupt(&path, format!("FLOOR holds {text:?}")))
-            }
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(SnapshotId::new(1).expect("v0001"))
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Held (shared) by a writer from its first stored object to its
     /// commit, so `gc` never takes an object for unreferenced that a
     /// version is about to reference.
-    pub(crate) fn objects_in_flight(&self, project: &ProjectRef) -> Result<LockGuard> {
-        LockGuard::acquire_shared(&self.layout().gc_lock(project), self.lock_timeout)
+    pub(crate) fn objects_in_flight(
+        &self,
+        project: &ProjectRef,
+    ) -> Result<Box<dyn ObjectsGuard + '_>> {
+        self.backend
+            .objects_in_flight(project, false, self.lock_timeout)
     }
 
     /// Drops the versions of a branch that `keep` does not keep (never the
@@ -105,58 +88,29 @@ impl Store {
         keep: Keep,
         run: PruneRun,
     ) -> Result<PruneOutcome> {
-        let dir = self.require_branch(project, branch)?;
+        let at = self.require_branch(project, branch)?;
         if run == PruneRun::Plan {
-            return self.prune_target(&dir, branch, read_head(&dir)?, keep);
+            return self.prune_target(&at, self.head(&at)?, keep);
         }
-        let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
-        let head = self.recover_branch(&dir)?;
-        let outcome = self.prune_target(&dir, branch, head, keep)?;
+        let mut lock = self
+            .backend
+            .lock_branch(project, branch, self.lock_timeout)?;
+        let outcome = self.prune_target(&at, lock.head(), keep)?;
         if outcome.removed == 0 {
             // Leftovers of an interrupted prune go all the same.
-            self.remove_below_floor(&dir, outcome.floor)?;
+            lock.remove_below_floor()?;
             return Ok(outcome);
         }
         // The floor first, durably: from here every reader treats the
         // versions below it as gone, whatever a crash leaves of them.
-        self.scratch()?.replace_file(
-            &layout::floor_file(&dir),
-            format!("{}\n", outcome.floor).as_bytes(),
-        )?;
-        self.remove_below_floor(&dir, outcome.floor)?;
+        lock.set_floor(outcome.floor)?;
+        lock.remove_below_floor()?;
         self.announce_change();
         Ok(outcome)
     }
 
-    /// Removes the generation files below `floor` (a prune's second step).
-    pub(crate) fn remove_below_floor(&self, dir: &Path, floor: SnapshotId) -> Result<u64> {
-        let mut removed = 0;
-        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
-            let below = entry
-                .file_name()
-                .to_str()
-                .and_then(layout::parse_generation_name)
-                .is_some_and(|v| v < floor);
-            if below {
-                fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-                removed += 1;
-            }
-        }
-        if removed > 0 {
-            fsync_dir(dir)?;
-        }
-        Ok(removed)
-    }
-
-    fn prune_target(
-        &self,
-        dir: &Path,
-        branch: &BranchName,
-        head: SnapshotId,
-        keep: Keep,
-    ) -> Result<PruneOutcome> {
-        let floor_before = self.floor(dir)?;
+    fn prune_target(&self, at: &BranchAt, head: SnapshotId, keep: Keep) -> Result<PruneOutcome> {
+        let floor_before = self.floor(at)?;
         let mut floor = floor_before;
         match keep {
             Keep::Newest(0) => return Err(Error::invalid("--keep must be at least 1")),
@@ -172,14 +126,14 @@ impl Store {
                 // after the cutoff is the oldest kept.
                 while floor < head {
                     let next = floor.next();
-                    let meta = Generation::read_meta(&self.layout().generation_file(dir, next))?;
+                    let meta = self.version_meta(at, next)?;
                     let replaced_at = OffsetDateTime::parse(
                         &meta.created_at,
                         &time::format_description::well_known::Rfc3339,
                     )
                     .map_err(|_| {
                         Error::corrupt(
-                            self.layout().generation_file(dir, next),
+                            at.key.join(next.to_string()),
                             "created_at is not an RFC 3339 time",
                         )
                     })?;
@@ -191,7 +145,7 @@ impl Store {
             }
         }
         Ok(PruneOutcome {
-            branch: branch.to_string(),
+            branch: at.branch.to_string(),
             removed: floor.number() - floor_before.number(),
             floor_before,
             floor,
@@ -207,36 +161,23 @@ impl Store {
             let project = info.project_ref();
             progress(&project);
             report.projects += 1;
-            let _exclusive =
-                LockGuard::acquire(&self.layout().gc_lock(&project), self.lock_timeout)?;
+            let _exclusive = self
+                .backend
+                .objects_in_flight(&project, true, self.lock_timeout)?;
             let referenced = self.referenced_objects(&project)?;
-            let objects = self.layout().objects_dir(&project);
-            let mut touched_dirs = HashSet::new();
-            for entry in WalkDir::new(&objects).min_depth(2).max_depth(2) {
-                let entry = entry.map_err(|e| Error::io(&objects, e.into()))?;
-                if !entry.file_type().is_file() {
-                    continue;
-                }
-                let name = entry.file_name().to_string_lossy();
-                if referenced.contains(name.as_ref()) {
-                    report.objects_kept += 1;
-                    continue;
-                }
-                let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-                fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
-                report.objects_removed += 1;
-                report.bytes_freed += size;
-                self.count(|s| {
-                    s.objects = s.objects.saturating_sub(1);
-                    s.object_bytes = s.object_bytes.saturating_sub(size);
-                });
-                if let Some(parent) = entry.path().parent() {
-                    touched_dirs.insert(parent.to_path_buf());
-                }
-            }
-            for dir in touched_dirs {
-                fsync_dir(&dir)?;
-            }
+            let kept = std::cell::Cell::new(0);
+            let (removed, freed) = self.backend.collect_objects(&project, &|hash| {
+                let keep = referenced.contains(hash);
+                kept.set(kept.get() + u64::from(keep));
+                keep
+            })?;
+            report.objects_kept += kept.get();
+            report.objects_removed += removed;
+            report.bytes_freed += freed;
+            self.count(|s| {
+                s.objects = s.objects.saturating_sub(removed);
+                s.object_bytes = s.object_bytes.saturating_sub(freed);
+            });
         }
         if report.objects_removed > 0 {
             self.announce_change();
@@ -257,13 +198,19 @@ impl Store {
         let mut walked_trees = HashSet::new();
         let mut contents = HashSet::new();
         for branch in self.branch_names(project)? {
-            let dir = self.layout().branch_dir(project, &branch);
-            let _lock = LockGuard::acquire(&layout::branch_lock(&dir), self.lock_timeout)?;
-            let head = self.recover_branch(&dir)?;
-            let mut v = self.floor(&dir)?;
-            let trees = super::reads::BranchTrees::new(&dir, None, false)?.remembering();
+            let at = self.branch_at(project, &branch);
+            let lock = self
+                .backend
+                .lock_branch(project, &branch, self.lock_timeout)?;
+            let head = lock.head();
+            let mut v = self.floor(&at)?;
+            let trees = super::reads::BranchTrees::new(self, project, None, false).remembering();
             loop {
-                let gen = Generation::read(&self.layout().generation_file(&dir, v), &trees)?;
+                let bytes = self
+                    .backend
+                    .generation(project, &branch, v)?
+                    .ok_or_else(|| super::branches::missing_version(&at, v))?;
+                let gen = Generation::parse(&at.key.join(v.to_string()), &bytes, &trees)?;
                 // Its folders' trees (a folder seen in another version is
                 // not walked again) and its files' contents.
                 gen.named_objects(

@@ -115,7 +115,6 @@ impl Store {
         }
         for info in self.list_projects(None)? {
             let project = info.project_ref();
-            let objects = self.layout().objects_dir(&project);
             // The trees stored below are named by no version until each
             // file is replaced: no gc meanwhile.
             let _objects = self.objects_in_flight(&project)?;
@@ -133,7 +132,7 @@ impl Store {
                     })
                     .collect();
                 files.sort();
-                let trees = super::reads::BranchTrees::new(&dir, None, false)?;
+                let trees = super::reads::BranchTrees::new(self, &project, None, false);
                 for version in files {
                     let path = self.layout().generation_file(&dir, version);
                     if !is_flat(&path)? {
@@ -152,7 +151,7 @@ impl Store {
                             node.mark_stored();
                         }
                     });
-                    for node in self.store_tree(&objects, gen.root())? {
+                    for node in self.store_tree(&project, gen.root())? {
                         stored.insert(node.id().to_string());
                     }
                     // The tree must hold what the version file listed.

@@ -5,7 +5,13 @@
 //! (`files.rs`, `--data DIR`) is the default; a shared database lets
 //! several daemons serve one store (SPEC §16).
 //!
-//! What crosses this seam so far:
+//! What crosses this seam:
+//! - **content**: projects and their branches; a branch's versions, each
+//!   an immutable generation (`generation.rs`) numbered from `v0001`; its
+//!   head, the live version, switched only under the branch's write lock
+//!   (`BranchLock`), which is the one way a version is published; and the
+//!   project's objects (file contents and trees, named by blake3 hash,
+//!   immutable, shared by every branch and version);
 //! - **records** beside the content: tokens, users and sessions, each a
 //!   small JSON document under a key (`Records`), read one at a time or
 //!   all together, and changed only inside `change_records`, which holds
@@ -18,13 +24,14 @@
 //!   each request (`ChangeWatch`), so a change made anywhere is in force
 //!   for its very next request (SPEC §2 invariant 7).
 //!
-//! Still on the far side, in `Store` itself and bound to files: a branch's
-//! head and the immutable content (generations, trees, file contents) —
-//! the two narrow seams named in the module doc of `store` — and the
-//! wake-up of long polls (`server::watch_changes`). They cross next.
+//! The rules stay above the seam: what a version holds, its `short_id`,
+//! which branch is the default, what a write may do, which versions a
+//! prune keeps and which objects are referenced. Copying, checking and
+//! upgrading a data directory (`backup.rs`, `fsck.rs`, `upgrade.rs`) work
+//! on the file backend's folders themselves.
 //!
 //! A backend's errors are the store's (`crate::Error`): a backend that
-//! cannot reach its data answers `Io`, which the API turns into a 5xx.
+//! cannot reach its data answers `Unavailable` (the API's 503) or `Io`.
 
 pub mod files;
 pub mod postgres;
@@ -32,7 +39,7 @@ pub mod postgres;
 use std::fmt::Debug;
 
 use crate::error::Result;
-use crate::names::ProjectRef;
+use crate::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
 
 /// The kinds of record a store keeps beside its content.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -88,10 +95,195 @@ pub trait ChangeWatch: Send + Sync + Debug {
     fn check(&self, changed: &mut dyn FnMut(&[u8])) -> Result<()>;
 }
 
-/// Where a store keeps its records, audit trail, fleet view and change
-/// signal. Implementations must be safe to share between threads; every
-/// method may block on storage.
+/// The first version of a new branch: its generation file and the tree
+/// objects it names that may not be stored yet.
+pub struct FirstVersion<'a> {
+    pub generation: &'a [u8],
+    /// `(hash, bytes)` of each tree object, children before parents.
+    pub trees: Vec<(&'a str, &'a [u8])>,
+}
+
+/// Objects being stored for one write, made durable together by
+/// `Backend::sync_objects` before the version that names them.
+#[derive(Debug, Default)]
+pub struct ObjectBatch {
+    /// Many objects at once (an import): a backend may defer durability
+    /// of each to one sync of all.
+    pub bulk: bool,
+    /// What the file backend must fsync before the batch is durable.
+    pub(crate) folders: std::collections::BTreeSet<std::path::PathBuf>,
+}
+
+impl ObjectBatch {
+    pub fn bulk() -> ObjectBatch {
+        ObjectBatch {
+            bulk: true,
+            ..Default::default()
+        }
+    }
+
+    /// Takes in what another batch of the same write stored.
+    pub fn absorb(&mut self, other: ObjectBatch) {
+        self.folders.extend(other.folders);
+    }
+}
+
+/// A branch's write lock, held: no other writer of the branch (in any
+/// process, on any node) gets past `Backend::lock_branch` until it is
+/// dropped. The head it reports is the truth, not a cached copy.
+pub trait BranchLock {
+    /// The live version, after rolling forward over versions a crashed
+    /// writer published but did not finish switching to.
+    fn head(&self) -> SnapshotId;
+
+    /// Publishes `version` (the head's successor) with this generation and
+    /// makes it the live one. The commit point: when this returns `Ok` the
+    /// write is durable; when it fails the version is not in force.
+    fn publish(&mut self, version: SnapshotId, generation: &[u8]) -> Result<()>;
+
+    /// Makes `floor` the oldest version kept: from now on, readers treat
+    /// the versions below it as gone. Durable when it returns.
+    fn set_floor(&mut self, floor: SnapshotId) -> Result<()>;
+
+    /// Removes the generations below the floor (a prune's second step,
+    /// also the clean-up of an interrupted one). Returns how many.
+    fn remove_below_floor(&mut self) -> Result<u64>;
+}
+
+/// Held (shared) by a writer from its first stored object until it has
+/// published the version naming them; held exclusively by a collection
+/// of unreferenced objects. Released when dropped.
+pub trait ObjectsGuard {}
+
+/// Where a store keeps what it keeps. Implementations must be safe to
+/// share between threads; every method may block on storage.
 pub trait Backend: Send + Sync + Debug {
+    // ---- projects ----
+
+    /// A project's record (JSON: name, type, created_at), `None` when there
+    /// is no such project.
+    fn project(&self, project: &ProjectRef) -> Result<Option<Vec<u8>>>;
+
+    /// Every project (or one owner's), sorted by owner then id.
+    fn projects(&self, owner: Option<&OwnerName>) -> Result<Vec<ProjectRef>>;
+
+    /// Creates a project with its record and one branch, `main`, at its
+    /// first version: all of it or nothing. Waits up to `timeout` for
+    /// another creation (then `Busy`). Errors: `Conflict` when the project
+    /// exists.
+    fn create_project(
+        &self,
+        project: &ProjectRef,
+        record: &[u8],
+        main: &BranchName,
+        first: &FirstVersion<'_>,
+        timeout: std::time::Duration,
+    ) -> Result<()>;
+
+    // ---- branches ----
+
+    /// The branches of a project, sorted bytewise (none for a project
+    /// that does not exist).
+    fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>>;
+
+    /// Whether the branch exists (read now, not from any cache).
+    fn has_branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<bool>;
+
+    /// Creates a branch at its first version, all of it or nothing,
+    /// waiting up to `timeout` for another creation. Errors: `Conflict` when the name is taken or nests with an
+    /// existing branch (`a` vs `a/b`).
+    fn create_branch(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        first: &FirstVersion<'_>,
+        timeout: std::time::Duration,
+    ) -> Result<()>;
+
+    /// The live version, as last published (no lock: a reader's view).
+    fn head(&self, project: &ProjectRef, branch: &BranchName) -> Result<SnapshotId>;
+
+    /// The oldest version kept (`v0001` until a prune).
+    fn floor(&self, project: &ProjectRef, branch: &BranchName) -> Result<SnapshotId>;
+
+    /// A version's generation file, `None` when there is none (beyond the
+    /// head, or pruned).
+    fn generation(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Option<Vec<u8>>>;
+
+    /// The start of a version's generation file, at least its first two
+    /// lines (format and metadata): enough for histories and listings.
+    fn generation_start(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Option<Vec<u8>>>;
+
+    /// Takes the branch's write lock, waiting up to `timeout` (then
+    /// `Busy`). Errors: `NotFound` for a branch that does not exist.
+    fn lock_branch<'a>(
+        &'a self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        timeout: std::time::Duration,
+    ) -> Result<Box<dyn BranchLock + 'a>>;
+
+    // ---- objects ----
+
+    /// An object of a project (a file's content or a tree), `None` when
+    /// there is none by that hash.
+    fn object(&self, project: &ProjectRef, hash: &str) -> Result<Option<Vec<u8>>>;
+
+    /// Stores an object unless it is there; durable once `sync_objects`
+    /// returns for the batch. Returns whether it was new. Safe without
+    /// any lock: objects are immutable and named by their hash.
+    fn put_object(
+        &self,
+        project: &ProjectRef,
+        hash: &str,
+        bytes: &[u8],
+        batch: &mut ObjectBatch,
+    ) -> Result<bool>;
+
+    /// Makes every object of the batch durable.
+    fn sync_objects(&self, project: &ProjectRef, batch: &ObjectBatch) -> Result<()>;
+
+    /// The object whose hash begins with `prefix`, with its hash (links
+    /// made before git blob ids, which named a content by its hash).
+    fn object_by_prefix(
+        &self,
+        project: &ProjectRef,
+        prefix: &str,
+    ) -> Result<Option<(String, Vec<u8>)>>;
+
+    /// How many objects a project holds and their bytes.
+    fn count_objects(&self, project: &ProjectRef) -> Result<(u64, u64)>;
+
+    /// Held by writers while their new objects are not yet named by a
+    /// published version (shared), and by `collect_objects` (exclusive).
+    fn objects_in_flight<'a>(
+        &'a self,
+        project: &ProjectRef,
+        exclusive: bool,
+        timeout: std::time::Duration,
+    ) -> Result<Box<dyn ObjectsGuard + 'a>>;
+
+    /// Removes every object of the project that `keep` does not keep;
+    /// the caller holds `objects_in_flight` exclusively. Returns how many
+    /// objects went and their bytes.
+    fn collect_objects(
+        &self,
+        project: &ProjectRef,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<(u64, u64)>;
+
+    // ---- records, audit, fleet, change signal ----
+
     /// One record, `None` if there is none under `key`.
     fn record(&self, kind: Records, key: &str) -> Result<Option<Vec<u8>>>;
 

@@ -15,14 +15,20 @@
 //! The schema lives in `schema.rs`; connections and the bridge from
 //! blocking callers to the asynchronous client in `pool.rs`.
 
+mod content;
 pub mod pool;
 pub mod schema;
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use super::{Backend, ChangeWatch, Durability, RecordChange, Records};
+use std::time::Duration;
+
+use super::{
+    Backend, BranchLock, ChangeWatch, Durability, FirstVersion, ObjectBatch, ObjectsGuard,
+    RecordChange, Records,
+};
 use crate::error::{Error, Result};
-use crate::names::ProjectRef;
+use crate::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
 use pool::{Connection, Pool};
 
 /// A store's records, audit trail, fleet view and change marker in a
@@ -158,6 +164,130 @@ impl RecordChange for PgChange<'_, '_> {
 }
 
 impl Backend for Postgres {
+    fn project(&self, project: &ProjectRef) -> Result<Option<Vec<u8>>> {
+        self.read_project(project)
+    }
+
+    fn projects(&self, owner: Option<&OwnerName>) -> Result<Vec<ProjectRef>> {
+        self.list_projects(owner)
+    }
+
+    /// One transaction: the project, its `main`, its first version.
+    fn create_project(
+        &self,
+        project: &ProjectRef,
+        record: &[u8],
+        main: &BranchName,
+        first: &FirstVersion<'_>,
+        _timeout: Duration,
+    ) -> Result<()> {
+        self.insert_project(project, record, main, first)
+    }
+
+    fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>> {
+        self.names_of_branches(project)
+    }
+
+    fn has_branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<bool> {
+        self.branch_exists(project, branch)
+    }
+
+    fn create_branch(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        first: &FirstVersion<'_>,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.insert_branch(project, branch, first, timeout)
+    }
+
+    fn head(&self, project: &ProjectRef, branch: &BranchName) -> Result<SnapshotId> {
+        Ok(self.head_and_floor(project, branch)?.0)
+    }
+
+    fn floor(&self, project: &ProjectRef, branch: &BranchName) -> Result<SnapshotId> {
+        Ok(self.head_and_floor(project, branch)?.1)
+    }
+
+    fn generation(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Option<Vec<u8>>> {
+        self.read_generation(project, branch, version)
+    }
+
+    /// The whole file: generations of this backend are small (metadata
+    /// and a tree id).
+    fn generation_start(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Option<Vec<u8>>> {
+        self.read_generation(project, branch, version)
+    }
+
+    fn lock_branch<'a>(
+        &'a self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        timeout: Duration,
+    ) -> Result<Box<dyn BranchLock + 'a>> {
+        Ok(Box::new(self.lock_branch_row(project, branch, timeout)?))
+    }
+
+    fn object(&self, project: &ProjectRef, hash: &str) -> Result<Option<Vec<u8>>> {
+        self.read_object(project, hash)
+    }
+
+    /// Durable when it returns (its own statement): `sync_objects` has
+    /// nothing left to do.
+    fn put_object(
+        &self,
+        project: &ProjectRef,
+        hash: &str,
+        bytes: &[u8],
+        _batch: &mut ObjectBatch,
+    ) -> Result<bool> {
+        self.insert_object(project, hash, bytes)
+    }
+
+    fn sync_objects(&self, _project: &ProjectRef, _batch: &ObjectBatch) -> Result<()> {
+        Ok(())
+    }
+
+    fn object_by_prefix(
+        &self,
+        project: &ProjectRef,
+        prefix: &str,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        self.object_with_prefix(project, prefix)
+    }
+
+    fn count_objects(&self, project: &ProjectRef) -> Result<(u64, u64)> {
+        self.object_totals(project)
+    }
+
+    fn objects_in_flight<'a>(
+        &'a self,
+        project: &ProjectRef,
+        exclusive: bool,
+        timeout: Duration,
+    ) -> Result<Box<dyn ObjectsGuard + 'a>> {
+        Ok(Box::new(self.objects_guard(project, exclusive, timeout)?))
+    }
+
+    fn collect_objects(
+        &self,
+        project: &ProjectRef,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<(u64, u64)> {
+        self.delete_objects(project, keep)
+    }
+
     fn record(&self, kind: Records, key: &str) -> Result<Option<Vec<u8>>> {
         get_record(&self.pool.connection()?, kind, key)
     }

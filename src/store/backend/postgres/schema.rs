@@ -32,6 +32,41 @@ const MIGRATIONS: &[&str] = &[
          marker bytea NOT NULL
      );
      INSERT INTO cfgstore.changes VALUES (1, '\\x');",
+    // 2: content. A project's objects (contents and trees, by hash), its
+    // branches (head and floor: the live and the oldest kept version) and
+    // their versions' generation files.
+    "CREATE TABLE cfgstore.projects (
+         owner text NOT NULL,
+         repo text NOT NULL,
+         record bytea NOT NULL,
+         PRIMARY KEY (owner, repo)
+     );
+     CREATE TABLE cfgstore.branches (
+         owner text NOT NULL,
+         repo text NOT NULL,
+         name text NOT NULL,
+         head bigint NOT NULL,
+         floor bigint NOT NULL DEFAULT 1,
+         PRIMARY KEY (owner, repo, name),
+         FOREIGN KEY (owner, repo) REFERENCES cfgstore.projects
+     );
+     CREATE TABLE cfgstore.generations (
+         owner text NOT NULL,
+         repo text NOT NULL,
+         branch text NOT NULL,
+         version bigint NOT NULL,
+         body bytea NOT NULL,
+         PRIMARY KEY (owner, repo, branch, version),
+         FOREIGN KEY (owner, repo, branch) REFERENCES cfgstore.branches
+     );
+     CREATE TABLE cfgstore.objects (
+         owner text NOT NULL,
+         repo text NOT NULL,
+         hash text NOT NULL,
+         body bytea NOT NULL,
+         PRIMARY KEY (owner, repo, hash),
+         FOREIGN KEY (owner, repo) REFERENCES cfgstore.projects
+     );",
 ];
 
 /// The schema version this build writes.

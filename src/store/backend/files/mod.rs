@@ -14,10 +14,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use super::{Backend, ChangeWatch, Durability, RecordChange, Records};
+mod content;
+
+pub use content::{newest_generation, read_floor, read_head, remove_below};
+
+use super::{
+    Backend, BranchLock, ChangeWatch, Durability, FirstVersion, ObjectBatch, ObjectsGuard,
+    RecordChange, Records,
+};
 use crate::error::{Error, Result};
-use crate::names::ProjectRef;
-use crate::store::fsutil::{self, read_regular, LockGuard, Scratch};
+use crate::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
+use crate::store::fsutil::{self, LockGuard, Scratch};
 use crate::store::layout::Layout;
 
 /// How long a change of records waits for another writer.
@@ -69,6 +76,16 @@ impl Files {
         Files { disk }
     }
 
+    /// Announces a change made below the store's rules (a HEAD rolled
+    /// forward): a fresh random marker. Best effort: a change it fails to
+    /// announce is in force within a second anyway (see `cache.rs`).
+    fn announce_any_change(&self) {
+        let mut marker = [0u8; 16];
+        if getrandom::getrandom(&mut marker).is_ok() {
+            let _ = self.announce_change(fsutil::hex(&marker).as_bytes());
+        }
+    }
+
     fn layout(&self) -> &Layout {
         self.disk.layout()
     }
@@ -100,14 +117,7 @@ impl Files {
     }
 }
 
-/// Reads a file that may be absent.
-fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>> {
-    match read_regular(path) {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
+use content::read_if_present;
 
 /// Every `{key}.json` in a folder (a missing folder has none).
 fn read_folder(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
@@ -199,6 +209,125 @@ impl RecordChange for FileChange<'_> {
 }
 
 impl Backend for Files {
+    fn project(&self, project: &ProjectRef) -> Result<Option<Vec<u8>>> {
+        self.project_record(project)
+    }
+
+    fn projects(&self, owner: Option<&OwnerName>) -> Result<Vec<ProjectRef>> {
+        self.project_refs(owner)
+    }
+
+    fn create_project(
+        &self,
+        project: &ProjectRef,
+        record: &[u8],
+        main: &BranchName,
+        first: &FirstVersion<'_>,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.create_project_folder(project, record, main, first, timeout)
+    }
+
+    fn branch_names(&self, project: &ProjectRef) -> Result<Vec<BranchName>> {
+        self.branch_names_of(project)
+    }
+
+    fn has_branch(&self, project: &ProjectRef, branch: &BranchName) -> Result<bool> {
+        Ok(self.has_branch_folder(project, branch))
+    }
+
+    fn create_branch(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        first: &FirstVersion<'_>,
+        timeout: Duration,
+    ) -> Result<()> {
+        self.create_branch_folder(project, branch, first, timeout)
+    }
+
+    fn head(&self, project: &ProjectRef, branch: &BranchName) -> Result<SnapshotId> {
+        read_head(&self.layout().branch_dir(project, branch))
+    }
+
+    fn floor(&self, project: &ProjectRef, branch: &BranchName) -> Result<SnapshotId> {
+        read_floor(&self.layout().branch_dir(project, branch))
+    }
+
+    fn generation(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Option<Vec<u8>>> {
+        self.generation_file(project, branch, version, true)
+    }
+
+    fn generation_start(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+    ) -> Result<Option<Vec<u8>>> {
+        self.generation_file(project, branch, version, false)
+    }
+
+    fn lock_branch<'a>(
+        &'a self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        timeout: Duration,
+    ) -> Result<Box<dyn BranchLock + 'a>> {
+        Ok(Box::new(self.lock_branch_folder(project, branch, timeout)?))
+    }
+
+    fn object(&self, project: &ProjectRef, hash: &str) -> Result<Option<Vec<u8>>> {
+        self.read_object(project, hash)
+    }
+
+    fn put_object(
+        &self,
+        project: &ProjectRef,
+        hash: &str,
+        bytes: &[u8],
+        batch: &mut ObjectBatch,
+    ) -> Result<bool> {
+        self.place_object(&self.layout().object_file(project, hash), bytes, batch)
+    }
+
+    fn sync_objects(&self, project: &ProjectRef, batch: &ObjectBatch) -> Result<()> {
+        self.sync_batch(&self.layout().objects_dir(project), batch)
+    }
+
+    fn object_by_prefix(
+        &self,
+        project: &ProjectRef,
+        prefix: &str,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        self.find_object(project, prefix)
+    }
+
+    fn count_objects(&self, project: &ProjectRef) -> Result<(u64, u64)> {
+        self.count_project_objects(project)
+    }
+
+    fn objects_in_flight<'a>(
+        &'a self,
+        project: &ProjectRef,
+        exclusive: bool,
+        timeout: Duration,
+    ) -> Result<Box<dyn ObjectsGuard + 'a>> {
+        Ok(Box::new(self.gc_guard(project, exclusive, timeout)?))
+    }
+
+    fn collect_objects(
+        &self,
+        project: &ProjectRef,
+        keep: &dyn Fn(&str) -> bool,
+    ) -> Result<(u64, u64)> {
+        self.remove_objects(project, keep)
+    }
+
     fn record(&self, kind: Records, key: &str) -> Result<Option<Vec<u8>>> {
         read_if_present(&self.path(kind, key)?)
     }
