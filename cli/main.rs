@@ -49,7 +49,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
-use cfgstore::store::Store;
+use cfgstore::store::{Location, Store};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -73,6 +73,22 @@ struct Cli {
     /// Data directory [default: data_dir of /etc/cfgstore/cfgstore.toml, else /var/lib/cfgstore]
     #[arg(long, global = true, env = "CFGSTORE_DATA", value_name = "DIR")]
     data: Option<PathBuf>,
+
+    /// A store in PostgreSQL instead of a data directory, shared by several
+    /// daemons: postgres://USER@HOST:PORT/DATABASE (needs --server-key-file)
+    #[arg(long, global = true, env = "CFGSTORE_STORE", value_name = "URL",
+          value_parser = parse_store, hide_env_values = true)]
+    store: Option<Location>,
+
+    /// The server key file, when not the data directory's own; required
+    /// with --store, and the same file on every node (`init` makes it)
+    #[arg(
+        long,
+        global = true,
+        env = "CFGSTORE_SERVER_KEY_FILE",
+        value_name = "FILE"
+    )]
+    server_key_file: Option<PathBuf>,
 
     #[command(subcommand)]
     command: Command,
@@ -230,23 +246,55 @@ fn huge_pages(allowed: bool) {
     }
 }
 
+fn parse_store(value: &str) -> Result<Location, String> {
+    Location::parse_store(value).map_err(|e| e.to_string())
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let flag = cli.data;
-    // Commands on the store: its data directory, with the library's
-    // warnings shown on stderr.
-    let data = |flag: Option<PathBuf>| -> anyhow::Result<PathBuf> {
-        serve::init_command_logging();
-        Ok(match flag {
-            Some(data) => data,
-            // The same data directory the daemon uses: from its config file.
-            None => serve::load_config(None, None, None)?.data_dir,
-        })
+    if cli.data.is_some() && cli.store.is_some() {
+        return Err(output::UsageError(
+            "--data and --store (or CFGSTORE_DATA and CFGSTORE_STORE) name two stores: give one"
+                .into(),
+        )
+        .into());
+    }
+    let flags = serve::StoreFlags {
+        data: cli.data,
+        store: cli.store,
+        server_key_file: cli.server_key_file,
     };
-    let store = |flag: Option<PathBuf>| open(&data(flag)?);
+    // Commands on the store: the one the flags name, else the daemon's
+    // (from its config file), with the library's warnings on stderr.
+    let target = |flags: &serve::StoreFlags| -> anyhow::Result<(Location, Option<PathBuf>)> {
+        serve::init_command_logging();
+        if let Some(data) = &flags.data {
+            return Ok((Location::Dir(data.clone()), flags.server_key_file.clone()));
+        }
+        let config = serve::load_config(None, flags, None)?;
+        let location = config
+            .store
+            .clone()
+            .unwrap_or_else(|| Location::Dir(config.data_dir.clone()));
+        Ok((location, config.server_key_file))
+    };
+    let data = |flags: &serve::StoreFlags| -> anyhow::Result<PathBuf> {
+        match target(flags)? {
+            (Location::Dir(dir), _) => Ok(dir),
+            (Location::Postgres(_), _) => Err(output::UsageError(
+                "this command works on a data directory (--data DIR), not on a store in PostgreSQL"
+                    .into(),
+            )
+            .into()),
+        }
+    };
+    let store = |flags: &serve::StoreFlags| -> anyhow::Result<Store> {
+        let (location, key_file) = target(flags)?;
+        open(&location, key_file.as_deref())
+    };
     match cli.command {
-        Command::Serve(args) => serve::serve(flag, args),
-        Command::Config(cmd) => serve::config(flag, cmd),
-        Command::Demo(args) => serve::demo(flag, args),
+        Command::Serve(args) => serve::serve(&flags, args),
+        Command::Config(cmd) => serve::config(&flags, cmd),
+        Command::Demo(args) => serve::demo(data_only(&flags)?, args),
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             // Built whole first: clap_complete panics on a failed write.
@@ -262,44 +310,67 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             std::io::Write::write_all(&mut std::io::stdout(), &page)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Init { example } => init(&data(flag)?, example),
-        Command::Restore { src } => serve::restore(&src, &data(flag)?),
-        Command::Backup { dest, json } => serve::backup(&store(flag)?, &dest, json),
-        Command::Token(cmd) => token::run(&store(flag)?, cmd),
-        Command::User(cmd) => user::run(&store(flag)?, cmd),
-        Command::Audit(args) => audit::run(&store(flag)?, args),
-        Command::Project(cmd) => project::run(&store(flag)?, cmd),
-        Command::Branch(cmd) => branch::run(&store(flag)?, cmd),
-        Command::File(cmd) => file::run(&store(flag)?, cmd),
-        Command::Import(args) => file::import(&store(flag)?, args),
-        Command::Export(args) => file::export(&store(flag)?, args),
-        Command::History(cmd) => history::run(&store(flag)?, cmd),
-        Command::Rollback(args) => history::rollback(&store(flag)?, args),
-        Command::Compare(args) => history::compare(&store(flag)?, args),
-        Command::Fleet(args) => fleet::run(&store(flag)?, args),
+        Command::Init { example } => {
+            let (location, key_file) = target(&flags)?;
+            init(&location, key_file.as_deref(), example)
+        }
+        Command::Restore { src } => serve::restore(&src, &data(&flags)?),
+        Command::Backup { dest, json } => serve::backup(&store(&flags)?, &dest, json),
+        Command::Token(cmd) => token::run(&store(&flags)?, cmd),
+        Command::User(cmd) => user::run(&store(&flags)?, cmd),
+        Command::Audit(args) => audit::run(&store(&flags)?, args),
+        Command::Project(cmd) => project::run(&store(&flags)?, cmd),
+        Command::Branch(cmd) => branch::run(&store(&flags)?, cmd),
+        Command::File(cmd) => file::run(&store(&flags)?, cmd),
+        Command::Import(args) => file::import(&store(&flags)?, args),
+        Command::Export(args) => file::export(&store(&flags)?, args),
+        Command::History(cmd) => history::run(&store(&flags)?, cmd),
+        Command::Rollback(args) => history::rollback(&store(&flags)?, args),
+        Command::Compare(args) => history::compare(&store(&flags)?, args),
+        Command::Fleet(args) => fleet::run(&store(&flags)?, args),
         // As it is: fsck reports what could stop an upgrade instead of
         // failing on it.
         Command::Fsck { repair, json } => {
-            let data = data(flag)?;
+            let data = data(&flags)?;
             let store = Store::open_as_is(&data)
                 .with_context(|| format!("cannot open data directory {}", data.display()))?;
             fsck(&store, repair, json)
         }
-        Command::Gc { json } => gc(&store(flag)?, json),
-        Command::Upgrade { json } => upgrade(&store(flag)?, json),
+        Command::Gc { json } => gc(&store(&flags)?, json),
+        Command::Upgrade { json } => upgrade(&store(&flags)?, json),
     }
 }
 
-fn open(data: &Path) -> anyhow::Result<Store> {
-    Store::open(data).with_context(|| format!("cannot open data directory {}", data.display()))
+/// `demo` builds a throwaway data directory: never a database.
+fn data_only(flags: &serve::StoreFlags) -> anyhow::Result<Option<PathBuf>> {
+    if flags.store.is_some() {
+        return Err(output::UsageError(
+            "cfgstore demo builds a data directory of its own; it does not take --store".into(),
+        )
+        .into());
+    }
+    Ok(flags.data.clone())
 }
 
-fn init(data: &Path, example: bool) -> anyhow::Result<ExitCode> {
-    let (store, created) = Store::init(data)?;
+fn open(location: &Location, key_file: Option<&Path>) -> anyhow::Result<Store> {
+    Store::open_at(location, key_file).with_context(|| match location {
+        Location::Dir(dir) => format!("cannot open data directory {}", dir.display()),
+        Location::Postgres(_) => format!("cannot open the store at {location}"),
+    })
+}
+
+fn init(location: &Location, key_file: Option<&Path>, example: bool) -> anyhow::Result<ExitCode> {
+    let (store, created) = Store::init_at(location, key_file)?;
     if created {
-        println!("initialised {}", data.display());
+        println!("initialised {location}");
     } else {
-        println!("{} is already initialised", data.display());
+        println!("{location} is already initialised");
+    }
+    if let (true, Some(file)) = (location.is_database(), key_file) {
+        println!(
+            "server key: {} (copy it to every node; keep it out of the database's backups)",
+            file.display()
+        );
     }
     if example {
         example::create(&store, &actor())?;

@@ -12,7 +12,7 @@ use cfgstore::api::App;
 use cfgstore::config::{Config, LogFormat, Overrides};
 use cfgstore::ops;
 use cfgstore::server::{Routes, ServerOptions};
-use cfgstore::store::{OwnerName, Store};
+use cfgstore::store::{Location, OwnerName, Store};
 use clap::{Args, Subcommand};
 
 use crate::output::print_json;
@@ -47,10 +47,18 @@ pub enum ConfigCommand {
     },
 }
 
+/// The global flags naming a store: `--data`, `--store`, `--server-key-file`.
+#[derive(Debug, Default, Clone)]
+pub struct StoreFlags {
+    pub data: Option<PathBuf>,
+    pub store: Option<Location>,
+    pub server_key_file: Option<PathBuf>,
+}
+
 /// The effective configuration: defaults < file < `CFGSTORE_*` < flags.
 pub fn load_config(
     file: Option<&Path>,
-    data: Option<PathBuf>,
+    flags: &StoreFlags,
     listen: Option<SocketAddr>,
 ) -> anyhow::Result<Config> {
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -59,14 +67,16 @@ pub fn load_config(
         &env,
         &Overrides {
             listen,
-            data_dir: data,
+            data_dir: flags.data.clone(),
+            store: flags.store.clone(),
+            server_key_file: flags.server_key_file.clone(),
         },
     )?)
 }
 
-pub fn config(data: Option<PathBuf>, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
+pub fn config(flags: &StoreFlags, cmd: ConfigCommand) -> anyhow::Result<ExitCode> {
     let ConfigCommand::Check { file, json } = cmd;
-    let config = load_config(file.as_deref(), data, None)?;
+    let config = load_config(file.as_deref(), flags, None)?;
     if json {
         print_json(&config)?;
     } else {
@@ -79,11 +89,16 @@ pub fn config(data: Option<PathBuf>, cmd: ConfigCommand) -> anyhow::Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn serve(data: Option<PathBuf>, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config.as_deref(), data, args.listen)?;
+pub fn serve(flags: &StoreFlags, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let config = load_config(args.config.as_deref(), flags, args.listen)?;
     init_logging(config.log_format);
-    let app = App::from_config(&config, Arc::new(time::OffsetDateTime::now_utc))
-        .with_context(|| format!("cannot serve data directory {}", config.data_dir.display()))?;
+    let app =
+        App::from_config(&config, Arc::new(time::OffsetDateTime::now_utc)).with_context(|| {
+            match &config.store {
+                Some(store) => format!("cannot serve the store at {store}"),
+                None => format!("cannot serve data directory {}", config.data_dir.display()),
+            }
+        })?;
     run_daemon(app, &config, |_| {})
 }
 
@@ -289,6 +304,14 @@ fn init_logging(format: LogFormat) {
 }
 
 pub fn backup(store: &Store, dest: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    if store.on_database() {
+        return Err(crate::output::UsageError(
+            "cfgstore backup copies a data directory; a store in PostgreSQL is backed up with \
+             pg_dump (and restored with pg_restore), plus a copy of its server key file"
+                .into(),
+        )
+        .into());
+    }
     let progress = crate::output::Progress::new(json);
     let report = store.backup(dest, |project| {
         progress.update(&format!("copying {project}"))

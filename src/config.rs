@@ -7,6 +7,8 @@
 //! listen = "127.0.0.1:8080"
 //! metrics_listen = "127.0.0.1:9180"   # optional: /metrics only there
 //! data_dir = "/var/lib/cfgstore"
+//! # store = "postgres://cfgstore@db.internal/cfgstore"  # instead of data_dir
+//! # server_key_file = "/etc/cfgstore/server.key"       # required with store
 //! max_body_bytes = 10485760
 //! max_header_bytes = 32768
 //! header_timeout = "10s"
@@ -57,6 +59,14 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// A PostgreSQL store instead of the data directory (`postgres://…`;
+    /// shown without its password).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store: Option<crate::store::Location>,
+    /// The server key's file, when not the data directory's own (required
+    /// for a PostgreSQL store; the same file on every node).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_key_file: Option<PathBuf>,
     /// Largest request body of a signed-in admin session (a file upload);
     /// larger ones are answered 413 unread. Requests without a session may
     /// send 64 KiB (`api::ANONYMOUS_BODY_LIMIT`), so no anonymous client can
@@ -111,6 +121,8 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid default address"),
             metrics_listen: None,
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            store: None,
+            server_key_file: None,
             max_body_bytes: 10 * 1024 * 1024,
             max_header_bytes: 32 * 1024,
             header_timeout: Duration::from_secs(10),
@@ -137,6 +149,8 @@ impl Default for Config {
 struct FileConfig {
     listen: Option<String>,
     data_dir: Option<PathBuf>,
+    store: Option<String>,
+    server_key_file: Option<PathBuf>,
     max_body_bytes: Option<u64>,
     max_header_bytes: Option<usize>,
     header_timeout: Option<String>,
@@ -160,6 +174,8 @@ struct FileConfig {
 pub struct Overrides {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
+    pub store: Option<crate::store::Location>,
+    pub server_key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -198,6 +214,15 @@ impl Config {
         }
         if let Some(data) = &flags.data_dir {
             config.data_dir = data.clone();
+            // A data directory named on the command line is the store,
+            // whatever the file or the environment says.
+            config.store = None;
+        }
+        if let Some(store) = &flags.store {
+            config.store = Some(store.clone());
+        }
+        if let Some(file) = &flags.server_key_file {
+            config.server_key_file = Some(file.clone());
         }
         config.validate()?;
         Ok(config)
@@ -209,6 +234,11 @@ impl Config {
             (
                 "data_dir",
                 f.data_dir.map(|p| p.to_string_lossy().into_owned()),
+            ),
+            ("store", f.store),
+            (
+                "server_key_file",
+                f.server_key_file.map(|p| p.to_string_lossy().into_owned()),
             ),
             ("max_body_bytes", f.max_body_bytes.map(|n| n.to_string())),
             (
@@ -283,6 +313,18 @@ impl Config {
                 }
             }
             "data_dir" => self.data_dir = PathBuf::from(value),
+            "store" => {
+                self.store = match value {
+                    "" => None,
+                    v => Some(crate::store::Location::parse_store(v).map_err(|_| {
+                        bad("expected a PostgreSQL URL, postgres://user@host:port/database")
+                    })?),
+                }
+            }
+            "server_key_file" => {
+                self.server_key_file =
+                    Some(PathBuf::from(value)).filter(|p| !p.as_os_str().is_empty())
+            }
             "max_body_bytes" => self.max_body_bytes = number(value)?,
             "max_header_bytes" => self.max_header_bytes = number(value)? as usize,
             "header_timeout" => self.header_timeout = duration(value)?,
@@ -365,6 +407,8 @@ pub const MAX_CONNECTIONS: usize = 1_000_000;
 pub const KEYS: &[&str] = &[
     "listen",
     "data_dir",
+    "store",
+    "server_key_file",
     "max_body_bytes",
     "max_header_bytes",
     "header_timeout",
@@ -435,10 +479,57 @@ mod tests {
         let flags = Overrides {
             listen: Some("127.0.0.1:3333".parse().unwrap()),
             data_dir: Some("/srv/y".into()),
+            ..Default::default()
         };
         let c = Config::load(Some(&file), &e, &flags).unwrap();
         assert_eq!(c.listen.port(), 3333);
         assert_eq!(c.data_dir, PathBuf::from("/srv/y"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A PostgreSQL store from the file, its key file from the
+    /// environment; the password never shows in `config check`; `--data`
+    /// on the command line wins over both.
+    #[test]
+    fn a_database_store_and_its_key_file() {
+        let dir = std::env::temp_dir().join(format!("cfgstore-config-pg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("c.toml");
+        std::fs::write(
+            &file,
+            "store = \"postgres://cfg:s3cret@db:5432/cfgstore\"\n",
+        )
+        .unwrap();
+        let e = env(&[("CFGSTORE_SERVER_KEY_FILE", "/etc/cfgstore/server.key")]);
+        let c = Config::load(Some(&file), &e, &Overrides::default()).unwrap();
+        assert!(c.store.as_ref().is_some_and(|s| s.is_database()));
+        assert_eq!(
+            c.server_key_file,
+            Some(PathBuf::from("/etc/cfgstore/server.key"))
+        );
+        let shown = c.to_toml();
+        assert!(
+            shown.contains("postgres://cfg:***@db:5432/cfgstore"),
+            "{shown}"
+        );
+        assert!(!shown.contains("s3cret"), "{shown}");
+        let flags = Overrides {
+            data_dir: Some("/srv/z".into()),
+            ..Default::default()
+        };
+        let c = Config::load(Some(&file), &e, &flags).unwrap();
+        assert_eq!(
+            (c.store.is_none(), c.data_dir),
+            (true, PathBuf::from("/srv/z"))
+        );
+        std::fs::write(&file, "store = \"/var/lib/cfgstore\"\n").unwrap();
+        let err = Config::load(Some(&file), &[], &Overrides::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("store") && err.contains("PostgreSQL URL"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -504,7 +595,10 @@ mod tests {
         let text = Config::default().to_toml();
         for key in KEYS
             .iter()
-            .filter(|k| !["external_url", "metrics_listen"].contains(*k))
+            // Unset by default: printed only when set.
+            .filter(|k| {
+                !["external_url", "metrics_listen", "store", "server_key_file"].contains(*k)
+            })
         {
             assert!(text.contains(key), "{key} missing from:\n{text}");
         }

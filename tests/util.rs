@@ -259,11 +259,19 @@ impl Daemon {
         log: &Path,
         env: &[(&str, &str)],
     ) -> Result<Daemon, std::process::ExitStatus> {
+        let mut command = cfgstore(data);
+        command.envs(env.iter().copied());
+        Daemon::spawn(command, log)
+    }
+
+    /// `command` (a `cfgstore` with its global flags) made to `serve` on
+    /// 127.0.0.1:0, its log in `log`, once it listens; `Err` when it exits
+    /// before it is ready.
+    pub fn spawn(mut command: Command, log: &Path) -> Result<Daemon, std::process::ExitStatus> {
         let log_file = std::fs::File::create(log).unwrap();
-        let mut child = cfgstore(data)
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .env("CFGSTORE_LOG", "debug")
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log_file)
             .spawn()
@@ -307,6 +315,12 @@ impl Daemon {
     /// `prlimit --pid`).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL, and wait for the process to be gone.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// SIGTERM, then wait: the daemon must drain and exit 0.

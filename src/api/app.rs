@@ -5,7 +5,6 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use hyper::header::HeaderName;
@@ -16,7 +15,7 @@ use super::session::LoginThrottle;
 use crate::config::Config;
 use crate::error::Result;
 use crate::ops::audit::DeniedLimiter;
-use crate::store::Store;
+use crate::store::{Location, Store};
 
 /// The clock, injectable so tests can stand at an expiry boundary.
 pub type Clock = Arc<dyn Fn() -> OffsetDateTime + Send + Sync>;
@@ -75,7 +74,11 @@ impl App {
     /// tests alike: the store at `config.data_dir` opened with the read
     /// cache, its server key checked, every setting applied.
     pub fn from_config(config: &Config, clock: Clock) -> Result<App> {
-        let store = open_for_serving(&config.data_dir, config)?;
+        let location = config
+            .store
+            .clone()
+            .unwrap_or_else(|| Location::Dir(config.data_dir.clone()));
+        let store = open_for_serving(&location, config)?;
         let mut app = App::with_clock(Arc::new(store), clock);
         app.configure(config);
         Ok(app)
@@ -213,8 +216,8 @@ impl App {
 /// The store as the daemon uses it: read cache on, lock timeout and cache
 /// budget from the configuration, the server key present (made if the
 /// store has none, as for a copy of the committed example).
-fn open_for_serving(data: &Path, config: &Config) -> Result<Store> {
-    let mut store = Store::open(data)?;
+fn open_for_serving(location: &Location, config: &Config) -> Result<Store> {
+    let mut store = Store::open_at(location, config.server_key_file.as_deref())?;
     store.enable_read_cache();
     store.set_lock_timeout(config.lock_timeout);
     store

@@ -375,7 +375,9 @@ async fn serve_one(
     peer: Option<SocketAddr>,
     (max_body, body_timeout): (u64, Duration),
 ) -> hyper::Response<api::Body> {
-    let inline = api::is_fast_read(&parts);
+    // A store in a database may wait on the network for any read (the
+    // change marker is read per request): off the async workers.
+    let inline = api::is_fast_read(&parts) && !app.store.on_database();
     let admission = if inline {
         api::admit(&app, &mut parts, peer)
     } else {

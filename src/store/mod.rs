@@ -61,12 +61,14 @@ mod commit;
 pub use cache::{content_type, is_text, Content, DEFAULT_CONTENT_BUDGET};
 pub(crate) use commit::parallel_map;
 pub use commit::PutPreview;
+pub use location::Location;
 pub mod failpoint;
 pub mod fleet;
 pub mod fsck;
 pub mod fsutil;
 pub mod generation;
 pub mod layout;
+mod location;
 mod projects;
 mod reads;
 pub mod retention;
@@ -114,6 +116,10 @@ pub struct Store {
     /// and versions never change, so the second load is this.
     recent: std::sync::Mutex<Option<(PathBuf, SnapshotId, Arc<Generation>)>>,
     server_key: std::sync::OnceLock<crate::auth::ServerKey>,
+    /// Where the server key is read from (`location.rs`).
+    key_file: PathBuf,
+    /// Whether the backend is a database (`location.rs`).
+    on_database: bool,
     /// What opening it upgraded, if the store was of an older format.
     upgraded: Option<upgrade::UpgradeReport>,
 }
@@ -270,8 +276,11 @@ impl Store {
         };
         check_private(root)?;
         Scratch::sweep_abandoned(&layout.scratch_parent(), true)?;
+        let key_file = layout.server_key();
         let disk = Arc::new(backend::files::Disk::new(layout));
         let store = Store {
+            key_file,
+            on_database: false,
             backend: Box::new(backend::files::Files::new(Arc::clone(&disk))),
             disk,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
@@ -416,8 +425,7 @@ impl Store {
     /// committed example, which holds no secret) gets one, as `init`
     /// would make it. An existing key is never replaced.
     pub fn ensure_server_key(&self) -> Result<()> {
-        if !self.layout().server_key().exists() && make_server_key(self.layout(), self.scratch()?)?
-        {
+        if location::make_key_file(&self.key_file)? {
             tracing::info!("made a server key for this store");
         }
         Ok(())

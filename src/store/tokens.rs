@@ -54,7 +54,7 @@ impl Store {
         if let Some(key) = self.server_key.get() {
             return Ok(key);
         }
-        let path = self.layout().server_key();
+        let path = self.key_file.clone();
         let text = read_regular(&path).map_err(|e| match e {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::NotFound => Error::corrupt(
                 &path,

@@ -4,6 +4,7 @@
 //! say so and pass, except under CI (`CI` set), where that is a failure:
 //! `.ci/run` installs it.
 
+mod nodes;
 mod records;
 
 use std::io::Write;

@@ -1,0 +1,460 @@
+//! Several `cfgstore serve` nodes and the CLI on one PostgreSQL store (SPEC
+//! §16): the real binary, a throwaway database, two or more nodes on
+//! loopback ports. What one node or the CLI changes is in force for every
+//! node's next request; writers racing on different nodes lose nothing;
+//! a database that goes away is a 503 and comes back without a restart.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use super::PgServer;
+use crate::util::{bin, request, send, Daemon, Login, Resp, TestDir, API};
+
+/// A database, its server key file, and the commands and nodes on them.
+struct Cluster {
+    pg: PgServer,
+    dir: TestDir,
+    key: PathBuf,
+}
+
+impl Cluster {
+    fn start(test: &str) -> Option<Cluster> {
+        let pg = PgServer::start(test)?;
+        let dir = TestDir::new("cluster");
+        let key = dir.path().join("server.key");
+        Some(Cluster { pg, dir, key })
+    }
+
+    /// `cfgstore --store URL --server-key-file KEY`.
+    fn command(&self) -> Command {
+        let mut command = Command::new(bin());
+        command
+            .args(["--store", &self.pg.url(), "--server-key-file"])
+            .arg(&self.key)
+            .env_remove("CFGSTORE_DATA")
+            .env_remove("CFGSTORE_STORE")
+            .env_remove("CFGSTORE_SERVER_KEY_FILE")
+            .stdin(Stdio::null());
+        command
+    }
+
+    fn run(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        let mut command = self.command();
+        command
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let Some(input) = input else {
+            return command.output().unwrap();
+        };
+        let mut child = command.stdin(Stdio::piped()).spawn().unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.ok_with(args, None)
+    }
+
+    fn ok_with(&self, args: &[&str], input: Option<&[u8]>) -> String {
+        let out = self.run(args, input);
+        assert!(
+            out.status.success(),
+            "cfgstore {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn put(&self, path: &str, bytes: &[u8]) {
+        self.ok_with(&["file", "put", "demo/app.cfg", "main", path], Some(bytes));
+    }
+
+    fn node(&self, name: &str) -> Daemon {
+        let log = self.dir.path().join(format!("{name}.log"));
+        Daemon::spawn(self.command(), &log).unwrap_or_else(|status| {
+            panic!(
+                "node {name} exited ({status}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            )
+        })
+    }
+
+    /// The store as `init` and a project with two files make it, a user
+    /// who may write it, and a read token. Returns the token.
+    fn populate(&self) -> String {
+        self.ok(&["init"]);
+        self.ok(&["project", "create", "demo", "app", "--type", "cfg"]);
+        self.put("app.json", b"{\"v\": 1}");
+        self.put("db.yaml", b"host: a\n");
+        self.ok_with(
+            &[
+                "user",
+                "add",
+                "editor",
+                "--password-stdin",
+                "--role",
+                "ROLE_SITEBUILDER_EDITOR__ROOT",
+            ],
+            Some(b"password-1234\n"),
+        );
+        let token: serde_json::Value = serde_json::from_str(&self.ok(&[
+            "token", "create", "--owner", "demo", "--name", "erp", "--json",
+        ]))
+        .unwrap();
+        token["token"].as_str().unwrap().to_string()
+    }
+}
+
+fn raw(node: &Daemon, token: &str, path: &str) -> Resp {
+    node.get(
+        &format!("{API}/projects/app.cfg/repository/files/{path}/raw?ref=main"),
+        &[("PRIVATE-TOKEN", token)],
+    )
+}
+
+fn branches(node: &Daemon, token: &str) -> serde_json::Value {
+    let r = node.get(
+        &format!("{API}/projects/app.cfg/repository/branches"),
+        &[("PRIVATE-TOKEN", token)],
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+/// Under the admin API (`Login::send` puts `/site-builder/api` before it).
+const ADMIN_FILES: &str = "/projects/demo%2Fapp.cfg/branches/main/files";
+
+/// Item 2 and 3 of scale-out: `init` makes the schema and the key file
+/// (not in the database); every CLI command works on the store; a change
+/// made by the CLI or by one node is in force for every node's very next
+/// request; `short_id`s agree; a session made on one node works on the
+/// other; a revoked token is refused everywhere at once.
+#[test]
+fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
+    let Some(cluster) = Cluster::start(
+        "postgres::nodes::nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once",
+    ) else {
+        return;
+    };
+    let out = cluster.ok(&["init"]);
+    assert!(out.contains("initialised"), "{out}");
+    assert!(!out.contains("s3cret"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cluster.key)
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "the key file is the owner's alone");
+    let key = std::fs::read_to_string(&cluster.key).unwrap();
+    assert!(cluster.ok(&["init"]).contains("already initialised"));
+    assert_eq!(
+        std::fs::read_to_string(&cluster.key).unwrap(),
+        key,
+        "never replaced"
+    );
+    let token = cluster.populate();
+
+    // Without the key file, a database store is refused, saying why.
+    let mut keyless = Command::new(bin());
+    let out = keyless
+        .args(["--store", &cluster.pg.url(), "project", "list"])
+        .env_remove("CFGSTORE_SERVER_KEY_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--server-key-file"));
+
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    for node in [&a, &b] {
+        let r = raw(node, &token, "app.json");
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"{\"v\": 1}"[..]));
+    }
+    let short_id = |node: &Daemon| branches(node, &token)[0]["commit"]["short_id"].clone();
+    assert_eq!(short_id(&a), short_id(&b));
+
+    // The CLI changes a file: both nodes' next reads have it.
+    cluster.put("app.json", b"{\"v\": 2}");
+    for node in [&a, &b] {
+        assert_eq!(raw(node, &token, "app.json").body, b"{\"v\": 2}");
+    }
+    assert_eq!(short_id(&a), short_id(&b));
+
+    // A write through node a's admin API: node b's next read has it. The
+    // session made on a works on b.
+    let login = Login::new(a.addr, "editor", "password-1234");
+    let r = login.send(
+        a.addr,
+        "PUT",
+        &format!("{ADMIN_FILES}/app.json"),
+        b"{\"v\": 3}",
+    );
+    assert!(
+        r.status == 200 || r.status == 201,
+        "{}: {}",
+        r.status,
+        r.text()
+    );
+    assert_eq!(raw(&b, &token, "app.json").body, b"{\"v\": 3}");
+    let r = login.send(b.addr, "GET", "/user/me", b"");
+    assert_eq!(r.status, 200, "a session works on every node: {}", r.text());
+    let r = login.send(b.addr, "DELETE", &format!("{ADMIN_FILES}/db.yaml"), b"");
+    assert!(
+        r.status == 200 || r.status == 204,
+        "{}: {}",
+        r.status,
+        r.text()
+    );
+    assert_eq!(raw(&a, &token, "db.yaml").status, 404);
+
+    // History, rollback and compare from the CLI, read back by the nodes.
+    let history: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["history", "list", "demo/app.cfg", "main", "--json"]))
+            .unwrap();
+    let versions: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap()[1..].parse().unwrap())
+        .collect();
+    assert_eq!(
+        versions,
+        [6, 5, 4, 3, 2, 1],
+        "one version per write, none repeated"
+    );
+    cluster.ok(&["rollback", "demo/app.cfg", "main", "--to", "v0003", "--yes"]);
+    for node in [&a, &b] {
+        assert_eq!(raw(node, &token, "app.json").body, b"{\"v\": 1}");
+        assert_eq!(raw(node, &token, "db.yaml").body, b"host: a\n");
+    }
+
+    // Revoked on the CLI: refused by both nodes from the next request.
+    let tokens: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["token", "list", "--json"])).unwrap();
+    let id = tokens[0]["id"].as_str().unwrap().to_string();
+    cluster.ok(&["token", "revoke", &id, "--yes"]);
+    for node in [&a, &b] {
+        assert_eq!(raw(node, &token, "app.json").status, 401);
+    }
+
+    // The commands that work on folders say what to use instead.
+    for args in [&["fsck"][..], &["backup", "/tmp/x"][..]] {
+        let out = cluster.run(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("data directory") || err.contains("pg_dump"),
+            "{err}"
+        );
+    }
+
+    // A dump of the database holds no secret: not the key, not the
+    // token, not the password.
+    let dump = Command::new("pg_dump")
+        .arg(cluster.pg.url())
+        .output()
+        .unwrap();
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
+    let dump = String::from_utf8_lossy(&dump.stdout);
+    assert!(dump.contains("cfgstore"), "the dump holds the store");
+    for secret in [key.trim(), token.as_str(), "password-1234"] {
+        assert!(!dump.contains(secret), "the dump holds a secret");
+    }
+}
+
+/// Writers racing on two nodes and the CLI lose nothing and never repeat
+/// a version; racing first requests with different instance ids, half on
+/// each node, bind exactly one.
+#[test]
+fn racing_writers_and_binds_across_nodes() {
+    let Some(cluster) = Cluster::start("postgres::nodes::racing_writers_and_binds_across_nodes")
+    else {
+        return;
+    };
+    cluster.populate();
+    let (a, b) = (cluster.node("a"), cluster.node("b"));
+    let (la, lb) = (
+        Login::new(a.addr, "editor", "password-1234"),
+        Login::new(b.addr, "editor", "password-1234"),
+    );
+    std::thread::scope(|s| {
+        for (name, node, login) in [("a", &a, &la), ("b", &b, &lb)] {
+            s.spawn(move || {
+                for i in 0..8 {
+                    let path = format!("{ADMIN_FILES}/{name}-{i}.txt");
+                    let r = login.send(node.addr, "PUT", &path, name.as_bytes());
+                    assert!(
+                        r.status == 200 || r.status == 201,
+                        "{}: {}",
+                        r.status,
+                        r.text()
+                    );
+                }
+            });
+        }
+        s.spawn(|| {
+            for i in 0..8 {
+                cluster.put(&format!("cli-{i}.txt"), b"cli");
+            }
+        });
+    });
+    let history: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["history", "list", "demo/app.cfg", "main", "--json"]))
+            .unwrap();
+    let versions: Vec<u64> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap()[1..].parse().unwrap())
+        .collect();
+    // create, two puts, then 24 racing writes: every one a version.
+    assert_eq!(versions, (1..=27).rev().collect::<Vec<u64>>());
+    let files: serde_json::Value = serde_json::from_str(&cluster.ok(&[
+        "file",
+        "ls",
+        "demo/app.cfg",
+        "main",
+        "--recursive",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(files.as_array().unwrap().len(), 2 + 24, "{files}");
+
+    let bound: serde_json::Value = serde_json::from_str(&cluster.ok(&[
+        "token",
+        "create",
+        "--owner",
+        "demo",
+        "--name",
+        "bound",
+        "--fingerprint",
+        "--json",
+    ]))
+    .unwrap();
+    let secret = bound["token"].as_str().unwrap().to_string();
+    let url = format!("{API}/projects/app.cfg/repository/branches");
+    let barrier = std::sync::Barrier::new(40);
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..40)
+            .map(|i| {
+                let (addr, url, secret, barrier) = (
+                    if i % 2 == 0 { a.addr } else { b.addr },
+                    &url,
+                    &secret,
+                    &barrier,
+                );
+                s.spawn(move || {
+                    let instance = format!("host-{i}");
+                    barrier.wait();
+                    request(
+                        addr,
+                        "GET",
+                        url,
+                        &[("PRIVATE-TOKEN", secret), ("X-Instance-Id", &instance)],
+                    )
+                    .status
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        39,
+        "{statuses:?}"
+    );
+}
+
+/// Faults: a node SIGKILLed while it writes leaves no half-change; with
+/// the database stopped, reads and writes answer 503 with Retry-After
+/// (never a stale or a half answer), and once it is back the same nodes
+/// serve again, without a restart.
+#[test]
+fn a_killed_node_leaves_no_half_change_and_nodes_ride_out_a_database_restart() {
+    let Some(cluster) = Cluster::start(
+        "postgres::nodes::a_killed_node_leaves_no_half_change_and_nodes_ride_out_a_database_restart",
+    ) else {
+        return;
+    };
+    let token = cluster.populate();
+    let a = cluster.node("a");
+    let b = cluster.node("b");
+    let login = Login::new(a.addr, "editor", "password-1234");
+    // Writes to node a, killed part-way through the stream.
+    let addr = a.addr;
+    let writer = std::thread::spawn(move || {
+        let mut acknowledged = Vec::new();
+        for i in 0..200 {
+            let body = format!("write {i}");
+            let path = format!("{ADMIN_FILES}/k.txt");
+            let r = std::panic::catch_unwind(|| login.send(addr, "PUT", &path, body.as_bytes()));
+            match r {
+                Ok(r) if r.status == 200 || r.status == 201 => acknowledged.push(body),
+                _ => break,
+            }
+        }
+        acknowledged
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    a.kill();
+    let acknowledged = writer.join().unwrap();
+    assert!(
+        !acknowledged.is_empty(),
+        "some writes went through before the kill"
+    );
+    // Every acknowledged write is there; the live state is whole, and
+    // every kept version reads back.
+    let live = raw(&b, &token, "k.txt");
+    assert_eq!(live.status, 200);
+    let body = String::from_utf8(live.body).unwrap();
+    let last = acknowledged.last().unwrap();
+    let n = |s: &str| s["write ".len()..].parse::<u32>().unwrap();
+    assert!(
+        n(&body) >= n(last),
+        "{body} is older than the acknowledged {last}"
+    );
+    let history: serde_json::Value =
+        serde_json::from_str(&cluster.ok(&["history", "list", "demo/app.cfg", "main", "--json"]))
+            .unwrap();
+    for version in history.as_array().unwrap() {
+        let v = version["version"].as_str().unwrap();
+        cluster.ok(&["file", "ls", "demo/app.cfg", "main", "--version", v]);
+    }
+
+    // The database goes away: reads and writes are 503 with Retry-After.
+    cluster.pg.stop();
+    let login_b = || Login::new(b.addr, "editor", "password-1234");
+    let r = raw(&b, &token, "k.txt");
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.header("retry-after").is_some());
+    let r = send(
+        b.addr,
+        "POST",
+        "/site-builder/api/user/login",
+        &[("Content-Type", "application/json")],
+        br#"{"username": "editor", "password": "password-1234"}"#,
+    );
+    assert_eq!(r.status, 503, "{}", r.text());
+    let out = cluster.run(&["project", "list"], None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unavailable"));
+
+    // Back: the same node serves again, reads and writes.
+    cluster.pg.start_again();
+    let r = raw(&b, &token, "k.txt");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let login = login_b();
+    let r = login.send(b.addr, "PUT", &format!("{ADMIN_FILES}/after.txt"), b"back");
+    assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    assert_eq!(raw(&b, &token, "after.txt").body, b"back");
+}
