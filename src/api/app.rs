@@ -203,6 +203,9 @@ impl App {
     /// shutdown (`at_shutdown`: every open summary too).
     pub fn flush(&self, at_shutdown: bool) -> Result<()> {
         self.denied.flush(&self.store, at_shutdown);
+        if let Err(e) = self.logins.sweep(&self.store, self.now()) {
+            tracing::warn!(error = %e, "could not remove expired failed-login records");
+        }
         if let Err(e) = self.fleet.flush(&self.store) {
             tracing::warn!(error = %e, "could not write the fleet view");
         }

@@ -25,7 +25,10 @@ use super::{App, Body, Request};
 use crate::error::{Error, Result, Unauthorized};
 use crate::names::OwnerName;
 use crate::ops::{self, Actor};
+use crate::store::backend::{Durability, RecordChange, Records};
 use crate::store::users::UserRecord;
+use crate::store::Store;
+use sha2::Digest;
 
 pub const COOKIE: &str = "cfgstore_session";
 
@@ -189,7 +192,7 @@ pub fn sign_in(
         keys.push((format!("user:{name}"), MAX_FAILURES_PER_USER));
     }
     let now = app.now();
-    app.logins.begin(&keys, now)?;
+    app.logins.begin(&app.store, &keys, now)?;
     let user = name.as_ref().and_then(|name| app.store.user(name).ok());
     let valid =
         crate::auth::passwords::verify(password, user.as_ref().map(|u| u.password_hash.as_str()));
@@ -204,7 +207,7 @@ pub fn sign_in(
             return Err(Error::Unauthorized(Unauthorized::UnknownToken));
         }
     };
-    app.logins.succeeded(&keys, now);
+    app.logins.succeeded(&app.store, &keys, now);
     let actor = req.actor(Actor::user(user.name.clone(), user.roles.clone()));
     let id = ops::users::start_session(&app.store, &actor, &user)?;
     Ok((id, user))
@@ -329,47 +332,185 @@ pub fn me(app: &App, s: &Session) -> Result<Response<Body>> {
 /// takes its place in the count *before* its password is checked and gives
 /// it back only on success, so logins sent all at once are judged no more
 /// than the limit allows: the rest are 429 without a password check.
+///
+/// One daemon on a data directory counts in memory. Daemons sharing a
+/// store in a database count in it (`Records::Logins`), each judgement one
+/// change of those records, so the limit holds across every node.
 #[derive(Default)]
 pub(crate) struct LoginThrottle {
     failures: Mutex<HashMap<String, Vec<OffsetDateTime>>>,
+    /// When expired records were last removed from the store.
+    swept: Mutex<Option<OffsetDateTime>>,
 }
 
-impl LoginThrottle {
-    /// Counts an attempt against every key, or refuses it (429) if any key
-    /// is at its limit.
-    fn begin(&self, keys: &[(String, usize)], now: OffsetDateTime) -> Result<()> {
-        let mut failures = self.failures.lock().expect("login throttle");
-        for (key, limit) in keys {
-            if let Some(times) = failures.get_mut(key) {
-                times.retain(|t| now - *t < FAILURE_WINDOW);
-                if times.len() >= *limit {
-                    let retry = (times[0] + FAILURE_WINDOW - now).whole_seconds().max(1) as u64;
-                    return Err(Error::TooManyRequests { retry_after: retry });
-                }
+/// Where the failure times of a key are kept: memory or the store.
+trait FailureTimes {
+    fn times(&mut self, key: &str) -> Result<Vec<OffsetDateTime>>;
+    fn set(&mut self, key: &str, times: Vec<OffsetDateTime>) -> Result<()>;
+    fn forget(&mut self, key: &str) -> Result<()>;
+}
+
+/// Counts an attempt against every key, or refuses it (429) if any key is
+/// at its limit.
+fn judge(at: &mut dyn FailureTimes, keys: &[(String, usize)], now: OffsetDateTime) -> Result<()> {
+    let mut current = Vec::with_capacity(keys.len());
+    for (key, limit) in keys {
+        let mut times = at.times(key)?;
+        times.retain(|t| now - *t < FAILURE_WINDOW);
+        if times.len() >= *limit {
+            let retry = (times[0] + FAILURE_WINDOW - now).whole_seconds().max(1) as u64;
+            return Err(Error::TooManyRequests { retry_after: retry });
+        }
+        current.push(times);
+    }
+    for ((key, _), mut times) in keys.iter().zip(current) {
+        times.push(now);
+        at.set(key, times)?;
+    }
+    Ok(())
+}
+
+/// A successful login: the user's failures are forgotten, and the attempt
+/// no longer counts against the address.
+fn give_back(
+    at: &mut dyn FailureTimes,
+    keys: &[(String, usize)],
+    when: OffsetDateTime,
+) -> Result<()> {
+    for (key, _) in keys {
+        if key.starts_with("user:") {
+            at.forget(key)?;
+        } else {
+            let mut times = at.times(key)?;
+            if let Some(i) = times.iter().position(|t| *t == when) {
+                times.remove(i);
+                at.set(key, times)?;
             }
         }
-        for (key, _) in keys {
-            if !failures.contains_key(key) && failures.len() >= MAX_THROTTLE_KEYS {
-                make_room(&mut failures, now);
-            }
-            failures.entry(key.clone()).or_default().push(now);
+    }
+    Ok(())
+}
+
+/// In memory, bounded (`MAX_THROTTLE_KEYS`).
+impl FailureTimes for HashMap<String, Vec<OffsetDateTime>> {
+    fn times(&mut self, key: &str) -> Result<Vec<OffsetDateTime>> {
+        Ok(self.get(key).cloned().unwrap_or_default())
+    }
+
+    fn set(&mut self, key: &str, times: Vec<OffsetDateTime>) -> Result<()> {
+        if !self.contains_key(key) && self.len() >= MAX_THROTTLE_KEYS {
+            let now = times
+                .last()
+                .copied()
+                .unwrap_or_else(OffsetDateTime::now_utc);
+            make_room(self, now);
         }
+        self.insert(key.to_string(), times);
         Ok(())
     }
 
-    /// A successful login: the user's failures are forgotten, and the
-    /// attempt no longer counts against the address.
-    fn succeeded(&self, keys: &[(String, usize)], at: OffsetDateTime) {
-        let mut failures = self.failures.lock().expect("login throttle");
-        for (key, _) in keys {
-            if key.starts_with("user:") {
-                failures.remove(key);
-            } else if let Some(times) = failures.get_mut(key) {
-                if let Some(i) = times.iter().position(|t| *t == at) {
-                    times.remove(i);
+    fn forget(&mut self, key: &str) -> Result<()> {
+        self.remove(key);
+        Ok(())
+    }
+}
+
+/// In the store: a record per key (the hex SHA-256 of it: an address or a
+/// name never becomes a file name), its times as unix nanoseconds.
+struct InRecords<'a>(&'a mut dyn RecordChange);
+
+fn login_key(key: &str) -> String {
+    crate::hex::encode(&sha2::Sha256::digest(key.as_bytes()))
+}
+
+fn parse_times(bytes: &[u8]) -> Vec<OffsetDateTime> {
+    serde_json::from_slice::<Vec<i64>>(bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|n| OffsetDateTime::from_unix_timestamp_nanos(n.into()).ok())
+        .collect()
+}
+
+impl FailureTimes for InRecords<'_> {
+    fn times(&mut self, key: &str) -> Result<Vec<OffsetDateTime>> {
+        Ok(self
+            .0
+            .get(&login_key(key))?
+            .map_or_else(Vec::new, |b| parse_times(&b)))
+    }
+
+    fn set(&mut self, key: &str, times: Vec<OffsetDateTime>) -> Result<()> {
+        let nanos: Vec<i64> = times
+            .iter()
+            .map(|t| t.unix_timestamp_nanos() as i64)
+            .collect();
+        let bytes = serde_json::to_vec(&nanos).expect("times serialise");
+        self.0.put(&login_key(key), &bytes, Durability::Lazy)
+    }
+
+    fn forget(&mut self, key: &str) -> Result<()> {
+        self.0.remove(&login_key(key))
+    }
+}
+
+/// How often a daemon on a shared store removes expired failure records.
+const SWEEP_EVERY: time::Duration = time::Duration::minutes(1);
+
+impl LoginThrottle {
+    fn begin(&self, store: &Store, keys: &[(String, usize)], now: OffsetDateTime) -> Result<()> {
+        if store.on_database() {
+            return store
+                .backend()
+                .change(Records::Logins, |r| judge(&mut InRecords(r), keys, now));
+        }
+        judge(
+            &mut *self.failures.lock().expect("login throttle"),
+            keys,
+            now,
+        )
+    }
+
+    fn succeeded(&self, store: &Store, keys: &[(String, usize)], at: OffsetDateTime) {
+        let given_back = if store.on_database() {
+            store
+                .backend()
+                .change(Records::Logins, |r| give_back(&mut InRecords(r), keys, at))
+        } else {
+            give_back(
+                &mut *self.failures.lock().expect("login throttle"),
+                keys,
+                at,
+            )
+        };
+        if let Err(e) = given_back {
+            tracing::warn!(error = %e, "could not give a login attempt back to the throttle");
+        }
+    }
+
+    /// On a shared store, at most once a minute: removes the records whose
+    /// failures are all older than the window (`App::flush`).
+    pub(crate) fn sweep(&self, store: &Store, now: OffsetDateTime) -> Result<()> {
+        if !store.on_database() {
+            return Ok(());
+        }
+        {
+            let mut swept = self.swept.lock().expect("login throttle");
+            if swept.is_some_and(|t| now - t < SWEEP_EVERY) {
+                return Ok(());
+            }
+            *swept = Some(now);
+        }
+        store.backend().change(Records::Logins, |r| {
+            for (key, bytes) in r.list()? {
+                if parse_times(&bytes)
+                    .iter()
+                    .all(|t| now - *t >= FAILURE_WINDOW)
+                {
+                    r.remove(&key)?;
                 }
             }
-        }
+            Ok(())
+        })
     }
 }
 
@@ -392,6 +533,13 @@ fn make_room(failures: &mut HashMap<String, Vec<OffsetDateTime>>, now: OffsetDat
 mod tests {
     use super::*;
 
+    impl LoginThrottle {
+        /// `begin` for one daemon on a data directory: in memory.
+        fn begin_here(&self, keys: &[(String, usize)], now: OffsetDateTime) -> Result<()> {
+            judge(&mut *self.failures.lock().unwrap(), keys, now)
+        }
+    }
+
     #[test]
     fn attempts_at_once_are_judged_no_more_than_the_limit() {
         let throttle = LoginThrottle::default();
@@ -401,11 +549,11 @@ mod tests {
             ("user:demo".to_string(), MAX_FAILURES_PER_USER),
         ];
         let admitted = (0..60)
-            .filter(|_| throttle.begin(&keys, now).is_ok())
+            .filter(|_| throttle.begin_here(&keys, now).is_ok())
             .count();
         assert_eq!(admitted, MAX_FAILURES_PER_USER);
         // After the window, attempts are judged again.
-        assert!(throttle.begin(&keys, now + FAILURE_WINDOW).is_ok());
+        assert!(throttle.begin_here(&keys, now + FAILURE_WINDOW).is_ok());
     }
 
     #[test]
@@ -417,8 +565,8 @@ mod tests {
             ("user:demo".to_string(), MAX_FAILURES_PER_USER),
         ];
         for _ in 0..10 {
-            throttle.begin(&keys, now).unwrap();
-            throttle.succeeded(&keys, now);
+            throttle.begin_here(&keys, now).unwrap();
+            give_back(&mut *throttle.failures.lock().unwrap(), &keys, now).unwrap();
         }
         let failures = throttle.failures.lock().unwrap();
         assert!(failures["ip:10.0.0.1"].is_empty());
@@ -431,7 +579,7 @@ mod tests {
         let now = OffsetDateTime::now_utc();
         for i in 0..MAX_THROTTLE_KEYS + 100 {
             let keys = [(format!("user:u{i}"), MAX_FAILURES_PER_USER)];
-            throttle.begin(&keys, now).unwrap();
+            throttle.begin_here(&keys, now).unwrap();
         }
         assert!(throttle.failures.lock().unwrap().len() <= MAX_THROTTLE_KEYS);
     }

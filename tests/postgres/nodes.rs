@@ -269,7 +269,7 @@ fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
 
 /// Writers racing on two nodes and the CLI lose nothing and never repeat
 /// a version; racing first requests with different instance ids, half on
-/// each node, bind exactly one.
+/// each node, bind exactly one; failed logins count across the nodes.
 #[test]
 fn racing_writers_and_binds_across_nodes() {
     let Some(cluster) = Cluster::start("postgres::nodes::racing_writers_and_binds_across_nodes")
@@ -373,6 +373,32 @@ fn racing_writers_and_binds_across_nodes() {
         39,
         "{statuses:?}"
     );
+    // Failed logins count across nodes: five wrong passwords, alternating
+    // between the nodes, and the next attempt on either is refused.
+    let attempt = |node: &Daemon, password: &str| {
+        let body = serde_json::json!({ "username": "editor", "password": password }).to_string();
+        send(
+            node.addr,
+            "POST",
+            "/site-builder/api/user/login",
+            &[("Content-Type", "application/json")],
+            body.as_bytes(),
+        )
+    };
+    for i in 0..5 {
+        let node = if i % 2 == 0 { &a } else { &b };
+        assert_eq!(attempt(node, "wrong-password-1").status, 401);
+    }
+    for node in [&a, &b] {
+        let r = attempt(node, "password-1234");
+        assert_eq!(
+            r.status,
+            429,
+            "the sixth attempt, on either node: {}",
+            r.text()
+        );
+        assert!(r.header("retry-after").is_some());
+    }
 }
 
 /// Faults: a node SIGKILLed while it writes leaves no half-change; with

@@ -50,6 +50,11 @@ pub enum Records {
     Users,
     /// Admin sessions, by the hex SHA-256 of their id.
     Sessions,
+    /// Recent failed logins, by the hex SHA-256 of what they count against
+    /// (a user, an address): kept here by a store shared by several
+    /// daemons, so the limit holds across them (one daemon counts in
+    /// memory).
+    Logins,
 }
 
 impl Records {
@@ -59,6 +64,7 @@ impl Records {
             Records::Tokens => "token record",
             Records::Users => "user record",
             Records::Sessions => "session record",
+            Records::Logins => "login record",
         }
     }
 }

@@ -95,6 +95,7 @@ impl Files {
             Records::Tokens => self.layout().tokens_dir(),
             Records::Users => self.layout().users_dir(),
             Records::Sessions => self.layout().sessions_dir(),
+            Records::Logins => self.layout().internal_dir().join("logins"),
         }
     }
 
@@ -102,7 +103,7 @@ impl Files {
     fn lock_file(&self, kind: Records) -> PathBuf {
         match kind {
             Records::Tokens => self.layout().tokens_lock(),
-            Records::Users | Records::Sessions => self.layout().users_lock(),
+            Records::Users | Records::Sessions | Records::Logins => self.layout().users_lock(),
         }
     }
 

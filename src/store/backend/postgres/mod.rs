@@ -83,6 +83,7 @@ fn kind_name(kind: Records) -> &'static str {
         Records::Tokens => "tokens",
         Records::Users => "users",
         Records::Sessions => "sessions",
+        Records::Logins => "logins",
     }
 }
 
@@ -92,6 +93,9 @@ fn lock_key(kind: Records) -> i64 {
     match kind {
         Records::Tokens => 0x6366_6773_0074_6f6b,
         Records::Users | Records::Sessions => 0x6366_6773_0075_7372,
+        // Failed logins have a lock of their own: counting them must not
+        // wait for a user's change.
+        Records::Logins => 0x6366_6773_006c_6f67,
     }
 }
 
