@@ -16,7 +16,11 @@ backend (the release binary, on CPU 0; wrk on CPU 1). Measured:
 - writes through the admin API: sequential PUTs of one file (each a new
   version), median and p99 ms;
 - writes by the CLI: `cfgstore file put` of one file (a process each),
-  median ms.
+  median ms;
+- long-poll wake: a poll parked on a file (`If-None-Match`, `wait=30`),
+  the file changed by an admin PUT; ms from the PUT's start to the poll's
+  answer. With PostgreSQL the poll waits on a second node (the change
+  reaches it by the database's notification), with files on the same one.
 
 Ratios are PostgreSQL / files: a read under 1.0 is the price of checking
 the database's change marker on every request.
@@ -147,7 +151,42 @@ def measure(binary, flags, files, args, procs):
         cli("file", "put", PROJECT, "main", "cli.json", input=f'{{"n": {i}}}'.encode())
         times.append((time.perf_counter() - t) * 1000)
     out["cli"] = (statistics.median(times), percentile(times, 99))
+    poll_port = port
+    if "--store" in flags:
+        poll_port = free_port()
+        procs.append(subprocess.Popen([binary, *flags, "serve", "--listen", f"127.0.0.1:{poll_port}"],
+                                      env=env, stderr=subprocess.DEVNULL))
+        wait_http(poll_port, "/site-builder/api/erp-config/health")
+    times = []
+    for i in range(max(5, args.writes // 10)):
+        times.append(wake_ms(poll_port, admin, token, i))
+    out["wake"] = (statistics.median(times), percentile(times, 99))
     return out
+
+
+def wake_ms(poll_port, admin, token, i):
+    """One long poll parked on `poll_port`, answered by a PUT through `admin`."""
+    import http.client
+    import socket
+    path = f"{READ}/files/poll.json/raw?ref=main"
+    admin.send("PUT", "/projects/demo%2Fb2b.cfg/branches/main/files/poll.json", f'{{"round": {i}}}'.encode())
+    c = http.client.HTTPConnection("127.0.0.1", poll_port)
+    c.request("GET", path, headers={"PRIVATE-TOKEN": token})
+    r = c.getresponse()
+    r.read()
+    tag = r.getheader("ETag")
+    s = socket.create_connection(("127.0.0.1", poll_port))
+    s.sendall(f"GET {path}&wait=30 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+              f"PRIVATE-TOKEN: {token}\r\nIf-None-Match: {tag}\r\n\r\n".encode())
+    time.sleep(0.05)  # parked
+    t = time.perf_counter()
+    admin.send("PUT", "/projects/demo%2Fb2b.cfg/branches/main/files/poll.json", f'{{"round": {i}, "next": 1}}'.encode())
+    answer = s.recv(64)
+    took = (time.perf_counter() - t) * 1000
+    s.close()
+    if not answer.startswith(b"HTTP/1.1 200"):
+        raise RuntimeError(f"long poll answered {answer!r}")
+    return took
 
 
 def report(rows, args):
@@ -162,7 +201,8 @@ def report(rows, args):
     for label, name in [("file", "read: one 0.5 KB file, req/s"), ("branches", "read: branches listing, req/s")]:
         lines.append(f"| {name} | {f[label][0]:.0f} | {p[label][0]:.0f} | {p[label][0] / f[label][0]:.2f}x |")
         lines.append(f"| {name.replace('req/s', 'p99 ms')} | {f[label][1]:.2f} | {p[label][1]:.2f} | {p[label][1] / f[label][1]:.2f}x |")
-    for label, name in [("put", "write: admin PUT"), ("cli", "write: cfgstore file put")]:
+    for label, name in [("put", "write: admin PUT"), ("cli", "write: cfgstore file put"),
+                        ("wake", "long-poll wake after a PUT")]:
         lines.append(f"| {name}, median ms | {f[label][0]:.1f} | {p[label][0]:.1f} | {p[label][0] / f[label][0]:.2f}x |")
         lines.append(f"| {name}, p99 ms | {f[label][1]:.1f} | {p[label][1]:.1f} | {p[label][1] / f[label][1]:.2f}x |")
     return "\n".join(lines) + "\n"

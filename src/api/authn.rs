@@ -90,7 +90,7 @@ pub(super) fn record_denied(app: &App, req: &Request, actor: &Actor, err: &Error
 /// Runs blocking work from a request handler: on a multi-threaded tokio
 /// worker it tells tokio first (`block_in_place`), so other connections
 /// move to another worker; anywhere else it just runs.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
+pub(crate) fn blocking<T>(f: impl FnOnce() -> T) -> T {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {

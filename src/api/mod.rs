@@ -28,6 +28,7 @@
 pub mod admin;
 pub mod app;
 mod authn;
+pub(crate) use authn::blocking;
 pub mod poll;
 pub mod read;
 pub mod request;

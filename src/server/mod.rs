@@ -404,12 +404,12 @@ async fn serve_one(
         Ok(body) => body,
         Err(err) => return api::refuse_body(&app, &parts, admitted, &err),
     };
+    if let Some(poll) = admitted.long_poll().cloned() {
+        // Boxed: its state (held for the whole wait) then costs only
+        // the polls that wait, not every connection's task.
+        return Box::pin(long_poll(&app, &parts, peer, admitted, body, poll)).await;
+    }
     if inline {
-        if let Some(poll) = admitted.long_poll().cloned() {
-            // Boxed: its state (held for the whole wait) then costs only
-            // the polls that wait, not every connection's task.
-            return Box::pin(long_poll(&app, &parts, peer, admitted, body, poll)).await;
-        }
         return api::respond(&app, &parts, peer, admitted, body);
     }
     let handler_app = Arc::clone(&app);
@@ -431,14 +431,26 @@ async fn long_poll(
     body: bytes::Bytes,
     poll: api::poll::LongPoll,
 ) -> hyper::Response<api::Body> {
+    // On a store in a database every step below may wait on the network:
+    // the worker steps aside for it (`api::blocking`).
+    let store_call = |f: &mut dyn FnMut()| match app.store.on_database() {
+        true => api::blocking(f),
+        false => f(),
+    };
     let changes = &app.changes;
     let mut closing = changes.closing();
-    let mut state = changes.subscribe(&app.store, &poll.key);
+    let mut state = None;
+    store_call(&mut || state = Some(changes.subscribe(&app.store, &poll.key)));
+    let mut state = state.expect("subscribed");
     let deadline = Instant::now() + poll.wait;
     let parked = changes.park(&admitted.poll_client(parts));
     loop {
         let started = std::time::Instant::now();
-        let response = api::answer(app, parts, peer, &mut admitted, body.clone());
+        let mut answered = None;
+        store_call(&mut || {
+            answered = Some(api::answer(app, parts, peer, &mut admitted, body.clone()))
+        });
+        let response = answered.expect("answered");
         let took = started.elapsed();
         if response.status() != hyper::StatusCode::NOT_MODIFIED || *closing.borrow() {
             return admitted.finish(app, parts, took, response);
@@ -454,25 +466,41 @@ async fn long_poll(
         }
         // What the change wrote is in force for the next answer, and the
         // token must still allow it.
-        if let Err(e) = app.store.revalidate() {
-            tracing::warn!(error = %e, "long poll: could not check the store for changes");
-        }
-        if let Some(refused) = admitted.reauthenticate(app, parts, peer) {
+        let mut refused = None;
+        store_call(&mut || {
+            if let Err(e) = app.store.revalidate() {
+                tracing::warn!(error = %e, "long poll: could not check the store for changes");
+            }
+            refused = admitted.reauthenticate(app, parts, peer);
+        });
+        if let Some(refused) = refused {
             return admitted.finish(app, parts, Duration::ZERO, refused);
         }
     }
 }
 
-/// Wakes long polls (`api::poll`): watches the store's change marker with
-/// inotify (and checks once a second regardless, which also covers a
-/// kernel without inotify) and lets `Changes::refresh` notify the keys
-/// whose state moved. Runs as long as the server does.
+/// Wakes long polls (`api::poll`): watches the store's change marker (a
+/// data directory's with inotify; a database's by its notifications), and
+/// checks once a second regardless, which also covers a kernel without
+/// inotify or a notification lost with its connection; then lets
+/// `Changes::refresh` notify the keys whose state moved. Runs as long as
+/// the server does.
 async fn watch_changes(app: Arc<App>, every: Duration) {
     use inotify::{EventMask, Inotify, WatchMask};
     use tokio::io::unix::AsyncFd;
+    // A store in a database notifies its changes (a hint: the marker
+    // check that follows decides).
+    let hints = app.store.backend().change_hints();
+    let hinted = || async {
+        match &hints {
+            Some(hints) => hints.notified().await,
+            None => std::future::pending().await,
+        }
+    };
     let marker = app.store.layout().changes_file();
     let name = marker.file_name().map(|n| n.to_os_string());
-    let mut watch = marker.parent().and_then(|folder| {
+    let folder = marker.parent().filter(|_| hints.is_none());
+    let mut watch = folder.and_then(|folder| {
         let inotify = Inotify::init().ok()?;
         inotify
             .watches()
@@ -490,7 +518,7 @@ async fn watch_changes(app: Arc<App>, every: Duration) {
         #[allow(deprecated)]
         AsyncFd::new(inotify).ok()
     });
-    if watch.is_none() {
+    if watch.is_none() && hints.is_none() {
         tracing::warn!(
             "no inotify watch on the change marker: long polls wake within a second of a change"
         );
@@ -534,10 +562,10 @@ async fn watch_changes(app: Arc<App>, every: Duration) {
                 }
                 _ = tick.tick() => true,
             },
-            None => {
-                tick.tick().await;
-                true
-            }
+            None => tokio::select! {
+                _ = tick.tick() => true,
+                _ = hinted() => true,
+            },
         };
         if changed && app.changes.any_watched() {
             let app = Arc::clone(&app);

@@ -229,6 +229,46 @@ fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
         assert_eq!(raw(node, &token, "db.yaml").body, b"host: a\n");
     }
 
+    // A long poll parked on node b is answered by a write through node a
+    // (the database's notification wakes it; the marker check decides).
+    let url = format!("{API}/projects/app.cfg/repository/files/app.json/raw?ref=main");
+    let tag = raw(&b, &token, "app.json")
+        .header("etag")
+        .expect("an ETag")
+        .to_string();
+    let mut parked = std::net::TcpStream::connect(b.addr).unwrap();
+    use std::io::{Read, Write};
+    write!(
+        parked,
+        "GET {url}&wait=30 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nPRIVATE-TOKEN: {token}\r\nIf-None-Match: {tag}\r\n\r\n"
+    )
+    .unwrap();
+    parked
+        .set_read_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut early = [0u8; 512];
+    let got = parked.read(&mut early);
+    assert!(
+        got.is_err(),
+        "the poll waits for a change: {:?}",
+        got.map(|n| String::from_utf8_lossy(&early[..n]).into_owned())
+    );
+    parked
+        .set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .unwrap();
+    let r = login.send(
+        a.addr,
+        "PUT",
+        &format!("{ADMIN_FILES}/app.json"),
+        b"{\"v\": 4}",
+    );
+    assert!(r.status == 200 || r.status == 201, "{}", r.text());
+    let mut answer = Vec::new();
+    parked.read_to_end(&mut answer).unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("{\"v\": 4}"), "{answer}");
+
     // Revoked on the CLI: refused by both nodes from the next request.
     let tokens: serde_json::Value =
         serde_json::from_str(&cluster.ok(&["token", "list", "--json"])).unwrap();

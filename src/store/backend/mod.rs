@@ -330,6 +330,14 @@ pub trait Backend: Send + Sync + Debug {
     /// A watch of the change marker for a daemon's read cache, set up
     /// before the marker is first read so no change falls between.
     fn watch_changes(&self) -> Box<dyn ChangeWatch>;
+
+    /// A prompt that a change was probably announced, for what waits for
+    /// changes (long polls): a hint only, which may come late, twice or not
+    /// at all; the marker check decides. `None`: the caller watches the
+    /// data directory's marker file itself (the file backend).
+    fn change_hints(&self) -> Option<std::sync::Arc<tokio::sync::Notify>> {
+        None
+    }
 }
 
 impl dyn Backend + '_ {

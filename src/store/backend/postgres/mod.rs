@@ -36,6 +36,8 @@ use pool::{Connection, Pool};
 #[derive(Debug, Clone)]
 pub struct Postgres {
     pool: Arc<Pool>,
+    /// Notifications of changes, once a long-poll waker asked for them.
+    hints: Arc<std::sync::OnceLock<Arc<tokio::sync::Notify>>>,
 }
 
 impl Postgres {
@@ -50,7 +52,10 @@ impl Postgres {
                 what: "store",
                 name: format!("{} (run `cfgstore --store URL init` first)", pool.place()),
             }),
-            v if v == schema::CURRENT => Ok(Postgres { pool }),
+            v if v == schema::CURRENT => Ok(Postgres {
+                pool,
+                hints: Default::default(),
+            }),
             _ => {
                 let migrated = schema::migrate(&pool)?;
                 tracing::info!(
@@ -58,7 +63,10 @@ impl Postgres {
                     to = migrated.to,
                     "migrated the database schema"
                 );
-                Ok(Postgres { pool })
+                Ok(Postgres {
+                    pool,
+                    hints: Default::default(),
+                })
             }
         }
     }
@@ -69,7 +77,13 @@ impl Postgres {
     pub fn init(url: &str) -> Result<(Postgres, bool)> {
         let pool = Arc::new(Pool::new(url)?);
         let migrated = schema::migrate(&pool)?;
-        Ok((Postgres { pool }, migrated.from == 0))
+        Ok((
+            Postgres {
+                pool,
+                hints: Default::default(),
+            },
+            migrated.from == 0,
+        ))
     }
 
     /// Where the database is (no password), for messages.
@@ -382,16 +396,26 @@ impl Backend for Postgres {
         })
     }
 
+    /// The marker row, and a notification to every listening node (a
+    /// hint for their long polls) in the same statement.
     fn announce_change(&self, marker: &[u8]) -> Result<()> {
         let marker = marker.to_vec();
         self.pool.connection()?.run(|c| async move {
-            c.execute(
-                "UPDATE cfgstore.changes SET marker = $1 WHERE id = 1",
+            c.query(
+                "WITH changed AS (UPDATE cfgstore.changes SET marker = $1 WHERE id = 1 RETURNING 1)
+                 SELECT pg_notify('cfgstore_changes', '') FROM changed",
                 &[&marker],
             )
             .await
             .map(drop)
         })
+    }
+
+    fn change_hints(&self) -> Option<Arc<tokio::sync::Notify>> {
+        Some(Arc::clone(
+            self.hints
+                .get_or_init(|| self.pool.listen("cfgstore_changes")),
+        ))
     }
 
     fn watch_changes(&self) -> Box<dyn ChangeWatch> {

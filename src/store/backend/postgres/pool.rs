@@ -134,6 +134,27 @@ impl Pool {
         })
     }
 
+    /// Listens on `channel` on a connection of its own, for as long as the
+    /// pool lives, reconnecting after a second when the connection breaks;
+    /// every notification (and every reconnection, which may have missed
+    /// some) wakes the returned `Notify`.
+    pub fn listen(&self, channel: &'static str) -> Arc<tokio::sync::Notify> {
+        let notify = Arc::new(tokio::sync::Notify::new());
+        let (config, woken) = (self.config.clone(), Arc::clone(&notify));
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives as long as the pool")
+            .spawn(async move {
+                loop {
+                    if let Err(e) = listen_once(&config, channel, &woken).await {
+                        tracing::debug!(error = %e, "change notifications: connection lost");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            });
+        notify
+    }
+
     /// A database error as the store reports it: `Unavailable` when the
     /// database cannot be reached or is shutting down, overloaded or
     /// restarting (the request may succeed shortly), `Io` for anything
@@ -220,5 +241,40 @@ impl Drop for Connection<'_> {
                 idle.push(client);
             }
         }
+    }
+}
+
+/// One connection's worth of `LISTEN`: returns when it breaks.
+async fn listen_once(
+    config: &Config,
+    channel: &str,
+    woken: &tokio::sync::Notify,
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let (client, mut connection) = config.connect(NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // The connection is driven here, where its notifications arrive.
+    let driver = tokio::spawn(async move {
+        let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+        use futures_util::StreamExt;
+        while let Some(message) = messages.next().await {
+            match message {
+                Ok(tokio_postgres::AsyncMessage::Notification(_)) => {
+                    let _ = tx.send(());
+                }
+                Ok(_) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    });
+    client.batch_execute(&format!("LISTEN {channel}")).await?;
+    // Connected again: changes may have been missed meanwhile.
+    woken.notify_one();
+    while rx.recv().await.is_some() {
+        woken.notify_one();
+    }
+    match driver.await {
+        Ok(result) => result,
+        Err(_) => Ok(()),
     }
 }
