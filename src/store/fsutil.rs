@@ -78,6 +78,15 @@ pub fn check_real_dirs(root: &Path, path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The entries of a folder; a missing folder has none.
+pub fn entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
+    match fs::read_dir(dir) {
+        Ok(entries) => entries.map(|e| e.map_err(|e| Error::io(dir, e))).collect(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 /// Reads a whole small file through `open_regular`.
 pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
     let mut file = open_regular(path)?;

@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 
 use md5::Md5;
@@ -471,11 +471,7 @@ impl Generation {
     /// Reads and checks a whole generation file; its trees come from
     /// `nodes`.
     pub fn read(path: &Path, nodes: &impl NodeSource) -> Result<Generation> {
-        let mut bytes = Vec::new();
-        open_regular(path)?
-            .read_to_end(&mut bytes)
-            .map_err(|e| Error::io(path, e))?;
-        Generation::parse(path, &bytes, nodes)
+        Generation::parse(path, &super::fsutil::read_regular(path)?, nodes)
     }
 
     /// Parses and checks the bytes of a generation file; `source` only
@@ -537,20 +533,10 @@ impl Generation {
         Ok(Generation::with(meta, None, Some(entries)))
     }
 
-    /// Reads only the metadata line: enough for listings and history. A
-    /// flat version (format 1 or 2) names no tree, whatever its metadata
-    /// says: its manifest is the truth.
-    pub fn read_meta(path: &Path) -> Result<GenerationMeta> {
-        let mut reader = BufReader::with_capacity(4096, open_regular(path)?);
-        let (mut meta, format) = read_header_format(&mut reader, path)?;
-        if format != 3 {
-            meta.tree = None;
-        }
-        Ok(meta)
-    }
-
-    /// `read_meta` of the start of a generation file (at least its first
-    /// two lines); `source` names it in errors.
+    /// The metadata line of a generation file, from its start (at least
+    /// its first two lines): enough for listings and history. A flat
+    /// version (format 1 or 2) names no tree, whatever its metadata says:
+    /// its manifest is the truth. `source` names it in errors.
     pub fn parse_meta(source: &Path, start: &[u8]) -> Result<GenerationMeta> {
         let mut reader = start;
         let (mut meta, format) = read_header_format(&mut reader, source)?;
@@ -867,7 +853,10 @@ mod tests {
             Generation::read(&path, &NoTrees).is_err(),
             "a version without its trees is an error"
         );
-        assert_eq!(Generation::read_meta(&path).unwrap(), gen.meta);
+        assert_eq!(
+            Generation::parse_meta(&path, &std::fs::read(&path).unwrap()).unwrap(),
+            gen.meta
+        );
         assert!(back.find(&FilePath::parse("café.txt").unwrap()).is_some());
         assert!(back.find(&FilePath::parse("nope").unwrap()).is_none());
         std::fs::write(&path, b"cfgstore-generation 1\n{}\n").unwrap();

@@ -356,14 +356,8 @@ pub(crate) fn sorted_names<T: Ord>(
     dir: &Path,
     parse: impl Fn(&str) -> Option<T>,
 ) -> Result<Vec<T>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
+    for entry in fsutil::entries(dir)? {
         if !entry.file_type().map_err(|e| Error::io(dir, e))?.is_dir() {
             continue;
         }

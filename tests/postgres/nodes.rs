@@ -71,6 +71,20 @@ impl Cluster {
         self.ok_with(&["file", "put", "demo/app.cfg", "main", path], Some(bytes));
     }
 
+    /// The version numbers of `demo/app.cfg` main, newest first (the CLI's
+    /// history).
+    fn versions(&self) -> Vec<u64> {
+        let history: serde_json::Value =
+            serde_json::from_str(&self.ok(&["history", "list", "demo/app.cfg", "main", "--json"]))
+                .unwrap();
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["version"].as_str().unwrap()[1..].parse().unwrap())
+            .collect()
+    }
+
     fn node(&self, name: &str) -> Daemon {
         let log = self.dir.path().join(format!("{name}.log"));
         Daemon::spawn(self.command(), &log).unwrap_or_else(|status| {
@@ -209,15 +223,7 @@ fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
     assert_eq!(raw(&a, &token, "db.yaml").status, 404);
 
     // History, rollback and compare from the CLI, read back by the nodes.
-    let history: serde_json::Value =
-        serde_json::from_str(&cluster.ok(&["history", "list", "demo/app.cfg", "main", "--json"]))
-            .unwrap();
-    let versions: Vec<u64> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap()[1..].parse().unwrap())
-        .collect();
+    let versions = cluster.versions();
     assert_eq!(
         versions,
         [6, 5, 4, 3, 2, 1],
@@ -343,15 +349,7 @@ fn racing_writers_and_binds_across_nodes() {
             }
         });
     });
-    let history: serde_json::Value =
-        serde_json::from_str(&cluster.ok(&["history", "list", "demo/app.cfg", "main", "--json"]))
-            .unwrap();
-    let versions: Vec<u64> = history
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["version"].as_str().unwrap()[1..].parse().unwrap())
-        .collect();
+    let versions = cluster.versions();
     // create, two puts, then 24 racing writes: every one a version.
     assert_eq!(versions, (1..=27).rev().collect::<Vec<u64>>());
     let files: serde_json::Value = serde_json::from_str(&cluster.ok(&[
@@ -489,12 +487,9 @@ fn a_killed_node_leaves_no_half_change_and_nodes_ride_out_a_database_restart() {
         n(&body) >= n(last),
         "{body} is older than the acknowledged {last}"
     );
-    let history: serde_json::Value =
-        serde_json::from_str(&cluster.ok(&["history", "list", "demo/app.cfg", "main", "--json"]))
-            .unwrap();
-    for version in history.as_array().unwrap() {
-        let v = version["version"].as_str().unwrap();
-        cluster.ok(&["file", "ls", "demo/app.cfg", "main", "--version", v]);
+    for v in cluster.versions() {
+        let v = format!("v{v:04}");
+        cluster.ok(&["file", "ls", "demo/app.cfg", "main", "--version", &v]);
     }
 
     // The database goes away: reads and writes are 503 with Retry-After.

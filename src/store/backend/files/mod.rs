@@ -122,14 +122,8 @@ use content::read_if_present;
 
 /// Every `{key}.json` in a folder (a missing folder has none).
 fn read_folder(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let entries = match fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(Error::io(dir, e)),
-    };
     let mut out = Vec::new();
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, e))?;
+    for entry in fsutil::entries(dir)? {
         let name = entry.file_name();
         let Some(key) = name.to_str().and_then(|n| n.strip_suffix(".json")) else {
             continue;
