@@ -284,6 +284,47 @@ fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
         assert_eq!(raw(node, &token, "app.json").status, 401);
     }
 
+    // Retention on the database: a prune keeps the newest two versions
+    // (older ones are gone for every node), gc removes the contents no
+    // kept version names, and the live state is untouched.
+    let before = cluster.versions();
+    cluster.ok(&[
+        "history",
+        "prune",
+        "demo/app.cfg",
+        "main",
+        "--keep",
+        "2",
+        "--yes",
+    ]);
+    let kept = cluster.versions();
+    assert_eq!(kept, before[..2].to_vec());
+    let gone = format!("v{:04}", before[2]);
+    let out = cluster.run(
+        &["file", "ls", "demo/app.cfg", "main", "--version", &gone],
+        None,
+    );
+    assert!(!out.status.success(), "{gone} was pruned");
+    let gc: serde_json::Value = serde_json::from_str(&cluster.ok(&["gc", "--json"])).unwrap();
+    assert!(gc["objects_removed"].as_u64().unwrap() > 0, "{gc}");
+    let again: serde_json::Value = serde_json::from_str(&cluster.ok(&["gc", "--json"])).unwrap();
+    assert_eq!(again["objects_removed"], 0, "{again}");
+    for node in [&a, &b] {
+        assert_eq!(raw(node, &token, "app.json").status, 401, "still revoked");
+    }
+    let files: serde_json::Value = serde_json::from_str(&cluster.ok(&[
+        "file",
+        "ls",
+        "demo/app.cfg",
+        "main",
+        "--recursive",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(files.as_array().unwrap().len(), 2, "{files}");
+    let content = cluster.ok(&["file", "get", "demo/app.cfg", "main", "app.json"]);
+    assert_eq!(content, "{\"v\": 4}");
+
     // The commands that work on folders say what to use instead.
     for args in [&["fsck"][..], &["backup", "/tmp/x"][..]] {
         let out = cluster.run(args, None);
