@@ -729,7 +729,7 @@ fn snapshot_numbers_pass_v9999() {
                 &main,
                 &path,
                 i.to_string().as_bytes(),
-                "test",
+                "test".into(),
                 None,
             )
             .unwrap();

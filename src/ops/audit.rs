@@ -43,7 +43,7 @@ use serde_json::Value;
 
 use super::Actor;
 use crate::store::audit::AuditRecord;
-use crate::store::Store;
+use crate::store::{AuditOf, Store, WriteOutcome};
 
 /// What happened: the `action` of an audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,10 +163,36 @@ pub fn change(store: &Store, actor: &Actor, event: Event, target: &str, details:
     append(store, actor, event, target, details, true)
 }
 
-fn append(store: &Store, actor: &Actor, event: Event, target: &str, details: Value, durable: bool) {
+/// A write of a branch's files, audited: its record goes with its version
+/// when the store kept it there (`WriteOutcome::audited`: a database
+/// commits both in one transaction); else it is appended now, as `change`.
+/// `details` makes the record's details from the outcome.
+pub fn write(
+    store: &Store,
+    actor: &Actor,
+    event: Event,
+    target: &str,
+    details: &(dyn Fn(&WriteOutcome) -> Value + Sync),
+    write: impl FnOnce(AuditOf<'_>) -> crate::Result<WriteOutcome>,
+) -> crate::Result<WriteOutcome> {
+    let audit = |outcome: &WriteOutcome| record(actor, event, target, details(outcome));
+    let outcome = write(&audit)?;
+    if !outcome.audited {
+        change(store, actor, event, target, details(&outcome));
+    }
+    Ok(outcome)
+}
+
+/// The record of an event by `actor`.
+fn record(actor: &Actor, event: Event, target: &str, details: Value) -> AuditRecord {
     let mut record = AuditRecord::new(&actor.name(), event.as_str(), cut(target), details);
     record.ip = actor.ip.clone();
     record.user_agent = actor.user_agent.clone();
+    record
+}
+
+fn append(store: &Store, actor: &Actor, event: Event, target: &str, details: Value, durable: bool) {
+    let record = record(actor, event, target, details);
     if let Err(e) = store.append_audit(&record, durable) {
         tracing::error!(
             error = %e,

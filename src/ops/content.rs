@@ -8,7 +8,7 @@ use super::Actor;
 use crate::auth::roles::{Action, Target};
 use crate::error::Result;
 use crate::names::{BranchName, FilePath, OwnerName, ProjectRef, RepoId, SnapshotId};
-use crate::store::{BranchInfo, ProjectInfo, Store, WriteOutcome};
+use crate::store::{AuditOf, BranchInfo, ProjectInfo, Store, WriteOutcome, Writer};
 
 /// Creates project `{name}.{kind}` in `owner`'s folder, with an empty
 /// `main`. Errors: `Forbidden`, `Invalid`, `Conflict`.
@@ -90,20 +90,19 @@ pub fn put_file(
         let state = after_put(store, write);
         super::validate::check_schemas(std::slice::from_ref(path), &state)?;
     }
-    let outcome = store.put_file(project, branch, path, bytes, &actor.name(), if_match)?;
-    let mut details = outcome.audit_details();
-    details["size"] = bytes.len().into();
-    if validation == Validation::Skip {
-        details["validated"] = false.into();
-    }
-    audit::change(
-        store,
-        actor,
-        Event::FilePut,
-        &format!("{project}@{branch}:{path}"),
-        details,
-    );
-    Ok(outcome)
+    let details = |outcome: &WriteOutcome| {
+        let mut details = outcome.audit_details();
+        details["size"] = bytes.len().into();
+        if validation == Validation::Skip {
+            details["validated"] = false.into();
+        }
+        details
+    };
+    let target = format!("{project}@{branch}:{path}");
+    let name = actor.name();
+    audit::write(store, actor, Event::FilePut, &target, &details, |audit| {
+        store.put_file(project, branch, path, bytes, writer(&name, audit), if_match)
+    })
 }
 
 /// What a put would do, written nowhere: whether the content passes the
@@ -193,15 +192,17 @@ pub fn delete_file(
     if_match: Option<&str>,
 ) -> Result<WriteOutcome> {
     actor.authorize(Action::Write, Target::Project(project))?;
-    let outcome = store.delete_file(project, branch, path, &actor.name(), if_match)?;
-    audit::change(
+    let target = format!("{project}@{branch}:{path}");
+    let details = |outcome: &WriteOutcome| outcome.audit_details();
+    let name = actor.name();
+    audit::write(
         store,
         actor,
         Event::FileDelete,
-        &format!("{project}@{branch}:{path}"),
-        outcome.audit_details(),
-    );
-    Ok(outcome)
+        &target,
+        &details,
+        |audit| store.delete_file(project, branch, path, writer(&name, audit), if_match),
+    )
 }
 
 /// Saves many files as one version. With `replace` the branch holds
@@ -225,27 +226,28 @@ pub fn import(
         super::validate::check_schemas(&written, &state)?;
     }
     let count = files.len();
-    let outcome = store.import(
-        project,
-        branch,
-        files.into_iter().map(Ok),
-        replace,
-        &actor.name(),
-    )?;
-    let mut details = outcome.audit_details();
-    details["files"] = count.into();
-    details["replace"] = replace.into();
-    if validation == Validation::Skip {
-        details["validated"] = false.into();
-    }
-    audit::change(
+    let details = |outcome: &WriteOutcome| {
+        let mut details = outcome.audit_details();
+        details["files"] = count.into();
+        details["replace"] = replace.into();
+        if validation == Validation::Skip {
+            details["validated"] = false.into();
+        }
+        details
+    };
+    let target = format!("{project}@{branch}");
+    let name = actor.name();
+    audit::write(
         store,
         actor,
         Event::FileImport,
-        &format!("{project}@{branch}"),
-        details,
-    );
-    Ok(outcome)
+        &target,
+        &details,
+        |audit| {
+            let files = files.into_iter().map(Ok);
+            store.import(project, branch, files, replace, writer(&name, audit))
+        },
+    )
 }
 
 /// Sets a branch back to an earlier version; the state before it is kept.
@@ -258,15 +260,23 @@ pub fn rollback(
     to: SnapshotId,
 ) -> Result<WriteOutcome> {
     actor.authorize(Action::Write, Target::Project(project))?;
-    let outcome = store.rollback(project, branch, to, &actor.name())?;
-    let mut details = outcome.audit_details();
-    details["to"] = to.to_string().into();
-    audit::change(
-        store,
-        actor,
-        Event::Rollback,
-        &format!("{project}@{branch}"),
-        details,
-    );
-    Ok(outcome)
+    let details = |outcome: &WriteOutcome| {
+        let mut details = outcome.audit_details();
+        details["to"] = to.to_string().into();
+        details
+    };
+    let target = format!("{project}@{branch}");
+    let name = actor.name();
+    audit::write(store, actor, Event::Rollback, &target, &details, |audit| {
+        store.rollback(project, branch, to, writer(&name, audit))
+    })
+}
+
+/// The writer of an operation's change: the actor's name and its audit
+/// record, for a store that keeps it with the version.
+fn writer<'a>(name: &'a str, audit: AuditOf<'a>) -> Writer<'a> {
+    Writer {
+        actor: name,
+        audit: Some(audit),
+    }
 }

@@ -24,9 +24,10 @@ impl Store {
         branch: &BranchName,
         path: &FilePath,
         bytes: &[u8],
-        actor: &str,
+        by: Writer<'_>,
         expect_short_id: Option<&str>,
     ) -> Result<WriteOutcome> {
+        let Writer { actor, audit } = by;
         self.require_branch(project, branch)?;
         // Refuse early what the commit would refuse (it checks again under
         // the lock), so a refused write leaves no object behind: otherwise
@@ -50,6 +51,7 @@ impl Store {
             reason: format!("file.put {path}"),
             expect_short_id,
             only: Some(path),
+            audit,
         };
         self.commit(project, branch, actor, change, |draft, _| {
             draft.insert(path, entry.content())
@@ -88,13 +90,15 @@ impl Store {
         project: &ProjectRef,
         branch: &BranchName,
         path: &FilePath,
-        actor: &str,
+        by: Writer<'_>,
         expect_short_id: Option<&str>,
     ) -> Result<WriteOutcome> {
+        let Writer { actor, audit } = by;
         let change = Change {
             reason: format!("file.delete {path}"),
             expect_short_id,
             only: Some(path),
+            audit,
         };
         self.commit(project, branch, actor, change, |draft, _| {
             draft
@@ -113,8 +117,9 @@ impl Store {
         branch: &BranchName,
         files: impl IntoIterator<Item = Result<(FilePath, Vec<u8>)>>,
         replace: bool,
-        actor: &str,
+        by: Writer<'_>,
     ) -> Result<WriteOutcome> {
+        let Writer { actor, audit } = by;
         self.require_branch(project, branch)?;
         let files: Vec<(FilePath, Vec<u8>)> = files.into_iter().collect::<Result<_>>()?;
         // Hashing (md5 and blake3 of every file) on every core.
@@ -155,14 +160,20 @@ impl Store {
         }
         self.backend.sync_objects(project, &objects)?;
         let reason = format!("import {} files", incoming.len());
-        self.commit(project, branch, actor, Change::of(reason), |draft, _| {
-            if replace {
-                draft.reset(Node::empty());
-            }
-            incoming
-                .into_values()
-                .try_for_each(|e| draft.insert(&e.path.clone(), e.content()))
-        })
+        self.commit(
+            project,
+            branch,
+            actor,
+            Change::of(reason, audit),
+            |draft, _| {
+                if replace {
+                    draft.reset(Node::empty());
+                }
+                incoming
+                    .into_values()
+                    .try_for_each(|e| draft.insert(&e.path.clone(), e.content()))
+            },
+        )
     }
 
     /// Sets a branch back to an earlier version. The state before the
@@ -174,10 +185,11 @@ impl Store {
         project: &ProjectRef,
         branch: &BranchName,
         to: SnapshotId,
-        actor: &str,
+        by: Writer<'_>,
     ) -> Result<WriteOutcome> {
+        let Writer { actor, audit } = by;
         let at = self.require_branch(project, branch)?;
-        let change = Change::of(format!("rollback to {to}"));
+        let change = Change::of(format!("rollback to {to}"), audit);
         self.commit(project, branch, actor, change, |draft, head| {
             if to > head || to < self.floor(&at)? {
                 return Err(Error::not_found("version", to));
@@ -201,6 +213,7 @@ impl Store {
             reason,
             expect_short_id,
             only,
+            audit,
         } = change;
         let at = self.require_branch(project, branch)?;
         // The new folders' trees are objects: gc must not take them (or a
@@ -255,6 +268,7 @@ impl Store {
                 added: 0,
                 updated: 0,
                 removed: 0,
+                audited: false,
             });
         }
         // The folders this write changed (and, after an upgrade, a tree
@@ -294,10 +308,7 @@ impl Store {
         let mut gen =
             Generation::of_tree(next, now_rfc3339(), actor, reason, root, Some(parent), ids);
         gen.meta.changes = Some(counts);
-        // The commit point (see `BranchLock::publish`).
-        lock.publish(next, &gen.to_bytes())?;
-        drop(lock);
-        let outcome = WriteOutcome {
+        let mut outcome = WriteOutcome {
             changed: true,
             snapshot: Some(head),
             version: next,
@@ -307,7 +318,13 @@ impl Store {
             added: counts.added,
             updated: counts.changed,
             removed: counts.removed,
+            audited: false,
         };
+        let audit_line = audit
+            .map(|audit| serde_json::to_vec(&audit(&outcome)).expect("audit record serialises"));
+        // The commit point (see `BranchLock::publish`).
+        outcome.audited = lock.publish(next, &gen.to_bytes(), audit_line.as_deref())?;
+        drop(lock);
         if let Some(cache) = &self.cache {
             let gen = Arc::new(gen);
             cache.put_generation(at.key, Arc::clone(&gen));
@@ -398,15 +415,19 @@ pub(super) struct Change<'a> {
     reason: String,
     expect_short_id: Option<&'a str>,
     only: Option<&'a FilePath>,
+    /// The write's audit record, for a backend that keeps it with the
+    /// version (`BranchLock::publish`).
+    audit: Option<AuditOf<'a>>,
 }
 
-impl Change<'_> {
+impl<'a> Change<'a> {
     /// A change of any number of paths, made whatever the branch's state.
-    pub(super) fn of(reason: String) -> Self {
+    pub(super) fn of(reason: String, audit: Option<AuditOf<'a>>) -> Self {
         Change {
             reason,
             expect_short_id: None,
             only: None,
+            audit,
         }
     }
 }

@@ -206,6 +206,28 @@ pub struct WriteOutcome {
     pub added: u64,
     pub updated: u64,
     pub removed: u64,
+    /// Whether the write's audit record was kept with its version (in one
+    /// transaction, by a backend that can); else the caller appends it.
+    #[serde(skip)]
+    pub audited: bool,
+}
+
+/// The audit record of a write, made from its outcome before the version
+/// is published, for a backend that keeps both together.
+pub type AuditOf<'a> = &'a (dyn Fn(&WriteOutcome) -> audit::AuditRecord + Sync);
+
+/// Who makes a write (the history's actor), and its audit record.
+#[derive(Clone, Copy)]
+pub struct Writer<'a> {
+    pub actor: &'a str,
+    pub audit: Option<AuditOf<'a>>,
+}
+
+/// A writer by name alone: the caller appends the audit record, if any.
+impl<'a> From<&'a str> for Writer<'a> {
+    fn from(actor: &'a str) -> Writer<'a> {
+        Writer { actor, audit: None }
+    }
 }
 
 impl WriteOutcome {

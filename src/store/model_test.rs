@@ -75,7 +75,7 @@ proptest! {
             let s = store.as_ref().unwrap();
             match op {
                 Op::Put { branch, path, value } => {
-                    let out = s.put_file(&project, &branches[branch], &FilePath::parse(PATHS[path]).unwrap(), &body(path, value), "t", None);
+                    let out = s.put_file(&project, &branches[branch], &FilePath::parse(PATHS[path]).unwrap(), &body(path, value), "t".into(), None);
                     let mut next = model.states[branch].last().unwrap().clone();
                     // A path is a file or a folder, never both.
                     let nested = next.keys().any(|k| k.starts_with(&format!("{}/", PATHS[path])) || PATHS[path].starts_with(&format!("{k}/")));
@@ -90,7 +90,7 @@ proptest! {
                     }
                 }
                 Op::Delete { branch, path } => {
-                    let out = s.delete_file(&project, &branches[branch], &FilePath::parse(PATHS[path]).unwrap(), "t", None);
+                    let out = s.delete_file(&project, &branches[branch], &FilePath::parse(PATHS[path]).unwrap(), "t".into(), None);
                     let mut next = model.states[branch].last().unwrap().clone();
                     if next.remove(PATHS[path]).is_some() {
                         prop_assert!(out.unwrap().changed);
@@ -106,7 +106,7 @@ proptest! {
                         continue;
                     }
                     let to = SnapshotId::new((live - back) as u64).unwrap();
-                    let out = s.rollback(&project, &branches[branch], to, "t").unwrap();
+                    let out = s.rollback(&project, &branches[branch], to, "t".into()).unwrap();
                     let restored = model.states[branch][live - back - 1].clone();
                     // Back to the state the branch has: no change, no version.
                     let changed = &restored != model.states[branch].last().unwrap();
@@ -117,7 +117,7 @@ proptest! {
                 }
                 Op::Import { branch, paths, replace } => {
                     let items: Vec<crate::Result<(FilePath, Vec<u8>)>> = paths.iter().map(|&(p, v)| Ok((FilePath::parse(PATHS[p]).unwrap(), body(p, v)))).collect();
-                    let out = s.import(&project, &branches[branch], items, replace, "t");
+                    let out = s.import(&project, &branches[branch], items, replace, "t".into());
                     let mut next = if replace { Files::new() } else { model.states[branch].last().unwrap().clone() };
                     for &(p, v) in &paths {
                         next.insert(PATHS[p].to_string(), body(p, v));

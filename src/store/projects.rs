@@ -165,7 +165,7 @@ mod tests {
         let main = BranchName::parse("main").unwrap();
         let path = FilePath::parse("x.json").unwrap();
         store
-            .put_file(&project, &main, &path, b"12345", "t", None)
+            .put_file(&project, &main, &path, b"12345", "t".into(), None)
             .unwrap();
         store
             .create_branch(

@@ -188,8 +188,22 @@ fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
     let short_id = |node: &Daemon| branches(node, &token)[0]["commit"]["short_id"].clone();
     assert_eq!(short_id(&a), short_id(&b));
 
-    // The CLI changes a file: both nodes' next reads have it.
+    // The CLI changes a file: both nodes' next reads have it. Its audit
+    // record went with its version (one transaction), once.
+    let puts = || -> Vec<serde_json::Value> {
+        let out = cluster.ok(&["audit", "--action", "file.put", "--json"]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(puts().len(), 2, "the two puts of populate");
     cluster.put("app.json", b"{\"v\": 2}");
+    let after = puts();
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert_eq!(after[0]["target"], "demo/app.cfg@main:app.json");
+    assert_eq!(after[0]["details"]["version"], "v0004");
     for node in [&a, &b] {
         assert_eq!(raw(node, &token, "app.json").body, b"{\"v\": 2}");
     }

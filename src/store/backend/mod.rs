@@ -144,8 +144,15 @@ pub trait BranchLock {
 
     /// Publishes `version` (the head's successor) with this generation and
     /// makes it the live one. The commit point: when this returns `Ok` the
-    /// write is durable; when it fails the version is not in force.
-    fn publish(&mut self, version: SnapshotId, generation: &[u8]) -> Result<()>;
+    /// write is durable; when it fails the version is not in force. A
+    /// backend that can keeps `audit` (an audit trail line) in the same
+    /// commit and says so (`true`); else the caller appends it after.
+    fn publish(
+        &mut self,
+        version: SnapshotId,
+        generation: &[u8],
+        audit: Option<&[u8]>,
+    ) -> Result<bool>;
 
     /// Makes `floor` the oldest version kept: from now on, readers treat
     /// the versions below it as gone. Durable when it returns.

@@ -436,7 +436,14 @@ impl BranchLock for FolderLock<'_> {
         self.head
     }
 
-    fn publish(&mut self, next: SnapshotId, generation: &[u8]) -> Result<()> {
+    /// The audit line is the caller's to append: a folder and a log file
+    /// cannot change in one step.
+    fn publish(
+        &mut self,
+        next: SnapshotId,
+        generation: &[u8],
+        _audit: Option<&[u8]>,
+    ) -> Result<bool> {
         let (files, dir) = (self.files, &self.dir);
         // The commit point: the generation file renamed into place and its
         // folder fsynced. After this the write survives a crash.
@@ -463,7 +470,7 @@ impl BranchLock for FolderLock<'_> {
             return Err(e);
         }
         self.head = next;
-        Ok(())
+        Ok(false)
     }
 
     fn set_floor(&mut self, floor: SnapshotId) -> Result<()> {

@@ -586,13 +586,21 @@ impl BranchLock for RowLock<'_> {
         self.head
     }
 
-    fn publish(&mut self, version: SnapshotId, generation: &[u8]) -> Result<()> {
+    /// The version, the head's move and the audit line: one transaction.
+    fn publish(
+        &mut self,
+        version: SnapshotId,
+        generation: &[u8],
+        audit: Option<&[u8]>,
+    ) -> Result<bool> {
         let (owner, repo) = keys(&self.project);
         let (name, v, body) = (
             self.branch.as_str().to_string(),
             number(version),
             generation.to_vec(),
         );
+        let audit = audit.map(<[u8]>::to_vec);
+        let audited = audit.is_some();
         let staged = self.conn()?.run(|c| async move {
             c.execute(
                 "INSERT INTO cfgstore.generations VALUES ($1, $2, $3, $4, $5)",
@@ -604,8 +612,12 @@ impl BranchLock for RowLock<'_> {
                  WHERE owner = $1 AND repo = $2 AND name = $3",
                 &[&owner, &repo, &name, &v],
             )
-            .await
-            .map(drop)
+            .await?;
+            if let Some(line) = audit {
+                c.execute("INSERT INTO cfgstore.audit (line) VALUES ($1)", &[&line])
+                    .await?;
+            }
+            Ok(())
         });
         if let Err(e) = staged {
             if let Some(conn) = self.conn.take() {
@@ -627,7 +639,7 @@ impl BranchLock for RowLock<'_> {
             },
         }
         self.head = version;
-        Ok(())
+        Ok(audited)
     }
 
     fn set_floor(&mut self, floor: SnapshotId) -> Result<()> {
