@@ -52,6 +52,7 @@ impl Store {
             expect_short_id,
             only: Some(path),
             audit,
+            objects,
         };
         self.commit(project, branch, actor, change, |draft, _| {
             draft.insert(path, entry.content())
@@ -99,6 +100,7 @@ impl Store {
             expect_short_id,
             only: Some(path),
             audit,
+            objects: ObjectBatch::default(),
         };
         self.commit(project, branch, actor, change, |draft, _| {
             draft
@@ -160,20 +162,18 @@ impl Store {
         }
         self.backend.sync_objects(project, &objects)?;
         let reason = format!("import {} files", incoming.len());
-        self.commit(
-            project,
-            branch,
-            actor,
-            Change::of(reason, audit),
-            |draft, _| {
-                if replace {
-                    draft.reset(Node::empty());
-                }
-                incoming
-                    .into_values()
-                    .try_for_each(|e| draft.insert(&e.path.clone(), e.content()))
-            },
-        )
+        let change = Change {
+            objects,
+            ..Change::of(reason, audit)
+        };
+        self.commit(project, branch, actor, change, |draft, _| {
+            if replace {
+                draft.reset(Node::empty());
+            }
+            incoming
+                .into_values()
+                .try_for_each(|e| draft.insert(&e.path.clone(), e.content()))
+        })
     }
 
     /// Sets a branch back to an earlier version. The state before the
@@ -214,6 +214,7 @@ impl Store {
             expect_short_id,
             only,
             audit,
+            mut objects,
         } = change;
         let at = self.require_branch(project, branch)?;
         // The new folders' trees are objects: gc must not take them (or a
@@ -295,7 +296,8 @@ impl Store {
             };
             (ids, stored)
         });
-        stored?;
+        let (fresh, trees) = stored?;
+        objects.absorb(trees);
         let ids = ids?;
         fsutil::failpoint("commit.objects", &at.key)?;
         let next = head.next();
@@ -323,8 +325,9 @@ impl Store {
         let audit_line = audit
             .map(|audit| serde_json::to_vec(&audit(&outcome)).expect("audit record serialises"));
         // The commit point (see `BranchLock::publish`).
-        outcome.audited = lock.publish(next, &gen.to_bytes(), audit_line.as_deref())?;
+        outcome.audited = lock.publish(next, &gen.to_bytes(), &objects, audit_line.as_deref())?;
         drop(lock);
+        fresh.iter().for_each(|node| node.mark_stored());
         if let Some(cache) = &self.cache {
             let gen = Arc::new(gen);
             cache.put_generation(at.key, Arc::clone(&gen));
@@ -373,12 +376,14 @@ impl Store {
     }
 
     /// Stores the folders of `root` that are not stored yet (children
-    /// first), makes them durable, marks them stored and returns them.
+    /// first) and makes them durable (a database: pending in the batch,
+    /// until the version naming them is published). Returns them, for the
+    /// caller to mark stored once they are in force, and the batch.
     pub(super) fn store_tree(
         &self,
         project: &ProjectRef,
         root: &Arc<Node>,
-    ) -> Result<Vec<Arc<Node>>> {
+    ) -> Result<(Vec<Arc<Node>>, ObjectBatch)> {
         let mut fresh = Vec::new();
         root.unstored(&mut fresh);
         let mut batch = ObjectBatch::default();
@@ -386,8 +391,7 @@ impl Store {
             self.put_object(project, node.id(), node.text(), &mut batch)?;
         }
         self.backend.sync_objects(project, &batch)?;
-        fresh.iter().for_each(|node| node.mark_stored());
-        Ok(fresh)
+        Ok((fresh, batch))
     }
 
     /// Stores one object through the backend, counting it if it is new.
@@ -418,6 +422,9 @@ pub(super) struct Change<'a> {
     /// The write's audit record, for a backend that keeps it with the
     /// version (`BranchLock::publish`).
     audit: Option<AuditOf<'a>>,
+    /// The contents stored for it before the commit (pending in the batch
+    /// for a database, published with the version).
+    objects: ObjectBatch,
 }
 
 impl<'a> Change<'a> {
@@ -428,6 +435,7 @@ impl<'a> Change<'a> {
             expect_short_id: None,
             only: None,
             audit,
+            objects: ObjectBatch::default(),
         }
     }
 }

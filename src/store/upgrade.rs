@@ -151,7 +151,9 @@ impl Store {
                             node.mark_stored();
                         }
                     });
-                    for node in self.store_tree(&project, gen.root())? {
+                    let (fresh, _) = self.store_tree(&project, gen.root())?;
+                    for node in fresh {
+                        node.mark_stored();
                         stored.insert(node.id().to_string());
                     }
                     // The tree must hold what the version file listed.

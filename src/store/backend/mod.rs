@@ -118,6 +118,9 @@ pub struct ObjectBatch {
     pub bulk: bool,
     /// What the file backend must fsync before the batch is durable.
     pub(crate) folders: std::collections::BTreeSet<std::path::PathBuf>,
+    /// What a database backend stores with the version that names them
+    /// (`BranchLock::publish`), in its transaction: `(hash, bytes)`.
+    pub(crate) pending: Vec<(String, Vec<u8>)>,
 }
 
 impl ObjectBatch {
@@ -131,6 +134,7 @@ impl ObjectBatch {
     /// Takes in what another batch of the same write stored.
     pub fn absorb(&mut self, other: ObjectBatch) {
         self.folders.extend(other.folders);
+        self.pending.extend(other.pending);
     }
 }
 
@@ -143,14 +147,16 @@ pub trait BranchLock {
     fn head(&self) -> SnapshotId;
 
     /// Publishes `version` (the head's successor) with this generation and
-    /// makes it the live one. The commit point: when this returns `Ok` the
-    /// write is durable; when it fails the version is not in force. A
-    /// backend that can keeps `audit` (an audit trail line) in the same
-    /// commit and says so (`true`); else the caller appends it after.
+    /// makes it the live one, with the objects of `objects` still pending
+    /// (a database stores them here). The commit point: when this returns
+    /// `Ok` the write is durable; when it fails the version is not in
+    /// force. A backend that can keeps `audit` (an audit trail line) in the
+    /// same commit and says so (`true`); else the caller appends it after.
     fn publish(
         &mut self,
         version: SnapshotId,
         generation: &[u8],
+        objects: &ObjectBatch,
         audit: Option<&[u8]>,
     ) -> Result<bool>;
 
@@ -252,9 +258,11 @@ pub trait Backend: Send + Sync + Debug {
     /// there is none by that hash.
     fn object(&self, project: &ProjectRef, hash: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Stores an object unless it is there; durable once `sync_objects`
-    /// returns for the batch. Returns whether it was new. Safe without
-    /// any lock: objects are immutable and named by their hash.
+    /// Stores an object unless it is there: durable once `sync_objects`
+    /// returns for the batch, or (a database) pending in the batch until
+    /// the version naming it is published with it. Returns whether it was
+    /// new (`false` when the backend cannot tell yet). Safe without any
+    /// lock: objects are immutable and named by their hash.
     fn put_object(
         &self,
         project: &ProjectRef,

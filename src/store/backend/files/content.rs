@@ -436,12 +436,14 @@ impl BranchLock for FolderLock<'_> {
         self.head
     }
 
-    /// The audit line is the caller's to append: a folder and a log file
-    /// cannot change in one step.
+    /// The objects are on disk already (`sync_objects`); the audit line is
+    /// the caller's to append: a folder and a log file cannot change in one
+    /// step.
     fn publish(
         &mut self,
         next: SnapshotId,
         generation: &[u8],
+        _objects: &ObjectBatch,
         _audit: Option<&[u8]>,
     ) -> Result<bool> {
         let (files, dir) = (self.files, &self.dir);

@@ -10,10 +10,12 @@
 //! while committing) is resolved by reading the version back on another
 //! connection, never by trying again.
 //!
-//! Objects are stored before the version that names them, each in its own
-//! statement (immutable and named by hash, so a second store of one is a
-//! no-op); a write that fails after storing some leaves objects no version
-//! names, which `gc` collects, as with the file backend.
+//! A write's new objects wait in its `ObjectBatch` and are inserted in the
+//! publishing transaction (immutable and named by hash, so one that is
+//! there already is left as it is): the contents, the version, the head's
+//! move and the audit record commit together or not at all, and a failed
+//! write leaves no object behind. (A new branch or project is one
+//! transaction the same way: its trees, its row, its first version.)
 
 use std::time::Duration;
 
@@ -23,7 +25,7 @@ use super::pool::Connection;
 use super::Postgres;
 use crate::error::{Error, Result};
 use crate::names::{BranchName, OwnerName, ProjectRef, RepoId, SnapshotId};
-use crate::store::backend::{BranchLock, FirstVersion, ObjectsGuard};
+use crate::store::backend::{BranchLock, FirstVersion, ObjectBatch, ObjectsGuard};
 
 /// Owner, repo and branch as the tables spell them.
 fn keys(project: &ProjectRef) -> (String, String) {
@@ -326,24 +328,6 @@ impl Postgres {
         Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
     }
 
-    pub(super) fn insert_object(
-        &self,
-        project: &ProjectRef,
-        hash: &str,
-        bytes: &[u8],
-    ) -> Result<bool> {
-        let (owner, repo) = keys(project);
-        let (hash, body) = (hash.to_string(), bytes.to_vec());
-        let inserted = self.pool.connection()?.run(|c| async move {
-            c.execute(
-                "INSERT INTO cfgstore.objects VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                &[&owner, &repo, &hash, &body],
-            )
-            .await
-        })?;
-        Ok(inserted == 1)
-    }
-
     pub(super) fn object_with_prefix(
         &self,
         project: &ProjectRef,
@@ -586,11 +570,13 @@ impl BranchLock for RowLock<'_> {
         self.head
     }
 
-    /// The version, the head's move and the audit line: one transaction.
+    /// The write's new objects, the version, the head's move and the
+    /// audit line: one transaction.
     fn publish(
         &mut self,
         version: SnapshotId,
         generation: &[u8],
+        objects: &ObjectBatch,
         audit: Option<&[u8]>,
     ) -> Result<bool> {
         let (owner, repo) = keys(&self.project);
@@ -601,7 +587,18 @@ impl BranchLock for RowLock<'_> {
         );
         let audit = audit.map(<[u8]>::to_vec);
         let audited = audit.is_some();
+        let objects = objects.pending.clone();
         let staged = self.conn()?.run(|c| async move {
+            if !objects.is_empty() {
+                let insert = c
+                    .prepare(
+                        "INSERT INTO cfgstore.objects VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    )
+                    .await?;
+                for (hash, bytes) in &objects {
+                    c.execute(&insert, &[&owner, &repo, hash, bytes]).await?;
+                }
+            }
             c.execute(
                 "INSERT INTO cfgstore.generations VALUES ($1, $2, $3, $4, $5)",
                 &[&owner, &repo, &name, &v, &body],

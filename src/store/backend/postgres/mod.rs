@@ -6,6 +6,8 @@
 //!   advisory lock per kind (users and sessions share one), so writers on
 //!   every node are serialised as the file backend's lock files serialise
 //!   processes on one box, and a change is in force whole or not at all.
+//! - A branch write is one transaction: its new objects, the version, the
+//!   head's move (under the branch row's lock) and its audit record.
 //! - The change marker is one row; a daemon reads it at the start of a
 //!   request (`PgWatch`), so a change committed by any node or the CLI is
 //!   in force for every node's next request.
@@ -261,16 +263,20 @@ impl Backend for Postgres {
         self.read_object(project, hash)
     }
 
-    /// Durable when it returns (its own statement): `sync_objects` has
-    /// nothing left to do.
+    /// Pending in the batch, stored by `publish` in the transaction of the
+    /// version that names it (unless it is there already): a write that
+    /// fails leaves no object behind. Whether it is new is known only then.
     fn put_object(
         &self,
-        project: &ProjectRef,
+        _project: &ProjectRef,
         hash: &str,
         bytes: &[u8],
-        _batch: &mut ObjectBatch,
+        batch: &mut ObjectBatch,
     ) -> Result<bool> {
-        self.insert_object(project, hash, bytes)
+        if !batch.pending.iter().any(|(h, _)| h == hash) {
+            batch.pending.push((hash.to_string(), bytes.to_vec()));
+        }
+        Ok(false)
     }
 
     fn sync_objects(&self, _project: &ProjectRef, _batch: &ObjectBatch) -> Result<()> {
