@@ -48,6 +48,13 @@ pub const ALL: &[&str] = &[
     "audit.append",
 ];
 
+/// The PostgreSQL backend's failpoints: the connection lost while a
+/// branch write commits, before the server committed (`…before`) or after
+/// it did, with the answer lost (`…after`). Either way the writer cannot
+/// tell from the connection whether its write is in force; it must read it
+/// back (`BranchLock::publish`).
+pub const DATABASE: &[&str] = &["postgres.commit.before", "postgres.commit.after"];
+
 /// Passes a failpoint: `Ok` unless the test configured it to fail here.
 #[cfg(feature = "failpoints")]
 pub fn hit(name: &str) -> io::Result<()> {

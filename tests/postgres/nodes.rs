@@ -39,9 +39,14 @@ impl Cluster {
     }
 
     fn run(&self, args: &[&str], input: Option<&[u8]>) -> Output {
+        self.run_with(args, input, &[])
+    }
+
+    fn run_with(&self, args: &[&str], input: Option<&[u8]>, env: &[(&str, &str)]) -> Output {
         let mut command = self.command();
         command
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let Some(input) = input else {
@@ -573,4 +578,65 @@ fn a_killed_node_leaves_no_half_change_and_nodes_ride_out_a_database_restart() {
     let r = login.send(b.addr, "PUT", &format!("{ADMIN_FILES}/after.txt"), b"back");
     assert!(r.status == 200 || r.status == 201, "{}", r.text());
     assert_eq!(raw(&b, &token, "after.txt").body, b"back");
+}
+
+/// A commit whose answer is lost with its connection is read back, never
+/// tried again: lost after the server committed, the write is reported
+/// done (and recorded once); lost before, it is reported failed and
+/// nothing of it is in force. The next write takes the next number.
+#[cfg(feature = "failpoints")]
+#[test]
+fn an_unclear_commit_is_read_back_not_retried() {
+    let Some(cluster) =
+        Cluster::start("postgres::nodes::an_unclear_commit_is_read_back_not_retried")
+    else {
+        return;
+    };
+    cluster.populate();
+    let before = cluster.versions();
+    let put = |path: &str, point: &str| {
+        cluster.run_with(
+            &["file", "put", "demo/app.cfg", "main", path],
+            Some(b"{\"lost\": true}"),
+            &[("FAILPOINTS", &format!("{point}=return"))],
+        )
+    };
+    let audited = |path: &str| {
+        let out = cluster.ok(&["audit", "--action", "file.put", "--json"]);
+        let records: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let target = format!("demo/app.cfg@main:{path}");
+        records
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["target"] == target.as_str())
+            .count()
+    };
+
+    let out = put("after.json", "postgres.commit.after");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(cluster.versions()[0], before[0] + 1, "done once");
+    assert_eq!(
+        cluster.ok(&["file", "get", "demo/app.cfg", "main", "after.json"]),
+        "{\"lost\": true}"
+    );
+    assert_eq!(audited("after.json"), 1);
+
+    let out = put("before.json", "postgres.commit.before");
+    assert!(!out.status.success(), "reported failed");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unavailable"));
+    assert_eq!(cluster.versions()[0], before[0] + 1, "nothing in force");
+    let get = cluster.run(
+        &["file", "get", "demo/app.cfg", "main", "before.json"],
+        None,
+    );
+    assert!(!get.status.success());
+    assert_eq!(audited("before.json"), 0);
+
+    cluster.put("next.json", b"{}");
+    assert_eq!(cluster.versions()[0], before[0] + 2);
 }

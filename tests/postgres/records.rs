@@ -193,7 +193,8 @@ fn postgres_backend_keeps_the_seams_promises() {
 
 /// The schema: `init` creates it once; `open` refuses a database without
 /// one (naming the way out) and never shows a password; a schema newer
-/// than this build is refused, not written over.
+/// than this build is refused, not written over; an older one is migrated
+/// forward.
 #[test]
 fn postgres_schema_is_created_once_and_checked() {
     let Some(pg) =
@@ -233,6 +234,38 @@ fn postgres_schema_is_created_once_and_checked() {
             "{err}"
         );
     }
+
+    // An older schema (as the first cfgstore with this backend left it:
+    // records only, schema 1) is migrated forward on open, its records
+    // kept, and the content tables made.
+    let older = std::process::Command::new("psql")
+        .args([
+            &pg.url(),
+            "-qc",
+            "UPDATE cfgstore.meta SET value = '1' WHERE key = 'schema';
+             DROP TABLE cfgstore.objects, cfgstore.generations, cfgstore.branches, cfgstore.projects;",
+        ])
+        .status()
+        .unwrap();
+    assert!(older.success());
+    let migrated = Postgres::open(&pg.url()).unwrap();
+    let backend: &dyn Backend = &migrated;
+    assert!(
+        backend.projects(None).unwrap().is_empty(),
+        "the content tables exist"
+    );
+    let version = std::process::Command::new("psql")
+        .args([
+            &pg.url(),
+            "-Atc",
+            "SELECT value FROM cfgstore.meta WHERE key = 'schema'",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&version.stdout).trim(),
+        cfgstore::store::backend::postgres::schema::CURRENT.to_string()
+    );
 
     let bad = Postgres::open("postgres://cfgstore@127.0.0.1:notaport/x").unwrap_err();
     assert!(matches!(bad, Error::Invalid(_)), "{bad}");

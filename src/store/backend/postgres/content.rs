@@ -553,6 +553,22 @@ impl RowLock<'_> {
         result
     }
 
+    /// A failpoint (`failpoint::DATABASE`): the connection is lost here.
+    fn lose_connection_at(&mut self, point: &str) -> Result<()> {
+        match crate::store::failpoint::hit(point) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                if let Some(conn) = self.conn.take() {
+                    conn.discard();
+                }
+                Err(Error::Unavailable {
+                    place: self.pg.place().to_string(),
+                    detail: format!("{point}: {e}"),
+                })
+            }
+        }
+    }
+
     /// After a commit that failed without a clear answer: whether `version`
     /// is in force, read on another connection.
     fn published(&self, version: SnapshotId) -> Result<bool> {
@@ -624,7 +640,11 @@ impl BranchLock for RowLock<'_> {
             }
             return Err(e);
         }
-        match self.commit_and_relock() {
+        let committed = self
+            .lose_connection_at("postgres.commit.before")
+            .and_then(|()| self.commit_and_relock())
+            .and_then(|()| self.lose_connection_at("postgres.commit.after"));
+        match committed {
             Ok(()) => {}
             // The commit's answer was lost: read the version back. An
             // answer we cannot get either is reported as unavailable, and
