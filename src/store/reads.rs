@@ -8,11 +8,9 @@
 //! cached by their identity and never invalidated. Without the cache (the
 //! CLI) every read goes to the disk.
 
-use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::fsutil;
 use super::trees::{Node, NodeSource, PathOnly};
 use super::*;
 use crate::error::{Error, Result};
@@ -206,10 +204,7 @@ impl Store {
     /// Announces a committed change to every process's read cache. Not
     /// fsynced: it is a hint, and after a crash every cache starts empty.
     pub(crate) fn note_change(&self) -> Result<()> {
-        let mut marker = [0u8; 16];
-        getrandom::getrandom(&mut marker)
-            .map_err(|e| Error::io("getrandom", io::Error::other(e)))?;
-        let marker = fsutil::hex(&marker);
+        let marker = super::backend::new_marker()?;
         // This process sees its own change at once, not from its next request.
         if let Some(cache) = &self.cache {
             cache.own_change(marker.as_bytes());

@@ -90,6 +90,19 @@ impl Cluster {
             .collect()
     }
 
+    /// Every file of `demo/app.cfg` main, as `file ls --recursive --json`.
+    fn files(&self) -> serde_json::Value {
+        let out = self.ok(&[
+            "file",
+            "ls",
+            "demo/app.cfg",
+            "main",
+            "--recursive",
+            "--json",
+        ]);
+        serde_json::from_str(&out).unwrap()
+    }
+
     fn node(&self, name: &str) -> Daemon {
         let log = self.dir.path().join(format!("{name}.log"));
         Daemon::spawn(self.command(), &log).unwrap_or_else(|status| {
@@ -331,15 +344,7 @@ fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
     for node in [&a, &b] {
         assert_eq!(raw(node, &token, "app.json").status, 401, "still revoked");
     }
-    let files: serde_json::Value = serde_json::from_str(&cluster.ok(&[
-        "file",
-        "ls",
-        "demo/app.cfg",
-        "main",
-        "--recursive",
-        "--json",
-    ]))
-    .unwrap();
+    let files = cluster.files();
     assert_eq!(files.as_array().unwrap().len(), 2, "{files}");
     let content = cluster.ok(&["file", "get", "demo/app.cfg", "main", "app.json"]);
     assert_eq!(content, "{\"v\": 4}");
@@ -412,15 +417,7 @@ fn racing_writers_and_binds_across_nodes() {
     let versions = cluster.versions();
     // create, two puts, then 24 racing writes: every one a version.
     assert_eq!(versions, (1..=27).rev().collect::<Vec<u64>>());
-    let files: serde_json::Value = serde_json::from_str(&cluster.ok(&[
-        "file",
-        "ls",
-        "demo/app.cfg",
-        "main",
-        "--recursive",
-        "--json",
-    ]))
-    .unwrap();
+    let files = cluster.files();
     assert_eq!(files.as_array().unwrap().len(), 2 + 24, "{files}");
 
     let bound: serde_json::Value = serde_json::from_str(&cluster.ok(&[

@@ -69,6 +69,15 @@ impl Records {
     }
 }
 
+/// A fresh change marker: 16 random bytes in hex, what every backend's
+/// `announce_change` is given.
+pub fn new_marker() -> Result<String> {
+    let mut marker = [0u8; 16];
+    getrandom::getrandom(&mut marker)
+        .map_err(|e| crate::Error::io("getrandom", std::io::Error::other(e)))?;
+    Ok(crate::hex::encode(&marker))
+}
+
 /// Whether a record written must survive a crash once the change returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {

@@ -80,9 +80,8 @@ impl Files {
     /// forward): a fresh random marker. Best effort: a change it fails to
     /// announce is in force within a second anyway (see `cache.rs`).
     fn announce_any_change(&self) {
-        let mut marker = [0u8; 16];
-        if getrandom::getrandom(&mut marker).is_ok() {
-            let _ = self.announce_change(fsutil::hex(&marker).as_bytes());
+        if let Ok(marker) = super::new_marker() {
+            let _ = self.announce_change(marker.as_bytes());
         }
     }
 
