@@ -101,7 +101,9 @@ enum Command {
     /// Check a configuration file and print the effective configuration
     #[command(subcommand)]
     Config(serve::ConfigCommand),
-    /// Copy the store to DEST (new or empty) while the daemon keeps serving
+    /// Copy the store (a data directory or a database) to DEST, a new or
+    /// empty directory, as a data directory, while daemons keep serving;
+    /// the copy holds the server key: keep it as safe as the key
     Backup {
         /// A new or empty directory for the copy
         dest: PathBuf,
@@ -109,10 +111,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Restore a backup into the (new or empty) data directory
+    /// Restore a backup into a new or empty data directory (--data), or
+    /// into a database holding no store yet (--store, with
+    /// --server-key-file naming where the backup's server key goes)
     Restore {
         /// The backup directory to restore from (made by `cfgstore backup`)
         src: PathBuf,
+        /// Print JSON (for scripts) instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// Serve the example store from a temp dir with a ready-made token
     Demo(serve::DemoArgs),
@@ -178,9 +185,12 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Verify every manifest, object and permission in the data directory
+    /// Verify every version, tree and content of the store (hashes, sizes,
+    /// short_ids, heads and floors), and in a data directory every
+    /// folder's and file's kind and permissions
     Fsck {
-        /// Repair what is safe to repair: roll HEADs forward, tighten
+        /// Repair what is safe to repair: remove versions an interrupted
+        /// prune left below a branch's floor, roll HEADs forward, tighten
         /// permissions, remove temp folders of dead processes
         #[arg(long)]
         repair: bool,
@@ -277,16 +287,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             .unwrap_or_else(|| Location::Dir(config.data_dir.clone()));
         Ok((location, config.server_key_file))
     };
-    let data = |flags: &serve::StoreFlags| -> anyhow::Result<PathBuf> {
-        match target(flags)? {
-            (Location::Dir(dir), _) => Ok(dir),
-            (Location::Postgres(_), _) => Err(output::UsageError(
-                "this command works on a data directory (--data DIR), not on a store in PostgreSQL"
-                    .into(),
-            )
-            .into()),
-        }
-    };
     let store = |flags: &serve::StoreFlags| -> anyhow::Result<Store> {
         let (location, key_file) = target(flags)?;
         open(&location, key_file.as_deref())
@@ -314,7 +314,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (location, key_file) = target(&flags)?;
             init(&location, key_file.as_deref(), example)
         }
-        Command::Restore { src } => serve::restore(&src, &data(&flags)?),
+        Command::Restore { src, json } => {
+            let (location, key_file) = target(&flags)?;
+            serve::restore(&src, &location, key_file.as_deref(), json)
+        }
         Command::Backup { dest, json } => serve::backup(&store(&flags)?, &dest, json),
         Command::Token(cmd) => token::run(&store(&flags)?, cmd),
         Command::User(cmd) => user::run(&store(&flags)?, cmd),
@@ -330,12 +333,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fleet(args) => fleet::run(&store(&flags)?, args),
         // As it is: fsck reports what could stop an upgrade instead of
         // failing on it.
-        Command::Fsck { repair, json } => {
-            let data = data(&flags)?;
-            let store = Store::open_as_is(&data)
-                .with_context(|| format!("cannot open data directory {}", data.display()))?;
-            fsck(&store, repair, json)
-        }
+        Command::Fsck { repair, json } => match target(&flags)? {
+            (Location::Dir(data), _) => {
+                let store = Store::open_as_is(&data)
+                    .with_context(|| format!("cannot open data directory {}", data.display()))?;
+                fsck(&store, repair, json)
+            }
+            (location, key_file) => fsck(&open(&location, key_file.as_deref())?, repair, json),
+        },
         Command::Gc { json } => gc(&store(&flags)?, json),
         Command::Upgrade { json } => upgrade(&store(&flags)?, json),
     }

@@ -304,14 +304,6 @@ fn init_logging(format: LogFormat) {
 }
 
 pub fn backup(store: &Store, dest: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    if store.on_database() {
-        return Err(crate::output::UsageError(
-            "cfgstore backup copies a data directory; a store in PostgreSQL is backed up with \
-             pg_dump (and restored with pg_restore), plus a copy of its server key file"
-                .into(),
-        )
-        .into());
-    }
     let progress = crate::output::Progress::new(json);
     let report = store.backup(dest, |project| {
         progress.update(&format!("copying {project}"))
@@ -341,16 +333,31 @@ pub fn backup(store: &Store, dest: &Path, json: bool) -> anyhow::Result<ExitCode
     })
 }
 
-pub fn restore(src: &Path, data: &Path) -> anyhow::Result<ExitCode> {
-    let report = cfgstore::store::backup::restore(src, data)?;
-    println!(
-        "restored {} projects, {} branches, {} versions, {} objects into {}",
-        report.projects,
-        report.branches,
-        report.generations,
-        report.objects,
-        data.display()
-    );
+pub fn restore(
+    src: &Path,
+    location: &Location,
+    key_file: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let progress = crate::output::Progress::new(json);
+    let report = cfgstore::store::backup::restore_at(src, location, key_file, |project| {
+        progress.update(&format!("restoring {project}"))
+    });
+    progress.done();
+    let report = report?;
+    if json {
+        print_json(&serde_json::json!({ "restored": report, "into": location.to_string() }))?;
+    } else {
+        println!(
+            "restored {} projects, {} branches, {} versions, {} objects, {} tokens, {} users into {location}",
+            report.projects,
+            report.branches,
+            report.generations,
+            report.objects,
+            report.tokens,
+            report.users,
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,25 +1,32 @@
 //! Backup and restore.
 //!
-//! A backup is a data directory. It can be taken while the daemon serves
-//! and writes, because everything it copies is immutable or append-only:
-//! per branch it reads `HEAD` once, then copies every generation up to it
-//! and every object those generations name. Each branch in the copy is
-//! therefore exactly one state the live branch had; writes that land
-//! during the backup are simply not in it. Tokens, users and the server
-//! key are copied under their locks; the audit trail up to its current
-//! end. Sessions and temp space are not copied.
+//! A backup is a data directory, whichever backend the store is on: a
+//! store in a database is backed up to one as well, and a backup restores
+//! into a data directory or into an empty database. It can be taken while
+//! daemons serve and write, because everything it copies is immutable or
+//! append-only: per branch it takes the branch's write lock (a writer or a
+//! prune of that branch waits), reads the head once, then copies every
+//! generation from the floor up to it and, after every branch, every
+//! object those generations name (no gc meanwhile). Each branch in the
+//! copy is therefore exactly one state the live branch had; writes that
+//! land during the backup are simply not in it. Tokens and users are
+//! copied under their kinds' locks, with the server key (so the copy's
+//! tokens verify: keep a backup as safe as the key); the audit trail up
+//! to its current end. Sessions, failed logins and temp space are not
+//! copied.
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::io;
 use std::path::Path;
-use std::time::Duration;
 
 use serde::Serialize;
 
-use super::fsutil::{self, create_dir, fsync_dir, read_regular, LockGuard};
+use super::backend::Records;
+use super::fsutil::{self, create_dir, fsync_dir, read_regular};
 use super::layout::{self, Layout};
-use super::{read_head, Generation, SnapshotId, Store};
+use super::location::{self, Location};
+use super::{upgrade, Generation, ProjectRef, SnapshotId, Store};
 use crate::error::{Error, Result};
 
 /// What a backup copied.
@@ -34,18 +41,12 @@ pub struct BackupReport {
     pub users: usize,
 }
 
-/// Copies one file with mode 0600 (contents are read whole: config files
-/// and manifests are small). Not synced on its own: the backup syncs the
-/// destination's filesystem once, at the end.
-fn copy_file(from: &Path, to: &Path, report: &mut BackupReport) -> Result<()> {
-    report.bytes += copy_unsynced(from, to)?;
+/// Writes one new file with mode 0600. Not synced on its own: the backup
+/// syncs the destination's filesystem once, at the end.
+fn write(to: &Path, bytes: &[u8], report: &mut BackupReport) -> Result<()> {
+    fsutil::write_new_unsynced(to, bytes)?;
+    report.bytes += bytes.len() as u64;
     Ok(())
-}
-
-fn copy_unsynced(from: &Path, to: &Path) -> Result<u64> {
-    let bytes = read_regular(from)?;
-    fsutil::write_new_unsynced(to, &bytes)?;
-    Ok(bytes.len() as u64)
 }
 
 /// Refuses a destination that holds anything: a backup or restore never
@@ -69,34 +70,54 @@ fn prepare_empty(dest: &Path) -> Result<()> {
 }
 
 impl Store {
-    /// Writes a consistent copy of the store to `dest` (new or empty).
-    /// `progress` is told each project as it starts.
+    /// Writes a consistent copy of the store to `dest` (new or empty), a
+    /// data directory, whichever backend the store is on: everything is
+    /// read through the backend. `progress` is told each project as it
+    /// starts.
     pub fn backup(&self, dest: &Path, mut progress: impl FnMut(&str)) -> Result<BackupReport> {
         prepare_empty(dest)?;
         let to = Layout::new(dest);
-        let from = self.layout();
         let mut report = BackupReport::default();
         create_dir(&to.internal_dir())?;
-        copy_file(&from.format_file(), &to.format_file(), &mut report)?;
+        // A data directory is copied in its own format (a backup being
+        // restored may be of an older one); a database is of this one.
+        let format = if self.on_database() {
+            format!("{}\n", layout::FORMAT_LINE).into_bytes()
+        } else {
+            read_regular(&self.layout().format_file())?
+        };
+        write(&to.format_file(), &format, &mut report)?;
         // A store that never served (a copy of the example) has no key yet.
-        if from.server_key().exists() {
-            copy_file(&from.server_key(), &to.server_key(), &mut report)?;
+        if self.key_file().exists() {
+            write(
+                &to.server_key(),
+                &read_regular(self.key_file())?,
+                &mut report,
+            )?;
         }
-        {
-            let _lock = LockGuard::acquire(&from.tokens_lock(), Duration::from_secs(30))?;
-            report.tokens = copy_dir_files(&from.tokens_dir(), &to.tokens_dir(), &mut report)?;
-        }
-        {
-            let _lock = LockGuard::acquire(&from.users_lock(), Duration::from_secs(30))?;
-            let (src, dst) = (from.users_dir(), to.users_dir());
-            report.users = copy_dir_files(&src, &dst, &mut report)?;
-        }
-        {
-            let _lock = LockGuard::acquire(&from.audit_lock(), Duration::from_secs(30))?;
-            let (src, dst) = (from.audit_log(), to.audit_log());
-            if src.exists() {
-                copy_file(&src, &dst, &mut report)?;
+        // Under each kind's lock, as one state of it.
+        for (kind, folder) in [
+            (Records::Tokens, to.tokens_dir()),
+            (Records::Users, to.users_dir()),
+        ] {
+            create_dir(&folder)?;
+            let records = self.backend.change(kind, |records| records.list())?;
+            for (key, bytes) in &records {
+                write(&folder.join(format!("{key}.json")), bytes, &mut report)?;
             }
+            match kind {
+                Records::Tokens => report.tokens = records.len(),
+                _ => report.users = records.len(),
+            }
+            fsync_dir(&folder)?;
+        }
+        let mut audit = Vec::new();
+        self.backend.audit_lines(&mut |line| {
+            audit.extend_from_slice(line);
+            audit.push(b'\n');
+        })?;
+        if !audit.is_empty() {
+            write(&to.audit_log(), &audit, &mut report)?;
         }
         fsync_dir(&to.internal_dir())?;
 
@@ -104,119 +125,257 @@ impl Store {
             let project = info.project_ref();
             progress(&project.to_string());
             report.projects += 1;
-            create_dir(&to.owner_dir(&project.owner))?;
-            create_dir(&to.project_dir(&project))?;
-            copy_file(
-                &from.project_file(&project),
-                &to.project_file(&project),
-                &mut report,
-            )?;
-            fsutil::write_new(&to.project_lock(&project), b"")?;
-            // No gc while this project is copied: the contents the copied
-            // versions name stay until their copies are made.
-            let _objects = self.objects_in_flight(&project)?;
-            create_dir(&to.branches_dir(&project))?;
-            let mut objects = BTreeSet::new();
-            let mut tree_ids = BTreeSet::new();
-            for branch in self.branch_names(&project)? {
-                report.branches += 1;
-                let src = from.branch_dir(&project, &branch);
-                let dst = to.branch_dir(&project, &branch);
-                create_dir(&dst)?;
-                // A prune waits until this branch's versions are copied.
-                let _branch = LockGuard::acquire(&layout::branch_lock(&src), self.lock_timeout)?;
-                let head = read_head(&src)?;
-                // A pruned branch keeps its floor: versions below it are gone.
-                let floor = super::backend::files::read_floor(&src)?;
-                if floor.number() > 1 {
-                    fsutil::write_new_unsynced(
-                        &layout::floor_file(&dst),
-                        format!("{floor}\n").as_bytes(),
-                    )?;
-                }
-                let trees =
-                    super::reads::BranchTrees::new(self, &project, None, false).remembering();
-                for n in floor.number()..=head.number() {
-                    let version = SnapshotId::new(n)?;
-                    let gen_src = from.generation_file(&src, version);
-                    let gen = Generation::read(&gen_src, &trees)?;
-                    // Trees in their own set: a content whose bytes are a
-                    // tree's is the same object, and must not stop that
-                    // tree's files from being walked (as in gc).
-                    gen.named_objects(&mut |tree| tree_ids.insert(tree.to_string()), &mut |hash| {
-                        if !objects.contains(hash) {
-                            objects.insert(hash.to_string());
-                        }
-                    });
-                    trees.keep_only(&gen);
-                    copy_file(&gen_src, &to.generation_file(&dst, version), &mut report)?;
-                    report.generations += 1;
-                }
-                fsutil::write_new_unsynced(
-                    &layout::head_file(&dst),
-                    format!("{head}\n").as_bytes(),
-                )?;
-                fsutil::write_new_unsynced(&layout::branch_lock(&dst), b"")?;
-            }
-            create_dir(&to.objects_dir(&project))?;
-            objects.extend(tree_ids);
-            let objects: Vec<String> = objects.into_iter().collect();
-            for fan in objects.iter().map(|h| &h[..2]).collect::<BTreeSet<_>>() {
-                create_dir(&to.objects_dir(&project).join(fan))?;
-            }
-            // Contents on every core: reading and writing thousands of
-            // small files is system calls, not disk bandwidth.
-            let copied = super::parallel_map(&objects, |hash| {
-                copy_unsynced(
-                    &from.object_file(&project, hash),
-                    &to.object_file(&project, hash),
-                )
-            });
-            for bytes in copied {
-                report.bytes += bytes?;
-                report.objects += 1;
-            }
+            self.copy_project(&project, &to, &mut report)?;
         }
         // Everything at once: data and metadata of the whole copy.
         fsutil::sync_filesystem(dest)?;
         Ok(report)
     }
-}
 
-/// Copies the regular files of one folder (not recursive).
-fn copy_dir_files(src: &Path, dst: &Path, report: &mut BackupReport) -> Result<usize> {
-    create_dir(dst)?;
-    let entries = match fs::read_dir(src) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::io(src, e)),
-    };
-    let mut n = 0;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(src, e))?;
-        if entry.file_type().map_err(|e| Error::io(src, e))?.is_file() {
-            copy_file(&entry.path(), &dst.join(entry.file_name()), report)?;
-            n += 1;
+    /// Copies one project: each branch as one state it had, and every
+    /// object its kept versions name.
+    fn copy_project(
+        &self,
+        project: &ProjectRef,
+        to: &Layout,
+        report: &mut BackupReport,
+    ) -> Result<()> {
+        create_dir(&to.owner_dir(&project.owner))?;
+        create_dir(&to.project_dir(project))?;
+        let record = self
+            .backend
+            .project(project)?
+            .ok_or_else(|| Error::not_found("project", project))?;
+        write(&to.project_file(project), &record, report)?;
+        fsutil::write_new(&to.project_lock(project), b"")?;
+        // No gc while this project is copied: the contents the copied
+        // versions name stay until their copies are made.
+        let _objects = self.objects_in_flight(project)?;
+        create_dir(&to.branches_dir(project))?;
+        let mut objects = BTreeSet::new();
+        let mut tree_ids = BTreeSet::new();
+        for branch in self.branch_names(project)? {
+            report.branches += 1;
+            let dst = to.branch_dir(project, &branch);
+            create_dir(&dst)?;
+            // A prune (or a writer) waits until this branch is copied.
+            let lock = self
+                .backend
+                .lock_branch(project, &branch, self.lock_timeout)?;
+            let head = lock.head();
+            // A pruned branch keeps its floor: versions below it are gone.
+            let floor = self.backend.floor(project, &branch)?;
+            if floor.number() > 1 {
+                fsutil::write_new_unsynced(
+                    &layout::floor_file(&dst),
+                    format!("{floor}\n").as_bytes(),
+                )?;
+            }
+            let trees = super::reads::BranchTrees::new(self, project, None, false).remembering();
+            for n in floor.number()..=head.number() {
+                let version = SnapshotId::new(n)?;
+                let file = to.generation_file(&dst, version);
+                let bytes = self
+                    .backend
+                    .generation(project, &branch, version)?
+                    .ok_or_else(|| {
+                        super::branches::missing_version(&self.branch_at(project, &branch), version)
+                    })?;
+                let gen = Generation::parse(&file, &bytes, &trees)?;
+                // Trees in their own set: a content whose bytes are a
+                // tree's is the same object, and must not stop that
+                // tree's files from being walked (as in gc).
+                gen.named_objects(&mut |tree| tree_ids.insert(tree.to_string()), &mut |hash| {
+                    if !objects.contains(hash) {
+                        objects.insert(hash.to_string());
+                    }
+                });
+                trees.keep_only(&gen);
+                write(&file, &bytes, report)?;
+                report.generations += 1;
+            }
+            drop(lock);
+            fsutil::write_new_unsynced(&layout::head_file(&dst), format!("{head}\n").as_bytes())?;
+            fsutil::write_new_unsynced(&layout::branch_lock(&dst), b"")?;
         }
+        create_dir(&to.objects_dir(project))?;
+        objects.extend(tree_ids);
+        let objects: Vec<String> = objects.into_iter().collect();
+        for fan in objects.iter().map(|h| &h[..2]).collect::<BTreeSet<_>>() {
+            create_dir(&to.objects_dir(project).join(fan))?;
+        }
+        // Contents on every core: reading and writing thousands of small
+        // files (or rows) is waiting, not bandwidth.
+        let copied = super::parallel_map(&objects, |hash| {
+            let bytes = self.backend.object(project, hash)?.ok_or_else(|| {
+                Error::corrupt(self.layout().object_file(project, hash), "content missing")
+            })?;
+            fsutil::write_new_unsynced(&to.object_file(project, hash), &bytes)?;
+            Ok::<_, Error>(bytes.len() as u64)
+        });
+        for bytes in copied {
+            report.bytes += bytes?;
+            report.objects += 1;
+        }
+        Ok(())
     }
-    fsync_dir(dst)?;
-    Ok(n)
 }
 
 /// Restores a backup into `dest` (new or empty): the backup is opened and
 /// verified first, then copied the same way a backup is taken, so the
 /// result is checked by construction; `fsck` on it is clean.
 pub fn restore(src: &Path, dest: &Path) -> Result<BackupReport> {
-    // As it is: a restore never changes the backup (a 0.1 backup is
-    // copied as format 1, and upgraded when the restored store is opened).
+    open_verified(src)?.backup(dest, |_| {})
+}
+
+/// Restores a backup into the store at `location`: a data directory (new
+/// or empty) as `restore` does; a database, which must hold no store yet,
+/// in one transaction, with the backup's server key written to `key_file`
+/// (a new file, or one holding that same key) so its tokens verify.
+/// `progress` is told each project as it starts.
+pub fn restore_at(
+    src: &Path,
+    location: &Location,
+    key_file: Option<&Path>,
+    mut progress: impl FnMut(&str),
+) -> Result<BackupReport> {
+    if let Location::Dir(dest) = location {
+        return restore(src, dest);
+    }
+    let backup = open_verified(src)?;
+    let format = fs::read_to_string(backup.layout().format_file())
+        .map_err(|e| Error::io(backup.layout().format_file(), e))?;
+    if upgrade::format_of(&format, &backup.layout().format_file())? != upgrade::CURRENT {
+        return Err(Error::invalid(format!(
+            "{} is a backup of an older cfgstore ({}): restore it into a data directory, \
+             run `cfgstore upgrade` there, back that up and restore the new backup",
+            src.display(),
+            format.trim_end()
+        )));
+    }
+    let key_file = location::required_key_file(key_file)?;
+    let made_key = place_key(backup.key_file(), key_file)?;
+    let loaded = Store::init_at(location, Some(key_file)).and_then(|(store, _)| {
+        let report = store.load_backup(&backup, &mut progress)?;
+        store.note_change()?;
+        Ok(report)
+    });
+    if loaded.is_err() && made_key {
+        // Nothing was restored: the key file written for it goes too.
+        let _ = fs::remove_file(key_file);
+    }
+    loaded
+}
+
+/// Opens a backup as it is (a restore never changes it: an older backup
+/// is copied in its own format, and upgraded when the restored store is
+/// opened) and verifies it whole.
+fn open_verified(src: &Path) -> Result<Store> {
     let backup = Store::open_as_is(src)?;
     let check = backup.fsck(false)?;
-    if !check.is_clean() {
-        let first = &check.problems[0];
+    if let Some(first) = check.problems.first() {
         return Err(Error::corrupt(
             &first.path,
             format!("the backup does not verify: {}", first.detail),
         ));
     }
-    backup.backup(dest, |_| {})
+    Ok(backup)
+}
+
+/// Writes the backup's server key to `key_file` unless that holds it
+/// already; returns whether it wrote one. A key file holding another key
+/// is refused: the backup's tokens would not verify under it.
+fn place_key(backup_key: &Path, key_file: &Path) -> Result<bool> {
+    if !backup_key.exists() {
+        return Ok(false); // a store that never served: `init` makes one
+    }
+    let key = read_regular(backup_key)?;
+    match read_regular(key_file) {
+        Ok(present) if present == key => Ok(false),
+        Ok(_) => Err(Error::Conflict(format!(
+            "{} holds another server key: the backup's tokens would not verify under it; \
+             name a new file with --server-key-file and restore writes the backup's key there",
+            key_file.display()
+        ))),
+        Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            fsutil::write_new(key_file, &key)?;
+            if let Some(folder) = key_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+                fsync_dir(folder)?;
+            }
+            Ok(true)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl Store {
+    /// Loads a verified backup into this store through its backend's
+    /// `Load`: records, the audit trail, then project by project its
+    /// record, objects, branches and versions, in force all together.
+    fn load_backup(&self, backup: &Store, progress: &mut dyn FnMut(&str)) -> Result<BackupReport> {
+        let mut load = self.backend.load()?.ok_or_else(|| {
+            Error::invalid("a data directory is restored by copying (cfgstore restore with --data)")
+        })?;
+        let mut report = BackupReport::default();
+        for kind in [Records::Tokens, Records::Users] {
+            let records = backup.backend.records(kind)?;
+            for (key, bytes) in &records {
+                load.record(kind, key, bytes)?;
+                report.bytes += bytes.len() as u64;
+            }
+            match kind {
+                Records::Tokens => report.tokens = records.len(),
+                _ => report.users = records.len(),
+            }
+        }
+        let mut lines = Vec::new();
+        backup
+            .backend
+            .audit_lines(&mut |line| lines.push(line.to_vec()))?;
+        for line in &lines {
+            load.audit(line)?;
+        }
+        for info in backup.list_projects(None)? {
+            let project = info.project_ref();
+            progress(&project.to_string());
+            report.projects += 1;
+            let record = backup
+                .backend
+                .project(&project)?
+                .ok_or_else(|| Error::not_found("project", &project))?;
+            load.project(&project, &record)?;
+            for hash in backup.backend.object_hashes(&project)? {
+                let bytes = backup.backend.object(&project, &hash)?.ok_or_else(|| {
+                    Error::corrupt(
+                        backup.layout().object_file(&project, &hash),
+                        "content missing",
+                    )
+                })?;
+                load.object(&project, &hash, &bytes)?;
+                report.objects += 1;
+                report.bytes += bytes.len() as u64;
+            }
+            for branch in backup.branch_names(&project)? {
+                report.branches += 1;
+                let floor = backup.backend.floor(&project, &branch)?;
+                let head = backup.backend.head(&project, &branch)?;
+                load.branch(&project, &branch, floor, head)?;
+                for n in floor.number()..=head.number() {
+                    let version = SnapshotId::new(n)?;
+                    let bytes = backup
+                        .backend
+                        .generation(&project, &branch, version)?
+                        .ok_or_else(|| {
+                            let at = backup.branch_at(&project, &branch);
+                            super::branches::missing_version(&at, version)
+                        })?;
+                    load.generation(&project, &branch, version, &bytes)?;
+                    report.generations += 1;
+                    report.bytes += bytes.len() as u64;
+                }
+            }
+        }
+        load.finish()?;
+        Ok(report)
+    }
 }

@@ -1,34 +1,39 @@
-//! `fsck`: verifies the whole data directory against what the store
-//! promises, and optionally repairs what can be repaired safely.
+//! `fsck`: verifies a whole store against what it promises, and
+//! optionally repairs what can be repaired safely.
 //!
-//! Checked: every generation parses, each of its tree objects exists and
-//! hashes to its name, and its `short_id`, `commit_id`, file count, change
-//! counts and parent summary recompute; every content a tree (or a format-1
-//! or -2 manifest) names exists, is a regular file and hashes to its name,
-//! size, md5 and git blob id; every HEAD names
-//! the newest generation; no symlinks, hard links, FIFOs or other special
-//! files; no temp leftovers; files 0600 and folders 0700.
+//! Checked on every store, through its backend: every kept version parses,
+//! each of its tree objects exists and hashes to its name, and its
+//! `short_id`, `commit_id`, file count, change counts and parent summary
+//! recompute; every content a tree (or a format-1 or -2 manifest) names
+//! exists and hashes to its name, size, md5 and git blob id; version
+//! numbers run without gaps from the floor to the head, and the head names
+//! the newest version; versions below the floor (an interrupted prune's)
+//! are reported. On a data directory also: contents are regular files; no
+//! symlinks, hard links, FIFOs or other special files; no temp leftovers;
+//! files 0600 and folders 0700. On a database the head and its version
+//! commit together, so a head behind is damage, not a crash.
 //!
-//! Repairs (`--repair`): HEAD rolled forward, permissions tightened,
-//! abandoned scratch folders removed. Nothing that holds data is deleted:
-//! unreferenced objects are reported, not collected, because a concurrent
-//! writer may be about to reference them.
+//! Repairs (`--repair`): versions below the floor removed, HEAD rolled
+//! forward, permissions tightened, abandoned scratch folders removed.
+//! Nothing else that holds data is deleted: unreferenced objects are
+//! reported, not collected (that is `gc`), because a concurrent writer may
+//! be about to reference them.
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use md5::{Digest, Md5};
 use serde::Serialize;
 use walkdir::WalkDir;
 
 use super::backend::files::{read_floor, remove_below};
-use super::fsutil::{self, hex, open_regular, LockGuard};
+use super::fsutil::{self, hex, LockGuard};
 use super::generation::{compute_ids, Generation};
 use super::layout::{self, FLOOR_FILE, HEAD_FILE, LOCK_FILE};
-use super::{read_head, ProjectRef, SnapshotId, Store};
+use super::{read_head, BranchName, ProjectRef, SnapshotId, Store};
 use crate::error::{Error, Result};
 
 /// One thing fsck found wrong.
@@ -66,11 +71,14 @@ impl Report {
 }
 
 impl Store {
-    /// Verifies every manifest against the files. With `repair`, fixes what
-    /// is safe to fix (see the module docs).
+    /// Verifies every version, tree and content against what the store
+    /// promises, and on a data directory every folder and file. With
+    /// `repair`, fixes what is safe to fix (see the module docs).
     pub fn fsck(&self, repair: bool) -> Result<Report> {
         let mut report = Report::default();
-        self.check_entries(repair, &mut report)?;
+        if !self.on_database() {
+            self.check_entries(repair, &mut report)?;
+        }
         for project in self.list_projects(None)? {
             report.projects += 1;
             self.check_project(&project.project_ref(), repair, &mut report)?;
@@ -150,36 +158,32 @@ impl Store {
     }
 
     fn check_project(&self, project: &ProjectRef, repair: bool, report: &mut Report) -> Result<()> {
-        let mut referenced: HashSet<String> = HashSet::new();
-        let mut verified: HashSet<String> = HashSet::new();
-        let mut pending: Vec<Pending> = Vec::new();
-        let branches_dir = self.layout().branches_dir(project);
-        for name in super::sorted_names(&branches_dir, |n| Some(n.to_string()))? {
-            let dir = branches_dir.join(&name);
+        let mut seen = Seen::default();
+        for branch in self.branches_to_check(project, report)? {
             report.branches += 1;
-            if super::BranchName::from_folder_name(&name)
-                .map(|b| b.folder_name() != name)
-                .unwrap_or(true)
-            {
-                report.problem(&dir, "folder name is not a valid branch", false);
-                continue;
-            }
+            let versions = if self.on_database() {
+                self.check_branch_rows(project, &branch, repair, report)?
+            } else {
+                self.check_branch_folder(project, &branch, repair, report)?
+            };
             // Every tree object is read once and checked against its name.
             let trees = super::reads::BranchTrees::new(self, project, None, true).remembering();
-            self.check_branch(
+            let dir = self.layout().branch_dir(project, &branch);
+            self.check_versions(
                 (&trees, &dir),
-                repair,
+                project,
+                &branch,
+                &versions,
                 report,
-                &mut referenced,
-                &mut verified,
-                &mut pending,
+                &mut seen,
             )?;
         }
-        let checked = super::parallel_map(&pending, |p| {
-            let object = self.layout().object_file(project, &p.hash);
-            verify_object(&object, p).map_err(|detail| (object, detail))
+        let checked = super::parallel_map(&seen.pending, |p| {
+            let bytes = self.backend.object(project, &p.hash);
+            verify_object(bytes, p)
+                .map_err(|detail| (self.layout().object_file(project, &p.hash), detail))
         });
-        for (p, result) in pending.iter().zip(checked) {
+        for (p, result) in seen.pending.iter().zip(checked) {
             match result {
                 Ok(()) => report.objects_verified += 1,
                 Err((object, detail)) => {
@@ -187,30 +191,95 @@ impl Store {
                 }
             }
         }
-        let objects_dir = self.layout().objects_dir(project);
-        for entry in WalkDir::new(&objects_dir).min_depth(2).max_depth(2) {
-            let Ok(entry) = entry else { continue };
-            let name = entry.file_name().to_string_lossy();
-            if !referenced.contains(name.as_ref()) {
+        for hash in self.backend.object_hashes(project)? {
+            if !seen.referenced.contains(&hash) {
                 report.unreferenced_objects += 1;
             }
         }
         Ok(())
     }
 
-    /// Checks one branch folder, its versions read through `trees`.
-    fn check_branch(
+    /// The branches of a project; on a data directory, every folder under
+    /// `branches/` whose name is not a branch's is reported.
+    fn branches_to_check(
         &self,
-        (trees, dir): (&super::reads::BranchTrees<'_>, &Path),
+        project: &ProjectRef,
+        report: &mut Report,
+    ) -> Result<Vec<BranchName>> {
+        if self.on_database() {
+            return self.backend.branch_names(project);
+        }
+        let branches_dir = self.layout().branches_dir(project);
+        let mut branches = Vec::new();
+        for name in super::sorted_names(&branches_dir, |n| Some(n.to_string()))? {
+            match BranchName::from_folder_name(&name) {
+                Ok(branch) if branch.folder_name() == name => branches.push(branch),
+                _ => {
+                    report.branches += 1;
+                    report.problem(
+                        branches_dir.join(&name),
+                        "folder name is not a valid branch",
+                        false,
+                    );
+                }
+            }
+        }
+        Ok(branches)
+    }
+
+    /// A branch in a database: its stored versions against its floor and
+    /// head. Returns the versions to check (those from the floor up).
+    fn check_branch_rows(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
         repair: bool,
         report: &mut Report,
-        referenced: &mut HashSet<String>,
-        verified: &mut HashSet<String>,
-        pending: &mut Vec<Pending>,
-    ) -> Result<()> {
+    ) -> Result<BTreeSet<SnapshotId>> {
+        let dir = self.layout().branch_dir(project, branch);
+        let stored: BTreeSet<SnapshotId> = self
+            .backend
+            .stored_versions(project, branch)?
+            .into_iter()
+            .collect();
+        let floor = self.backend.floor(project, branch)?;
+        let head = self.backend.head(project, branch)?;
+        let versions = below_floor(&dir, stored, floor, report, || {
+            // Only when no writer holds the branch: a prune in progress
+            // removes them itself.
+            repair
+                && self
+                    .backend
+                    .lock_branch(project, branch, QUIET)
+                    .and_then(|mut lock| lock.remove_below_floor())
+                    .is_ok()
+        });
+        // A version and the head that names it commit together: a head
+        // elsewhere than the newest version is damage, not a crash.
+        match versions.iter().next_back() {
+            Some(&newest) if newest != head => report.problem(
+                &dir,
+                format!("head names {head} but {newest} is the newest stored version"),
+                false,
+            ),
+            _ => {}
+        }
+        Ok(versions)
+    }
+
+    /// A branch folder: its entries, floor and HEAD. Returns the versions
+    /// to check (those from the floor up).
+    fn check_branch_folder(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        repair: bool,
+        report: &mut Report,
+    ) -> Result<BTreeSet<SnapshotId>> {
+        let dir = self.layout().branch_dir(project, branch);
         let mut versions = BTreeSet::new();
-        for entry in fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
-            let entry = entry.map_err(|e| Error::io(dir, e))?;
+        for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
             let name = entry.file_name().to_string_lossy().into_owned();
             match layout::parse_generation_name(&name) {
                 Some(v) => {
@@ -221,36 +290,26 @@ impl Store {
             }
         }
         // Versions below the floor are what an interrupted prune left.
-        let floor = match read_floor(dir) {
+        let floor = match read_floor(&dir) {
             Ok(floor) => floor,
             Err(e) => {
-                report.problem(layout::floor_file(dir), e.to_string(), false);
+                report.problem(layout::floor_file(&dir), e.to_string(), false);
                 SnapshotId::new(1).expect("v0001")
             }
         };
-        let leftovers = versions.iter().filter(|v| **v < floor).count();
-        if leftovers > 0 {
-            let quiet = LockGuard::try_acquire(&layout::branch_lock(dir))?;
-            let repaired = repair && quiet.is_some() && remove_below(dir, floor).is_ok();
-            report.problem(
-                dir,
-                format!("{leftovers} version(s) below FLOOR {floor}, left by an interrupted prune"),
-                repaired,
-            );
-            versions.retain(|v| *v >= floor);
-        }
+        let versions = below_floor(&dir, versions, floor, report, || {
+            let quiet = LockGuard::try_acquire(&layout::branch_lock(&dir))
+                .ok()
+                .flatten();
+            repair && quiet.is_some() && remove_below(&dir, floor).is_ok()
+        });
         let Some(&newest) = versions.iter().next_back() else {
-            report.problem(dir, "branch has no versions", false);
-            return Ok(());
+            return Ok(versions);
         };
-        let expected: Vec<_> = (floor.number()..=newest.number()).collect();
-        if versions.iter().map(|v| v.number()).collect::<Vec<_>>() != expected {
-            report.problem(dir, "version numbers have gaps", false);
-        }
         // A writer between its commit rename and its HEAD update holds the
         // lock; only a HEAD behind with the lock free is a problem.
-        let quiet = LockGuard::try_acquire(&layout::branch_lock(dir))?;
-        match read_head(dir) {
+        let quiet = LockGuard::try_acquire(&layout::branch_lock(&dir))?;
+        match read_head(&dir) {
             Ok(head) if head == newest => {}
             _ if quiet.is_none() => {}
             other => {
@@ -262,19 +321,49 @@ impl Store {
                 };
                 let mut repaired = false;
                 if repair {
-                    self.files().recover_branch(dir)?;
+                    self.files().recover_branch(&dir)?;
                     repaired = true;
                 }
-                report.problem(layout::head_file(dir), what, repaired);
+                report.problem(layout::head_file(&dir), what, repaired);
             }
         }
-        drop(quiet);
+        Ok(versions)
+    }
+
+    /// Checks a branch's versions from its floor up, read through the
+    /// backend (`trees` for their tree objects): each parses, its ids,
+    /// change counts and parent summary recompute, and every content it
+    /// names is queued in `seen` to be read and hashed.
+    fn check_versions(
+        &self,
+        (trees, dir): (&super::reads::BranchTrees<'_>, &Path),
+        project: &ProjectRef,
+        branch: &BranchName,
+        versions: &BTreeSet<SnapshotId>,
+        report: &mut Report,
+        seen: &mut Seen,
+    ) -> Result<()> {
+        let Some(newest) = versions.iter().next_back() else {
+            report.problem(dir, "branch has no versions", false);
+            return Ok(());
+        };
+        let floor = versions.iter().next().expect("not empty");
+        if versions.len() as u64 != newest.number() - floor.number() + 1 {
+            report.problem(dir, "version numbers have gaps", false);
+        }
         let mut previous: Option<Generation> = None;
         let mut walked_trees = HashSet::new();
-        for &version in &versions {
+        for &version in versions {
             report.generations += 1;
             let path = self.layout().generation_file(dir, version);
-            let gen = match Generation::read(&path, trees) {
+            let read = self
+                .backend
+                .generation(project, branch, version)
+                .and_then(|bytes| {
+                    let bytes = bytes.ok_or_else(|| Error::corrupt(&path, "version missing"))?;
+                    Generation::parse(&path, &bytes, trees)
+                });
+            let gen = match read {
                 Ok(gen) => gen,
                 Err(e) => {
                     report.problem(&path, e.to_string(), false);
@@ -348,9 +437,9 @@ impl Store {
             // Each content is read and hashed once, on every core, by
             // `check_project` once every branch is walked.
             let mut check = |path: String, hash: &str, git: &str, size: u64, md5: &str| {
-                referenced.insert(hash.to_string());
-                if verified.insert(hash.to_string()) {
-                    pending.push(Pending {
+                seen.referenced.insert(hash.to_string());
+                if seen.verified.insert(hash.to_string()) {
+                    seen.pending.push(Pending {
                         hash: hash.to_string(),
                         git: git.to_string(),
                         size,
@@ -377,9 +466,44 @@ impl Store {
             }
             previous = Some(gen);
         }
-        referenced.extend(walked_trees);
+        seen.referenced.extend(walked_trees);
         Ok(())
     }
+}
+
+/// How long `--repair` waits for a branch's writer before leaving what it
+/// found for the next run.
+const QUIET: Duration = Duration::from_millis(200);
+
+/// Reports the versions below `floor` (what an interrupted prune left),
+/// removed if `repair` says it did so; returns the rest.
+fn below_floor(
+    dir: &Path,
+    mut versions: BTreeSet<SnapshotId>,
+    floor: SnapshotId,
+    report: &mut Report,
+    repair: impl FnOnce() -> bool,
+) -> BTreeSet<SnapshotId> {
+    let leftovers = versions.iter().filter(|v| **v < floor).count();
+    if leftovers > 0 {
+        report.problem(
+            dir,
+            format!("{leftovers} version(s) below FLOOR {floor}, left by an interrupted prune"),
+            repair(),
+        );
+        versions.retain(|v| *v >= floor);
+    }
+    versions
+}
+
+/// What a project's versions name, gathered branch by branch.
+#[derive(Default)]
+struct Seen {
+    /// Every object named (contents and trees).
+    referenced: HashSet<String>,
+    /// Contents queued once each.
+    verified: HashSet<String>,
+    pending: Vec<Pending>,
 }
 
 /// A content to read and check against its manifest record.
@@ -393,12 +517,12 @@ struct Pending {
     seen_as: String,
 }
 
-/// Reads an object whole and checks it against the manifest's record.
-fn verify_object(path: &Path, p: &Pending) -> std::result::Result<(), String> {
+/// Checks an object, as the backend read it, against the manifest's record.
+fn verify_object(read: Result<Option<Vec<u8>>>, p: &Pending) -> std::result::Result<(), String> {
     let (hash, size, md5) = (p.hash.as_str(), p.size, p.md5.as_str());
-    let mut file = open_regular(path).map_err(|e| e.to_string())?;
-    let mut bytes = Vec::with_capacity(size as usize);
-    file.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
+    let bytes = read
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "content missing".to_string())?;
     if bytes.len() as u64 != size {
         return Err(format!("size {} but the manifest says {size}", bytes.len()));
     }

@@ -155,7 +155,7 @@ impl Store {
     }
 }
 
-fn required_key_file(key_file: Option<&Path>) -> Result<&Path> {
+pub(super) fn required_key_file(key_file: Option<&Path>) -> Result<&Path> {
     key_file.ok_or_else(|| {
         Error::invalid(
             "a store in PostgreSQL needs a server key file outside the database: \

@@ -6,6 +6,7 @@
 
 mod nodes;
 mod records;
+mod tools;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,42 @@ impl PgServer {
     /// `postgres://` URL of the server's `postgres` database.
     pub fn url(&self) -> String {
         format!("postgres://cfgstore@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// `postgres://` URL of another database of the server, made now.
+    pub fn new_database(&self, name: &str) -> String {
+        self.psql("postgres", &format!("CREATE DATABASE {name}"));
+        format!("postgres://cfgstore@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs SQL on a database of the server (as its superuser, over TCP);
+    /// returns what psql printed, unaligned and without headers.
+    pub fn psql(&self, database: &str, sql: &str) -> String {
+        let url = format!("postgres://cfgstore@127.0.0.1:{}/{database}", self.port);
+        // Beside the server's tools, else (a PATH of links to them) psql.
+        let psql = Some(self.bin.join("psql"))
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| PathBuf::from("psql"));
+        let out = Command::new(psql)
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &url,
+                "-c",
+                sql,
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
     }
 
     /// Starts the server (again, after `stop`), on the same port.

@@ -349,17 +349,6 @@ fn nodes_share_one_store_and_every_change_is_in_force_everywhere_at_once() {
     let content = cluster.ok(&["file", "get", "demo/app.cfg", "main", "app.json"]);
     assert_eq!(content, "{\"v\": 4}");
 
-    // The commands that work on folders say what to use instead.
-    for args in [&["fsck"][..], &["backup", "/tmp/x"][..]] {
-        let out = cluster.run(args, None);
-        assert_eq!(out.status.code(), Some(2), "{args:?}");
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            err.contains("data directory") || err.contains("pg_dump"),
-            "{err}"
-        );
-    }
-
     // A dump of the database holds no secret: not the key, not the
     // token, not the password.
     let dump = Command::new("pg_dump")

@@ -26,9 +26,10 @@
 //!
 //! The rules stay above the seam: what a version holds, its `short_id`,
 //! which branch is the default, what a write may do, which versions a
-//! prune keeps and which objects are referenced. Copying, checking and
-//! upgrading a data directory (`backup.rs`, `fsck.rs`, `upgrade.rs`) work
-//! on the file backend's folders themselves.
+//! prune keeps and which objects are referenced. Upgrading a data
+//! directory (`upgrade.rs`) and the folder checks of `fsck` (kinds,
+//! permissions, stray entries) work on the file backend's folders
+//! themselves.
 //!
 //! A backend's errors are the store's (`crate::Error`): a backend that
 //! cannot reach its data answers `Unavailable` (the API's 503) or `Io`.
@@ -178,6 +179,34 @@ pub trait BranchLock {
     fn remove_below_floor(&mut self) -> Result<u64>;
 }
 
+/// A whole store being loaded into an empty one (a restore): nothing of
+/// it is in force until `finish` returns `Ok`, and all of it then. A
+/// project comes before its objects and branches, a branch before its
+/// versions.
+pub trait Load {
+    fn project(&mut self, project: &ProjectRef, record: &[u8]) -> Result<()>;
+    fn object(&mut self, project: &ProjectRef, hash: &str, bytes: &[u8]) -> Result<()>;
+    /// A branch with its floor and head; its versions follow.
+    fn branch(
+        &mut self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        floor: SnapshotId,
+        head: SnapshotId,
+    ) -> Result<()>;
+    fn generation(
+        &mut self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        version: SnapshotId,
+        bytes: &[u8],
+    ) -> Result<()>;
+    fn record(&mut self, kind: Records, key: &str, bytes: &[u8]) -> Result<()>;
+    fn audit(&mut self, line: &[u8]) -> Result<()>;
+    /// Puts everything loaded in force, durably.
+    fn finish(self: Box<Self>) -> Result<()>;
+}
+
 /// Held (shared) by a writer from its first stored object until it has
 /// published the version naming them; held exclusively by a collection
 /// of unreferenced objects. Released when dropped.
@@ -252,6 +281,13 @@ pub trait Backend: Send + Sync + Debug {
         version: SnapshotId,
     ) -> Result<Option<Vec<u8>>>;
 
+    /// Every version stored for the branch, ascending, whatever its floor
+    /// and head say: versions below the floor are what an interrupted
+    /// prune left, versions past the head (the file backend) what a
+    /// crashed writer published. For `fsck`.
+    fn stored_versions(&self, project: &ProjectRef, branch: &BranchName)
+        -> Result<Vec<SnapshotId>>;
+
     /// Takes the branch's write lock, waiting up to `timeout` (then
     /// `Busy`). Errors: `NotFound` for a branch that does not exist.
     fn lock_branch<'a>(
@@ -291,6 +327,9 @@ pub trait Backend: Send + Sync + Debug {
         prefix: &str,
     ) -> Result<Option<(String, Vec<u8>)>>;
 
+    /// The hash of every object a project holds, in no particular order.
+    fn object_hashes(&self, project: &ProjectRef) -> Result<Vec<String>>;
+
     /// How many objects a project holds and their bytes.
     fn count_objects(&self, project: &ProjectRef) -> Result<(u64, u64)>;
 
@@ -311,6 +350,14 @@ pub trait Backend: Send + Sync + Debug {
         project: &ProjectRef,
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<(u64, u64)>;
+
+    /// Begins loading a whole store into this one (a restore), which must
+    /// hold no project, token or user (else `Conflict`). `None` from a
+    /// backend restored by copying folders (the file backend:
+    /// `backup::restore`).
+    fn load(&self) -> Result<Option<Box<dyn Load + '_>>> {
+        Ok(None)
+    }
 
     // ---- records, audit, fleet, change signal ----
 

@@ -395,6 +395,39 @@ impl Files {
         }
     }
 
+    /// Every generation file in the branch folder, ascending.
+    pub(super) fn versions_in_folder(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+    ) -> Result<Vec<SnapshotId>> {
+        let dir = self.branch_dir(project, branch);
+        let mut versions: Vec<SnapshotId> = crate::store::fsutil::entries(&dir)?
+            .iter()
+            .filter_map(|e| {
+                e.file_name()
+                    .to_str()
+                    .and_then(layout::parse_generation_name)
+            })
+            .collect();
+        versions.sort();
+        Ok(versions)
+    }
+
+    /// The name of every object file of a project.
+    pub(super) fn object_names(&self, project: &ProjectRef) -> Result<Vec<String>> {
+        let objects = self.layout().objects_dir(project);
+        let mut names = Vec::new();
+        if !objects.is_dir() {
+            return Ok(names);
+        }
+        for entry in WalkDir::new(&objects).min_depth(2).max_depth(2) {
+            let entry = entry.map_err(|e| Error::io(&objects, e.into()))?;
+            names.push(entry.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
     pub(super) fn remove_objects(
         &self,
         project: &ProjectRef,

@@ -266,6 +266,14 @@ impl Backend for Files {
         self.generation_file(project, branch, version, false)
     }
 
+    fn stored_versions(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+    ) -> Result<Vec<SnapshotId>> {
+        self.versions_in_folder(project, branch)
+    }
+
     fn lock_branch<'a>(
         &'a self,
         project: &ProjectRef,
@@ -299,6 +307,10 @@ impl Backend for Files {
         prefix: &str,
     ) -> Result<Option<(String, Vec<u8>)>> {
         self.find_object(project, prefix)
+    }
+
+    fn object_hashes(&self, project: &ProjectRef) -> Result<Vec<String>> {
+        self.object_names(project)
     }
 
     fn count_objects(&self, project: &ProjectRef) -> Result<(u64, u64)> {

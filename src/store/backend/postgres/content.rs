@@ -28,7 +28,7 @@ use crate::names::{BranchName, OwnerName, ProjectRef, RepoId, SnapshotId};
 use crate::store::backend::{BranchLock, FirstVersion, ObjectBatch, ObjectsGuard};
 
 /// Owner, repo and branch as the tables spell them.
-fn keys(project: &ProjectRef) -> (String, String) {
+pub(super) fn keys(project: &ProjectRef) -> (String, String) {
     (
         project.owner.as_str().to_string(),
         project.repo.as_str().to_string(),
@@ -42,7 +42,7 @@ fn version_of(n: i64, what: &str) -> Result<SnapshotId> {
         .ok_or_else(|| Error::corrupt(format!("postgres {what}"), format!("holds {n}")))
 }
 
-fn number(v: SnapshotId) -> i64 {
+pub(super) fn number(v: SnapshotId) -> i64 {
     v.number() as i64
 }
 
@@ -262,6 +262,26 @@ impl Postgres {
         Ok(row.map(|r| r.get::<_, Vec<u8>>(0)))
     }
 
+    pub(super) fn versions_stored(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+    ) -> Result<Vec<SnapshotId>> {
+        let (owner, repo) = keys(project);
+        let name = branch.as_str().to_string();
+        let rows = self.pool.connection()?.run(|c| async move {
+            c.query(
+                "SELECT version FROM cfgstore.generations
+                 WHERE owner = $1 AND repo = $2 AND branch = $3 ORDER BY version",
+                &[&owner, &repo, &name],
+            )
+            .await
+        })?;
+        rows.iter()
+            .map(|r| version_of(r.get::<_, i64>(0), "version"))
+            .collect()
+    }
+
     pub(super) fn lock_branch_row(
         &self,
         project: &ProjectRef,
@@ -345,6 +365,18 @@ impl Postgres {
             .await
         })?;
         Ok(row.map(|r| (r.get(0), r.get(1))))
+    }
+
+    pub(super) fn hashes(&self, project: &ProjectRef) -> Result<Vec<String>> {
+        let (owner, repo) = keys(project);
+        let rows = self.pool.connection()?.run(|c| async move {
+            c.query(
+                "SELECT hash FROM cfgstore.objects WHERE owner = $1 AND repo = $2",
+                &[&owner, &repo],
+            )
+            .await
+        })?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     pub(super) fn object_totals(&self, project: &ProjectRef) -> Result<(u64, u64)> {
@@ -488,7 +520,7 @@ async fn insert_first(
 
 /// Ends the transaction a connection holds; a connection that cannot is
 /// not reused.
-fn end(conn: &Connection<'_>, how: &'static str) -> bool {
+pub(super) fn end(conn: &Connection<'_>, how: &'static str) -> bool {
     conn.run(move |c| async move { c.batch_execute(how).await })
         .is_ok()
 }

@@ -18,6 +18,7 @@
 //! blocking callers to the asynchronous client in `pool.rs`.
 
 mod content;
+mod load;
 pub mod pool;
 pub mod schema;
 
@@ -250,6 +251,14 @@ impl Backend for Postgres {
         self.read_generation(project, branch, version)
     }
 
+    fn stored_versions(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+    ) -> Result<Vec<SnapshotId>> {
+        self.versions_stored(project, branch)
+    }
+
     fn lock_branch<'a>(
         &'a self,
         project: &ProjectRef,
@@ -291,6 +300,10 @@ impl Backend for Postgres {
         self.object_with_prefix(project, prefix)
     }
 
+    fn object_hashes(&self, project: &ProjectRef) -> Result<Vec<String>> {
+        self.hashes(project)
+    }
+
     fn count_objects(&self, project: &ProjectRef) -> Result<(u64, u64)> {
         self.object_totals(project)
     }
@@ -310,6 +323,10 @@ impl Backend for Postgres {
         keep: &dyn Fn(&str) -> bool,
     ) -> Result<(u64, u64)> {
         self.delete_objects(project, keep)
+    }
+
+    fn load(&self) -> Result<Option<Box<dyn super::Load + '_>>> {
+        Ok(Some(Box::new(self.begin_load()?)))
     }
 
     fn record(&self, kind: Records, key: &str) -> Result<Option<Vec<u8>>> {
