@@ -271,7 +271,13 @@ pub fn restore_at(
 /// is copied in its own format, and upgraded when the restored store is
 /// opened) and verifies it whole.
 fn open_verified(src: &Path) -> Result<Store> {
-    let backup = Store::open_as_is(src)?;
+    let backup = Store::open_as_is(src).map_err(|e| match e {
+        Error::NotFound { what: "store", .. } => Error::not_found(
+            "backup",
+            format!("{} (a directory made by `cfgstore backup`)", src.display()),
+        ),
+        other => other,
+    })?;
     let check = backup.fsck(false)?;
     if let Some(first) = check.problems.first() {
         return Err(Error::corrupt(
