@@ -5,7 +5,8 @@
 //! into a data directory or into an empty database. It can be taken while
 //! daemons serve and write, because everything it copies is immutable or
 //! append-only: per branch it takes the branch's write lock (a writer or a
-//! prune of that branch waits), reads the head once, then copies every
+//! prune of that branch waits; as for any writer, taking it finishes the
+//! HEAD switch of a writer that crashed), reads the head once, then copies every
 //! generation from the floor up to it and, after every branch, every
 //! object those generations name (no gc meanwhile). Each branch in the
 //! copy is therefore exactly one state the live branch had; writes that
@@ -22,7 +23,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::backend::Records;
+use super::backend::{Load, Records};
 use super::fsutil::{self, create_dir, fsync_dir, read_regular};
 use super::layout::{self, Layout};
 use super::location::{self, Location};
@@ -254,17 +255,33 @@ pub fn restore_at(
         )));
     }
     let key_file = location::required_key_file(key_file)?;
-    let made_key = place_key(backup.key_file(), key_file)?;
-    let loaded = Store::init_at(location, Some(key_file)).and_then(|(store, _)| {
-        let report = store.load_backup(&backup, &mut progress)?;
-        store.note_change()?;
-        Ok(report)
-    });
-    if loaded.is_err() && made_key {
-        // Nothing was restored: the key file written for it goes too.
-        let _ = fs::remove_file(key_file);
+    let had_key = key_file.exists();
+    place_key(backup.key_file(), key_file)?;
+    // Until the load commits nothing is restored: a key file made for it
+    // goes if it fails.
+    let forget_key = |e: Error| {
+        if !had_key {
+            let _ = fs::remove_file(key_file);
+        }
+        e
+    };
+    let (store, _) = Store::init_at(location, Some(key_file)).map_err(forget_key)?;
+    let (load, report) = store
+        .load_backup(&backup, &mut progress)
+        .map_err(forget_key)?;
+    // From here the store may be in force (a commit whose answer was
+    // lost), so the key file stays whatever happens.
+    load.finish().map_err(|e| {
+        Error::invalid(format!(
+            "the restore's commit failed ({e}); if the connection was lost during it, \
+             the restore may have been committed: `cfgstore project list` tells"
+        ))
+    })?;
+    // Daemons already serving this database see the store at once.
+    if let Err(e) = store.note_change() {
+        tracing::warn!("restored, but could not announce the change: {e}");
     }
-    loaded
+    Ok(report)
 }
 
 /// Opens a backup as it is (a restore never changes it: an older backup
@@ -289,15 +306,15 @@ fn open_verified(src: &Path) -> Result<Store> {
 }
 
 /// Writes the backup's server key to `key_file` unless that holds it
-/// already; returns whether it wrote one. A key file holding another key
-/// is refused: the backup's tokens would not verify under it.
-fn place_key(backup_key: &Path, key_file: &Path) -> Result<bool> {
+/// already. A key file holding another key is refused: the backup's
+/// tokens would not verify under it.
+fn place_key(backup_key: &Path, key_file: &Path) -> Result<()> {
     if !backup_key.exists() {
-        return Ok(false); // a store that never served: `init` makes one
+        return Ok(()); // a store that never served: `init` makes one
     }
     let key = read_regular(backup_key)?;
     match read_regular(key_file) {
-        Ok(present) if present == key => Ok(false),
+        Ok(present) if present == key => Ok(()),
         Ok(_) => Err(Error::Conflict(format!(
             "{} holds another server key: the backup's tokens would not verify under it; \
              name a new file with --server-key-file and restore writes the backup's key there",
@@ -308,7 +325,7 @@ fn place_key(backup_key: &Path, key_file: &Path) -> Result<bool> {
             if let Some(folder) = key_file.parent().filter(|p| !p.as_os_str().is_empty()) {
                 fsync_dir(folder)?;
             }
-            Ok(true)
+            Ok(())
         }
         Err(e) => Err(e),
     }
@@ -316,9 +333,14 @@ fn place_key(backup_key: &Path, key_file: &Path) -> Result<bool> {
 
 impl Store {
     /// Loads a verified backup into this store through its backend's
-    /// `Load`: records, the audit trail, then project by project its
-    /// record, objects, branches and versions, in force all together.
-    fn load_backup(&self, backup: &Store, progress: &mut dyn FnMut(&str)) -> Result<BackupReport> {
+    /// `Load`: records, the audit trail (lines a crash tore are left
+    /// out), then project by project its record, objects, branches and
+    /// versions; in force all together when the `Load` returned finishes.
+    fn load_backup(
+        &self,
+        backup: &Store,
+        progress: &mut dyn FnMut(&str),
+    ) -> Result<(Box<dyn Load + '_>, BackupReport)> {
         let mut load = self.backend.load()?.ok_or_else(|| {
             Error::invalid("a data directory is restored by copying (cfgstore restore with --data)")
         })?;
@@ -335,9 +357,11 @@ impl Store {
             }
         }
         let mut lines = Vec::new();
-        backup
-            .backend
-            .audit_lines(&mut |line| lines.push(line.to_vec()))?;
+        backup.backend.audit_lines(&mut |line| {
+            if serde_json::from_slice::<serde::de::IgnoredAny>(line).is_ok() {
+                lines.push(line.to_vec())
+            }
+        })?;
         for line in &lines {
             load.audit(line)?;
         }
@@ -381,7 +405,6 @@ impl Store {
                 }
             }
         }
-        load.finish()?;
-        Ok(report)
+        Ok((load, report))
     }
 }

@@ -161,7 +161,7 @@ impl Store {
         let mut seen = Seen::default();
         for branch in self.branches_to_check(project, report)? {
             report.branches += 1;
-            let versions = if self.on_database() {
+            let (floor, versions) = if self.on_database() {
                 self.check_branch_rows(project, &branch, repair, report)?
             } else {
                 self.check_branch_folder(project, &branch, repair, report)?
@@ -173,7 +173,7 @@ impl Store {
                 (&trees, &dir),
                 project,
                 &branch,
-                &versions,
+                (floor, &versions),
                 report,
                 &mut seen,
             )?;
@@ -228,54 +228,66 @@ impl Store {
     }
 
     /// A branch in a database: its stored versions against its floor and
-    /// head. Returns the versions to check (those from the floor up).
+    /// head. Returns the floor and the versions to check (those from the
+    /// floor up).
     fn check_branch_rows(
         &self,
         project: &ProjectRef,
         branch: &BranchName,
         repair: bool,
         report: &mut Report,
-    ) -> Result<BTreeSet<SnapshotId>> {
+    ) -> Result<(SnapshotId, BTreeSet<SnapshotId>)> {
         let dir = self.layout().branch_dir(project, branch);
-        let stored: BTreeSet<SnapshotId> = self
+        // Read under the branch's lock, so that no write or prune moves
+        // them between the reads. With the lock busy (a writer at work),
+        // versions past the head read are that writer's, and the head is
+        // not judged.
+        let mut lock = match self.backend.lock_branch(project, branch, QUIET) {
+            Ok(lock) => Some(lock),
+            Err(Error::Busy(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let head = match &lock {
+            Some(lock) => lock.head(),
+            None => self.backend.head(project, branch)?,
+        };
+        let floor = self.backend.floor(project, branch)?;
+        let mut stored: BTreeSet<SnapshotId> = self
             .backend
             .stored_versions(project, branch)?
             .into_iter()
             .collect();
-        let floor = self.backend.floor(project, branch)?;
-        let head = self.backend.head(project, branch)?;
+        if lock.is_none() {
+            stored.retain(|v| *v <= head);
+        }
         let versions = below_floor(&dir, stored, floor, report, || {
-            // Only when no writer holds the branch: a prune in progress
-            // removes them itself.
             repair
-                && self
-                    .backend
-                    .lock_branch(project, branch, QUIET)
-                    .and_then(|mut lock| lock.remove_below_floor())
-                    .is_ok()
+                && lock
+                    .as_mut()
+                    .is_some_and(|lock| lock.remove_below_floor().is_ok())
         });
         // A version and the head that names it commit together: a head
         // elsewhere than the newest version is damage, not a crash.
         match versions.iter().next_back() {
-            Some(&newest) if newest != head => report.problem(
+            Some(&newest) if lock.is_some() && newest != head => report.problem(
                 &dir,
                 format!("head names {head} but {newest} is the newest stored version"),
                 false,
             ),
             _ => {}
         }
-        Ok(versions)
+        Ok((floor, versions))
     }
 
-    /// A branch folder: its entries, floor and HEAD. Returns the versions
-    /// to check (those from the floor up).
+    /// A branch folder: its entries, floor and HEAD. Returns the floor and
+    /// the versions to check (those from the floor up).
     fn check_branch_folder(
         &self,
         project: &ProjectRef,
         branch: &BranchName,
         repair: bool,
         report: &mut Report,
-    ) -> Result<BTreeSet<SnapshotId>> {
+    ) -> Result<(SnapshotId, BTreeSet<SnapshotId>)> {
         let dir = self.layout().branch_dir(project, branch);
         let mut versions = BTreeSet::new();
         for entry in fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
@@ -304,7 +316,7 @@ impl Store {
             repair && quiet.is_some() && remove_below(&dir, floor).is_ok()
         });
         let Some(&newest) = versions.iter().next_back() else {
-            return Ok(versions);
+            return Ok((floor, versions));
         };
         // A writer between its commit rename and its HEAD update holds the
         // lock; only a HEAD behind with the lock free is a problem.
@@ -327,7 +339,7 @@ impl Store {
                 report.problem(layout::head_file(&dir), what, repaired);
             }
         }
-        Ok(versions)
+        Ok((floor, versions))
     }
 
     /// Checks a branch's versions from its floor up, read through the
@@ -339,7 +351,7 @@ impl Store {
         (trees, dir): (&super::reads::BranchTrees<'_>, &Path),
         project: &ProjectRef,
         branch: &BranchName,
-        versions: &BTreeSet<SnapshotId>,
+        (floor, versions): (SnapshotId, &BTreeSet<SnapshotId>),
         report: &mut Report,
         seen: &mut Seen,
     ) -> Result<()> {
@@ -347,7 +359,8 @@ impl Store {
             report.problem(dir, "branch has no versions", false);
             return Ok(());
         };
-        let floor = versions.iter().next().expect("not empty");
+        // Every version from the floor to the newest (all are at or above
+        // the floor by now).
         if versions.len() as u64 != newest.number() - floor.number() + 1 {
             report.problem(dir, "version numbers have gaps", false);
         }
@@ -356,14 +369,18 @@ impl Store {
         for &version in versions {
             report.generations += 1;
             let path = self.layout().generation_file(dir, version);
-            let read = self
-                .backend
-                .generation(project, branch, version)
-                .and_then(|bytes| {
-                    let bytes = bytes.ok_or_else(|| Error::corrupt(&path, "version missing"))?;
-                    Generation::parse(&path, &bytes, trees)
-                });
-            let gen = match read {
+            let bytes = match self.backend.generation(project, branch, version) {
+                Ok(Some(bytes)) => Ok(bytes),
+                // Pruned since the versions were listed: gone, not damaged.
+                Ok(None) if self.backend.floor(project, branch)? > version => {
+                    report.generations -= 1;
+                    previous = None;
+                    continue;
+                }
+                Ok(None) => Err(Error::corrupt(&path, "version missing")),
+                Err(e) => Err(e),
+            };
+            let gen = match bytes.and_then(|bytes| Generation::parse(&path, &bytes, trees)) {
                 Ok(gen) => gen,
                 Err(e) => {
                     report.problem(&path, e.to_string(), false);

@@ -418,12 +418,11 @@ impl Files {
     pub(super) fn object_names(&self, project: &ProjectRef) -> Result<Vec<String>> {
         let objects = self.layout().objects_dir(project);
         let mut names = Vec::new();
-        if !objects.is_dir() {
-            return Ok(names);
-        }
+        // What cannot be listed is skipped: fsck reports it by itself.
         for entry in WalkDir::new(&objects).min_depth(2).max_depth(2) {
-            let entry = entry.map_err(|e| Error::io(&objects, e.into()))?;
-            names.push(entry.file_name().to_string_lossy().into_owned());
+            if let Ok(entry) = entry {
+                names.push(entry.file_name().to_string_lossy().into_owned());
+            }
         }
         Ok(names)
     }
