@@ -419,10 +419,13 @@ impl Files {
         let objects = self.layout().objects_dir(project);
         let mut names = Vec::new();
         // What cannot be listed is skipped: fsck reports it by itself.
-        for entry in WalkDir::new(&objects).min_depth(2).max_depth(2) {
-            if let Ok(entry) = entry {
-                names.push(entry.file_name().to_string_lossy().into_owned());
-            }
+        for entry in WalkDir::new(&objects)
+            .min_depth(2)
+            .max_depth(2)
+            .into_iter()
+            .flatten()
+        {
+            names.push(entry.file_name().to_string_lossy().into_owned());
         }
         Ok(names)
     }
