@@ -135,6 +135,29 @@ fn state(at: &At<'_>) -> serde_json::Value {
     })
 }
 
+/// Adds the user `editor` and a read token for `demo`; returns the token.
+fn editor_and_token(at: &At<'_>) -> String {
+    ok_with(
+        at,
+        &[
+            "user",
+            "add",
+            "editor",
+            "--password-stdin",
+            "--role",
+            "ROLE_SITEBUILDER_EDITOR__ROOT",
+        ],
+        Some(b"password-1234\n"),
+    );
+    let token = json(
+        at,
+        &[
+            "token", "create", "--owner", "demo", "--name", "erp", "--json",
+        ],
+    );
+    token["token"].as_str().unwrap().to_string()
+}
+
 /// A node serving `at`: the token reads `app.json` from main.
 fn read_with_token(at: &At<'_>, token: &str, log: &Path) -> (u16, Vec<u8>) {
     let node = Daemon::spawn(command(at), log).unwrap_or_else(|status| {
@@ -205,25 +228,7 @@ fn fsck_backup_and_restore_work_on_a_database_store() {
             "--yes",
         ],
     );
-    ok_with(
-        &db,
-        &[
-            "user",
-            "add",
-            "editor",
-            "--password-stdin",
-            "--role",
-            "ROLE_SITEBUILDER_EDITOR__ROOT",
-        ],
-        Some(b"password-1234\n"),
-    );
-    let token = json(
-        &db,
-        &[
-            "token", "create", "--owner", "demo", "--name", "erp", "--json",
-        ],
-    );
-    let token = token["token"].as_str().unwrap().to_string();
+    let token = editor_and_token(&db);
     let before = state(&db);
     assert_eq!(before["main"].as_array().unwrap().len(), 3, "{before}");
 
@@ -491,25 +496,7 @@ fn a_data_directory_moves_into_a_database_by_backup_and_restore() {
             "main",
         ],
     );
-    ok_with(
-        &files,
-        &[
-            "user",
-            "add",
-            "editor",
-            "--password-stdin",
-            "--role",
-            "ROLE_SITEBUILDER_EDITOR__ROOT",
-        ],
-        Some(b"password-1234\n"),
-    );
-    let token = json(
-        &files,
-        &[
-            "token", "create", "--owner", "demo", "--name", "erp", "--json",
-        ],
-    );
-    let token = token["token"].as_str().unwrap().to_string();
+    let token = editor_and_token(&files);
     let before = state(&files);
     let backup = dir.path().join("backup");
     ok(&files, &["backup", backup.to_str().unwrap()]);
