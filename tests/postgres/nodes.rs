@@ -555,9 +555,13 @@ fn a_killed_node_leaves_no_half_change_and_nodes_ride_out_a_database_restart() {
     let out = cluster.run(&["project", "list"], None);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unavailable"));
+    // A load balancer's health check takes the node out meanwhile.
+    let health = "/site-builder/api/erp-config/health";
+    assert_eq!(b.get(health, &[]).status, 503);
 
     // Back: the same node serves again, reads and writes.
     cluster.pg.start_again();
+    assert_eq!(b.get(health, &[]).status, 200);
     let r = raw(&b, &token, "k.txt");
     assert_eq!(r.status, 200, "{}", r.text());
     let login = login_b();
