@@ -103,7 +103,7 @@ enum Command {
     Config(serve::ConfigCommand),
     /// Copy the store (a data directory or a database) to DEST, a new or
     /// empty directory, as a data directory, while daemons keep serving;
-    /// the copy holds the server key: keep it as safe as the key
+    /// the copy holds the server key, so keep it as private as the key file
     Backup {
         /// A new or empty directory for the copy
         dest: PathBuf,

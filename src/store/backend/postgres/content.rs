@@ -492,7 +492,7 @@ fn owned(first: &FirstVersion<'_>) -> OwnedFirst {
 
 /// Inside a transaction: a new branch's trees, its row and its `v0001`.
 async fn insert_first(
-    c: &tokio_postgres::Client,
+    c: &super::pool::Session,
     owner: &str,
     repo: &str,
     name: &str,
@@ -637,15 +637,12 @@ impl BranchLock for RowLock<'_> {
         let audited = audit.is_some();
         let objects = objects.pending.clone();
         let staged = self.conn()?.run(|c| async move {
-            if !objects.is_empty() {
-                let insert = c
-                    .prepare(
-                        "INSERT INTO cfgstore.objects VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    )
-                    .await?;
-                for (hash, bytes) in &objects {
-                    c.execute(&insert, &[&owner, &repo, hash, bytes]).await?;
-                }
+            for (hash, bytes) in &objects {
+                c.execute(
+                    "INSERT INTO cfgstore.objects VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    &[&owner, &repo, hash, bytes],
+                )
+                .await?;
             }
             c.execute(
                 "INSERT INTO cfgstore.generations VALUES ($1, $2, $3, $4, $5)",

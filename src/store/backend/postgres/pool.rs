@@ -17,7 +17,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio_postgres::{Client, Config, NoTls};
+use std::collections::HashMap;
+
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Config, NoTls, Row, Statement};
 
 use crate::error::{Error, Result};
 
@@ -32,7 +35,7 @@ pub struct Pool {
     /// Where the database is, for errors and logs: never the password.
     place: String,
     runtime: Option<tokio::runtime::Runtime>,
-    idle: Mutex<Vec<Arc<Client>>>,
+    idle: Mutex<Vec<Arc<Session>>>,
 }
 
 impl std::fmt::Debug for Pool {
@@ -130,7 +133,10 @@ impl Pool {
         let client = opened.map_err(|e| self.error(e))?;
         Ok(Connection {
             pool: self,
-            client: Some(Arc::new(client)),
+            client: Some(Arc::new(Session {
+                client,
+                statements: Default::default(),
+            })),
         })
     }
 
@@ -210,13 +216,13 @@ fn describe(config: &Config) -> String {
 /// it broke.
 pub struct Connection<'a> {
     pool: &'a Pool,
-    client: Option<Arc<Client>>,
+    client: Option<Arc<Session>>,
 }
 
 impl Connection<'_> {
     /// Runs `work` with this connection's client and waits for it; a
     /// database error becomes the store's.
-    pub fn run<T: Send + 'static, F>(&self, work: impl FnOnce(Arc<Client>) -> F) -> Result<T>
+    pub fn run<T: Send + 'static, F>(&self, work: impl FnOnce(Arc<Session>) -> F) -> Result<T>
     where
         F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send + 'static,
     {
@@ -241,6 +247,77 @@ impl Drop for Connection<'_> {
                 idle.push(client);
             }
         }
+    }
+}
+
+/// A connection's client and the statements prepared on it: `query`,
+/// `query_one`, `query_opt` and `execute` prepare each statement once per
+/// connection (a named statement, parsed and planned once) instead of on
+/// every call, which costs a round trip more each time. Everything else
+/// is the client's.
+pub struct Session {
+    client: Client,
+    /// By their SQL; the statements are the program's own (a bounded set).
+    statements: Mutex<HashMap<String, Statement>>,
+}
+
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+impl Session {
+    async fn statement(&self, sql: &str) -> std::result::Result<Statement, tokio_postgres::Error> {
+        if let Some(statement) = self.statements.lock().expect("statements").get(sql) {
+            return Ok(statement.clone());
+        }
+        let statement = self.client.prepare(sql).await?;
+        self.statements
+            .lock()
+            .expect("statements")
+            .insert(sql.to_string(), statement.clone());
+        Ok(statement)
+    }
+
+    pub async fn query(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query(&statement, params).await
+    }
+
+    pub async fn query_one(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<Row, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query_one(&statement, params).await
+    }
+
+    pub async fn query_opt(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<Option<Row>, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.query_opt(&statement, params).await
+    }
+
+    pub async fn execute(
+        &self,
+        sql: &str,
+        params: Params<'_>,
+    ) -> std::result::Result<u64, tokio_postgres::Error> {
+        let statement = self.statement(sql).await?;
+        self.client.execute(&statement, params).await
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = Client;
+
+    fn deref(&self) -> &Client {
+        &self.client
     }
 }
 
