@@ -129,8 +129,9 @@ pub struct ObjectBatch {
     /// What the file backend must fsync before the batch is durable.
     pub(crate) folders: std::collections::BTreeSet<std::path::PathBuf>,
     /// What a database backend stores with the version that names them
-    /// (`BranchLock::publish`), in its transaction: `(hash, bytes)`.
-    pub(crate) pending: Vec<(String, Vec<u8>)>,
+    /// (`BranchLock::publish`), in its transaction: bytes by hash (shared,
+    /// so handing them to the database's task copies no content).
+    pub(crate) pending: std::collections::HashMap<String, bytes::Bytes>,
 }
 
 impl ObjectBatch {

@@ -473,6 +473,29 @@ impl Postgres {
     }
 }
 
+/// Objects in runs of at most 1,000 rows or about 8 MiB, one statement
+/// each.
+fn object_chunks(
+    objects: &[(String, bytes::Bytes)],
+) -> impl Iterator<Item = &[(String, bytes::Bytes)]> {
+    const ROWS: usize = 1000;
+    const BYTES: usize = 8 << 20;
+    let mut rest = objects;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (mut n, mut size) = (0, 0);
+        while n < rest.len() && n < ROWS && (n == 0 || size + rest[n].1.len() <= BYTES) {
+            size += rest[n].1.len();
+            n += 1;
+        }
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
 /// A first version with owned bytes, for the database's task.
 struct OwnedFirst {
     generation: Vec<u8>,
@@ -635,12 +658,22 @@ impl BranchLock for RowLock<'_> {
         );
         let audit = audit.map(<[u8]>::to_vec);
         let audited = audit.is_some();
-        let objects = objects.pending.clone();
+        let objects: Vec<(String, bytes::Bytes)> = objects
+            .pending
+            .iter()
+            .map(|(hash, bytes)| (hash.clone(), bytes.clone()))
+            .collect();
         let staged = self.conn()?.run(|c| async move {
-            for (hash, bytes) in &objects {
+            // Many rows a statement: an import's thousands of contents
+            // are not thousands of round trips.
+            for chunk in object_chunks(&objects) {
+                let hashes: Vec<&str> = chunk.iter().map(|(h, _)| h.as_str()).collect();
+                let bodies: Vec<&[u8]> = chunk.iter().map(|(_, b)| &b[..]).collect();
                 c.execute(
-                    "INSERT INTO cfgstore.objects VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                    &[&owner, &repo, hash, bytes],
+                    "INSERT INTO cfgstore.objects (owner, repo, hash, body)
+                     SELECT $1, $2, hash, body FROM unnest($3::text[], $4::bytea[]) AS o(hash, body)
+                     ON CONFLICT DO NOTHING",
+                    &[&owner, &repo, &hashes, &bodies],
                 )
                 .await?;
             }
@@ -758,5 +791,30 @@ impl Drop for InFlight<'_> {
                 conn.discard();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::object_chunks;
+
+    #[test]
+    fn objects_go_in_runs_bounded_by_rows_and_bytes() {
+        let object = |size: usize| (format!("h{size}"), bytes::Bytes::from(vec![0u8; size]));
+        let sizes = |objects: &[(String, bytes::Bytes)]| -> Vec<usize> {
+            object_chunks(objects).map(|c| c.len()).collect()
+        };
+        assert!(sizes(&[]).is_empty());
+        // 2,500 small ones: runs of 1,000.
+        let small: Vec<_> = (0..2500).map(|_| object(10)).collect();
+        assert_eq!(sizes(&small), vec![1000, 1000, 500]);
+        // 3 MiB each: two fit in 8 MiB; one over the limit goes alone.
+        let big: Vec<_> = [3 << 20, 3 << 20, 3 << 20, 9 << 20, 1]
+            .into_iter()
+            .map(object)
+            .collect();
+        assert_eq!(sizes(&big), vec![2, 1, 1, 1]);
+        let all: usize = object_chunks(&big).map(|c| c.len()).sum();
+        assert_eq!(all, big.len(), "every object in exactly one run");
     }
 }

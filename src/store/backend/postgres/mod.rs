@@ -282,8 +282,9 @@ impl Backend for Postgres {
         bytes: &[u8],
         batch: &mut ObjectBatch,
     ) -> Result<bool> {
-        if !batch.pending.iter().any(|(h, _)| h == hash) {
-            batch.pending.push((hash.to_string(), bytes.to_vec()));
+        if !batch.pending.contains_key(hash) {
+            let bytes = bytes::Bytes::copy_from_slice(bytes);
+            batch.pending.insert(hash.to_string(), bytes);
         }
         Ok(false)
     }
