@@ -519,3 +519,58 @@ fn a_data_directory_moves_into_a_database_by_backup_and_restore() {
         "{report}"
     );
 }
+
+/// Two writers storing the same new contents at once (imports of one
+/// folder into two branches) both succeed: they insert the contents in
+/// one order, so neither waits for the other in a cycle (a deadlock the
+/// database would break by failing one of them).
+#[test]
+fn concurrent_writes_of_the_same_contents_on_two_branches_both_succeed() {
+    let Some(pg) =
+        PgServer::start("concurrent_writes_of_the_same_contents_on_two_branches_both_succeed")
+    else {
+        return;
+    };
+    let dir = TestDir::new("pg-same");
+    let key = dir.path().join("server.key");
+    let url = pg.url();
+    let db = At::Db(&url, &key);
+    ok(&db, &["init"]);
+    ok(&db, &["project", "create", "demo", "app", "--type", "cfg"]);
+    ok(&db, &["branch", "create", "demo/app.cfg", "staging"]);
+    for round in 0..6 {
+        let files = dir.path().join(format!("round{round}"));
+        for n in 0..300 {
+            let path = files.join(format!("f{n:03}.txt"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, format!("round {round} file {n}\n")).unwrap();
+        }
+        let folder = files.to_str().unwrap();
+        let imports: Vec<_> = ["main", "staging"]
+            .into_iter()
+            .map(|branch| {
+                let mut command = command(&db);
+                command
+                    .args(["import", "demo/app.cfg", branch, folder])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for import in imports {
+            let out = import.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "round {round}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let (report, code) = fsck(&db, false);
+    assert_eq!(
+        (code, &report["problems"]),
+        (Some(0), &serde_json::json!([])),
+        "{report}"
+    );
+}

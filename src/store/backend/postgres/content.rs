@@ -503,13 +503,16 @@ struct OwnedFirst {
 }
 
 fn owned(first: &FirstVersion<'_>) -> OwnedFirst {
+    let mut trees: Vec<(String, Vec<u8>)> = first
+        .trees
+        .iter()
+        .map(|(h, b)| (h.to_string(), b.to_vec()))
+        .collect();
+    // By hash, as a write's objects: no two creations wait in a cycle.
+    trees.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     OwnedFirst {
         generation: first.generation.to_vec(),
-        trees: first
-            .trees
-            .iter()
-            .map(|(h, b)| (h.to_string(), b.to_vec()))
-            .collect(),
+        trees,
     }
 }
 
@@ -658,11 +661,14 @@ impl BranchLock for RowLock<'_> {
         );
         let audit = audit.map(<[u8]>::to_vec);
         let audited = audit.is_some();
-        let objects: Vec<(String, bytes::Bytes)> = objects
+        let mut objects: Vec<(String, bytes::Bytes)> = objects
             .pending
             .iter()
             .map(|(hash, bytes)| (hash.clone(), bytes.clone()))
             .collect();
+        // In one order for every writer: two writes storing the same new
+        // contents each wait for the other's row, never in a cycle.
+        objects.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let staged = self.conn()?.run(|c| async move {
             // Many rows a statement: an import's thousands of contents
             // are not thousands of round trips.

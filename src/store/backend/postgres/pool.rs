@@ -115,6 +115,7 @@ impl Pool {
                     return Ok(Connection {
                         pool: self,
                         client: Some(client),
+                        failed: Default::default(),
                     })
                 }
                 None => break,
@@ -137,6 +138,7 @@ impl Pool {
                 client,
                 statements: Default::default(),
             })),
+            failed: Default::default(),
         })
     }
 
@@ -217,6 +219,9 @@ fn describe(config: &Config) -> String {
 pub struct Connection<'a> {
     pool: &'a Pool,
     client: Option<Arc<Session>>,
+    /// A statement failed on it: it may be left inside an aborted
+    /// transaction, so it is closed instead of going back to the pool.
+    failed: std::sync::atomic::AtomicBool,
 }
 
 impl Connection<'_> {
@@ -227,9 +232,11 @@ impl Connection<'_> {
         F: Future<Output = std::result::Result<T, tokio_postgres::Error>> + Send + 'static,
     {
         let client = Arc::clone(self.client.as_ref().expect("held until dropped"));
-        self.pool
-            .block_on(work(client))?
-            .map_err(|e| self.pool.error(e))
+        self.pool.block_on(work(client))?.map_err(|e| {
+            self.failed
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.pool.error(e)
+        })
     }
 
     /// Drops the connection instead of returning it: its session state is
@@ -242,6 +249,9 @@ impl Connection<'_> {
 impl Drop for Connection<'_> {
     fn drop(&mut self) {
         if let Some(client) = self.client.take() {
+            if *self.failed.get_mut() {
+                return;
+            }
             let mut idle = self.pool.idle.lock().expect("pool");
             if !client.is_closed() && idle.len() < IDLE_CONNECTIONS {
                 idle.push(client);
@@ -257,14 +267,17 @@ impl Drop for Connection<'_> {
 /// is the client's.
 pub struct Session {
     client: Client,
-    /// By their SQL; the statements are the program's own (a bounded set).
-    statements: Mutex<HashMap<String, Statement>>,
+    /// By their SQL: the program's own texts (`'static`), a bounded set.
+    statements: Mutex<HashMap<&'static str, Statement>>,
 }
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 
 impl Session {
-    async fn statement(&self, sql: &str) -> std::result::Result<Statement, tokio_postgres::Error> {
+    async fn statement(
+        &self,
+        sql: &'static str,
+    ) -> std::result::Result<Statement, tokio_postgres::Error> {
         if let Some(statement) = self.statements.lock().expect("statements").get(sql) {
             return Ok(statement.clone());
         }
@@ -272,44 +285,65 @@ impl Session {
         self.statements
             .lock()
             .expect("statements")
-            .insert(sql.to_string(), statement.clone());
+            .insert(sql, statement.clone());
         Ok(statement)
+    }
+
+    /// Forgets a statement the server can no longer run as prepared (its
+    /// tables changed shape, or it is gone), so the next call prepares it
+    /// again.
+    fn checked<T>(
+        &self,
+        sql: &'static str,
+        result: std::result::Result<T, tokio_postgres::Error>,
+    ) -> std::result::Result<T, tokio_postgres::Error> {
+        use tokio_postgres::error::SqlState;
+        if let Err(e) = &result {
+            if matches!(
+                e.code(),
+                Some(&SqlState::FEATURE_NOT_SUPPORTED)
+                    | Some(&SqlState::INVALID_SQL_STATEMENT_NAME)
+            ) {
+                self.statements.lock().expect("statements").remove(sql);
+            }
+        }
+        result
     }
 
     pub async fn query(
         &self,
-        sql: &str,
+        sql: &'static str,
         params: Params<'_>,
     ) -> std::result::Result<Vec<Row>, tokio_postgres::Error> {
         let statement = self.statement(sql).await?;
-        self.client.query(&statement, params).await
+        self.checked(sql, self.client.query(&statement, params).await)
     }
 
     pub async fn query_one(
         &self,
-        sql: &str,
+        sql: &'static str,
         params: Params<'_>,
     ) -> std::result::Result<Row, tokio_postgres::Error> {
         let statement = self.statement(sql).await?;
-        self.client.query_one(&statement, params).await
+        self.checked(sql, self.client.query_one(&statement, params).await)
     }
 
     pub async fn query_opt(
         &self,
-        sql: &str,
+        sql: &'static str,
         params: Params<'_>,
     ) -> std::result::Result<Option<Row>, tokio_postgres::Error> {
         let statement = self.statement(sql).await?;
-        self.client.query_opt(&statement, params).await
+        self.checked(sql, self.client.query_opt(&statement, params).await)
     }
 
     pub async fn execute(
         &self,
-        sql: &str,
+        sql: &'static str,
         params: Params<'_>,
     ) -> std::result::Result<u64, tokio_postgres::Error> {
         let statement = self.statement(sql).await?;
-        self.client.execute(&statement, params).await
+        self.checked(sql, self.client.execute(&statement, params).await)
     }
 }
 
