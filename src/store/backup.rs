@@ -27,7 +27,8 @@ use super::backend::{Load, Records};
 use super::fsutil::{self, create_dir, fsync_dir, read_regular};
 use super::layout::{self, Layout};
 use super::location::{self, Location};
-use super::{upgrade, Generation, ProjectRef, SnapshotId, Store};
+use super::retention::Named;
+use super::{upgrade, ProjectRef, SnapshotId, Store};
 use crate::error::{Error, Result};
 
 /// What a backup copied.
@@ -153,64 +154,36 @@ impl Store {
         // versions name stay until their copies are made.
         let _objects = self.objects_in_flight(project)?;
         create_dir(&to.branches_dir(project))?;
-        let mut objects = BTreeSet::new();
-        let mut tree_ids = BTreeSet::new();
+        let mut named = Named::default();
         for branch in self.branch_names(project)? {
             report.branches += 1;
             let dst = to.branch_dir(project, &branch);
             create_dir(&dst)?;
-            // A prune (or a writer) waits until this branch is copied.
-            let lock = self
-                .backend
-                .lock_branch(project, &branch, self.lock_timeout)?;
-            let head = lock.head();
+            let (floor, head) =
+                self.walk_kept_versions(project, &branch, &mut named, |version, bytes| {
+                    write(&to.generation_file(&dst, version), bytes, report)?;
+                    report.generations += 1;
+                    Ok(())
+                })?;
             // A pruned branch keeps its floor: versions below it are gone.
-            let floor = self.backend.floor(project, &branch)?;
             if floor.number() > 1 {
                 fsutil::write_new_unsynced(
                     &layout::floor_file(&dst),
                     format!("{floor}\n").as_bytes(),
                 )?;
             }
-            let trees = super::reads::BranchTrees::new(self, project, None, false).remembering();
-            for n in floor.number()..=head.number() {
-                let version = SnapshotId::new(n)?;
-                let file = to.generation_file(&dst, version);
-                let bytes = self
-                    .backend
-                    .generation(project, &branch, version)?
-                    .ok_or_else(|| {
-                        super::branches::missing_version(&self.branch_at(project, &branch), version)
-                    })?;
-                let gen = Generation::parse(&file, &bytes, &trees)?;
-                // Trees in their own set: a content whose bytes are a
-                // tree's is the same object, and must not stop that
-                // tree's files from being walked (as in gc).
-                gen.named_objects(&mut |tree| tree_ids.insert(tree.to_string()), &mut |hash| {
-                    if !objects.contains(hash) {
-                        objects.insert(hash.to_string());
-                    }
-                });
-                trees.keep_only(&gen);
-                write(&file, &bytes, report)?;
-                report.generations += 1;
-            }
-            drop(lock);
             fsutil::write_new_unsynced(&layout::head_file(&dst), format!("{head}\n").as_bytes())?;
             fsutil::write_new_unsynced(&layout::branch_lock(&dst), b"")?;
         }
         create_dir(&to.objects_dir(project))?;
-        objects.extend(tree_ids);
-        let objects: Vec<String> = objects.into_iter().collect();
+        let objects: Vec<String> = named.all().into_iter().collect();
         for fan in objects.iter().map(|h| &h[..2]).collect::<BTreeSet<_>>() {
             create_dir(&to.objects_dir(project).join(fan))?;
         }
         // Contents on every core: reading and writing thousands of small
         // files (or rows) is waiting, not bandwidth.
         let copied = super::parallel_map(&objects, |hash| {
-            let bytes = self.backend.object(project, hash)?.ok_or_else(|| {
-                Error::corrupt(self.layout().object_file(project, hash), "content missing")
-            })?;
+            let bytes = self.object_bytes(project, hash)?;
             fsutil::write_new_unsynced(&to.object_file(project, hash), &bytes)?;
             Ok::<_, Error>(bytes.len() as u64)
         });
@@ -321,11 +294,7 @@ fn place_key(backup_key: &Path, key_file: &Path) -> Result<()> {
             key_file.display()
         ))),
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            fsutil::write_new(key_file, &key)?;
-            if let Some(folder) = key_file.parent().filter(|p| !p.as_os_str().is_empty()) {
-                fsync_dir(folder)?;
-            }
-            Ok(())
+            location::write_key_file(key_file, &key)
         }
         Err(e) => Err(e),
     }
@@ -375,30 +344,20 @@ impl Store {
                 .ok_or_else(|| Error::not_found("project", &project))?;
             load.project(&project, &record)?;
             for hash in backup.backend.object_hashes(&project)? {
-                let bytes = backup.backend.object(&project, &hash)?.ok_or_else(|| {
-                    Error::corrupt(
-                        backup.layout().object_file(&project, &hash),
-                        "content missing",
-                    )
-                })?;
+                let bytes = backup.object_bytes(&project, &hash)?;
                 load.object(&project, &hash, &bytes)?;
                 report.objects += 1;
                 report.bytes += bytes.len() as u64;
             }
             for branch in backup.branch_names(&project)? {
                 report.branches += 1;
-                let floor = backup.backend.floor(&project, &branch)?;
+                let at = backup.branch_at(&project, &branch);
+                let floor = backup.floor(&at)?;
                 let head = backup.backend.head(&project, &branch)?;
                 load.branch(&project, &branch, floor, head)?;
                 for n in floor.number()..=head.number() {
                     let version = SnapshotId::new(n)?;
-                    let bytes = backup
-                        .backend
-                        .generation(&project, &branch, version)?
-                        .ok_or_else(|| {
-                            let at = backup.branch_at(&project, &branch);
-                            super::branches::missing_version(&at, version)
-                        })?;
+                    let bytes = backup.generation_bytes(&at, version)?;
                     load.generation(&project, &branch, version, &bytes)?;
                     report.generations += 1;
                     report.bytes += bytes.len() as u64;

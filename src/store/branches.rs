@@ -170,6 +170,15 @@ impl Store {
         self.backend.floor(&at.project, &at.branch)
     }
 
+    /// A version's generation file as the backend holds it. Errors: the
+    /// branch reader's `NotFound` when it is not there (never written, or
+    /// pruned meanwhile).
+    pub(super) fn generation_bytes(&self, at: &BranchAt, version: SnapshotId) -> Result<Vec<u8>> {
+        self.backend
+            .generation(&at.project, &at.branch, version)?
+            .ok_or_else(|| missing_version(at, version))
+    }
+
     /// A version's metadata only: enough for histories and listings.
     pub(super) fn version_meta(
         &self,

@@ -174,11 +174,18 @@ pub(super) fn make_key_file(path: &Path) -> Result<bool> {
     }
     let mut key = [0u8; 32];
     getrandom::getrandom(&mut key).map_err(|e| Error::io(path, std::io::Error::other(e)))?;
-    fsutil::write_new(path, fsutil::hex(&key).as_bytes())?;
+    write_key_file(path, fsutil::hex(&key).as_bytes())?;
+    Ok(true)
+}
+
+/// Writes a new key file (0600) with `key` and makes it durable; an
+/// existing file is an error. Its folder must exist.
+pub(super) fn write_key_file(path: &Path, key: &[u8]) -> Result<()> {
+    fsutil::write_new(path, key)?;
     if let Some(folder) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fsutil::fsync_dir(folder)?;
     }
-    Ok(true)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -98,10 +98,7 @@ impl Store {
             }
         }
         let trees = BranchTrees::new(self, &at.project, self.cache.as_ref(), false);
-        let bytes = self
-            .backend
-            .generation(&at.project, &at.branch, version)?
-            .ok_or_else(|| super::branches::missing_version(at, version))?;
+        let bytes = self.generation_bytes(at, version)?;
         let mut gen = Generation::parse(&dir.join(version.to_string()), &bytes, &trees)?;
         // A format-1 file in an upgraded store (written by a 0.1 process
         // still running when the store was upgraded): its git blob ids come
@@ -238,6 +235,14 @@ impl Store {
             cache.put_object(&entry.hash, content.clone());
         }
         Ok(content)
+    }
+
+    /// An object's bytes by hash. Errors: `Corrupt` when it is missing
+    /// (a version names it).
+    pub(super) fn object_bytes(&self, project: &ProjectRef, hash: &str) -> Result<Vec<u8>> {
+        self.backend.object(project, hash)?.ok_or_else(|| {
+            Error::corrupt(self.layout().object_file(project, hash), "content missing")
+        })
     }
 
     pub(super) fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {

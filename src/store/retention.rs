@@ -192,44 +192,70 @@ impl Store {
     /// rollback, a removal) or objects stored under the shared `gc.lock`,
     /// which the caller holds exclusively.
     fn referenced_objects(&self, project: &ProjectRef) -> Result<HashSet<String>> {
-        // Trees and contents in separate sets: a file whose bytes are a
-        // tree object's is the same object, and must not stop that tree's
-        // files from being walked.
-        let mut walked_trees = HashSet::new();
-        let mut contents = HashSet::new();
+        let mut named = Named::default();
         for branch in self.branch_names(project)? {
-            let at = self.branch_at(project, &branch);
-            let lock = self
-                .backend
-                .lock_branch(project, &branch, self.lock_timeout)?;
-            let head = lock.head();
-            let mut v = self.floor(&at)?;
-            let trees = super::reads::BranchTrees::new(self, project, None, false).remembering();
-            loop {
-                let bytes = self
-                    .backend
-                    .generation(project, &branch, v)?
-                    .ok_or_else(|| super::branches::missing_version(&at, v))?;
-                let gen = Generation::parse(&at.key.join(v.to_string()), &bytes, &trees)?;
-                // Its folders' trees (a folder seen in another version is
-                // not walked again) and its files' contents.
-                gen.named_objects(
-                    &mut |tree| walked_trees.insert(tree.to_string()),
-                    &mut |hash| {
-                        if !contents.contains(hash) {
-                            contents.insert(hash.to_string());
-                        }
-                    },
-                );
-                trees.keep_only(&gen);
-                if v >= head {
-                    break;
-                }
-                v = v.next();
-            }
+            self.walk_kept_versions(project, &branch, &mut named, |_, _| Ok(()))?;
         }
-        let mut referenced = walked_trees;
-        referenced.extend(contents);
-        Ok(referenced)
+        Ok(named.all())
+    }
+
+    /// Reads every kept version of a branch, oldest first, under its
+    /// write lock (a writer or a prune of the branch waits meanwhile):
+    /// hands each one's generation file to `each` and gathers what it
+    /// names into `named`. Returns the branch's floor and head as read.
+    pub(super) fn walk_kept_versions(
+        &self,
+        project: &ProjectRef,
+        branch: &BranchName,
+        named: &mut Named,
+        mut each: impl FnMut(SnapshotId, &[u8]) -> Result<()>,
+    ) -> Result<(SnapshotId, SnapshotId)> {
+        let at = self.branch_at(project, branch);
+        let lock = self
+            .backend
+            .lock_branch(project, branch, self.lock_timeout)?;
+        let head = lock.head();
+        let floor = self.floor(&at)?;
+        let trees = super::reads::BranchTrees::new(self, project, None, false).remembering();
+        let mut v = floor;
+        loop {
+            let bytes = self.generation_bytes(&at, v)?;
+            let gen = Generation::parse(&at.key.join(v.to_string()), &bytes, &trees)?;
+            // Its folders' trees (a folder seen in another version is
+            // not walked again) and its files' contents.
+            gen.named_objects(
+                &mut |tree| named.trees.insert(tree.to_string()),
+                &mut |hash| {
+                    if !named.contents.contains(hash) {
+                        named.contents.insert(hash.to_string());
+                    }
+                },
+            );
+            trees.keep_only(&gen);
+            each(v, &bytes)?;
+            if v >= head {
+                break;
+            }
+            v = v.next();
+        }
+        Ok((floor, head))
+    }
+}
+
+/// The objects kept versions name. Trees and contents in separate sets: a
+/// file whose bytes are a tree object's is the same object, and must not
+/// stop that tree's files from being walked.
+#[derive(Default)]
+pub(super) struct Named {
+    trees: HashSet<String>,
+    contents: HashSet<String>,
+}
+
+impl Named {
+    /// Every object named, trees and contents.
+    pub(super) fn all(self) -> HashSet<String> {
+        let mut all = self.trees;
+        all.extend(self.contents);
+        all
     }
 }
