@@ -96,13 +96,14 @@ struct Client {
 impl Fleet {
     /// Notes that a client read `project` and received `states` (branch,
     /// `short_id`) — none for reads by blob id. The project's record is
-    /// loaded from the store the first time it is touched.
-    pub fn note(
+    /// loaded from the store the first time it is touched. (`S`: borrowed
+    /// by a handler, owned by an answer given again, `api::replay`.)
+    pub fn note<S: AsRef<str> + std::hash::Hash>(
         &self,
         store: &Store,
         project: &ProjectRef,
         visit: &Visit,
-        states: &[(&str, &str)],
+        states: &[(S, S)],
     ) {
         let hash = self.hasher.hash_one((
             project,
@@ -121,12 +122,12 @@ impl Fleet {
         slot.store(stamp, Ordering::Relaxed);
     }
 
-    fn note_now(
+    fn note_now<S: AsRef<str>>(
         &self,
         store: &Store,
         project: &ProjectRef,
         visit: &Visit,
-        states: &[(&str, &str)],
+        states: &[(S, S)],
     ) {
         let Some(label) = self.label(store, visit.instance_id) else {
             return;
@@ -183,9 +184,10 @@ impl Fleet {
             }
         }
         for (branch, short_id) in states {
-            match client.branches.get_mut(*branch) {
+            let (branch, short_id) = (branch.as_ref(), short_id.as_ref());
+            match client.branches.get_mut(branch) {
                 Some(seen) => {
-                    if seen.short_id != *short_id {
+                    if seen.short_id != short_id {
                         seen.short_id = short_id.to_string();
                     }
                     seen.at = visit.now;

@@ -69,9 +69,14 @@ fn check_token(app: &App, req: &Request) -> Result<Arc<TokenRecord>> {
             BindOutcome::Mismatch => return Err(mismatch()),
         }
     }
+    note_use(app, &record, now);
+    Ok(record)
+}
+
+/// A read admitted with `record`: its `last_used_at` and the metrics.
+pub(super) fn note_use(app: &App, record: &TokenRecord, now: time::OffsetDateTime) {
     app.note_token_use(&record.mac, now);
     app.metrics.token_use();
-    Ok(record)
 }
 
 /// Records a refused request (401, 403) in the audit trail, within the

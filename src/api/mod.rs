@@ -31,6 +31,7 @@ mod authn;
 pub(crate) use authn::blocking;
 pub mod poll;
 pub mod read;
+mod replay;
 pub mod request;
 pub mod response;
 pub mod route;
@@ -46,6 +47,7 @@ use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 
 pub use app::{App, Clock, SessionOptions};
+pub use replay::Replay;
 pub use route::{
     AdminEndpoint, Endpoint, ProjectId, ReadEndpoint, RouteError, UiEndpoint, ADMIN_PREFIX,
     READ_PREFIX,
@@ -78,6 +80,11 @@ pub struct Request<'a> {
     /// The client's address (`App::client_ip`: the forwarded one behind a
     /// trusted proxy).
     pub client_ip: Option<IpAddr>,
+    /// The read cache's epoch after the store's change check (`prepare`).
+    pub epoch: Option<u64>,
+    /// The fleet-view visits its handler noted, when its answer may be
+    /// given again (`replay`).
+    pub(super) noted: Option<std::cell::RefCell<Vec<replay::Noted>>>,
 }
 
 impl Request<'_> {
@@ -118,6 +125,11 @@ pub struct Admitted {
     client_ip: Option<IpAddr>,
     /// The wait a read asked for (`poll.rs`), checked at admission.
     long_poll: Option<poll::LongPoll>,
+    /// The read cache's epoch when it was admitted.
+    epoch: Option<u64>,
+    /// Asked to be answerable again (`offer_replay`): the fleet-view
+    /// visits its handler noted.
+    noting: Option<Vec<replay::Noted>>,
 }
 
 /// What admission gives: a request to serve once its body is in, or the
@@ -156,6 +168,8 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
         body: Bytes::new(),
         peer,
         client_ip,
+        epoch: None,
+        noted: None,
     };
     let endpoint = match routed {
         Ok(endpoint) => endpoint,
@@ -196,6 +210,8 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
             query: req.query,
             client_ip,
             long_poll,
+            epoch: req.epoch,
+            noting: None,
         }),
         Err(err) => {
             let response = match route.starts_with("ui.") {
@@ -211,16 +227,23 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
     }
 }
 
-/// Step 3: the body is in; answer.
+/// Step 3: the body is in; answer. With the answer, how to give it again
+/// when the request was offered for that (`Admitted::offer_replay`) and
+/// its answer qualifies (`replay`).
 pub fn respond(
     app: &App,
     parts: &Parts,
     peer: Option<SocketAddr>,
     mut admitted: Admitted,
     body: Bytes,
-) -> Response<Body> {
+) -> (Response<Body>, Option<Replay>) {
     let response = answer(app, parts, peer, &mut admitted, body);
-    admitted.close(app, parts, response)
+    let response = admitted.close(app, parts, response);
+    let replay = match admitted.noting {
+        Some(_) => Replay::of(app, parts, admitted, &response),
+        None => None,
+    };
+    (response, replay)
 }
 
 /// The answer to an admitted request, without closing it: a long poll
@@ -239,10 +262,13 @@ pub fn answer(
         body,
         peer,
         client_ip: admitted.client_ip,
+        epoch: admitted.epoch,
+        noted: admitted.noting.take().map(std::cell::RefCell::new),
     };
     let result = dispatch(app, &req, &admitted.access);
     // Kept for the next answer of a long poll.
     admitted.query = req.query;
+    admitted.noting = req.noted.map(std::cell::RefCell::into_inner);
     match result {
         Ok(response) => response::finish(parts, response),
         Err(err) => error_response(app, admitted.route, &err),
@@ -256,6 +282,11 @@ pub fn refuse_body(app: &App, parts: &Parts, admitted: Admitted, err: &Error) ->
 }
 
 impl Admitted {
+    /// Asks `respond` for the way to give this answer again (`replay`).
+    pub fn offer_replay(&mut self) {
+        self.noting = Some(Vec::new());
+    }
+
     /// `close` for an admitted request: its route, principal and clock.
     fn close(&self, app: &App, parts: &Parts, response: Response<Body>) -> Response<Body> {
         let access = Some(&self.access);
@@ -301,6 +332,8 @@ impl Admitted {
             body: Bytes::new(),
             peer,
             client_ip: self.client_ip,
+            epoch: self.epoch,
+            noted: None,
         };
         let checked = authn::token(app, &req);
         self.query = req.query;
@@ -358,6 +391,7 @@ fn needs_origin(endpoint: &Endpoint) -> bool {
 fn prepare(app: &App, req: &mut Request) -> Result<()> {
     // What other processes changed since the last request is in force now.
     app.store.revalidate()?;
+    req.epoch = app.store.read_epoch();
     req.query = Query::parse(req.parts.uri.query())?;
     Ok(())
 }
@@ -519,17 +553,30 @@ fn close(
         headers.insert(hyper::header::CACHE_CONTROL, NO_STORE);
     }
     let status = response.status();
+    count_and_log(app, &parts.method, route, status, started, Who(access));
+    response
+}
+
+/// What ends every request, answered in full or again (`replay`): the
+/// metrics and the log line.
+fn count_and_log(
+    app: &App,
+    method: &Method,
+    route: &'static str,
+    status: StatusCode,
+    started: Instant,
+    who: Who,
+) {
     let elapsed = started.elapsed();
     app.metrics.request(route, status.as_u16(), elapsed);
     // Rounded to the microsecond: `ms=0.412`, not `ms=0.41149300000000005`.
     let ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3;
-    let who = tracing::field::display(Who(access));
+    let who = tracing::field::display(who);
     if status.is_server_error() {
-        tracing::warn!(method = %parts.method, route, status = status.as_u16(), ms, who, "request");
+        tracing::warn!(method = %method, route, status = status.as_u16(), ms, who, "request");
     } else {
-        tracing::info!(method = %parts.method, route, status = status.as_u16(), ms, who, "request");
+        tracing::info!(method = %method, route, status = status.as_u16(), ms, who, "request");
     }
-    response
 }
 
 /// Who made a request, for the request log: formatted only when a log

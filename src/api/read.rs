@@ -133,6 +133,11 @@ fn served(r: &Reader, project: &ProjectRef, states: &[(&str, &str)]) {
         now,
     };
     app.fleet.note(&app.store, project, &visit, states);
+    if let Some(noted) = &req.noted {
+        noted
+            .borrow_mut()
+            .push(super::replay::Noted::of(project, &visit, states));
+    }
 }
 
 /// `served` for a read answered from one state of one branch.

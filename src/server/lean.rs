@@ -161,9 +161,14 @@ fn header_name(raw: &[u8]) -> Option<HeaderName> {
 /// The response head for `response` to a request with `method`, into
 /// `dst`, by the rules hyper applies: the header fields in order; the
 /// `Content-Length` of the body unless the status forbids one (a `HEAD`
-/// answer keeps the length its handler set); `Date`. Returns the body to
-/// send (none for `HEAD`, `204`, `304`, `1xx`).
-pub(super) fn encode(method: &Method, response: Response<api::Body>, dst: &mut Vec<u8>) -> Bytes {
+/// answer keeps the length its handler set). `end_head` adds the `Date`
+/// (when the handler set none: the `bool`) and ends it. Returns the body
+/// to send (none for `HEAD`, `204`, `304`, `1xx`).
+pub(super) fn encode(
+    method: &Method,
+    response: Response<api::Body>,
+    dst: &mut Vec<u8>,
+) -> (Bytes, bool) {
     let (head, body) = response.into_parts();
     let status = head.status;
     dst.clear();
@@ -206,17 +211,23 @@ pub(super) fn encode(method: &Method, response: Response<api::Body>, dst: &mut V
         dst.extend_from_slice(itoa::Buffer::new().format(body.len()).as_bytes());
         dst.extend_from_slice(b"\r\n");
     }
-    if !wrote_date {
+    let body = if head_request || !may_have_length {
+        Bytes::new()
+    } else {
+        body
+    };
+    (body, wrote_date)
+}
+
+/// Ends a head `encode` began: the current `Date` unless `dated`, the blank
+/// line.
+pub(super) fn end_head(dst: &mut Vec<u8>, dated: bool) {
+    if !dated {
         dst.extend_from_slice(b"date: ");
         date::extend(dst);
         dst.extend_from_slice(b"\r\n");
     }
     dst.extend_from_slice(b"\r\n");
-    if head_request || !may_have_length {
-        Bytes::new()
-    } else {
-        body
-    }
 }
 
 /// Writes `head` and `body` whole, with as few `writev`s as the socket
@@ -360,7 +371,8 @@ mod tests {
                 .append(name, HeaderValue::from_str(v).unwrap());
         }
         let mut out = Vec::new();
-        let body = encode(&method, r, &mut out);
+        let (body, dated) = encode(&method, r, &mut out);
+        end_head(&mut out, dated);
         let head = String::from_utf8(out).unwrap();
         let dated = head.lines().filter(|l| l.starts_with("date: ")).count();
         assert_eq!(dated, 1, "{head}");

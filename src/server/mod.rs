@@ -31,6 +31,7 @@
 
 mod io;
 mod lean;
+mod memo;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -38,7 +39,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use http_body_util::Full;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -182,6 +183,10 @@ pub async fn run_with(
     // Tells every connection the server is closing: an idle one closes, a
     // busy one after its answer.
     let (closing, closing_seen) = watch::channel(false);
+    // Answers to give again (`memo.rs`): not for a store in a database,
+    // whose change check may wait on the network (reads run off the async
+    // workers there).
+    let memo = (!app.store.on_database()).then(|| Arc::new(memo::Memo::default()));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -206,6 +211,7 @@ pub async fn run_with(
                     options: options.clone(),
                     hyper: builder.clone(),
                     closing: closing_seen.clone(),
+                    memo: memo.clone(),
                 };
                 tokio::spawn(async move {
                     let app = Arc::clone(&connection.app);
@@ -253,6 +259,8 @@ struct Connection {
     options: ServerOptions,
     hyper: http1::Builder,
     closing: watch::Receiver<bool>,
+    /// Answers to give again (`memo.rs`); `None`: every request in full.
+    memo: Option<Arc<memo::Memo>>,
 }
 
 impl Connection {
@@ -303,6 +311,22 @@ impl Connection {
                 lean::Next::Serve(head) => head,
                 lean::Next::HandOff => return true,
             };
+            let kept = self.memo.as_ref().and_then(|memo| {
+                let kept = memo.find(self.peer.ip(), &buf[..head.len])?;
+                kept.replay.again(&self.app).then_some(kept)
+            });
+            if let Some(kept) = kept {
+                buf.advance(head.len);
+                fields = head.into_fields();
+                out.clear();
+                out.extend_from_slice(&kept.head);
+                lean::end_head(&mut out, kept.dated);
+                let closing = self.closing.has_changed().unwrap_or(true);
+                if lean::write_all(io, &out, &kept.body).await.is_err() || closing {
+                    return false;
+                }
+                continue;
+            }
             // Split off and frozen: the request's parts share its memory.
             let bytes = buf.split_to(head.len).freeze();
             let Some(parts) = head.parts(&bytes) else {
@@ -315,8 +339,14 @@ impl Connection {
             let method = parts.method.clone();
             fields = head.into_fields();
             let app = Arc::clone(&self.app);
-            let response = serve_one(app, parts, None, Some(self.peer), limits).await;
-            let body = lean::encode(&method, response, &mut out);
+            let replay = self.memo.is_some();
+            let (response, replay) =
+                serve_one(app, parts, None, Some(self.peer), limits, replay).await;
+            let (body, dated) = lean::encode(&method, response, &mut out);
+            if let (Some(memo), Some(replay)) = (&self.memo, replay) {
+                memo.keep(self.peer.ip(), &bytes, replay, (&out, dated), &body);
+            }
+            lean::end_head(&mut out, dated);
             // Closing: this answer was the connection's last.
             let closing = self.closing.has_changed().unwrap_or(true);
             if lean::write_all(io, &out, &body).await.is_err() || closing {
@@ -333,6 +363,7 @@ impl Connection {
             options,
             hyper,
             mut closing,
+            memo: _,
         } = self;
         let limits = (options.max_body_bytes, options.body_read_timeout);
         let routes = options.routes;
@@ -343,7 +374,8 @@ impl Connection {
                     return Ok(api::response::route_not_found().map(Full::new));
                 }
                 let (parts, body) = req.into_parts();
-                let response = serve_one(app, parts, Some(body), Some(peer), limits).await;
+                let (response, _) =
+                    serve_one(app, parts, Some(body), Some(peer), limits, false).await;
                 Ok::<_, Infallible>(response.map(Full::new))
             }
         });
@@ -367,14 +399,16 @@ impl Connection {
 /// One request, by the execution model of `api`: admission (routing and
 /// authentication), the body within the limit admission set, the answer.
 /// Read-API GETs run inline on this async worker; the rest go to the
-/// blocking pool, since they read session files or write.
+/// blocking pool, since they read session files or write. With `replay`,
+/// also how to give the answer again, when it may be (`api::replay`).
 async fn serve_one(
     app: Arc<App>,
     mut parts: hyper::http::request::Parts,
     body: Option<hyper::body::Incoming>,
     peer: Option<SocketAddr>,
     (max_body, body_timeout): (u64, Duration),
-) -> hyper::Response<api::Body> {
+    replay: bool,
+) -> (hyper::Response<api::Body>, Option<api::Replay>) {
     // A store in a database may wait on the network for any read (the
     // change marker is read per request): off the async workers.
     let inline = api::is_fast_read(&parts) && !app.store.on_database();
@@ -392,22 +426,26 @@ async fn serve_one(
                 parts = returned;
                 admission
             }
-            Err(e) => return handler_panicked(e),
+            Err(e) => return (handler_panicked(e), None),
         }
     };
-    let admitted = match admission {
-        api::Admission::Answered(response) => return response,
+    let mut admitted = match admission {
+        api::Admission::Answered(response) => return (response, None),
         api::Admission::Admitted(admitted) => admitted,
     };
     let limit = admitted.body_limit(max_body);
     let body = match read_body(&parts, body, limit, body_timeout).await {
         Ok(body) => body,
-        Err(err) => return api::refuse_body(&app, &parts, admitted, &err),
+        Err(err) => return (api::refuse_body(&app, &parts, admitted, &err), None),
     };
     if let Some(poll) = admitted.long_poll().cloned() {
         // Boxed: its state (held for the whole wait) then costs only
         // the polls that wait, not every connection's task.
-        return Box::pin(long_poll(&app, &parts, peer, admitted, body, poll)).await;
+        let answer = Box::pin(long_poll(&app, &parts, peer, admitted, body, poll)).await;
+        return (answer, None);
+    }
+    if replay {
+        admitted.offer_replay();
     }
     if inline {
         return api::respond(&app, &parts, peer, admitted, body);
@@ -415,7 +453,7 @@ async fn serve_one(
     let handler_app = Arc::clone(&app);
     tokio::task::spawn_blocking(move || api::respond(&handler_app, &parts, peer, admitted, body))
         .await
-        .unwrap_or_else(handler_panicked)
+        .unwrap_or_else(|e| (handler_panicked(e), None))
 }
 
 /// A read held until its answer differs from what the client holds

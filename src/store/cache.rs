@@ -132,6 +132,12 @@ const RECOUNT_AFTER: Duration = Duration::from_secs(600);
 #[derive(Clone, Copy)]
 pub(crate) struct Epoch(u64);
 
+impl Epoch {
+    pub fn value(self) -> u64 {
+        self.0
+    }
+}
+
 impl ReadCache {
     /// Checks the change marker (the backend's `ChangeWatch`); without a
     /// watch there is nothing to check.

@@ -189,6 +189,14 @@ impl Store {
         cache.check_marker()
     }
 
+    /// The read cache's epoch: it moves whenever cached pointers are
+    /// dropped (a change seen, or their age limit). Read after
+    /// `revalidate`, two equal readings mean nothing read from the cache
+    /// in between can have changed. `None` without a read cache.
+    pub fn read_epoch(&self) -> Option<u64> {
+        self.cache.as_ref().map(|cache| cache.epoch().value())
+    }
+
     /// `note_change` after a write that is already durable and live: its
     /// failure must not turn the write into a reported failure, so it is
     /// logged; other daemons pick the change up at the next marker change.
