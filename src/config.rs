@@ -96,7 +96,9 @@ pub struct Config {
     #[serde(with = "human_duration")]
     pub lock_timeout: Duration,
     /// Most bytes of file contents the read cache keeps in memory. Filled
-    /// as files are read, so an idle daemon stays small.
+    /// as files are read, so an idle daemon stays small. The answers the
+    /// daemon keeps to give again (`server/memo.rs`) have the same budget:
+    /// their bodies are mostly these same contents, shared.
     pub content_cache_bytes: u64,
     pub log_format: LogFormat,
     /// The URL clients reach the daemon by, when it is behind a proxy:

@@ -38,6 +38,8 @@ fn lean_path_answers_byte_for_byte_as_hyper() {
     let data = store_with_project(&dir);
     put(&data, "app.json", br#"{"a": 1}"#);
     put(&data, "deep/x.yaml", b"a: 1\n");
+    // Large enough to be sent from its file (`sendfile`).
+    put(&data, "big.txt", &big_text(40_000));
     let (_, token) = create_token(&data, "demo", &[]);
     let lean = TestServer::start(&data);
     let hyper = TestServer::start_with_options(
@@ -70,10 +72,14 @@ fn lean_path_answers_byte_for_byte_as_hyper() {
     let tree = format!("{V4}/projects/{P}/repository/tree?recursive=true&per_page=1&page=2");
     let meta = format!("{V4}/projects/{P}/repository/files/deep%2Fx.yaml?ref=main");
     let missing = format!("{V4}/projects/{P}/repository/files/nope.json/raw?ref=main");
+    let big = format!("{V4}/projects/{P}/repository/files/big.txt/raw?ref=main");
     let admin_me = "/site-builder/api/user/me";
     let cases: Vec<(&str, String)> = vec![
         ("a file", get(&raw, "")),
         ("HEAD of a file", head(&raw, "")),
+        ("a large file, sent from its file", get(&big, "")),
+        ("the large file again", get(&big, "")),
+        ("HEAD of the large file", head(&big, "")),
         (
             "If-None-Match: 304",
             get(&raw, &format!("If-None-Match: {etag}\r\n")),
@@ -177,6 +183,8 @@ fn lean_path_answers_byte_for_byte_as_hyper() {
             format!("GET {raw} HTTP/1.1\r\nHost: h\r\nPRIVATE-TO"),
         ),
     ];
+    // Each case twice: the second answer may be the kept one (`memo.rs`).
+    let cases: Vec<_> = cases.iter().chain(&cases).cloned().collect();
     for (what, request) in cases {
         let ours = exchange(lean.addr, request.as_bytes());
         let theirs = exchange(hyper.addr, request.as_bytes());
@@ -192,6 +200,47 @@ fn lean_path_answers_byte_for_byte_as_hyper() {
     }
 }
 
+/// Text of `len` bytes, different line by line.
+fn big_text(len: usize) -> Vec<u8> {
+    let mut text = Vec::with_capacity(len);
+    let mut n = 0;
+    while text.len() < len {
+        text.extend_from_slice(format!("line {n}: some configuration\n").as_bytes());
+        n += 1;
+    }
+    text.truncate(len);
+    text
+}
+
+/// Sends `request` on `s` and reads one answer: its status line, its
+/// head, its body (as long as its `content-length` says, none for `HEAD`).
+fn ask(s: &mut TcpStream, request: &str) -> (String, String, Vec<u8>) {
+    s.write_all(request.as_bytes()).unwrap();
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        assert_eq!(s.read(&mut byte).unwrap(), 1, "the connection closed");
+        answer.push(byte[0]);
+    }
+    let text = String::from_utf8(answer).unwrap();
+    let length: usize = match request.starts_with("HEAD") {
+        true => 0,
+        false => text
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .map_or(0, |n| n.parse().unwrap()),
+    };
+    let mut body = vec![0u8; length];
+    s.read_exact(&mut body).unwrap();
+    (text.lines().next().unwrap().to_string(), text, body)
+}
+
+fn connect(addr: std::net::SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s
+}
+
 #[test]
 fn lean_connection_hands_over_mid_way_and_keeps_serving() {
     let dir = TestDir::new("lean-handover");
@@ -200,25 +249,10 @@ fn lean_connection_hands_over_mid_way_and_keeps_serving() {
     let (_, token) = create_token(&data, "demo", &[]);
     let server = TestServer::start(&data);
     let raw = format!("{V4}/projects/{P}/repository/files/app.json/raw?ref=main");
-    let mut s = TcpStream::connect(server.addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut s = connect(server.addr);
     let mut ask = |request: String| {
-        s.write_all(request.as_bytes()).unwrap();
-        // One answer at a time: head, then the body its length gives.
-        let mut answer = Vec::new();
-        let mut byte = [0u8; 1];
-        while !answer.ends_with(b"\r\n\r\n") {
-            assert_eq!(s.read(&mut byte).unwrap(), 1, "the connection closed");
-            answer.push(byte[0]);
-        }
-        let text = String::from_utf8(answer).unwrap();
-        let length: usize = text
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length: "))
-            .map_or(0, |n| n.parse().unwrap());
-        let mut body = vec![0u8; length];
-        s.read_exact(&mut body).unwrap();
-        (text.lines().next().unwrap().to_string(), body)
+        let (status, _, body) = ask(&mut s, &request);
+        (status, body)
     };
     let get = |target: &str| {
         format!("GET {target} HTTP/1.1\r\nHost: h\r\nPRIVATE-TOKEN: {token}\r\n\r\n")
@@ -237,4 +271,121 @@ fn lean_connection_hands_over_mid_way_and_keeps_serving() {
     assert_eq!(status, "HTTP/1.1 200 OK");
     put(&data, "app.json", br#"{"a": 3}"#);
     assert_eq!(ask(get(&raw)).1, br#"{"a": 3}"#);
+}
+
+/// `name{labels} value` from `/metrics`.
+fn metric(addr: std::net::SocketAddr, name: &str) -> u64 {
+    let text = crate::util::request(addr, "GET", "/metrics", &[]).text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.parse().unwrap())
+}
+
+/// A read the lean path keeps and answers again (`server/memo.rs`,
+/// `api/replay.rs`) keeps every promise of the full path: a change by the
+/// CLI, a revoked token and an expired one are in force for the very next
+/// request; every answer given again is counted, its token's use noted,
+/// its client seen in the fleet view; a large file sent from its file is
+/// exact, and changes like any other.
+#[test]
+fn answers_given_again_keep_every_promise() {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+    let dir = TestDir::new("lean-again");
+    let data = store_with_project(&dir);
+    put(&data, "app.json", br#"{"a": 1}"#);
+    put(&data, "big.txt", &big_text(30_000));
+    let (id, token) = create_token(&data, "demo", &[]);
+    let expiry = (time::OffsetDateTime::now_utc() + time::Duration::hours(1))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let (_, expiring) = create_token(&data, "demo", &["--expires", &expiry]);
+    // The daemon's clock, moved on by the test.
+    let skew = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let skew = Arc::clone(&skew);
+        Arc::new(move || {
+            time::OffsetDateTime::now_utc() + time::Duration::seconds(skew.load(Ordering::SeqCst))
+        })
+    };
+    let server = TestServer::start_with_clock(&data, clock);
+    let raw = format!("{V4}/projects/{P}/repository/files/app.json/raw?ref=main");
+    let big = format!("{V4}/projects/{P}/repository/files/big.txt/raw?ref=main");
+    let get = |target: &str, token: &str| {
+        format!("GET {target} HTTP/1.1\r\nHost: h\r\nPRIVATE-TOKEN: {token}\r\nX-Instance-Id: erp-7\r\n\r\n")
+    };
+    let mut s = connect(server.addr);
+    let counted = r#"cfgstore_requests_total{route="file_raw",status="200"}"#;
+    let (before, uses) = (
+        metric(server.addr, counted),
+        metric(server.addr, "cfgstore_token_uses_total"),
+    );
+    for _ in 0..5 {
+        let (status, _, body) = ask(&mut s, &get(&raw, &token));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert_eq!(body, br#"{"a": 1}"#);
+    }
+    assert_eq!(
+        metric(server.addr, counted),
+        before + 5,
+        "every answer counted"
+    );
+    assert_eq!(metric(server.addr, "cfgstore_token_uses_total"), uses + 5);
+
+    // A change by the CLI: in force for the very next request.
+    put(&data, "app.json", br#"{"a": 2}"#);
+    assert_eq!(ask(&mut s, &get(&raw, &token)).2, br#"{"a": 2}"#);
+    assert_eq!(ask(&mut s, &get(&raw, &token)).2, br#"{"a": 2}"#);
+
+    // A large file, from its file: exact, again and after a change.
+    for _ in 0..3 {
+        let (status, head, body) = ask(&mut s, &get(&big, &token));
+        assert_eq!(status, "HTTP/1.1 200 OK");
+        assert!(head.contains("content-length: 30000\r\n"), "{head}");
+        assert_eq!(body, big_text(30_000));
+    }
+    let (_, head, body) = ask(&mut s, &get(&big, &token).replacen("GET", "HEAD", 1));
+    assert!(
+        head.contains("content-length: 30000\r\n") && body.is_empty(),
+        "{head}"
+    );
+    put(&data, "big.txt", &big_text(20_000));
+    assert_eq!(ask(&mut s, &get(&big, &token)).2, big_text(20_000));
+    assert_eq!(ask(&mut s, &get(&big, &token)).2, big_text(20_000));
+
+    // The fleet view: the instance holds main's newest state.
+    crate::util::add_user(&data, "demo", "demo-password", &[]);
+    let login = crate::util::Login::new(server.addr, "demo", "demo-password");
+    let rows = login
+        .send(server.addr, "GET", "/projects/app.cfg/fleet", b"")
+        .json();
+    let store = cfgstore::store::Store::open(&data).unwrap();
+    let label = store.server_key().unwrap().instance_label("erp-7");
+    let row = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["branch"] == "main" && r["instance_id"] == label.as_str())
+        .unwrap_or_else(|| panic!("no row of erp-7 in {rows:#}"));
+    assert_eq!(row["current"], true, "{row:#}");
+
+    // An expiring token: answered again until the clock passes its expiry.
+    for _ in 0..3 {
+        assert_eq!(ask(&mut s, &get(&raw, &expiring)).0, "HTTP/1.1 200 OK");
+    }
+    skew.store(2 * 3600, Ordering::SeqCst);
+    let (status, _, body) = ask(&mut s, &get(&raw, &expiring));
+    assert_eq!(
+        status,
+        "HTTP/1.1 401 Unauthorized",
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // The other token still reads; revoked by the CLI, it is refused next.
+    assert_eq!(ask(&mut s, &get(&raw, &token)).0, "HTTP/1.1 200 OK");
+    crate::util::ok(&data, &["token", "revoke", &id, "--yes"]);
+    assert_eq!(
+        ask(&mut s, &get(&raw, &token)).0,
+        "HTTP/1.1 401 Unauthorized"
+    );
 }

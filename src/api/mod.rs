@@ -135,7 +135,8 @@ pub struct Admitted {
 /// What admission gives: a request to serve once its body is in, or the
 /// answer already (unknown route, bad query, refused credentials).
 pub enum Admission {
-    Admitted(Admitted),
+    /// Boxed: an admitted request is much larger than an answer.
+    Admitted(Box<Admitted>),
     Answered(Response<Body>),
 }
 
@@ -203,7 +204,7 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
         Ok((access, long_poll))
     });
     match admitted {
-        Ok((access, long_poll)) => Admission::Admitted(Admitted {
+        Ok((access, long_poll)) => Admission::Admitted(Box::new(Admitted {
             started,
             route,
             access,
@@ -212,7 +213,7 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
             long_poll,
             epoch: req.epoch,
             noting: None,
-        }),
+        })),
         Err(err) => {
             let response = match route.starts_with("ui.") {
                 // A browser without a session goes to the login page.
@@ -565,7 +566,7 @@ fn count_and_log(
     route: &'static str,
     status: StatusCode,
     started: Instant,
-    who: Who,
+    who: impl std::fmt::Display,
 ) {
     let elapsed = started.elapsed();
     app.metrics.request(route, status.as_u16(), elapsed);
@@ -583,10 +584,19 @@ fn count_and_log(
 /// line is written, not on every request.
 struct Who<'a>(Option<&'a Access>);
 
+/// A read token, for the request log.
+struct TokenWho<'a>(&'a TokenRecord);
+
+impl std::fmt::Display for TokenWho<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "token:{}", self.0.id)
+    }
+}
+
 impl std::fmt::Display for Who<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.0 {
-            Some(Access::Read(token, _)) => write!(f, "token:{}", token.id),
+            Some(Access::Read(token, _)) => TokenWho(token).fmt(f),
             Some(Access::Admin(session, _) | Access::Ui(session, _)) => {
                 write!(f, "user:{}", session.user.name)
             }

@@ -377,6 +377,10 @@ fn file_raw(r: &Reader, id: &ProjectId, path: &FilePath) -> Result<Response<Body
     set_shared_header(&mut r, header::ETAG, content.quoted_blob_id.clone());
     set_shared_header(&mut r, X_GITLAB_BLOB_ID, content.blob_id());
     set_header(&mut r, X_GITLAB_COMMIT_ID, &gen.meta.commit_id);
+    // The same bytes as a file held open: the lean path sends them from it.
+    if let Some(file) = content.file {
+        r.extensions_mut().insert(file);
+    }
     Ok(r)
 }
 

@@ -22,12 +22,14 @@
 //! are never kept.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode};
 
-use super::{authn, count_and_log, Access, Admitted, App, Body, Who};
+use super::{authn, count_and_log, Access, Admitted, App, Body, ReadEndpoint, TokenWho};
+use crate::auth::TokenRecord;
 use crate::names::ProjectRef;
 
 /// What giving a kept answer again must check and do.
@@ -36,7 +38,7 @@ pub struct Replay {
     method: Method,
     route: &'static str,
     status: StatusCode,
-    access: Access,
+    token: Arc<TokenRecord>,
     noted: Vec<Noted>,
 }
 
@@ -98,10 +100,14 @@ impl Replay {
             ..
         } = admitted;
         let status = response.status();
-        let kept = matches!(access, Access::Read(..))
-            && matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED)
+        let token = match access {
+            Access::Read(token, endpoint) if !matches!(endpoint, ReadEndpoint::Archive { .. }) => {
+                token
+            }
+            _ => return None,
+        };
+        let kept = matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED)
             && long_poll.is_none()
-            && route != "read.archive"
             // Nothing moved while it was answered.
             && epoch.is_some()
             && app.store.read_epoch() == epoch;
@@ -110,7 +116,7 @@ impl Replay {
             method: parts.method.clone(),
             route,
             status,
-            access,
+            token,
             noted: noting?,
         })
         .filter(|_| kept)
@@ -128,9 +134,7 @@ impl Replay {
     /// be checked — the full path then answers in its own words).
     pub fn again(&self, app: &App) -> bool {
         let started = Instant::now();
-        let Access::Read(token, _) = &self.access else {
-            return false;
-        };
+        let token = &self.token;
         if app.store.revalidate().is_err() || app.store.read_epoch() != Some(self.epoch) {
             return false;
         }
@@ -142,7 +146,7 @@ impl Replay {
         for noted in &self.noted {
             noted.note_again(app, &token.id);
         }
-        let who = Who(Some(&self.access));
+        let who = TokenWho(token);
         count_and_log(app, &self.method, self.route, self.status, started, who);
         true
     }

@@ -16,13 +16,16 @@
 
 use std::io::IoSlice;
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::http::request::Parts;
 use hyper::{Method, Response, StatusCode, Uri, Version};
 
+use super::io::IdleIo;
 use crate::api::{self, READ_PREFIX};
+use crate::store::held::HeldFile;
 
 /// Header fields a lean request may carry (hyper allows 100).
 const MAX_HEADERS: usize = 100;
@@ -162,14 +165,10 @@ fn header_name(raw: &[u8]) -> Option<HeaderName> {
 /// `dst`, by the rules hyper applies: the header fields in order; the
 /// `Content-Length` of the body unless the status forbids one (a `HEAD`
 /// answer keeps the length its handler set). `end_head` adds the `Date`
-/// (when the handler set none: the `bool`) and ends it. Returns the body
-/// to send (none for `HEAD`, `204`, `304`, `1xx`).
-pub(super) fn encode(
-    method: &Method,
-    response: Response<api::Body>,
-    dst: &mut Vec<u8>,
-) -> (Bytes, bool) {
-    let (head, body) = response.into_parts();
+/// (when the handler set none: `Encoded::dated`) and ends it.
+pub(super) fn encode(method: &Method, response: Response<api::Body>, dst: &mut Vec<u8>) -> Encoded {
+    let (mut head, body) = response.into_parts();
+    let file = head.extensions.remove::<Arc<HeldFile>>();
     let status = head.status;
     dst.clear();
     if status == StatusCode::OK {
@@ -216,7 +215,64 @@ pub(super) fn encode(
     } else {
         body
     };
-    (body, wrote_date)
+    Encoded {
+        file: file.filter(|file| file.holds(&body)),
+        body,
+        dated: wrote_date,
+    }
+}
+
+/// An answer `encode` began.
+pub(super) struct Encoded {
+    /// The body to send (none for `HEAD`, `204`, `304`, `1xx`).
+    pub body: Bytes,
+    /// The body's bytes as a file held open, to send from (`send`).
+    pub file: Option<Arc<HeldFile>>,
+    /// Whether the handler set a `Date` of its own.
+    pub dated: bool,
+}
+
+/// Sends an answer: its head and body by `writev`; or, when the body is a
+/// held file's bytes, the head marked as more to come and the body from
+/// the file (`sendfile`: the page cache's pages, not a copy), which the
+/// kernel sends in the same segments.
+pub(super) async fn send(
+    io: &mut IdleIo,
+    head: &[u8],
+    body: &[u8],
+    file: Option<&HeldFile>,
+) -> std::io::Result<()> {
+    use rustix::net::SendFlags;
+    let Some(file) = file else {
+        return write_all(io, head, body).await;
+    };
+    let mut head = head;
+    while !head.is_empty() {
+        let more = SendFlags::MORE | SendFlags::NOSIGNAL;
+        let n = io
+            .write_with(|s| Ok(rustix::net::send(s, head, more)?))
+            .await?;
+        head = &head[n..];
+    }
+    let (mut offset, len) = (0u64, body.len() as u64);
+    while offset < len {
+        let rest = (len - offset) as usize;
+        let n = io
+            .write_with(|s| {
+                Ok(rustix::fs::sendfile(
+                    s,
+                    file.file(),
+                    Some(&mut offset),
+                    rest,
+                )?)
+            })
+            .await?;
+        if n == 0 {
+            // The file is shorter than its content: the answer cannot end.
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(())
 }
 
 /// Ends a head `encode` began: the current `Date` unless `dated`, the blank
@@ -371,8 +427,9 @@ mod tests {
                 .append(name, HeaderValue::from_str(v).unwrap());
         }
         let mut out = Vec::new();
-        let (body, dated) = encode(&method, r, &mut out);
-        end_head(&mut out, dated);
+        let encoded = encode(&method, r, &mut out);
+        end_head(&mut out, encoded.dated);
+        let body = encoded.body;
         let head = String::from_utf8(out).unwrap();
         let dated = head.lines().filter(|l| l.starts_with("date: ")).count();
         assert_eq!(dated, 1, "{head}");

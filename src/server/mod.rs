@@ -82,6 +82,10 @@ pub struct ServerOptions {
     /// Read-API `GET`s by the lean HTTP/1.1 path (`lean.rs`); `false`
     /// leaves every request to hyper (the tests compare the two).
     pub lean: bool,
+    /// Bytes of answers the lean path keeps to give again (`memo.rs`):
+    /// their heads and bodies, which are mostly the read cache's own
+    /// contents, shared. The content cache's budget; 0 keeps none.
+    pub answer_memo_bytes: usize,
 }
 
 /// What one listener serves: with `metrics_listen` set, the API listener
@@ -122,6 +126,7 @@ impl From<&Config> for ServerOptions {
             token_use_flush: Duration::from_secs(10),
             change_check: Duration::from_secs(1),
             lean: true,
+            answer_memo_bytes: usize::try_from(c.content_cache_bytes).unwrap_or(usize::MAX),
             routes: if c.metrics_listen.is_some() {
                 Routes::AllButMetrics
             } else {
@@ -186,7 +191,8 @@ pub async fn run_with(
     // Answers to give again (`memo.rs`): not for a store in a database,
     // whose change check may wait on the network (reads run off the async
     // workers there).
-    let memo = (!app.store.on_database()).then(|| Arc::new(memo::Memo::default()));
+    let memo = (!app.store.on_database() && options.answer_memo_bytes > 0)
+        .then(|| Arc::new(memo::Memo::new(options.answer_memo_bytes)));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -322,7 +328,8 @@ impl Connection {
                 out.extend_from_slice(&kept.head);
                 lean::end_head(&mut out, kept.dated);
                 let closing = self.closing.has_changed().unwrap_or(true);
-                if lean::write_all(io, &out, &kept.body).await.is_err() || closing {
+                let sent = lean::send(io, &out, &kept.body, kept.file.as_deref()).await;
+                if sent.is_err() || closing {
                     return false;
                 }
                 continue;
@@ -342,14 +349,15 @@ impl Connection {
             let replay = self.memo.is_some();
             let (response, replay) =
                 serve_one(app, parts, None, Some(self.peer), limits, replay).await;
-            let (body, dated) = lean::encode(&method, response, &mut out);
+            let answer = lean::encode(&method, response, &mut out);
             if let (Some(memo), Some(replay)) = (&self.memo, replay) {
-                memo.keep(self.peer.ip(), &bytes, replay, (&out, dated), &body);
+                memo.keep(self.peer.ip(), &bytes, replay, &out, &answer);
             }
-            lean::end_head(&mut out, dated);
+            lean::end_head(&mut out, answer.dated);
             // Closing: this answer was the connection's last.
             let closing = self.closing.has_changed().unwrap_or(true);
-            if lean::write_all(io, &out, &body).await.is_err() || closing {
+            let sent = lean::send(io, &out, &answer.body, answer.file.as_deref()).await;
+            if sent.is_err() || closing {
                 return false;
             }
         }
@@ -431,7 +439,7 @@ async fn serve_one(
     };
     let mut admitted = match admission {
         api::Admission::Answered(response) => return (response, None),
-        api::Admission::Admitted(admitted) => admitted,
+        api::Admission::Admitted(admitted) => *admitted,
     };
     let limit = admitted.body_limit(max_body);
     let body = match read_body(&parts, body, limit, body_timeout).await {

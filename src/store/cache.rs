@@ -84,6 +84,8 @@ pub(crate) struct ReadCache {
     /// Tree objects by path, as long as some cached generation holds them:
     /// a new version loads only the folders it changed.
     nodes: Mutex<NodeCache>,
+    /// Object files held open for sending (`held.rs`).
+    files: Arc<super::held::FileBudget>,
 }
 
 #[derive(Default)]
@@ -371,6 +373,18 @@ impl ReadCache {
         self.objects.lock().expect("cache").map.get(hash).cloned()
     }
 
+    /// A place to hold the file of a content of `size` bytes open, when
+    /// it is worth sending from its file and the budget has one.
+    pub fn file_permit(&self, size: u64) -> Option<super::held::FilePermit> {
+        (size >= super::held::SEND_FROM_FILE_BYTES && size <= LARGEST_CACHED_OBJECT as u64)
+            .then(|| self.files.permit())?
+    }
+
+    /// Sets how many object files may be held open (`held.rs`).
+    pub fn set_open_file_limit(&self, limit: Option<u64>) {
+        self.files.set(limit);
+    }
+
     pub fn put_object(&self, hash: &str, content: Content) {
         if content.bytes.len() <= LARGEST_CACHED_OBJECT {
             self.objects
@@ -447,6 +461,9 @@ pub struct Content {
     /// The blob id in double quotes, as an HTTP entity tag: built once
     /// per content, so serving it copies nothing.
     pub quoted_blob_id: Bytes,
+    /// The object file the bytes were read from, held open for sending
+    /// (`held.rs`); `None` for small contents or beyond the budget.
+    pub file: Option<Arc<super::held::HeldFile>>,
 }
 
 impl Content {
@@ -457,6 +474,7 @@ impl Content {
             bytes,
             text,
             quoted_blob_id,
+            file: None,
         }
     }
 

@@ -67,6 +67,7 @@ pub mod fleet;
 pub mod fsck;
 pub mod fsutil;
 pub mod generation;
+pub mod held;
 pub mod layout;
 mod location;
 mod projects;

@@ -180,6 +180,14 @@ impl Store {
         }
     }
 
+    /// Lets the read cache hold object files open for sending, within a
+    /// share of the process's open-file limit (`held.rs`).
+    pub fn hold_object_files(&self) {
+        if let Some(cache) = &self.cache {
+            cache.set_open_file_limit(super::held::open_file_limit());
+        }
+    }
+
     /// Drops cached pointers if any process changed the store since the
     /// last call (the backend's `ChangeWatch`: cheap when nothing did).
     pub fn revalidate(&self) -> Result<()> {
@@ -235,10 +243,13 @@ impl Store {
         if let Some(content) = self.cache.as_ref().and_then(|c| c.object(&entry.hash)) {
             return Ok(content);
         }
-        let content = Content::new(
-            bytes::Bytes::from(self.read_object(project, entry)?),
-            entry.blob_id(),
-        );
+        // The daemon holds a larger content's file open for sending.
+        let permit = self.cache.as_ref().and_then(|c| c.file_permit(entry.size));
+        let (bytes, file) = self.read_object(project, entry, permit.is_some())?;
+        let mut content = Content::new(bytes::Bytes::from(bytes), entry.blob_id());
+        content.file = file
+            .zip(permit)
+            .map(|(file, permit)| Arc::new(super::held::HeldFile::new(file, entry.size, permit)));
         if let Some(cache) = &self.cache {
             cache.put_object(&entry.hash, content.clone());
         }
@@ -253,9 +264,24 @@ impl Store {
         })
     }
 
-    pub(super) fn read_object(&self, project: &ProjectRef, entry: &Entry) -> Result<Vec<u8>> {
+    /// A file's content, checked against its entry's size; with
+    /// `keep_open`, also the file it was read from when the backend keeps
+    /// objects as files.
+    fn read_object(
+        &self,
+        project: &ProjectRef,
+        entry: &Entry,
+        keep_open: bool,
+    ) -> Result<(Vec<u8>, Option<std::fs::File>)> {
         let locate = || self.layout().object_file(project, &entry.hash);
-        let bytes = self.backend.object(project, &entry.hash)?.ok_or_else(|| {
+        let read = match keep_open {
+            true => self.backend.object_opened(project, &entry.hash)?,
+            false => self
+                .backend
+                .object(project, &entry.hash)?
+                .map(|b| (b, None)),
+        };
+        let (bytes, file) = read.ok_or_else(|| {
             Error::corrupt(locate(), format!("object of {} is missing", entry.path))
         })?;
         if bytes.len() as u64 != entry.size {
@@ -264,7 +290,7 @@ impl Store {
                 format!("object of {} has the wrong size", entry.path),
             ));
         }
-        Ok(bytes)
+        Ok((bytes, file))
     }
 
     /// The bytes of the file content whose blob id is `blob_id`: its git

@@ -304,6 +304,18 @@ pub trait Backend: Send + Sync + Debug {
     /// there is none by that hash.
     fn object(&self, project: &ProjectRef, hash: &str) -> Result<Option<Vec<u8>>>;
 
+    /// `object`, read from a file held open afterwards for sending it
+    /// (`store::held`), when the backend keeps objects as files; by
+    /// default, the bytes only.
+    #[allow(clippy::type_complexity)]
+    fn object_opened(
+        &self,
+        project: &ProjectRef,
+        hash: &str,
+    ) -> Result<Option<(Vec<u8>, Option<std::fs::File>)>> {
+        Ok(self.object(project, hash)?.map(|bytes| (bytes, None)))
+    }
+
     /// Stores an object unless it is there: durable once `sync_objects`
     /// returns for the batch, or (a database) pending in the batch until
     /// the version naming it is published with it. Returns whether it was

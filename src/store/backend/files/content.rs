@@ -280,12 +280,38 @@ impl Files {
     }
 
     pub(super) fn read_object(&self, project: &ProjectRef, hash: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.object_path(project, hash)?;
+        read_if_present(&path)
+    }
+
+    /// `read_object`, and the file it read, still open.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn read_object_opened(
+        &self,
+        project: &ProjectRef,
+        hash: &str,
+    ) -> Result<Option<(Vec<u8>, Option<fs::File>)>> {
+        let path = self.object_path(project, hash)?;
+        let file = match open_regular(&path) {
+            Ok(file) => file,
+            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        };
+        let mut bytes = Vec::new();
+        io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| Error::io(&path, e))?;
+        Ok(Some((bytes, Some(file))))
+    }
+
+    /// An object's file, once no folder on its way is a planted link.
+    fn object_path(&self, project: &ProjectRef, hash: &str) -> Result<std::path::PathBuf> {
         let path = self.layout().object_file(project, hash);
         check_real_dirs(
             self.layout().root(),
             path.parent().expect("object has a fan-out folder"),
         )?;
-        read_if_present(&path)
+        Ok(path)
     }
 
     /// Places the object `target` with these bytes unless it is there.

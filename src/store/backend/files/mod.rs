@@ -287,6 +287,14 @@ impl Backend for Files {
         self.read_object(project, hash)
     }
 
+    fn object_opened(
+        &self,
+        project: &ProjectRef,
+        hash: &str,
+    ) -> Result<Option<(Vec<u8>, Option<fs::File>)>> {
+        self.read_object_opened(project, hash)
+    }
+
     fn put_object(
         &self,
         project: &ProjectRef,
