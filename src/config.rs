@@ -97,8 +97,8 @@ pub struct Config {
     pub lock_timeout: Duration,
     /// Most bytes of file contents the read cache keeps in memory. Filled
     /// as files are read, so an idle daemon stays small. The answers the
-    /// daemon keeps to give again (`server/memo.rs`) have the same budget:
-    /// their bodies are mostly these same contents, shared.
+    /// daemon keeps to give again (`server/memo.rs`) take at most as much
+    /// again (their bodies are mostly these same contents, shared).
     pub content_cache_bytes: u64,
     pub log_format: LogFormat,
     /// The URL clients reach the daemon by, when it is behind a proxy:

@@ -225,7 +225,7 @@ fn open_for_serving(location: &Location, config: &Config) -> Result<Store> {
     store.set_lock_timeout(config.lock_timeout);
     store
         .set_content_cache_bytes(usize::try_from(config.content_cache_bytes).unwrap_or(usize::MAX));
-    store.hold_object_files();
+    store.hold_object_files(config.max_connections);
     store.ensure_server_key()?;
     store.server_key()?;
     Ok(store)

@@ -70,6 +70,17 @@ impl Noted {
         }
     }
 
+    fn size(&self) -> usize {
+        let states: usize = self
+            .states
+            .iter()
+            .map(|(b, s)| b.len() + s.len() + 48)
+            .sum();
+        let project = self.project.owner.as_str().len() + self.project.repo.as_str().len();
+        let agent = self.user_agent.as_ref().map_or(0, String::len);
+        project + self.instance_id.len() + agent + states + 128
+    }
+
     fn note_again(&self, app: &App, token_id: &str) {
         let visit = crate::fleet::Visit {
             token_id,
@@ -125,6 +136,11 @@ impl Replay {
     /// The read cache's epoch the answer was made in.
     pub fn epoch(&self) -> u64 {
         self.epoch
+    }
+
+    /// Bytes of its own it holds (the fleet visits' names), roughly.
+    pub fn size(&self) -> usize {
+        self.noted.iter().map(Noted::size).sum()
     }
 
     /// Whether the kept answer is the one the full path would give now;

@@ -56,6 +56,30 @@ impl IdleIo {
         self.read_back = read;
     }
 
+    /// A write by a system call the stream does not offer (`op`, given
+    /// the socket: `send` with flags, `sendfile`), when the socket takes
+    /// it, under the idle timeout as any write.
+    pub(super) async fn write_with(
+        &mut self,
+        mut op: impl FnMut(&TcpStream) -> std::io::Result<usize>,
+    ) -> std::io::Result<usize> {
+        std::future::poll_fn(|cx| loop {
+            match self.inner.poll_write_ready(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return self.after_write(cx, Poll::Pending),
+            }
+            let inner = &self.inner;
+            match inner.try_io(tokio::io::Interest::WRITABLE, || op(inner)) {
+                // Not writable after all (`try_io` has cleared the
+                // readiness): wait for the socket again.
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                done => return self.after_write(cx, Poll::Ready(done)),
+            }
+        })
+        .await
+    }
+
     fn touch(&mut self) {
         self.last = crate::coarse::monotonic();
     }
@@ -93,31 +117,6 @@ impl IdleIo {
                 .as_mut()
                 .reset(Instant::now() + (self.timeout - quiet));
         }
-    }
-}
-
-impl IdleIo {
-    /// A write by a system call the stream does not offer (`op`, given
-    /// the socket: `send` with flags, `sendfile`), when the socket takes
-    /// it, under the idle timeout as any write.
-    pub(super) async fn write_with(
-        &mut self,
-        mut op: impl FnMut(&TcpStream) -> std::io::Result<usize>,
-    ) -> std::io::Result<usize> {
-        std::future::poll_fn(|cx| loop {
-            match self.inner.poll_write_ready(cx) {
-                Poll::Ready(Ok(())) => {}
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => return self.after_write(cx, Poll::Pending),
-            }
-            let inner = &self.inner;
-            match inner.try_io(tokio::io::Interest::WRITABLE, || op(inner)) {
-                // Not writable after all: tokio forgot the readiness; wait.
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-                done => return self.after_write(cx, Poll::Ready(done)),
-            }
-        })
-        .await
     }
 }
 

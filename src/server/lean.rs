@@ -235,7 +235,9 @@ pub(super) struct Encoded {
 /// Sends an answer: its head and body by `writev`; or, when the body is a
 /// held file's bytes, the head marked as more to come and the body from
 /// the file (`sendfile`: the page cache's pages, not a copy), which the
-/// kernel sends in the same segments.
+/// kernel sends in the same segments. Whatever the file cannot give (a
+/// file system without `sendfile`, a read error, a file cut short) is sent
+/// from the bytes in memory.
 pub(super) async fn send(
     io: &mut IdleIo,
     head: &[u8],
@@ -243,6 +245,7 @@ pub(super) async fn send(
     file: Option<&HeldFile>,
 ) -> std::io::Result<()> {
     use rustix::net::SendFlags;
+    use tokio::io::AsyncWriteExt;
     let Some(file) = file else {
         return write_all(io, head, body).await;
     };
@@ -252,27 +255,30 @@ pub(super) async fn send(
         let n = io
             .write_with(|s| Ok(rustix::net::send(s, head, more)?))
             .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
         head = &head[n..];
     }
     let (mut offset, len) = (0u64, body.len() as u64);
     while offset < len {
         let rest = (len - offset) as usize;
-        let n = io
-            .write_with(|s| {
-                Ok(rustix::fs::sendfile(
-                    s,
-                    file.file(),
-                    Some(&mut offset),
-                    rest,
-                )?)
-            })
-            .await?;
-        if n == 0 {
-            // The file is shorter than its content: the answer cannot end.
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        let from_file = |s: &tokio::net::TcpStream| {
+            Ok(rustix::fs::sendfile(
+                s,
+                file.file(),
+                Some(&mut offset),
+                rest,
+            )?)
+        };
+        match io.write_with(from_file).await {
+            Ok(n) if n > 0 => {}
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            // The rest from memory (a socket that failed fails there too).
+            _ => break,
         }
     }
-    Ok(())
+    io.write_all(&body[offset as usize..]).await
 }
 
 /// Ends a head `encode` began: the current `Date` unless `dated`, the blank

@@ -7,12 +7,14 @@
 //! answer but its `Date`. Kept: the response head without its `Date` line,
 //! and the body (shared with the read cache, not copied).
 //!
-//! Every answer belongs to one epoch of the read cache; entries of an older
-//! epoch are dropped all at once when an answer of a newer one is kept, so
-//! the memo holds at most what clients asked within about a second (the
-//! read cache's epoch moves at least that often), bounded besides by
-//! `MAX_ENTRIES` and `Memo::max_bytes`. Only answers of admitted reads are kept:
-//! a client without a valid token adds nothing.
+//! Every answer belongs to one epoch of the read cache. When answers of a
+//! newer epoch come, the older ones are retired and dropped a few at each
+//! answer kept (dropping tens of thousands at once would hold one request
+//! for milliseconds), and `sweep` (every two seconds, off the request path)
+//! drops whatever is left, so a daemon whose clients went quiet lets go of
+//! them too. Live and retired answers together stay within `MAX_ENTRIES`
+//! and `Memo::max_bytes`. Only answers of admitted reads are kept: a client
+//! without a valid token adds nothing.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -29,11 +31,13 @@ use crate::store::held::HeldFile;
 const MAX_ENTRIES: usize = 65_536;
 /// A larger body is not kept (configuration files are far smaller).
 const MAX_BODY: usize = 1024 * 1024;
+/// Retired answers dropped per answer kept.
+const DROPS_PER_KEEP: usize = 32;
 
 pub(super) struct Memo {
     entries: Mutex<Entries>,
     hasher: foldhash::fast::RandomState,
-    /// Bytes of request heads, response heads and bodies kept at most
+    /// Bytes kept at most, live and retired answers together
     /// (`ServerOptions::answer_memo_bytes`).
     max_bytes: usize,
 }
@@ -45,13 +49,29 @@ struct Entries {
     /// the same hash replaces it.
     by_hash: HashMap<u64, Arc<Kept>, foldhash::fast::RandomState>,
     bytes: usize,
-    /// The answers of older epochs, dropped a few at each `keep`: dropping
-    /// tens of thousands at once would hold one request for milliseconds.
+    /// The answers of older epochs, waiting to be dropped.
     retired: Vec<Arc<Kept>>,
+    retired_bytes: usize,
 }
 
-/// Retired answers dropped per answer kept.
-const DROPS_PER_KEEP: usize = 32;
+impl Entries {
+    /// Retires the answers kept so far, for a newer `epoch`.
+    fn retire(&mut self, epoch: u64) {
+        self.epoch = epoch;
+        self.retired_bytes += std::mem::take(&mut self.bytes);
+        let old = std::mem::take(&mut self.by_hash);
+        self.retired.extend(old.into_values());
+    }
+
+    /// Takes up to `n` retired answers out, for the caller to drop once
+    /// the lock is let go.
+    fn take_retired(&mut self, n: usize) -> Vec<Arc<Kept>> {
+        let at = self.retired.len().saturating_sub(n);
+        let taken: Vec<_> = self.retired.drain(at..).collect();
+        self.retired_bytes -= taken.iter().map(|k| k.size()).sum::<usize>();
+        taken
+    }
+}
 
 /// A kept answer.
 pub(super) struct Kept {
@@ -68,6 +88,7 @@ pub(super) struct Kept {
 }
 
 impl Memo {
+    /// A memo of at most `max_bytes`.
     pub fn new(max_bytes: usize) -> Memo {
         Memo {
             entries: Mutex::default(),
@@ -100,7 +121,7 @@ impl Memo {
         answer: &Encoded,
     ) {
         let body = &answer.body;
-        let size = request.len() + head.len() + body.len();
+        let size = Kept::size_of(request, head, body, &replay);
         if body.len() > MAX_BODY || size > self.max_bytes {
             return;
         }
@@ -111,15 +132,11 @@ impl Memo {
             return;
         }
         if epoch > entries.epoch {
-            entries.epoch = epoch;
-            entries.bytes = 0;
-            let old = std::mem::take(&mut entries.by_hash);
-            entries.retired.extend(old.into_values());
+            entries.retire(epoch);
         }
-        let at = entries.retired.len().saturating_sub(DROPS_PER_KEEP);
-        let old: Vec<_> = entries.retired.drain(at..).collect();
-        let full = entries.by_hash.len() >= MAX_ENTRIES || entries.bytes + size > self.max_bytes;
-        if !full {
+        let dropped = entries.take_retired(DROPS_PER_KEEP);
+        let used = entries.bytes + entries.retired_bytes;
+        if entries.by_hash.len() < MAX_ENTRIES && used + size <= self.max_bytes {
             let kept = Arc::new(Kept {
                 peer,
                 request: request.into(),
@@ -135,12 +152,31 @@ impl Memo {
             }
         }
         drop(entries);
-        drop(old);
+        drop(dropped);
+    }
+
+    /// Retires the answers of an epoch older than `epoch` (the read
+    /// cache's now) and takes out every retired answer, for the caller to
+    /// drop off the request path.
+    pub fn sweep(&self, epoch: Option<u64>) -> Vec<Arc<Kept>> {
+        let mut entries = self.entries.lock().expect("memo");
+        match epoch {
+            Some(now) if now > entries.epoch => entries.retire(now),
+            _ => {}
+        }
+        let all = entries.retired.len();
+        entries.take_retired(all)
     }
 }
 
 impl Kept {
+    /// What an answer costs the memo: its bytes, and about as much again
+    /// as its bookkeeping takes.
+    fn size_of(request: &[u8], head: &[u8], body: &[u8], replay: &Replay) -> usize {
+        request.len() + head.len() + body.len() + replay.size() + 256
+    }
+
     fn size(&self) -> usize {
-        self.request.len() + self.head.len() + self.body.len()
+        Kept::size_of(&self.request, &self.head, &self.body, &self.replay)
     }
 }

@@ -83,8 +83,8 @@ pub struct ServerOptions {
     /// leaves every request to hyper (the tests compare the two).
     pub lean: bool,
     /// Bytes of answers the lean path keeps to give again (`memo.rs`):
-    /// their heads and bodies, which are mostly the read cache's own
-    /// contents, shared. The content cache's budget; 0 keeps none.
+    /// their heads and bodies (mostly the read cache's own contents,
+    /// shared). As much as the content cache's budget; 0 keeps none.
     pub answer_memo_bytes: usize,
 }
 
@@ -193,6 +193,7 @@ pub async fn run_with(
     // workers there).
     let memo = (!app.store.on_database() && options.answer_memo_bytes > 0)
         .then(|| Arc::new(memo::Memo::new(options.answer_memo_bytes)));
+    let sweeper = tokio::spawn(sweep_periodically(Arc::clone(&app), memo.clone()));
     tokio::pin!(shutdown);
     let mut backoff = Duration::from_millis(5);
     loop {
@@ -248,6 +249,7 @@ pub async fn run_with(
         }
     }
     flusher.abort();
+    sweeper.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }
@@ -700,6 +702,34 @@ const FLEET_FLUSH: Duration = Duration::from_secs(2);
 /// Writes what `App` keeps in memory: the fleet view every `FLEET_FLUSH`,
 /// token uses and refusal summaries every `every` (one file per token
 /// used, so less often).
+/// Every two seconds, off the request path: the memo's answers of past
+/// epochs dropped (the store's change check first, so a quiet daemon's
+/// epoch moves on too); every thirty, the held object files that garbage
+/// collection removed let go.
+async fn sweep_periodically(app: Arc<App>, memo: Option<Arc<memo::Memo>>) {
+    const EVERY: Duration = Duration::from_secs(2);
+    const FILES_EVERY: u32 = 15;
+    let mut tick = tokio::time::interval(EVERY);
+    for round in 1u32.. {
+        tick.tick().await;
+        let (app, memo) = (Arc::clone(&app), memo.clone());
+        let swept = tokio::task::spawn_blocking(move || {
+            if let Some(memo) = memo {
+                if let Err(e) = app.store.revalidate() {
+                    tracing::debug!(error = %e, "change check failed while sweeping");
+                }
+                drop(memo.sweep(app.store.read_epoch()));
+            }
+            if round % FILES_EVERY == 0 {
+                app.store.release_unlinked_files();
+            }
+        });
+        if let Err(e) = swept.await {
+            tracing::warn!(error = %e, "sweep panicked");
+        }
+    }
+}
+
 async fn flush_periodically(app: Arc<App>, every: Duration) {
     let mut tick = tokio::time::interval(FLEET_FLUSH.min(every));
     tick.tick().await;

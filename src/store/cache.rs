@@ -381,8 +381,34 @@ impl ReadCache {
     }
 
     /// Sets how many object files may be held open (`held.rs`).
-    pub fn set_open_file_limit(&self, limit: Option<u64>) {
-        self.files.set(limit);
+    pub fn set_file_budget(&self, most: usize) {
+        self.files.set(most);
+    }
+
+    /// Drops the contents whose held file has no name left (garbage
+    /// collection removed it), so its disk space is freed. The files are
+    /// looked at without the lock.
+    pub fn forget_unlinked_files(&self) {
+        use std::os::unix::fs::MetadataExt;
+        let held: Vec<(String, Arc<super::held::HeldFile>)> = {
+            let objects = self.objects.lock().expect("cache");
+            let with_file = objects.map.iter().filter_map(|(hash, content)| {
+                Some((hash.clone(), Arc::clone(content.file.as_ref()?)))
+            });
+            with_file.collect()
+        };
+        let unlinked: Vec<String> = held
+            .into_iter()
+            .filter(|(_, held)| held.file().metadata().is_ok_and(|m| m.nlink() == 0))
+            .map(|(hash, _)| hash)
+            .collect();
+        if unlinked.is_empty() {
+            return;
+        }
+        let mut objects = self.objects.lock().expect("cache");
+        for hash in unlinked {
+            objects.remove(&hash);
+        }
     }
 
     pub fn put_object(&self, hash: &str, content: Content) {
@@ -444,9 +470,15 @@ impl ObjectCache {
             let Some(old) = self.order.pop_front() else {
                 break;
             };
-            if let Some(c) = self.map.remove(&old) {
-                self.bytes -= c.bytes.len();
-            }
+            self.remove(&old);
+        }
+    }
+
+    /// Removes a content (its hash may stay in `order`: eviction skips
+    /// what is gone).
+    fn remove(&mut self, hash: &str) {
+        if let Some(c) = self.map.remove(hash) {
+            self.bytes -= c.bytes.len();
         }
     }
 }
@@ -553,6 +585,41 @@ impl<K: std::hash::Hash + Eq + Clone, V: Clone> Bounded<K, V> {
 #[cfg(test)]
 mod tests {
     use super::Bounded;
+
+    /// A content whose held file garbage collection removed is let go
+    /// (its disk space freed); one whose file is still there stays.
+    #[test]
+    fn contents_whose_file_was_removed_are_let_go() {
+        use super::{Content, ReadCache};
+        use crate::store::held::HeldFile;
+        use std::sync::Arc;
+        let dir = std::env::temp_dir().join(format!("cfgstore-held-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let cache = ReadCache::default();
+        cache.set_file_budget(2);
+        let keep = |name: &str| {
+            let path = dir.join(name);
+            std::fs::write(&path, vec![b'x'; 10_000]).unwrap();
+            let file = std::fs::File::open(&path).unwrap();
+            let permit = cache.file_permit(10_000).expect("a place");
+            let mut content = Content::new(bytes::Bytes::from(vec![b'x'; 10_000]), name);
+            content.file = Some(Arc::new(HeldFile::new(file, 10_000, permit)));
+            cache.put_object(name, content);
+            path
+        };
+        let (gone, kept) = (keep("gone"), keep("kept"));
+        assert!(cache.file_permit(10_000).is_none(), "both places taken");
+        std::fs::remove_file(&gone).unwrap();
+        cache.forget_unlinked_files();
+        assert!(
+            cache.object("gone").is_none(),
+            "the removed file's content stays"
+        );
+        assert!(cache.object("kept").is_some());
+        assert!(cache.file_permit(10_000).is_some(), "its place given back");
+        std::fs::remove_file(kept).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn bounded_forgets_the_oldest_by_count_and_by_weight() {

@@ -89,10 +89,15 @@ pub fn entries(dir: &Path) -> Result<Vec<fs::DirEntry>> {
 
 /// Reads a whole small file through `open_regular`.
 pub fn read_regular(path: &Path) -> Result<Vec<u8>> {
+    Ok(read_regular_open(path)?.0)
+}
+
+/// `read_regular`, and the file it read, still open.
+pub fn read_regular_open(path: &Path) -> Result<(Vec<u8>, File)> {
     let mut file = open_regular(path)?;
     let mut buf = Vec::new();
     file.read_to_end(&mut buf).map_err(|e| Error::io(path, e))?;
-    Ok(buf)
+    Ok((buf, file))
 }
 
 /// `fsync` of a directory, so that entries created, renamed or removed in

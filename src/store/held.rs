@@ -8,9 +8,12 @@
 //! named by their hash, and a file held open keeps its inode even once
 //! garbage collection removes its name.
 //!
-//! Open files are bounded (`set_budget`: a quarter of the process's limit,
-//! at most `MOST_HELD`), since the same limit also counts connections; a
-//! content read beyond the budget is served from memory as before.
+//! Open files are bounded (`file_budget`: half of what the process's
+//! open-file limit leaves beside the daemon's connections and a reserve, at
+//! most `MOST_HELD`); a content read beyond the budget is served from
+//! memory as before. A held file that garbage collection removed keeps its
+//! disk space until the read cache lets it go: the daemon looks for such
+//! files every thirty seconds (`ReadCache::forget_unlinked_files`).
 
 use std::fs::File;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +25,8 @@ pub const SEND_FROM_FILE_BYTES: u64 = 8 * 1024;
 /// Object files held open at most (nginx's `open_file_cache max` in the
 /// benchmark's configuration).
 const MOST_HELD: usize = 10_000;
+/// Descriptors left for the rest: the store's own files, logs, listeners.
+const RESERVE: u64 = 256;
 
 /// How many object files may be held open, and how many are.
 #[derive(Debug, Default)]
@@ -31,13 +36,9 @@ pub(crate) struct FileBudget {
 }
 
 impl FileBudget {
-    /// Sets the budget from the process's open-file limit (`None`:
-    /// unknown, none held).
-    pub fn set(&self, open_file_limit: Option<u64>) {
-        let limit = open_file_limit
-            .map_or(0, |n| (n / 4) as usize)
-            .min(MOST_HELD);
-        self.limit.store(limit, Ordering::Relaxed);
+    /// Sets how many files may be held open (`file_budget`).
+    pub fn set(&self, most: usize) {
+        self.limit.store(most, Ordering::Relaxed);
     }
 
     /// A place for one more open file, if the budget has one.
@@ -80,6 +81,7 @@ impl HeldFile {
         }
     }
 
+    /// The file, to send from.
     pub fn file(&self) -> &File {
         &self.file
     }
@@ -91,9 +93,23 @@ impl HeldFile {
     }
 }
 
-/// The process's limit of open files (its soft limit), if it has one.
-pub fn open_file_limit() -> Option<u64> {
-    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
+/// How many object files a daemon serving up to `connections` at once
+/// may hold open, by the process's (soft) open-file limit now.
+pub fn file_budget(connections: usize) -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile).current;
+    budget_within(limit, connections)
+}
+
+/// Half of what `limit` (`None`: unlimited) leaves beside the connections
+/// and `RESERVE`, at most `MOST_HELD`.
+fn budget_within(limit: Option<u64>, connections: usize) -> usize {
+    let Some(limit) = limit else {
+        return MOST_HELD;
+    };
+    let left = limit.saturating_sub(connections as u64 + RESERVE);
+    usize::try_from(left / 2)
+        .unwrap_or(usize::MAX)
+        .min(MOST_HELD)
 }
 
 #[cfg(test)]
@@ -104,15 +120,23 @@ mod tests {
     fn the_budget_bounds_open_files_and_gets_places_back() {
         let budget = Arc::new(FileBudget::default());
         assert!(budget.permit().is_none(), "no budget before it is set");
-        budget.set(Some(8));
+        budget.set(2);
         let (a, b) = (budget.permit().unwrap(), budget.permit().unwrap());
-        assert!(budget.permit().is_none(), "a quarter of 8 is 2");
+        assert!(budget.permit().is_none(), "two at most");
         drop(a);
         let c = budget.permit().expect("a place given back");
         drop((b, c));
-        budget.set(Some(1_000_000));
-        assert_eq!(budget.limit.load(Ordering::Relaxed), MOST_HELD);
-        budget.set(None);
+        budget.set(0);
         assert!(budget.permit().is_none());
+    }
+
+    #[test]
+    fn the_budget_leaves_room_for_connections() {
+        // systemd's LimitNOFILE=65536 with 1,024 connections: the cap.
+        assert_eq!(budget_within(Some(65_536), 1024), MOST_HELD);
+        assert_eq!(budget_within(Some(20_000), 1024), (20_000 - 1024 - 256) / 2);
+        // The common soft limit of 1,024 with 1,024 connections: none.
+        assert_eq!(budget_within(Some(1024), 1024), 0);
+        assert_eq!(budget_within(None, 1024), MOST_HELD);
     }
 }

@@ -180,11 +180,19 @@ impl Store {
         }
     }
 
-    /// Lets the read cache hold object files open for sending, within a
-    /// share of the process's open-file limit (`held.rs`).
-    pub fn hold_object_files(&self) {
+    /// Lets the read cache hold object files open for sending, within
+    /// what the process's open-file limit leaves beside `connections`
+    /// (`held.rs`).
+    pub fn hold_object_files(&self, connections: usize) {
         if let Some(cache) = &self.cache {
-            cache.set_open_file_limit(super::held::open_file_limit());
+            cache.set_file_budget(super::held::file_budget(connections));
+        }
+    }
+
+    /// Lets go of held object files that garbage collection removed.
+    pub fn release_unlinked_files(&self) {
+        if let Some(cache) = &self.cache {
+            cache.forget_unlinked_files();
         }
     }
 
@@ -275,7 +283,10 @@ impl Store {
     ) -> Result<(Vec<u8>, Option<std::fs::File>)> {
         let locate = || self.layout().object_file(project, &entry.hash);
         let read = match keep_open {
-            true => self.backend.object_opened(project, &entry.hash)?,
+            true => self
+                .backend
+                .object_opened(project, &entry.hash)?
+                .map(|o| (o.bytes, o.file)),
             false => self
                 .backend
                 .object(project, &entry.hash)?

@@ -213,6 +213,13 @@ pub trait Load {
 /// of unreferenced objects. Released when dropped.
 pub trait ObjectsGuard {}
 
+/// An object's bytes, and the file they were read from when the backend
+/// keeps objects as files (`Backend::object_opened`).
+pub struct OpenedObject {
+    pub bytes: Vec<u8>,
+    pub file: Option<std::fs::File>,
+}
+
 /// Where a store keeps what it keeps. Implementations must be safe to
 /// share between threads; every method may block on storage.
 pub trait Backend: Send + Sync + Debug {
@@ -307,13 +314,9 @@ pub trait Backend: Send + Sync + Debug {
     /// `object`, read from a file held open afterwards for sending it
     /// (`store::held`), when the backend keeps objects as files; by
     /// default, the bytes only.
-    #[allow(clippy::type_complexity)]
-    fn object_opened(
-        &self,
-        project: &ProjectRef,
-        hash: &str,
-    ) -> Result<Option<(Vec<u8>, Option<std::fs::File>)>> {
-        Ok(self.object(project, hash)?.map(|bytes| (bytes, None)))
+    fn object_opened(&self, project: &ProjectRef, hash: &str) -> Result<Option<OpenedObject>> {
+        let bytes = self.object(project, hash)?;
+        Ok(bytes.map(|bytes| OpenedObject { bytes, file: None }))
     }
 
     /// Stores an object unless it is there: durable once `sync_objects`

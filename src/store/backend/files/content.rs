@@ -20,7 +20,7 @@ use walkdir::WalkDir;
 use super::Files;
 use crate::error::{Error, Result};
 use crate::names::{BranchName, OwnerName, ProjectRef, RepoId, SnapshotId};
-use crate::store::backend::{BranchLock, FirstVersion, ObjectBatch, ObjectsGuard};
+use crate::store::backend::{BranchLock, FirstVersion, ObjectBatch, ObjectsGuard, OpenedObject};
 use crate::store::fsutil::{
     self, check_real_dirs, create_dir, create_dir_durable, fsync_dir, move_into_place,
     open_regular, read_regular, LockGuard, RemoveOnDrop,
@@ -32,8 +32,13 @@ impl ObjectsGuard for LockGuard {}
 
 /// Reads a file that may be absent.
 pub(super) fn read_if_present(path: &Path) -> Result<Option<Vec<u8>>> {
-    match read_regular(path) {
-        Ok(bytes) => Ok(Some(bytes)),
+    if_present(read_regular(path))
+}
+
+/// A read of a file that may be absent: `None` for a missing one.
+fn if_present<T>(read: Result<T>) -> Result<Option<T>> {
+    match read {
+        Ok(found) => Ok(Some(found)),
         Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
     }
@@ -285,23 +290,17 @@ impl Files {
     }
 
     /// `read_object`, and the file it read, still open.
-    #[allow(clippy::type_complexity)]
     pub(super) fn read_object_opened(
         &self,
         project: &ProjectRef,
         hash: &str,
-    ) -> Result<Option<(Vec<u8>, Option<fs::File>)>> {
+    ) -> Result<Option<OpenedObject>> {
         let path = self.object_path(project, hash)?;
-        let file = match open_regular(&path) {
-            Ok(file) => file,
-            Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                return Ok(None)
-            }
-            Err(e) => return Err(e),
-        };
-        let mut bytes = Vec::new();
-        io::Read::read_to_end(&mut &file, &mut bytes).map_err(|e| Error::io(&path, e))?;
-        Ok(Some((bytes, Some(file))))
+        let read = if_present(fsutil::read_regular_open(&path))?;
+        Ok(read.map(|(bytes, file)| OpenedObject {
+            bytes,
+            file: Some(file),
+        }))
     }
 
     /// An object's file, once no folder on its way is a planted link.

@@ -20,7 +20,7 @@ pub use content::{newest_generation, read_floor, read_head, remove_below};
 
 use super::{
     Backend, BranchLock, ChangeWatch, Durability, FirstVersion, ObjectBatch, ObjectsGuard,
-    RecordChange, Records,
+    OpenedObject, RecordChange, Records,
 };
 use crate::error::{Error, Result};
 use crate::names::{BranchName, OwnerName, ProjectRef, SnapshotId};
@@ -287,11 +287,7 @@ impl Backend for Files {
         self.read_object(project, hash)
     }
 
-    fn object_opened(
-        &self,
-        project: &ProjectRef,
-        hash: &str,
-    ) -> Result<Option<(Vec<u8>, Option<fs::File>)>> {
+    fn object_opened(&self, project: &ProjectRef, hash: &str) -> Result<Option<OpenedObject>> {
         self.read_object_opened(project, hash)
     }
 
