@@ -233,9 +233,13 @@ end
 def lua_pages(path, prefix, pages):
     with open(path, "w") as f:
         f.write(f"""
+local requests = {{}}
+init = function(args)
+  for page = 1, {pages} do requests[page] = wrk.format("GET", "{prefix}" .. page) end
+end
 math.randomseed(7)
 request = function()
-  return wrk.format("GET", "{prefix}" .. math.random({pages}))
+  return requests[math.random({pages})]
 end
 """)
     return path
