@@ -381,12 +381,12 @@ def run_suite(args, binary, work):
     cpu_per_request = []
     load_rss = 0.0
     for name, url, script, nurl, nscript in read_scenarios:
-        # Warm-up, unmeasured, for both servers: the first pass over the
+        # Warm-up (2 s), unmeasured, for both servers: the first pass over the
         # 20,000 files fills cfgstore's read cache and nginx's open-file
         # cache; what is compared is how each serves once warm.
-        wrk(url, 16, 1, token, script)
+        wrk(url, 16, 2, token, script)
         if nurl:
-            wrk(nurl, 16, 1, token, nscript)
+            wrk(nurl, 16, 2, token, nscript)
         for conns in (16, 64):
             ours, theirs = [], []
             for _ in range(args.runs):

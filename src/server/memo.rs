@@ -10,9 +10,9 @@
 //! Every answer belongs to one epoch of the read cache. When answers of a
 //! newer epoch come, the older ones are retired and dropped a few at each
 //! answer kept (dropping tens of thousands at once would hold one request
-//! for milliseconds), and `sweep` (every two seconds, off the request path)
-//! drops whatever is left, so a daemon whose clients went quiet lets go of
-//! them too. Live and retired answers together stay within `MAX_ENTRIES`
+//! for milliseconds), and by `sweep` (every two seconds, off the request
+//! path), so a daemon whose clients went quiet lets go of them too, within
+//! a minute for the largest memo. Live and retired answers together stay within `MAX_ENTRIES`
 //! and `Memo::max_bytes`. Only answers of admitted reads are kept: a client
 //! without a valid token adds nothing.
 
@@ -33,6 +33,9 @@ const MAX_ENTRIES: usize = 65_536;
 const MAX_BODY: usize = 1024 * 1024;
 /// Retired answers dropped per answer kept.
 const DROPS_PER_KEEP: usize = 32;
+/// Retired answers dropped per `sweep`: a daemon pinned to one core runs
+/// the sweep beside its requests, so it too drops a few at a time.
+const DROPS_PER_SWEEP: usize = 1024;
 
 pub(super) struct Memo {
     entries: Mutex<Entries>,
@@ -156,16 +159,15 @@ impl Memo {
     }
 
     /// Retires the answers of an epoch older than `epoch` (the read
-    /// cache's now) and takes out every retired answer, for the caller to
-    /// drop off the request path.
+    /// cache's now) and takes out up to `DROPS_PER_SWEEP` retired answers,
+    /// for the caller to drop off the request path.
     pub fn sweep(&self, epoch: Option<u64>) -> Vec<Arc<Kept>> {
         let mut entries = self.entries.lock().expect("memo");
         match epoch {
             Some(now) if now > entries.epoch => entries.retire(now),
             _ => {}
         }
-        let all = entries.retired.len();
-        entries.take_retired(all)
+        entries.take_retired(DROPS_PER_SWEEP)
     }
 }
 
