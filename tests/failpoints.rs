@@ -509,6 +509,63 @@ fn a_revoke_whose_marker_write_fails_is_in_force_within_a_second() {
     }
 }
 
+/// A put whose change marker cannot be written reaches the running daemon
+/// within a second too: the daemon checks its pointers against the store
+/// once they are a second old (`store/cache/renew.rs`) and sees the
+/// branch's new HEAD. Until then, and while nothing changes, it answers as
+/// before.
+#[test]
+fn a_put_whose_marker_write_fails_is_in_force_within_a_second() {
+    let dir = TestDir::new("failpoints-put-marker");
+    let data = store_with_project(&dir);
+    util::put(&data, "app.json", b"{\"v\": 1}");
+    let (_, token) = create_token(&data, "demo", &[]);
+    let daemon = Daemon::start(&data, dir.path().join("daemon.log"));
+    let url = format!(
+        "{V4}/projects/{}/repository/files/app.json/raw?ref=main",
+        PROJECT.replace('/', "%2F")
+    );
+    let read = || {
+        let r = daemon.get(&url, &[("PRIVATE-TOKEN", &token)]);
+        assert_eq!(r.status, 200, "{}", r.text());
+        r.text()
+    };
+    // Seconds of reads with nothing changed: the same answer throughout.
+    for _ in 0..6 {
+        assert_eq!(read(), "{\"v\": 1}");
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    // The marker is the put's last temporary file: failing an earlier one
+    // fails the put and changes nothing; failing the marker's does not.
+    // (New contents each time, so every attempt writes the same files.)
+    let mut done = None;
+    for skip in 0..30 {
+        let failing = format!("fs.temp.before={skip}*off->1*return(EIO)");
+        let args = ["file", "put", PROJECT, "main", "app.json"];
+        let body = format!("{{\"v\": 2, \"try\": {skip}}}");
+        let out = cli_with(&data, &failing, &args, Some(body.as_bytes()));
+        if outcome_of(&out, "put") == Outcome::Done {
+            done = Some((out, body));
+            break;
+        }
+        assert_eq!(read(), "{\"v\": 1}", "a failed put changed the file");
+    }
+    let (out, body) = done.expect("the put never succeeded");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("change marker"),
+        "the put succeeded without the marker failing: {stderr}"
+    );
+    let put = std::time::Instant::now();
+    while read() != body {
+        assert!(
+            put.elapsed() < Duration::from_millis(1500),
+            "the daemon still serves the old file"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A CLI command stopped while it holds a branch's lock (here: paused at
 /// `commit.locked`): the daemon's writes to that branch answer 503 with
 /// `Retry-After` once `lock_timeout` passes, its reads are not slowed at

@@ -8,8 +8,9 @@
 //!
 //! - the store's change check (`Store::revalidate`): a change by any
 //!   process since the answer was made moves the read cache's epoch, and an
-//!   answer of another epoch is not given again (the epoch also moves once
-//!   a second, whatever the marker says, as the read cache's pointers do);
+//!   answer of another epoch is not given again (the epoch also moves when
+//!   the pointers, checked against the store once a second whatever the
+//!   marker says, no longer hold: `store/cache/renew.rs`);
 //! - the token: unchanged while the epoch holds (revocation, rotation,
 //!   binding and scope are store changes), so only its expiry is checked
 //!   again, with the app's clock;

@@ -7,14 +7,15 @@
 //! answer but its `Date`. Kept: the response head without its `Date` line,
 //! and the body (shared with the read cache, not copied).
 //!
-//! Every answer belongs to one epoch of the read cache. When answers of a
-//! newer epoch come, the older ones are retired and dropped a few at each
-//! answer kept (dropping tens of thousands at once would hold one request
-//! for milliseconds), and by `sweep` (every two seconds, off the request
-//! path), so a daemon whose clients went quiet lets go of them too, within
-//! a minute for the largest memo. Live and retired answers together stay within `MAX_ENTRIES`
-//! and `Memo::max_bytes`. Only answers of admitted reads are kept: a client
-//! without a valid token adds nothing.
+//! Every answer belongs to one epoch of the read cache (which moves with
+//! every change to the store). When answers of a newer epoch come, the
+//! older ones are retired and dropped a few at each answer kept (dropping
+//! tens of thousands at once would hold one request for milliseconds), and
+//! by `sweep` (every two seconds, off the request path), so answers of a
+//! past epoch go also when no client asks anything more. Live and retired
+//! answers together stay within `MAX_ENTRIES` and `Memo::max_bytes`. Only
+//! answers of admitted reads are kept: a client without a valid token adds
+//! nothing.
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;

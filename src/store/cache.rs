@@ -17,13 +17,18 @@
 //! next request, at the cost of one check instead of one read per branch,
 //! token and project.
 //!
-//! The marker is a prompt, not the only line of defence: pointers are also
-//! dropped once a second, so a writer that committed but could not replace
-//! the marker delays its change by a second at most.
+//! The marker is a prompt, not the only line of defence: pointers a second
+//! old are checked against the store (`cache/renew.rs`: kept if they still
+//! hold, else dropped; dropped outright when many), so a writer that
+//! committed but could not replace the marker delays its change by a
+//! second at most.
 //!
 //! Pointer entries carry the epoch in which their read began; one that was
 //! read before an invalidation is not stored after it, so a slow request
 //! can never put an old HEAD back into a freshly cleared cache.
+
+mod renew;
+pub(crate) use renew::Held;
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -86,15 +91,19 @@ pub(crate) struct ReadCache {
     nodes: Mutex<NodeCache>,
     /// Object files held open for sending (`held.rs`).
     files: Arc<super::held::FileBudget>,
+    /// Taken while old pointers are checked against the store (`renew.rs`).
+    checking: Mutex<()>,
 }
 
 #[derive(Default)]
 struct Pointers {
     marker: Vec<u8>,
     epoch: u64,
-    /// When the pointers were last dropped (`None`: never).
-    /// (`coarse::monotonic`: read on every request.)
+    /// When the pointers were last dropped or found to hold (`renew.rs`;
+    /// `None`: never). (`coarse::monotonic`: read on every request.)
     cleared_at: Option<Duration>,
+    /// A pointer was replaced by a different value within this epoch.
+    replaced: bool,
     /// A branch's live generation (its HEAD, read from disk once per
     /// epoch, resolved in `generations`), found by name.
     live: FastMap<ProjectRef, FastMap<BranchName, Arc<Generation>>>,
@@ -110,6 +119,7 @@ impl Pointers {
     fn clear(&mut self) {
         self.epoch += 1;
         self.cleared_at = Some(crate::coarse::monotonic());
+        self.replaced = false;
         self.live.clear();
         self.projects.clear();
         self.branch_names.clear();
@@ -141,21 +151,15 @@ impl Epoch {
 }
 
 impl ReadCache {
-    /// Checks the change marker (the backend's `ChangeWatch`); without a
-    /// watch there is nothing to check.
-    pub fn check_marker(&self) -> crate::Result<()> {
+    /// Checks the change marker (the backend's `ChangeWatch`), and
+    /// pointers past their age limit (`renew.rs`: `hold` says whether the
+    /// store still says what they say); without a watch there is nothing
+    /// to check.
+    pub fn check_marker(&self, hold: &dyn Fn(&Held) -> bool) -> crate::Result<()> {
         let Some(watch) = self.watch.get() else {
             return Ok(());
         };
-        {
-            let mut p = self.pointers.lock().expect("cache");
-            let now = crate::coarse::monotonic();
-            if p.cleared_at
-                .is_none_or(|t| now.saturating_sub(t) >= POINTER_MAX_AGE)
-            {
-                p.clear();
-            }
-        }
+        self.check_old_pointers(hold);
         watch.check(&mut |marker| self.revalidate(marker))
     }
 
@@ -261,10 +265,10 @@ impl ReadCache {
         gen: Arc<Generation>,
     ) {
         self.store(epoch, |p| {
-            p.live
-                .entry(project.clone())
-                .or_default()
-                .insert(branch.clone(), gen)
+            let version = gen.meta.version;
+            let branches = p.live.entry(project.clone()).or_default();
+            let old = branches.insert(branch.clone(), gen);
+            p.replaced |= old.is_some_and(|old| old.meta.version != version);
         });
     }
 
@@ -278,7 +282,10 @@ impl ReadCache {
     }
 
     pub fn put_project(&self, epoch: Epoch, project: ProjectRef, info: Option<Arc<ProjectInfo>>) {
-        self.store(epoch, |p| p.projects.insert(project, info));
+        self.store(epoch, |p| {
+            let old = p.projects.insert(project, info.clone());
+            p.replaced |= old.is_some_and(|old| old != info);
+        });
     }
 
     pub fn branch_names(&self, project: &ProjectRef) -> Option<Arc<Vec<BranchName>>> {
@@ -291,7 +298,10 @@ impl ReadCache {
     }
 
     pub fn put_branch_names(&self, epoch: Epoch, project: ProjectRef, names: Arc<Vec<BranchName>>) {
-        self.store(epoch, |p| p.branch_names.insert(project, names));
+        self.store(epoch, |p| {
+            let old = p.branch_names.insert(project, Arc::clone(&names));
+            p.replaced |= old.is_some_and(|old| old != names);
+        });
     }
 
     pub fn answer(
@@ -334,7 +344,8 @@ impl ReadCache {
             if p.tokens.len() >= 100_000 {
                 p.tokens.clear();
             }
-            p.tokens.insert(mac, record)
+            let old = p.tokens.insert(mac, record.clone());
+            p.replaced |= old.is_some_and(|old| old != record);
         });
     }
 

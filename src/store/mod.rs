@@ -126,7 +126,7 @@ pub struct Store {
 }
 
 /// A project as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProjectInfo {
     pub owner: OwnerName,
     #[serde(rename = "id")]

@@ -202,7 +202,40 @@ impl Store {
         let Some(cache) = &self.cache else {
             return Ok(());
         };
-        cache.check_marker()
+        // A database's every read is a round trip: its old pointers are
+        // dropped, not checked.
+        let on_database = self.on_database();
+        cache.check_marker(&|held| !on_database && self.pointers_hold(held))
+    }
+
+    /// Whether the read cache's pointers still say what the store says
+    /// (`cache::renew`): one read each, nothing cached on the way.
+    fn pointers_hold(&self, held: &cache::Held) -> bool {
+        let project_holds = |(project, info): &(ProjectRef, Option<Arc<ProjectInfo>>)| match self
+            .read_project(project)
+        {
+            Ok(now) => info.as_deref() == Some(&now),
+            Err(Error::NotFound { .. }) => info.is_none(),
+            Err(_) => false,
+        };
+        let names_hold = |(project, names): &(ProjectRef, Arc<Vec<BranchName>>)| {
+            self.backend
+                .branch_names(project)
+                .is_ok_and(|now| now == **names)
+        };
+        let head_holds = |(project, branch, version): &(ProjectRef, BranchName, SnapshotId)| {
+            self.require_branch(project, branch)
+                .and_then(|at| self.head(&at))
+                .is_ok_and(|now| now == *version)
+        };
+        let token_holds = |(mac, record): &([u8; 32], Option<Arc<crate::auth::TokenRecord>>)| {
+            self.read_token(&crate::hex::encode(mac))
+                .is_ok_and(|now| now.as_ref() == record.as_deref())
+        };
+        held.projects.iter().all(project_holds)
+            && held.branch_names.iter().all(names_hold)
+            && held.live.iter().all(head_holds)
+            && held.tokens.iter().all(token_holds)
     }
 
     /// The read cache's epoch: it moves whenever cached pointers are

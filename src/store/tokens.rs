@@ -142,7 +142,7 @@ impl Store {
         )
     }
 
-    fn read_token(&self, mac: &str) -> Result<Option<TokenRecord>> {
+    pub(super) fn read_token(&self, mac: &str) -> Result<Option<TokenRecord>> {
         self.backend()
             .record(Records::Tokens, mac)?
             .map(|bytes| parse_token(mac, &bytes))
