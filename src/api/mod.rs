@@ -85,6 +85,10 @@ pub struct Request<'a> {
     /// The fleet-view visits its handler noted, when its answer may be
     /// given again (`replay`).
     pub(super) noted: Option<std::cell::RefCell<Vec<replay::Noted>>>,
+    /// Its handler read the store beyond the read cache's pointers (a
+    /// pinned version): its answer is not given again, since only the
+    /// pointers are checked against the store.
+    pub(super) beyond_pointers: std::cell::Cell<bool>,
 }
 
 impl Request<'_> {
@@ -171,6 +175,7 @@ pub fn admit(app: &App, parts: &mut Parts, peer: Option<SocketAddr>) -> Admissio
         client_ip,
         epoch: None,
         noted: None,
+        beyond_pointers: Default::default(),
     };
     let endpoint = match routed {
         Ok(endpoint) => endpoint,
@@ -265,11 +270,14 @@ pub fn answer(
         client_ip: admitted.client_ip,
         epoch: admitted.epoch,
         noted: admitted.noting.take().map(std::cell::RefCell::new),
+        beyond_pointers: Default::default(),
     };
     let result = dispatch(app, &req, &admitted.access);
     // Kept for the next answer of a long poll.
     admitted.query = req.query;
-    admitted.noting = req.noted.map(std::cell::RefCell::into_inner);
+    if !req.beyond_pointers.get() {
+        admitted.noting = req.noted.map(std::cell::RefCell::into_inner);
+    }
     match result {
         Ok(response) => response::finish(parts, response),
         Err(err) => error_response(app, admitted.route, &err),
@@ -335,6 +343,7 @@ impl Admitted {
             client_ip: self.client_ip,
             epoch: self.epoch,
             noted: None,
+            beyond_pointers: Default::default(),
         };
         let checked = authn::token(app, &req);
         self.query = req.query;

@@ -82,13 +82,15 @@ fn resolve_project<'a>(
 /// version (`Store::resolve`), so a client
 /// that listed a tree can fetch every file of that one state. A ref that
 /// names nothing is a 404 in GitLab's words for the endpoint (`missing`),
-/// with a hint naming the branches that exist.
+/// with a hint naming the branches that exist. A pinned state is read
+/// beyond the read cache's pointers (`Request::beyond_pointers`).
 fn resolve_ref(
-    app: &App,
+    r: &Reader,
     project: &ProjectRef,
     reference: Option<&str>,
     missing: &'static str,
 ) -> Result<(BranchName, Arc<Generation>)> {
+    let app = r.app;
     let name = match reference {
         None | Some("") | Some("HEAD") => {
             let branch = app
@@ -101,6 +103,9 @@ fn resolve_ref(
         Some(name) => name,
     };
     if let Some(found) = app.store.resolve(project, name)? {
+        if found.0.as_str() != name {
+            r.req.beyond_pointers.set(true);
+        }
         return Ok(found);
     }
     Err(Error::UnknownRef {
@@ -312,7 +317,7 @@ fn branch(r: &Reader, id: &ProjectId, name: &BranchName) -> Result<Response<Body
 fn tree(r: &Reader, id: &ProjectId) -> Result<Response<Body>> {
     let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
-    let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "tree")?;
+    let (branch, gen) = resolve_ref(r, &project, req.query.get("ref"), "tree")?;
     let response = listing(req, &gen)?;
     served_state(r, &project, &branch, &gen);
     Ok(response)
@@ -364,7 +369,7 @@ fn gitlab_file_headers(
 fn file_raw(r: &Reader, id: &ProjectId, path: &FilePath) -> Result<Response<Body>> {
     let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
-    let (branch, gen) = resolve_ref(app, &project, req.query.get("ref"), "file")?;
+    let (branch, gen) = resolve_ref(r, &project, req.query.get("ref"), "file")?;
     let entry = find_file(&gen, path)?;
     let content = app.store.read_content(&project, entry)?;
     served_state(r, &project, &branch, &gen);
@@ -410,7 +415,7 @@ fn file_meta(r: &Reader, id: &ProjectId, path: &FilePath) -> Result<Response<Bod
         .get("ref")
         .filter(|r| !r.is_empty())
         .ok_or_else(|| Error::invalid("ref is missing"))?;
-    let (branch, gen) = resolve_ref(app, &project, Some(reference), "file")?;
+    let (branch, gen) = resolve_ref(r, &project, Some(reference), "file")?;
     let entry = find_file(&gen, path)?;
     let bytes = app.store.read_entry(&project, entry)?;
     served_state(r, &project, &branch, &gen);
@@ -469,7 +474,7 @@ fn blob(r: &Reader, id: &ProjectId, sha: &str) -> Result<Response<Body>> {
 fn archive(r: &Reader, id: &ProjectId) -> Result<Response<Body>> {
     let (app, req, token) = (r.app, r.req, r.token);
     let project = resolve_project(app, token, id)?;
-    let (branch, gen) = resolve_ref(app, &project, req.query.get("sha"), "file")?;
+    let (branch, gen) = resolve_ref(r, &project, req.query.get("sha"), "file")?;
     served_state(r, &project, &branch, &gen);
     let folder = format!(
         "{}-{}-{}",

@@ -17,10 +17,11 @@
 //! - its use noted (`last_used_at`), the fleet view noted as the handler
 //!   noted it, the metrics and the log line (`count_and_log`).
 //!
-//! Only a read admitted with a token and answered `200` or `304` is kept:
+//! Only a read admitted with a token, answered `200` or `304` from the read
+//! cache's pointers alone (`from_pointers`; no pinned version), is kept:
 //! refusals record their own audit lines and are answered in full every
-//! time. A long poll, an archive and an answer made while the store moved
-//! are never kept.
+//! time. A long poll and an answer made while the store moved are never
+//! kept.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -95,6 +96,19 @@ impl Noted {
     }
 }
 
+/// The reads answered from the read cache's pointers alone (a project's
+/// record and branches, a branch's live version, the token): the store
+/// state `Store::revalidate` checks. The projects list, blobs (found in
+/// old versions too) and archives read more, and are answered in full.
+fn from_pointers(endpoint: &ReadEndpoint) -> bool {
+    use ReadEndpoint as R;
+    match endpoint {
+        R::User | R::Project { .. } | R::Branches { .. } | R::Branch { .. } => true,
+        R::Tree { .. } | R::FileRaw { .. } | R::FileMeta { .. } => true,
+        R::Projects | R::BlobRaw { .. } | R::Blob { .. } | R::Archive { .. } => false,
+    }
+}
+
 impl Replay {
     /// The replay of an answer just given, if it may be given again.
     pub(super) fn of(
@@ -113,9 +127,7 @@ impl Replay {
         } = admitted;
         let status = response.status();
         let token = match access {
-            Access::Read(token, endpoint) if !matches!(endpoint, ReadEndpoint::Archive { .. }) => {
-                token
-            }
+            Access::Read(token, endpoint) if from_pointers(&endpoint) => token,
             _ => return None,
         };
         let kept = matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED)

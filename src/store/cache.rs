@@ -62,9 +62,10 @@ impl std::fmt::Debug for ReadCache {
 pub const DEFAULT_CONTENT_BUDGET: usize = 256 * 1024 * 1024;
 /// Contents larger than this are read from disk each time.
 const LARGEST_CACHED_OBJECT: usize = 4 * 1024 * 1024;
-/// Pointers are dropped at least this often, whatever the marker says: a
-/// change whose writer could not replace the marker (a full disk, say) is
-/// in force after this long at most, never only at the next change.
+/// Pointers are checked against the store at least this often, whatever
+/// the marker says (`cache/renew.rs`): a change whose writer could not
+/// replace the marker (a full disk, say) is in force after about this long,
+/// never only at the next change.
 const POINTER_MAX_AGE: Duration = Duration::from_secs(1);
 /// Generations kept (the live one of every branch, plus recent snapshots).
 const GENERATION_SLOTS: usize = 4096;
@@ -102,8 +103,11 @@ struct Pointers {
     /// When the pointers were last dropped or found to hold (`renew.rs`;
     /// `None`: never). (`coarse::monotonic`: read on every request.)
     cleared_at: Option<Duration>,
-    /// A pointer was replaced by a different value within this epoch.
+    /// A pointer was replaced by a different value within this epoch (or
+    /// dropped by a bound): the next check drops them all.
     replaced: bool,
+    /// Checks that found the pointers holding (`renew.rs`).
+    checks: u64,
     /// A branch's live generation (its HEAD, read from disk once per
     /// epoch, resolved in `generations`), found by name.
     live: FastMap<ProjectRef, FastMap<BranchName, Arc<Generation>>>,
@@ -141,12 +145,19 @@ const RECOUNT_AFTER: Duration = Duration::from_secs(600);
 
 /// An epoch, taken before reading the disk, that decides whether what was
 /// read may still be stored.
+///
+/// It also counts the pointers' checks against the store (`renew.rs`): a
+/// value whose read began before a check that kept the pointers is not
+/// stored either, since that check did not see it.
 #[derive(Clone, Copy)]
-pub(crate) struct Epoch(u64);
+pub(crate) struct Epoch {
+    number: u64,
+    checks: u64,
+}
 
 impl Epoch {
     pub fn value(self) -> u64 {
-        self.0
+        self.number
     }
 }
 
@@ -159,8 +170,11 @@ impl ReadCache {
         let Some(watch) = self.watch.get() else {
             return Ok(());
         };
+        // The marker first: a change it announces drops the pointers, and
+        // they need no check then.
+        watch.check(&mut |marker| self.revalidate(marker))?;
         self.check_old_pointers(hold);
-        watch.check(&mut |marker| self.revalidate(marker))
+        Ok(())
     }
 
     /// Takes the backend's watch of the change marker; called once, before
@@ -244,12 +258,16 @@ impl ReadCache {
     }
 
     pub fn epoch(&self) -> Epoch {
-        Epoch(self.pointers.lock().expect("cache").epoch)
+        let p = self.pointers.lock().expect("cache");
+        Epoch {
+            number: p.epoch,
+            checks: p.checks,
+        }
     }
 
     fn store<T>(&self, epoch: Epoch, put: impl FnOnce(&mut Pointers) -> T) -> Option<T> {
         let mut p = self.pointers.lock().expect("cache");
-        (p.epoch == epoch.0).then(|| put(&mut p))
+        (p.epoch == epoch.number && p.checks == epoch.checks).then(|| put(&mut p))
     }
 
     pub fn live(&self, project: &ProjectRef, branch: &BranchName) -> Option<Arc<Generation>> {
@@ -343,6 +361,8 @@ impl ReadCache {
             // with one all day), but not without bound.
             if p.tokens.len() >= 100_000 {
                 p.tokens.clear();
+                // Answers made with a dropped token are not checked again.
+                p.replaced = true;
             }
             let old = p.tokens.insert(mac, record.clone());
             p.replaced |= old.is_some_and(|old| old != record);

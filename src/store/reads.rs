@@ -239,7 +239,7 @@ impl Store {
     }
 
     /// The read cache's epoch: it moves whenever cached pointers are
-    /// dropped (a change seen, or their age limit). Read after
+    /// dropped (a change seen, or pointers that no longer hold). Read after
     /// `revalidate`, two equal readings mean nothing read from the cache
     /// in between can have changed. `None` without a read cache.
     pub fn read_epoch(&self) -> Option<u64> {

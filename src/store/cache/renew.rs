@@ -19,7 +19,8 @@ use super::*;
 
 /// Pointers checked at most; more are dropped, as before (checking them
 /// would cost more than reading them again when asked).
-const MOST_CHECKED: usize = 256;
+/// (Requests wait while one request checks: a few dozen small reads.)
+const MOST_CHECKED: usize = 64;
 
 /// The pointers to check against the store, as the cache holds them.
 pub(crate) struct Held {
@@ -76,6 +77,7 @@ impl ReadCache {
             return;
         }
         let _checking = self.checking.lock().expect("cache");
+        let started = crate::coarse::monotonic();
         let (held, epoch) = {
             let mut p = self.pointers.lock().expect("cache");
             if !p.due() {
@@ -93,7 +95,10 @@ impl ReadCache {
             return;
         }
         if holds && !p.replaced {
-            p.cleared_at = Some(crate::coarse::monotonic());
+            // As old as the check's first read; a value read before the
+            // check and stored after it is refused (`Epoch::checks`).
+            p.cleared_at = Some(started);
+            p.checks += 1;
         } else {
             p.clear();
         }
