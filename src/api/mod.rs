@@ -245,10 +245,7 @@ pub fn respond(
 ) -> (Response<Body>, Option<Replay>) {
     let response = answer(app, parts, peer, &mut admitted, body);
     let response = admitted.close(app, parts, response);
-    let replay = match admitted.noting {
-        Some(_) => Replay::of(app, parts, admitted, &response),
-        None => None,
-    };
+    let replay = Replay::of(app, parts, admitted, &response);
     (response, replay)
 }
 
@@ -400,8 +397,7 @@ fn needs_origin(endpoint: &Endpoint) -> bool {
 /// What every request does before its credentials are looked at.
 fn prepare(app: &App, req: &mut Request) -> Result<()> {
     // What other processes changed since the last request is in force now.
-    app.store.revalidate()?;
-    req.epoch = app.store.read_epoch();
+    req.epoch = app.store.revalidate()?;
     req.query = Query::parse(req.parts.uri.query())?;
     Ok(())
 }

@@ -110,7 +110,8 @@ fn from_pointers(endpoint: &ReadEndpoint) -> bool {
 }
 
 impl Replay {
-    /// The replay of an answer just given, if it may be given again.
+    /// The replay of an answer just given, if it was offered for that
+    /// (`Admitted::offer_replay`) and may be given again.
     pub(super) fn of(
         app: &App,
         parts: &Parts,
@@ -125,25 +126,24 @@ impl Replay {
             epoch,
             ..
         } = admitted;
-        let status = response.status();
+        let (noted, epoch) = (noting?, epoch?);
         let token = match access {
             Access::Read(token, endpoint) if from_pointers(&endpoint) => token,
             _ => return None,
         };
+        let status = response.status();
         let kept = matches!(status, StatusCode::OK | StatusCode::NOT_MODIFIED)
             && long_poll.is_none()
             // Nothing moved while it was answered.
-            && epoch.is_some()
-            && app.store.read_epoch() == epoch;
-        Some(Replay {
-            epoch: epoch?,
+            && app.store.read_epoch() == Some(epoch);
+        kept.then(|| Replay {
+            epoch,
             method: parts.method.clone(),
             route,
             status,
             token,
-            noted: noting?,
+            noted,
         })
-        .filter(|_| kept)
     }
 
     /// The read cache's epoch the answer was made in.
@@ -164,7 +164,7 @@ impl Replay {
     pub fn again(&self, app: &App) -> bool {
         let started = Instant::now();
         let token = &self.token;
-        if app.store.revalidate().is_err() || app.store.read_epoch() != Some(self.epoch) {
+        if !matches!(app.store.revalidate(), Ok(Some(epoch)) if epoch == self.epoch) {
             return false;
         }
         let now = app.now();

@@ -52,6 +52,7 @@ use io::IdleIo;
 
 use crate::api::{self, App};
 use crate::config::Config;
+use crate::store::held::HeldFile;
 
 /// Limits and timeouts of the server.
 #[derive(Debug, Clone)]
@@ -329,9 +330,7 @@ impl Connection {
                 out.clear();
                 out.extend_from_slice(&kept.head);
                 lean::end_head(&mut out, kept.dated);
-                let closing = self.closing.has_changed().unwrap_or(true);
-                let sent = lean::send(io, &out, &kept.body, kept.file.as_deref()).await;
-                if sent.is_err() || closing {
+                if !self.send(io, &out, &kept.body, kept.file.as_deref()).await {
                     return false;
                 }
                 continue;
@@ -356,13 +355,26 @@ impl Connection {
                 memo.keep(self.peer.ip(), &bytes, replay, &out, &answer);
             }
             lean::end_head(&mut out, answer.dated);
-            // Closing: this answer was the connection's last.
-            let closing = self.closing.has_changed().unwrap_or(true);
-            let sent = lean::send(io, &out, &answer.body, answer.file.as_deref()).await;
-            if sent.is_err() || closing {
+            if !self
+                .send(io, &out, &answer.body, answer.file.as_deref())
+                .await
+            {
                 return false;
             }
         }
+    }
+
+    /// Sends one answer on the lean path; `false`: the connection ends
+    /// (it failed, or the server is closing and this answer was its last).
+    async fn send(
+        &self,
+        io: &mut IdleIo,
+        head: &[u8],
+        body: &[u8],
+        file: Option<&HeldFile>,
+    ) -> bool {
+        let closing = self.closing.has_changed().unwrap_or(true);
+        lean::send(io, head, body, file).await.is_ok() && !closing
     }
 
     /// hyper serves the rest of the connection, starting with `read`.
@@ -699,13 +711,10 @@ fn caused_by_timeout(mut err: &(dyn std::error::Error + 'static)) -> bool {
 /// since): often, so `cfgstore fleet` is seconds behind the daemon.
 const FLEET_FLUSH: Duration = Duration::from_secs(2);
 
-/// Writes what `App` keeps in memory: the fleet view every `FLEET_FLUSH`,
-/// token uses and refusal summaries every `every` (one file per token
-/// used, so less often).
 /// Every two seconds, off the request path: the memo's answers of past
-/// epochs dropped (the store's change check first, so a quiet daemon's
-/// epoch moves on too); every thirty, the held object files that garbage
-/// collection removed let go.
+/// epochs dropped (after the store's change check, so a change is seen
+/// even when no request comes); every thirty, the held object files that
+/// garbage collection removed let go.
 async fn sweep_periodically(app: Arc<App>, memo: Option<Arc<memo::Memo>>) {
     const EVERY: Duration = Duration::from_secs(2);
     const FILES_EVERY: u32 = 15;
@@ -715,10 +724,10 @@ async fn sweep_periodically(app: Arc<App>, memo: Option<Arc<memo::Memo>>) {
         let (app, memo) = (Arc::clone(&app), memo.clone());
         let swept = tokio::task::spawn_blocking(move || {
             if let Some(memo) = memo {
-                if let Err(e) = app.store.revalidate() {
-                    tracing::debug!(error = %e, "change check failed while sweeping");
+                match app.store.revalidate() {
+                    Ok(epoch) => drop(memo.sweep(epoch)),
+                    Err(e) => tracing::debug!(error = %e, "change check failed while sweeping"),
                 }
-                drop(memo.sweep(app.store.read_epoch()));
             }
             if round % FILES_EVERY == 0 {
                 app.store.release_unlinked_files();
@@ -730,6 +739,9 @@ async fn sweep_periodically(app: Arc<App>, memo: Option<Arc<memo::Memo>>) {
     }
 }
 
+/// Writes what `App` keeps in memory: the fleet view every `FLEET_FLUSH`,
+/// token uses and refusal summaries every `every` (one file per token
+/// used, so less often).
 async fn flush_periodically(app: Arc<App>, every: Duration) {
     let mut tick = tokio::time::interval(FLEET_FLUSH.min(every));
     tick.tick().await;

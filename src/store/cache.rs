@@ -165,16 +165,15 @@ impl ReadCache {
     /// Checks the change marker (the backend's `ChangeWatch`), and
     /// pointers past their age limit (`renew.rs`: `hold` says whether the
     /// store still says what they say); without a watch there is nothing
-    /// to check.
-    pub fn check_marker(&self, hold: &dyn Fn(&Held) -> bool) -> crate::Result<()> {
+    /// to check. Returns the epoch after the checks.
+    pub fn check_marker(&self, hold: &dyn Fn(&Held) -> bool) -> crate::Result<u64> {
         let Some(watch) = self.watch.get() else {
-            return Ok(());
+            return Ok(self.epoch().value());
         };
         // The marker first: a change it announces drops the pointers, and
         // they need no check then.
         watch.check(&mut |marker| self.revalidate(marker))?;
-        self.check_old_pointers(hold);
-        Ok(())
+        Ok(self.check_old_pointers(hold))
     }
 
     /// Takes the backend's watch of the change marker; called once, before

@@ -198,14 +198,17 @@ impl Store {
 
     /// Drops cached pointers if any process changed the store since the
     /// last call (the backend's `ChangeWatch`: cheap when nothing did).
-    pub fn revalidate(&self) -> Result<()> {
+    /// Returns the read cache's epoch after it (`read_epoch`; `None`
+    /// without a read cache).
+    pub fn revalidate(&self) -> Result<Option<u64>> {
         let Some(cache) = &self.cache else {
-            return Ok(());
+            return Ok(None);
         };
         // A database's every read is a round trip: its old pointers are
         // dropped, not checked.
         let on_database = self.on_database();
-        cache.check_marker(&|held| !on_database && self.pointers_hold(held))
+        let epoch = cache.check_marker(&|held| !on_database && self.pointers_hold(held))?;
+        Ok(Some(epoch))
     }
 
     /// Whether the read cache's pointers still say what the store says

@@ -72,29 +72,34 @@ impl ReadCache {
     /// still says the same, else dropped. One check at a time: a request
     /// that finds one running waits for its outcome, so none is answered
     /// from pointers older than the limit without a look at the store.
-    pub(super) fn check_old_pointers(&self, hold: &dyn Fn(&Held) -> bool) {
-        if !self.pointers.lock().expect("cache").due() {
-            return;
+    /// Returns the epoch after it.
+    pub(super) fn check_old_pointers(&self, hold: &dyn Fn(&Held) -> bool) -> u64 {
+        {
+            let p = self.pointers.lock().expect("cache");
+            if !p.due() {
+                return p.epoch;
+            }
         }
         let _checking = self.checking.lock().expect("cache");
         let started = crate::coarse::monotonic();
         let (held, epoch) = {
             let mut p = self.pointers.lock().expect("cache");
             if !p.due() {
-                return;
+                return p.epoch;
             }
             match p.held() {
                 Some(held) => (held, p.epoch),
-                None => return p.clear(),
+                None => {
+                    p.clear();
+                    return p.epoch;
+                }
             }
         };
         let holds = hold(&held);
         let mut p = self.pointers.lock().expect("cache");
         if p.epoch != epoch {
             // Dropped meanwhile: a change was seen.
-            return;
-        }
-        if holds && !p.replaced {
+        } else if holds && !p.replaced {
             // As old as the check's first read; a value read before the
             // check and stored after it is refused (`Epoch::checks`).
             p.cleared_at = Some(started);
@@ -102,5 +107,6 @@ impl ReadCache {
         } else {
             p.clear();
         }
+        p.epoch
     }
 }
