@@ -9,8 +9,9 @@ before it exits (also on Ctrl-C).
     python3 bench/run.py --files --runs 5   # only the reads against nginx
 
 Needs wrk and nginx (installed with apt-get when missing, as root) and a
-Rust toolchain (builds target/release/cfgstore). The server (cfgstore or
-nginx, one worker each) is pinned to CPU 0 and wrk to CPU 1 with taskset.
+Rust toolchain (builds target/release/cfgstore and bench/pace.rs, the
+fixed-rate client). The server (cfgstore or nginx, one worker each) is
+pinned to CPU 0 and the client (wrk or pace) to CPU 1 with taskset.
 """
 import argparse
 import http.client
@@ -135,6 +136,7 @@ def cpu_busy(cpu):
 
 
 LOAD_CPU_BUSY = []  # the load generator's CPU, busy share of each wrk run
+FIXED_SHARE = 0.5  # the fixed-rate runs' rate, as a share of the slower server's
 
 
 def wrk(url, conns, duration, token, script=None):
@@ -155,6 +157,23 @@ def wrk(url, conns, duration, token, script=None):
     if errors or sock:
         raise RuntimeError(f"{url}: {errors} non-2xx responses, socket errors: {sock.group(1) if sock else 0}\n{out}")
     return rate, p99, total
+
+
+PACE = os.path.join(ROOT, "target", "release", "examples", "pace")
+
+
+def pace(url, target, rate, conns, duration, token):
+    """Requests at one fixed `rate` from bench/pace.rs (open loop, latency
+    from each request's due time), on CPU 1: (p99 ms, the client's own p99
+    lateness in ms). The client spins between sends, so its CPU is always
+    busy; its lateness is what says whether it kept to the schedule."""
+    addr = urllib.parse.urlsplit(url).netloc
+    cmd = ["taskset", "-c", "1", PACE, "--addr", addr, "--rate", f"{rate:.0f}", "--connections", str(conns),
+           "--seconds", str(duration), "--header", f"PRIVATE-TOKEN: {token}", "--target", target]
+    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    if out["not_ok"]:
+        raise RuntimeError(f"{url}{target}: {out['not_ok']} answers not 2xx/3xx")
+    return out["p99_us"] / 1000, out["send_lag_p99_us"] / 1000
 
 
 def start_nginx(work, files, port, token):
@@ -205,19 +224,27 @@ http {{
     return (children_pids(nginx.pid) or [nginx.pid])[0]
 
 
-def lua_random(path, list_file, prefix, suffix, encode):
-    """A wrk script requesting a random path of `list_file` each time."""
+def random_targets(path, list_file, prefix, suffix, encode):
+    """Writes to `path` one request target per line of `list_file`: the
+    line (percent-encoded as GitLab clients encode a file path, if
+    `encode`) between `prefix` and `suffix`. Returns `path`."""
+    with open(list_file) as src, open(path, "w") as f:
+        for line in src:
+            line = line.rstrip("\n")
+            f.write(prefix + (urllib.parse.quote(line, safe="-._~") if encode else line) + suffix + "\n")
+    return path
+
+
+def lua_random(path, targets):
+    """A wrk script requesting a random target of the file `targets` each time."""
     with open(path, "w") as f:
         f.write(f"""
-local function encode(s)
-  {'return (s:gsub("[^%w%-%._~]", function(c) return string.format("%%%02X", string.byte(c)) end))' if encode else 'return s'}
-end
 -- Whole requests made once: wrk's own CPU is the bottleneck at these
 -- rates, and escaping or formatting per request would spend it (more for
 -- cfgstore's longer paths than for nginx's) instead of measuring servers.
 -- (`init` runs once per thread, after wrk has set its headers.)
 local targets = {{}}
-for line in io.lines("{list_file}") do targets[#targets + 1] = "{prefix}" .. encode(line) .. "{suffix}" end
+for line in io.lines("{targets}") do targets[#targets + 1] = line end
 local requests = {{}}
 init = function(args)
   for i, target in ipairs(targets) do requests[i] = wrk.format("GET", target) end
@@ -280,13 +307,15 @@ def main():
     ap.add_argument("--files", action="store_true",
                     help="of the read scenarios, only the file reads (those measured against nginx)")
     ap.add_argument("--only", metavar="TEXT", help="only the read scenarios whose name contains TEXT (e.g. branches)")
+    ap.add_argument("--pace-seconds", type=float, default=5,
+                    help="seconds per fixed-rate run (bench/pace.rs; default 5)")
     ap.add_argument("--out", default=os.path.join(HERE, "results", "latest.md"))
     args = ap.parse_args()
     if args.smoke:
-        args.duration, args.runs = 1, 1
+        args.duration, args.runs, args.pace_seconds = 1, 1, 1
     ensure_tools()
     log("building the release binary")
-    sh("cargo", "build", "--release", "--quiet", cwd=ROOT)
+    sh("cargo", "build", "--release", "--quiet", "--bin", "cfgstore", "--example", "pace", cwd=ROOT)
     binary = os.path.join(ROOT, "target", "release", "cfgstore")
     work = tempfile.mkdtemp(prefix="cfgstore-bench-")
     try:
@@ -356,31 +385,37 @@ def run_suite(args, binary, work):
     os.makedirs(scripts)
     tree_entries = sum(1 for _ in open(large_list))
     tree_pages = 300  # folders and files, 100 per page: safely inside the listing
+    small_targets = random_targets(f"{scripts}/small.targets", small_list, files_url.format("small.cfg"), "/raw?ref=main", True)
+    large_targets = random_targets(f"{scripts}/large.targets", large_list, files_url.format("large.cfg"), "/raw?ref=main", True)
+    nsmall_targets = random_targets(f"{scripts}/nsmall.targets", small_list, "/small/", "", False)
+    nlarge_targets = random_targets(f"{scripts}/nlarge.targets", large_list, "/large/", "", False)
+    # (name, cfgstore's load, nginx's load or None); a load is (base URL,
+    # wrk script or None, the target or @file of targets bench/pace.rs sends).
+    one = lambda base, target: (f"{base}{target}", None, target)
+    some = lambda base, script, targets: (base, lua_random(script, targets), f"@{targets}")
     read_scenarios = [
-        ("one small file (0.5 KB)", f"{base}{files_url.format('small.cfg')}app.json/raw?ref=main", None, f"{nbase}/small/app.json", None),
-        ("one 20 KB file", f"{base}{files_url.format('small.cfg')}big.json/raw?ref=main", None, f"{nbase}/small/big.json", None),
-        ("random file of 200", base, lua_random(f"{scripts}/s.lua", small_list, files_url.format("small.cfg"), "/raw?ref=main", True),
-         nbase, lua_random(f"{scripts}/ns.lua", small_list, "/small/", "", False)),
-        ("random file of 20,000", base, lua_random(f"{scripts}/l.lua", large_list, files_url.format("large.cfg"), "/raw?ref=main", True),
-         nbase, lua_random(f"{scripts}/nl.lua", large_list, "/large/", "", False)),
+        ("one small file (0.5 KB)", one(base, f"{files_url.format('small.cfg')}app.json/raw?ref=main"), one(nbase, "/small/app.json")),
+        ("one 20 KB file", one(base, f"{files_url.format('small.cfg')}big.json/raw?ref=main"), one(nbase, "/small/big.json")),
+        ("random file of 200", some(base, f"{scripts}/s.lua", small_targets), some(nbase, f"{scripts}/ns.lua", nsmall_targets)),
+        ("random file of 20,000", some(base, f"{scripts}/l.lua", large_targets), some(nbase, f"{scripts}/nl.lua", nlarge_targets)),
         # nginx serves the very bytes cfgstore answers, as a static file.
-        ("branches, 200-file project", f"{base}{READ}/projects/small.cfg/repository/branches", None,
-         f"{nbase}/branches/small.json", None),
-        ("branches, 20,000-file project", f"{base}{READ}/projects/large.cfg/repository/branches", None,
-         f"{nbase}/branches/large.json", None),
-        ("recursive tree of 20,000, per_page=100", base,
-         lua_pages(f"{scripts}/t.lua", f"{READ}/projects/large.cfg/repository/tree?recursive=true&per_page=100&page=", tree_pages), None, None),
+        ("branches, 200-file project", one(base, f"{READ}/projects/small.cfg/repository/branches"), one(nbase, "/branches/small.json")),
+        ("branches, 20,000-file project", one(base, f"{READ}/projects/large.cfg/repository/branches"), one(nbase, "/branches/large.json")),
+        ("recursive tree of 20,000, per_page=100",
+         (base, lua_pages(f"{scripts}/t.lua", f"{READ}/projects/large.cfg/repository/tree?recursive=true&per_page=100&page=", tree_pages), None), None),
     ]
     if args.files:
-        read_scenarios = [s for s in read_scenarios if s[3]]
+        read_scenarios = [s for s in read_scenarios if s[2]]
     if args.only:
         read_scenarios = [s for s in read_scenarios if args.only in s[0]]
     rows = []
     cpu_rows = []
     run_rows = []
+    fixed_rows = []
     cpu_per_request = []
     load_rss = 0.0
-    for name, url, script, nurl, nscript in read_scenarios:
+    for name, (url, script, target), theirs_load in read_scenarios:
+        nurl, nscript, ntarget = theirs_load or (None, None, None)
         # Warm-up (2 s), unmeasured, for both servers: the first pass over the
         # 20,000 files fills cfgstore's read cache and nginx's open-file
         # cache; what is compared is how each serves once warm.
@@ -416,10 +451,28 @@ def run_suite(args, binary, work):
                 ncpu = statistics.median(c for _, _, _, c in theirs)
                 rows.append(f"| {name} | {conns} | {rate:,.0f} | {nrate:,.0f} | {rate / nrate:.2f} | {p99:.2f} | {np99:.2f} |")
                 cpu_rows.append(f"| {name} | {conns} | {cpu:.1f} | {ncpu:.1f} | {cpu / max(ncpu, 0.001):.2f} |")
+                log(rows[-1])
+                # The same request mix at one fixed rate for both servers,
+                # half the lower of their two rates above: below both
+                # maxima, so neither the client nor either server saturates,
+                # and each p99 is that server's own at the same load.
+                fixed = FIXED_SHARE * min(rate, nrate)
+                paced, npaced = [], []
+                for _ in range(args.runs):
+                    paced.append(pace(url, target, fixed, conns, args.pace_seconds, token))
+                    npaced.append(pace(nurl, ntarget, fixed, conns, args.pace_seconds, token))
+                lag = lambda runs: max(l for _, l in runs)
+                fp99 = statistics.median(p for p, _ in paced)
+                nfp99 = statistics.median(p for p, _ in npaced)
+                fixed_rows.append(
+                    f"| {name} | {conns} | {fixed:,.0f} | {fp99:.2f} | {nfp99:.2f} | {fp99 / max(nfp99, 0.001):.2f} "
+                    f"| {' / '.join(f'{p:.2f}' for p, _ in paced)} | {' / '.join(f'{p:.2f}' for p, _ in npaced)} "
+                    f"| {lag(paced):.3f} / {lag(npaced):.3f} |")
+                log(fixed_rows[-1])
             else:
                 rows.append(f"| {name} | {conns} | {rate:,.0f} | | | {p99:.2f} | |")
                 cpu_rows.append(f"| {name} | {conns} | {cpu:.1f} | | |")
-            log(rows[-1])
+                log(rows[-1])
 
     # Writes: durable PUTs and rollbacks through the admin API.
     admin = Admin(port, "bench", "bench-password")
@@ -466,6 +519,20 @@ Server CPU per request (µs of user + system time of the serving process, from /
 | scenario | connections | cfgstore | nginx | cfgstore/nginx |
 |---|---|---|---|---|
 {chr(10).join(cpu_rows)}
+
+## Reads at one fixed rate (p99 latency in ms)
+
+The same requests at one fixed rate for both servers, half the lower of their two rates above, from bench/pace.rs
+(open loop: each connection's requests are due at even intervals, and a request's latency runs from when it was due,
+so a stall that holds up sending counts too). Closed-loop wrk runs each server at its own maximum with wrk itself
+the bottleneck, so its p99 mixes the server's time with wrk's queue; here neither client nor server is saturated.
+Medians of {args.runs} run(s) of {args.pace_seconds:g} s, cfgstore and nginx alternating. The client spins between sends; its
+own lateness (p99 of how long after a request was due, or its connection free, it went out; ms, the worst run, cfgstore / nginx)
+shows it kept to the schedule.
+
+| scenario | connections | rate | cfgstore p99 | nginx p99 | cfgstore/nginx | cfgstore runs | nginx runs | client lateness |
+|---|---|---|---|---|---|---|---|---|
+{chr(10).join(fixed_rows)}
 
 The recursive tree of the 20,000-file branch ({tree_entries:,} files) is read as clients page it: random pages of 100.
 
