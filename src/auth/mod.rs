@@ -143,6 +143,17 @@ pub struct TokenView {
 }
 
 impl TokenRecord {
+    /// The same record but perhaps for `last_used_at`: the one field
+    /// written without telling read caches (`Store::record_token_use`),
+    /// because no authorization decision reads it.
+    pub fn same_but_last_use(&self, other: &TokenRecord) -> bool {
+        let unused = |r: &TokenRecord| TokenRecord {
+            last_used_at: None,
+            ..r.clone()
+        };
+        unused(self) == unused(other)
+    }
+
     pub fn view(&self, now: OffsetDateTime) -> TokenView {
         TokenView {
             id: self.id.clone(),

@@ -231,9 +231,15 @@ impl Store {
                 .and_then(|at| self.head(&at))
                 .is_ok_and(|now| now == *version)
         };
+        // A token's last use, written every few seconds while it is used,
+        // does not count: it would end every kept answer each time.
         let token_holds = |(mac, record): &([u8; 32], Option<Arc<crate::auth::TokenRecord>>)| {
-            self.read_token(&crate::hex::encode(mac))
-                .is_ok_and(|now| now.as_ref() == record.as_deref())
+            self.read_token(&crate::hex::encode(mac)).is_ok_and(|now| {
+                match (now, record.as_deref()) {
+                    (Some(now), Some(held)) => now.same_but_last_use(held),
+                    (now, held) => now.is_none() && held.is_none(),
+                }
+            })
         };
         held.projects.iter().all(project_holds)
             && held.branch_names.iter().all(names_hold)

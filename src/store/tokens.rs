@@ -368,3 +368,72 @@ fn check_token_name(name: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// The read cache checks its pointers once they are a second old. A
+    /// token's last use, written every few seconds while it is used, must
+    /// not end them (and with them every kept answer); a change of what
+    /// authorization reads, even one no marker announced, must.
+    #[test]
+    fn a_recorded_use_keeps_cached_pointers_an_unannounced_revoke_does_not() {
+        let dir = std::env::temp_dir().join(format!("cfgstore-token-use-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (mut store, _) = Store::init(&dir).unwrap();
+        store.enable_read_cache();
+        let (record, secret) = store
+            .create_token(NewToken {
+                owner: OwnerName::parse("acme").unwrap(),
+                name: "erp".into(),
+                repos: vec![],
+                expires_at: None,
+                fingerprint_required: false,
+            })
+            .unwrap();
+        let epoch = store.revalidate().unwrap().unwrap();
+        assert!(store.token_by_secret(&secret).unwrap().is_some());
+
+        store
+            .record_token_use(&[(record.mac.clone(), OffsetDateTime::now_utc())])
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_eq!(
+            store.revalidate().unwrap(),
+            Some(epoch),
+            "a recorded use dropped the pointers"
+        );
+        assert!(store
+            .token_by_secret(&secret)
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_none());
+
+        // Revoked behind the cache's back: written, no marker replaced.
+        let mut revoked = store.read_token(&record.mac).unwrap().unwrap();
+        assert!(revoked.last_used_at.is_some(), "the use was written");
+        revoked.revoked_at = Some(format_time(OffsetDateTime::now_utc()));
+        store
+            .backend()
+            .change(Records::Tokens, |tokens| {
+                put_token(tokens, &revoked, Durability::Durable)
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1100));
+        assert_ne!(
+            store.revalidate().unwrap(),
+            Some(epoch),
+            "a revoke kept the pointers"
+        );
+        assert!(store
+            .token_by_secret(&secret)
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
