@@ -146,6 +146,34 @@ impl Replay {
         })
     }
 
+    /// A replay of a `GET` made in `epoch`, for the memo's own tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(epoch: u64) -> Replay {
+        let token = TokenRecord {
+            id: "t".into(),
+            owner: crate::names::OwnerName::parse("acme").expect("a name"),
+            name: "t".into(),
+            repos: vec![],
+            expires_at: None,
+            fingerprint_required: false,
+            fingerprint: None,
+            created_at: String::new(),
+            last_used_at: None,
+            suffix: String::new(),
+            mac: String::new(),
+            revoked_at: None,
+            rotated_to: None,
+        };
+        Replay {
+            epoch,
+            method: Method::GET,
+            route: "test",
+            status: StatusCode::OK,
+            token: Arc::new(token),
+            noted: vec![],
+        }
+    }
+
     /// The read cache's epoch the answer was made in.
     pub fn epoch(&self) -> u64 {
         self.epoch

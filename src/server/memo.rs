@@ -13,11 +13,15 @@
 //! tens of thousands at once would hold one request for milliseconds), and
 //! by `sweep` (every two seconds, off the request path), so answers of a
 //! past epoch go also when no client asks anything more. Live and retired
-//! answers together stay within `MAX_ENTRIES` and `Memo::max_bytes`. Only
+//! answers together stay within `MAX_ENTRIES` and `Memo::max_bytes`; when
+//! an answer finds no room, retired answers make it first, then the live
+//! answers kept longest ago (an epoch lasts as long as nothing changes, so
+//! without this a full memo would keep nothing new until the next change).
+//! Only
 //! answers of admitted reads are kept: a client without a valid token adds
 //! nothing.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -34,6 +38,9 @@ const MAX_ENTRIES: usize = 65_536;
 const MAX_BODY: usize = 1024 * 1024;
 /// Retired answers dropped per answer kept.
 const DROPS_PER_KEEP: usize = 32;
+/// Answers dropped at most to make room for one (retired first, then the
+/// oldest live ones); if that is not room enough, it is not kept.
+const MOST_DROPPED_FOR_ROOM: usize = 64;
 /// Retired answers dropped per `sweep`: a daemon pinned to one core runs
 /// the sweep beside its requests, so it too drops a few at a time.
 const DROPS_PER_SWEEP: usize = 1024;
@@ -52,6 +59,8 @@ struct Entries {
     /// By the hash of (address, request head); a different request with
     /// the same hash replaces it.
     by_hash: HashMap<u64, Arc<Kept>, foldhash::fast::RandomState>,
+    /// The keys of `by_hash`, oldest first.
+    order: VecDeque<u64>,
     bytes: usize,
     /// The answers of older epochs, waiting to be dropped.
     retired: Vec<Arc<Kept>>,
@@ -64,7 +73,37 @@ impl Entries {
         self.epoch = epoch;
         self.retired_bytes += std::mem::take(&mut self.bytes);
         let old = std::mem::take(&mut self.by_hash);
+        self.order.clear();
         self.retired.extend(old.into_values());
+    }
+
+    /// Drops answers, retired ones first, then the oldest live ones, until
+    /// an answer of `size` bytes fits under `hash` (in place of the one
+    /// there, if any), or `MOST_DROPPED_FOR_ROOM` went; returns them, for
+    /// the caller to drop once the lock is let go, and whether it fits.
+    fn make_room(&mut self, hash: u64, size: usize, max_bytes: usize) -> (Vec<Arc<Kept>>, bool) {
+        let mut dropped = Vec::new();
+        loop {
+            let replaced = self.by_hash.get(&hash).map(|kept| kept.size());
+            let fits = (replaced.is_some() || self.by_hash.len() < MAX_ENTRIES)
+                && self.bytes - replaced.unwrap_or(0) + self.retired_bytes + size <= max_bytes;
+            if fits || dropped.len() >= MOST_DROPPED_FOR_ROOM {
+                return (dropped, fits);
+            }
+            if !self.retired.is_empty() {
+                dropped.extend(self.take_retired(1));
+                continue;
+            }
+            let Some(oldest) = self.order.pop_front() else {
+                return (dropped, false);
+            };
+            let old = self
+                .by_hash
+                .remove(&oldest)
+                .expect("order holds by_hash's keys");
+            self.bytes -= old.size();
+            dropped.push(old);
+        }
     }
 
     /// Takes up to `n` retired answers out, for the caller to drop once
@@ -139,8 +178,8 @@ impl Memo {
             entries.retire(epoch);
         }
         let dropped = entries.take_retired(DROPS_PER_KEEP);
-        let used = entries.bytes + entries.retired_bytes;
-        if entries.by_hash.len() < MAX_ENTRIES && used + size <= self.max_bytes {
+        let (evicted, fits) = entries.make_room(hash, size, self.max_bytes);
+        if fits {
             let kept = Arc::new(Kept {
                 peer,
                 request: request.into(),
@@ -151,12 +190,15 @@ impl Memo {
                 file: answer.file.clone(),
             });
             entries.bytes += size;
-            if let Some(replaced) = entries.by_hash.insert(hash, kept) {
-                entries.bytes -= replaced.size();
+            match entries.by_hash.insert(hash, kept) {
+                // It takes the place, in age too, of the one it replaces.
+                Some(replaced) => entries.bytes -= replaced.size(),
+                None => entries.order.push_back(hash),
             }
         }
         drop(entries);
         drop(dropped);
+        drop(evicted);
     }
 
     /// Retires the answers of an epoch older than `epoch` (the read
@@ -181,5 +223,79 @@ impl Kept {
 
     fn size(&self) -> usize {
         Kept::size_of(&self.request, &self.head, &self.body, &self.replay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keep(memo: &Memo, n: usize, epoch: u64, body: &'static [u8]) {
+        let answer = Encoded {
+            body: Bytes::from_static(body),
+            file: None,
+            dated: false,
+        };
+        let request = format!("GET /{n} HTTP/1.1\r\n\r\n");
+        memo.keep(
+            LOCAL,
+            request.as_bytes(),
+            Replay::for_tests(epoch),
+            b"HTTP/1.1 200 OK\r\n",
+            &answer,
+        );
+    }
+
+    fn found(memo: &Memo, n: usize) -> bool {
+        memo.find(LOCAL, format!("GET /{n} HTTP/1.1\r\n\r\n").as_bytes())
+            .is_some()
+    }
+
+    const LOCAL: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    /// An epoch lasts while nothing changes; a full memo still keeps new
+    /// answers, in place of those kept longest ago, and stays in bounds.
+    #[test]
+    fn a_full_memo_keeps_new_answers_in_place_of_the_oldest() {
+        let body = &[b'x'; 1000];
+        let one = Kept::size_of(
+            b"GET /10 HTTP/1.1\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\n",
+            body,
+            &Replay::for_tests(1),
+        );
+        let memo = Memo::new(10 * one);
+        for n in 10..30 {
+            keep(&memo, n, 1, body);
+            assert!(found(&memo, n), "answer {n} was not kept");
+            let entries = memo.entries.lock().unwrap();
+            assert!(entries.bytes + entries.retired_bytes <= 10 * one);
+            assert_eq!(entries.order.len(), entries.by_hash.len());
+        }
+        assert!(
+            (10..20).all(|n| !found(&memo, n)),
+            "the oldest ten made room"
+        );
+        assert!((20..30).all(|n| found(&memo, n)), "the newest ten are kept");
+
+        // The same request again replaces its answer and keeps its age.
+        keep(&memo, 20, 1, body);
+        keep(&memo, 30, 1, body);
+        assert!(!found(&memo, 20) && found(&memo, 21) && found(&memo, 30));
+
+        // A newer epoch: the old answers are retired and make room first.
+        keep(&memo, 40, 2, body);
+        assert!(found(&memo, 40) && !found(&memo, 30));
+        let entries = memo.entries.lock().unwrap();
+        assert_eq!(entries.by_hash.len(), 1);
+        assert!(entries.bytes + entries.retired_bytes <= 10 * one);
+    }
+
+    #[test]
+    fn an_answer_larger_than_the_memo_is_not_kept_and_drops_nothing() {
+        let memo = Memo::new(4096);
+        keep(&memo, 1, 1, b"small");
+        keep(&memo, 2, 1, &[b'x'; 8192]);
+        assert!(found(&memo, 1) && !found(&memo, 2));
     }
 }
