@@ -129,6 +129,14 @@ fn run(args: Args) -> Result<String, String> {
     if !positive(args.rate) || args.connections == 0 || !positive(args.seconds) {
         return Err("--rate, --connections and --seconds must be positive".into());
     }
+    if args.seconds > 3600.0
+        || args.rate * args.seconds > 1e9
+        || args.connections as f64 / args.rate > 3600.0
+    {
+        return Err(
+            "at most an hour, 10^9 requests, and a request per connection at least hourly".into(),
+        );
+    }
     let targets: Vec<String> = match args.target.strip_prefix('@') {
         Some(file) => std::fs::read_to_string(file)
             .map_err(|e| format!("{file}: {e}"))?

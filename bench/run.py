@@ -170,7 +170,10 @@ def pace(url, target, rate, conns, duration, token):
     addr = urllib.parse.urlsplit(url).netloc
     cmd = ["taskset", "-c", "1", PACE, "--addr", addr, "--rate", f"{rate:.0f}", "--connections", str(conns),
            "--seconds", str(duration), "--header", f"PRIVATE-TOKEN: {token}", "--target", target]
-    out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {run.stderr.strip()}")
+    out = json.loads(run.stdout)
     if out["not_ok"]:
         raise RuntimeError(f"{url}{target}: {out['not_ok']} answers not 2xx/3xx")
     return out["p99_us"] / 1000, out["send_lag_p99_us"] / 1000

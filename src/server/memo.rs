@@ -39,8 +39,10 @@ const MAX_BODY: usize = 1024 * 1024;
 /// Retired answers dropped per answer kept.
 const DROPS_PER_KEEP: usize = 32;
 /// Answers dropped at most to make room for one (retired first, then the
-/// oldest live ones); if that is not room enough, it is not kept.
-const MOST_DROPPED_FOR_ROOM: usize = 64;
+/// oldest live ones): enough for the largest kept (`MAX_BODY`) in place of
+/// the smallest (over 256 bytes each), so an answer that fits the memo at
+/// all is kept, each drop O(1).
+const MOST_DROPPED_FOR_ROOM: usize = 4096;
 /// Retired answers dropped per `sweep`: a daemon pinned to one core runs
 /// the sweep beside its requests, so it too drops a few at a time.
 const DROPS_PER_SWEEP: usize = 1024;
@@ -85,12 +87,17 @@ impl Entries {
         let mut dropped = Vec::new();
         loop {
             let replaced = self.by_hash.get(&hash).map(|kept| kept.size());
-            let fits = (replaced.is_some() || self.by_hash.len() < MAX_ENTRIES)
-                && self.bytes - replaced.unwrap_or(0) + self.retired_bytes + size <= max_bytes;
-            if fits || dropped.len() >= MOST_DROPPED_FOR_ROOM {
-                return (dropped, fits);
+            let count_fits = replaced.is_some() || self.by_hash.len() < MAX_ENTRIES;
+            let bytes_fit =
+                self.bytes - replaced.unwrap_or(0) + self.retired_bytes + size <= max_bytes;
+            if count_fits && bytes_fit {
+                return (dropped, true);
             }
-            if !self.retired.is_empty() {
+            if dropped.len() >= MOST_DROPPED_FOR_ROOM {
+                return (dropped, false);
+            }
+            // Retired answers free bytes, not places among the live ones.
+            if !bytes_fit && !self.retired.is_empty() {
                 dropped.extend(self.take_retired(1));
                 continue;
             }
@@ -178,7 +185,7 @@ impl Memo {
             entries.retire(epoch);
         }
         let dropped = entries.take_retired(DROPS_PER_KEEP);
-        let (evicted, fits) = entries.make_room(hash, size, self.max_bytes);
+        let (mut evicted, fits) = entries.make_room(hash, size, self.max_bytes);
         if fits {
             let kept = Arc::new(Kept {
                 peer,
@@ -192,7 +199,10 @@ impl Memo {
             entries.bytes += size;
             match entries.by_hash.insert(hash, kept) {
                 // It takes the place, in age too, of the one it replaces.
-                Some(replaced) => entries.bytes -= replaced.size(),
+                Some(replaced) => {
+                    entries.bytes -= replaced.size();
+                    evicted.push(replaced);
+                }
                 None => entries.order.push_back(hash),
             }
         }
@@ -286,9 +296,25 @@ mod tests {
         // A newer epoch: the old answers are retired and make room first.
         keep(&memo, 40, 2, body);
         assert!(found(&memo, 40) && !found(&memo, 30));
+        {
+            let entries = memo.entries.lock().unwrap();
+            assert_eq!(entries.by_hash.len(), 1);
+            assert!(entries.bytes + entries.retired_bytes <= 10 * one);
+        }
+
+        // One answer of about seven's size: the eight oldest make its room.
+        for n in 41..50 {
+            keep(&memo, n, 2, body);
+        }
+        keep(&memo, 50, 2, &[b'y'; 9000]);
+        assert!(found(&memo, 50), "the large answer was kept");
+        assert!(
+            found(&memo, 48) && !found(&memo, 47),
+            "only as many went as it needed"
+        );
         let entries = memo.entries.lock().unwrap();
-        assert_eq!(entries.by_hash.len(), 1);
         assert!(entries.bytes + entries.retired_bytes <= 10 * one);
+        assert_eq!(entries.order.len(), entries.by_hash.len());
     }
 
     #[test]

@@ -364,7 +364,12 @@ impl ReadCache {
                 p.replaced = true;
             }
             let old = p.tokens.insert(mac, record.clone());
-            p.replaced |= old.is_some_and(|old| old != record);
+            // A newer last use alone (written without a marker) is no
+            // other state: the check (`renew`) ignores it too.
+            p.replaced |= old.is_some_and(|old| match (old, &record) {
+                (Some(old), Some(new)) => !old.same_but_last_use(new),
+                (old, new) => old.is_some() != new.is_some(),
+            });
         });
     }
 
