@@ -143,15 +143,19 @@ pub struct TokenView {
 }
 
 impl TokenRecord {
-    /// The same record but perhaps for `last_used_at`: the one field
-    /// written without telling read caches (`Store::record_token_use`),
-    /// because no authorization decision reads it.
-    pub fn same_but_last_use(&self, other: &TokenRecord) -> bool {
+    /// Whether two readings of one token (`None`: no such token) are the
+    /// same but perhaps for `last_used_at`: the one field written without
+    /// telling read caches (`Store::record_token_use`), because no
+    /// authorization decision reads it.
+    pub fn same_but_last_use(a: Option<&TokenRecord>, b: Option<&TokenRecord>) -> bool {
         let unused = |r: &TokenRecord| TokenRecord {
             last_used_at: None,
             ..r.clone()
         };
-        unused(self) == unused(other)
+        match (a, b) {
+            (Some(a), Some(b)) => unused(a) == unused(b),
+            (a, b) => a.is_none() && b.is_none(),
+        }
     }
 
     pub fn view(&self, now: OffsetDateTime) -> TokenView {

@@ -366,9 +366,8 @@ impl ReadCache {
             let old = p.tokens.insert(mac, record.clone());
             // A newer last use alone (written without a marker) is no
             // other state: the check (`renew`) ignores it too.
-            p.replaced |= old.is_some_and(|old| match (old, &record) {
-                (Some(old), Some(new)) => !old.same_but_last_use(new),
-                (old, new) => old.is_some() != new.is_some(),
+            p.replaced |= old.is_some_and(|old| {
+                !TokenRecord::same_but_last_use(old.as_deref(), record.as_deref())
             });
         });
     }

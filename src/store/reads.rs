@@ -235,10 +235,7 @@ impl Store {
         // does not count: it would end every kept answer each time.
         let token_holds = |(mac, record): &([u8; 32], Option<Arc<crate::auth::TokenRecord>>)| {
             self.read_token(&crate::hex::encode(mac)).is_ok_and(|now| {
-                match (now, record.as_deref()) {
-                    (Some(now), Some(held)) => now.same_but_last_use(held),
-                    (now, held) => now.is_none() && held.is_none(),
-                }
+                crate::auth::TokenRecord::same_but_last_use(now.as_ref(), record.as_deref())
             })
         };
         held.projects.iter().all(project_holds)
