@@ -19,9 +19,17 @@
 //! free if later, to when it went out: if that grows, the client was the
 //! limit), and answers that were not 2xx/3xx.
 //!
+//! With `--closed` it is a closed loop instead, as wrk is: each connection
+//! sends its next request as soon as the answer to the one before is in,
+//! and latency runs from when a request went out. That is wrk's measure
+//! from a client that costs less per request than wrk with a Lua script,
+//! so whether a closed-loop tail is the server's or wrk's can be told apart.
+//!
 //! ```sh
 //! cargo build --release --example pace
 //! taskset -c 1 target/release/examples/pace --addr 127.0.0.1:8080 --rate 50000 \
+//!     --connections 16 --seconds 5 --header 'PRIVATE-TOKEN: ...' --target /health
+//! taskset -c 1 target/release/examples/pace --addr 127.0.0.1:8080 --closed \
 //!     --connections 16 --seconds 5 --header 'PRIVATE-TOKEN: ...' --target /health
 //! ```
 
@@ -42,8 +50,12 @@ struct Args {
     #[arg(long)]
     addr: SocketAddr,
     /// Requests per second, over all connections together.
+    #[arg(long, required_unless_present = "closed", conflicts_with = "closed")]
+    rate: Option<f64>,
+    /// A closed loop (as wrk): each connection sends its next request as
+    /// soon as its answer is in; latency runs from when a request went out.
     #[arg(long)]
-    rate: f64,
+    closed: bool,
     /// Keep-alive connections; each carries one request at a time.
     #[arg(long, default_value_t = 16)]
     connections: usize,
@@ -126,12 +138,14 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 
 fn run(args: Args) -> Result<String, String> {
     let positive = |x: f64| x.is_finite() && x > 0.0;
-    if !positive(args.rate) || args.connections == 0 || !positive(args.seconds) {
+    // A closed loop has no rate: every request is due at once.
+    let rate = args.rate.unwrap_or(f64::INFINITY);
+    if !(args.closed || positive(rate)) || args.connections == 0 || !positive(args.seconds) {
         return Err("--rate, --connections and --seconds must be positive".into());
     }
     if args.seconds > 3600.0
-        || args.rate * args.seconds > 1e9
-        || args.connections as f64 / args.rate > 3600.0
+        || (!args.closed && rate * args.seconds > 1e9)
+        || args.connections as f64 / rate > 3600.0
     {
         return Err(
             "at most an hour, 10^9 requests, and a request per connection at least hourly".into(),
@@ -160,7 +174,7 @@ fn run(args: Args) -> Result<String, String> {
         .collect();
 
     let mut poll = Poll::new().map_err(|e| e.to_string())?;
-    let interval = Duration::from_secs_f64(args.connections as f64 / args.rate);
+    let interval = Duration::from_secs_f64(args.connections as f64 / rate);
     let start = Instant::now() + Duration::from_millis(50);
     let stop = start + Duration::from_secs_f64(args.seconds);
     let mut conns = Vec::with_capacity(args.connections);
@@ -185,7 +199,12 @@ fn run(args: Args) -> Result<String, String> {
     }
 
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
-    let mut latencies: Vec<u64> = Vec::with_capacity((args.rate * args.seconds * 1.1) as usize);
+    let expected = if args.closed {
+        1e6
+    } else {
+        rate * args.seconds * 1.1
+    };
+    let mut latencies: Vec<u64> = Vec::with_capacity(expected as usize);
     let mut send_lag: Vec<u64> = Vec::with_capacity(latencies.capacity());
     let mut not_ok = 0u64;
     let mut events = Events::with_capacity(1024);
@@ -195,7 +214,11 @@ fn run(args: Args) -> Result<String, String> {
         let now = Instant::now();
         let mut busy = false;
         for conn in conns.iter_mut() {
-            if conn.in_flight.is_none() && conn.next_due <= now && conn.next_due < stop {
+            let due = match args.closed {
+                true => start <= now && now < stop,
+                false => conn.next_due <= now && conn.next_due < stop,
+            };
+            if conn.in_flight.is_none() && due {
                 let request = &requests[if requests.len() == 1 {
                     0
                 } else {
@@ -214,10 +237,15 @@ fn run(args: Args) -> Result<String, String> {
                     now.duration_since(conn.next_due.max(conn.free_since))
                         .as_nanos() as u64,
                 );
-                conn.in_flight = Some(conn.next_due);
+                conn.in_flight = Some(if args.closed { now } else { conn.next_due });
                 conn.next_due += interval;
             }
-            busy |= conn.in_flight.is_some() || conn.next_due < stop;
+            busy |= conn.in_flight.is_some()
+                || if args.closed {
+                    now < stop
+                } else {
+                    conn.next_due < stop
+                };
         }
         if !busy {
             break;
@@ -257,7 +285,7 @@ fn run(args: Args) -> Result<String, String> {
          \"send_lag_p99_us\": {:.1}, \"not_ok\": {}}}",
         latencies.len(),
         latencies.len() as f64 / args.seconds,
-        args.rate,
+        args.rate.map_or("null".to_string(), |r| r.to_string()),
         args.connections,
         percentile(&latencies, 50.0),
         percentile(&latencies, 90.0),
@@ -285,6 +313,101 @@ fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer for the client to talk to: answers every request on every
+    /// connection with `200 ok`, delaying each answer by `delay`; returns
+    /// its address and the count of requests it answered.
+    fn answering_peer(
+        delay: Duration,
+    ) -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = std::sync::Arc::new(AtomicU64::new(0));
+        let count = answered.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let (mut stream, count) = (stream.unwrap(), count.clone());
+                std::thread::spawn(move || {
+                    let mut read = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    while let Ok(n) = stream.read(&mut chunk) {
+                        if n == 0 {
+                            return;
+                        }
+                        read.extend_from_slice(&chunk[..n]);
+                        while let Some(end) = read.windows(4).position(|w| w == b"\r\n\r\n") {
+                            read.drain(..end + 4);
+                            std::thread::sleep(delay);
+                            let ok = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if stream.write_all(ok).is_err() {
+                                return;
+                            }
+                            count.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                });
+            }
+        });
+        (addr, answered)
+    }
+
+    fn field(json: &str, name: &str) -> serde_json::Value {
+        serde_json::from_str::<serde_json::Value>(json).unwrap()[name].clone()
+    }
+
+    #[test]
+    fn a_closed_loop_sends_the_next_request_when_the_answer_is_in() {
+        use std::sync::atomic::Ordering;
+        let (addr, answered) = answering_peer(Duration::from_millis(2));
+        let args = Args::parse_from([
+            "pace",
+            "--addr",
+            &addr.to_string(),
+            "--closed",
+            "--connections",
+            "4",
+            "--seconds",
+            "0.5",
+            "--target",
+            "/x",
+        ]);
+        let out = run(args).unwrap();
+        let requests = field(&out, "requests").as_u64().unwrap();
+        // Every request sent was answered and counted, one at a time per
+        // connection: about 0.5 s / 2 ms on each of 4 connections.
+        assert_eq!(requests, answered.load(Ordering::SeqCst), "{out}");
+        assert!((200..=1000).contains(&requests), "{out}");
+        assert_eq!(field(&out, "target_rate"), serde_json::Value::Null, "{out}");
+        // Latency from when each request went out: the peer's 2 ms, not
+        // a queue of requests that were never due.
+        let p50 = field(&out, "p50_us").as_f64().unwrap();
+        assert!((2000.0..50_000.0).contains(&p50), "{out}");
+        assert_eq!(field(&out, "not_ok"), 0, "{out}");
+    }
+
+    #[test]
+    fn an_open_loop_sends_at_its_rate_and_counts_from_the_due_time() {
+        let (addr, _) = answering_peer(Duration::ZERO);
+        let args = Args::parse_from([
+            "pace",
+            "--addr",
+            &addr.to_string(),
+            "--rate",
+            "1000",
+            "--connections",
+            "4",
+            "--seconds",
+            "0.5",
+            "--target",
+            "/x",
+        ]);
+        let out = run(args).unwrap();
+        // 1,000 requests a second for half a second, however fast the peer.
+        let requests = field(&out, "requests").as_u64().unwrap();
+        assert!((499..=501).contains(&requests), "{out}");
+        assert_eq!(field(&out, "target_rate"), 1000, "{out}");
+    }
 
     #[test]
     fn an_answer_is_complete_only_with_all_its_body() {

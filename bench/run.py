@@ -166,17 +166,20 @@ def pace(url, target, rate, conns, duration, token):
     """Requests at one fixed `rate` from bench/pace.rs (open loop, latency
     from each request's due time), on CPU 1: (p99 ms, the client's own p99
     lateness in ms). The client spins between sends, so its CPU is always
-    busy; its lateness is what says whether it kept to the schedule."""
+    busy; its lateness is what says whether it kept to the schedule. With
+    `rate` None, a closed loop as wrk's (latency from each send): (p99 ms,
+    requests/s)."""
     addr = urllib.parse.urlsplit(url).netloc
-    cmd = ["taskset", "-c", "1", PACE, "--addr", addr, "--rate", f"{rate:.0f}", "--connections", str(conns),
+    cmd = ["taskset", "-c", "1", PACE, "--addr", addr, "--connections", str(conns),
            "--seconds", str(duration), "--header", f"PRIVATE-TOKEN: {token}", "--target", target]
+    cmd += ["--closed"] if rate is None else ["--rate", f"{rate:.0f}"]
     run = subprocess.run(cmd, capture_output=True, text=True)
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)}: {run.stderr.strip()}")
     out = json.loads(run.stdout)
     if out["not_ok"]:
         raise RuntimeError(f"{url}{target}: {out['not_ok']} answers not 2xx/3xx")
-    return out["p99_us"] / 1000, out["send_lag_p99_us"] / 1000
+    return out["p99_us"] / 1000, out["rate"] if rate is None else out["send_lag_p99_us"] / 1000
 
 
 def start_nginx(work, files, port, token):
@@ -417,6 +420,7 @@ def run_suite(args, binary, work):
     cpu_rows = []
     run_rows = []
     fixed_rows = []
+    closed_rows = []
     cpu_per_request = []
     load_rss = 0.0
     for name, (url, script, target), theirs_load in read_scenarios:
@@ -461,6 +465,25 @@ def run_suite(args, binary, work):
                 # half the lower of their two rates above: below both
                 # maxima, so neither the client nor either server saturates,
                 # and each p99 is that server's own at the same load.
+                # The same closed loop as wrk's from a client that costs
+                # less per request (no Lua, no timers): whether a closed-loop
+                # tail is the server's or wrk's own queue.
+                closed, nclosed = [], []
+                for i in range(args.runs):
+                    if i % 2 == 0:
+                        closed.append(pace(url, target, None, conns, args.pace_seconds, token))
+                    nclosed.append(pace(nurl, ntarget, None, conns, args.pace_seconds, token))
+                    if i % 2 == 1:
+                        closed.append(pace(url, target, None, conns, args.pace_seconds, token))
+                crate = statistics.median(r for _, r in closed)
+                ncrate = statistics.median(r for _, r in nclosed)
+                cp99 = statistics.median(p for p, _ in closed)
+                ncp99 = statistics.median(p for p, _ in nclosed)
+                closed_rows.append(
+                    f"| {name} | {conns} | {crate:,.0f} | {ncrate:,.0f} | {crate / ncrate:.2f} "
+                    f"| {cp99:.2f} | {ncp99:.2f} | {cp99 / max(ncp99, 0.001):.2f} "
+                    f"| {' / '.join(f'{p:.2f}' for p, _ in closed)} | {' / '.join(f'{p:.2f}' for p, _ in nclosed)} |")
+                log(closed_rows[-1])
                 # Short runs in pairs, the first of each pair taking turns,
                 # so that the machine's slow swings fall on both servers
                 # alike; the median of many runs is what a few stalls of
@@ -536,12 +559,22 @@ Server CPU per request (µs of user + system time of the serving process, from /
 |---|---|---|---|---|
 {chr(10).join(cpu_rows)}
 
+## Reads in a closed loop from bench/pace.rs (requests/s, p99 latency in ms)
+
+The closed loop of the first table (each connection sends its next request as soon as its answer is in), from
+`pace --closed` instead of wrk: a client that costs less per request than wrk with a Lua script, so less of its p99 is the
+client's own queue. Medians of {args.runs} run(s) of {args.pace_seconds:g} s per server, alternating.
+
+| scenario | connections | cfgstore req/s | nginx req/s | cfgstore/nginx | cfgstore p99 | nginx p99 | cfgstore/nginx | cfgstore runs | nginx runs |
+|---|---|---|---|---|---|---|---|---|---|
+{chr(10).join(closed_rows)}
+
 ## Reads at one fixed rate (p99 latency in ms)
 
-The same requests at one fixed rate for both servers, half the lower of their two rates above, from bench/pace.rs
+The same requests at one fixed rate for both servers, half the lower of their two wrk rates in the first table, from bench/pace.rs
 (open loop: each connection's requests are due at even intervals, and a request's latency runs from when it was due,
 so a stall that holds up sending counts too). This is where the two servers' p99 is compared: at one load. Closed-loop
-wrk runs each server at its own maximum, cfgstore's higher, with wrk itself the bottleneck, so the p99 in the table above
+wrk runs each server at its own maximum, cfgstore's higher, with wrk itself the bottleneck, so the p99 in the first table
 is taken at two different loads and mixes the server's time with wrk's queue; here neither client nor server is saturated.
 Medians of {args.pace_runs} run(s) of {args.pace_seconds:g} s per server, in pairs whose first run takes turns (cfgstore first, then nginx
 first, ...), so that the machine's swings fall on both alike; "cfgstore lower" counts the pairs in which cfgstore's p99 was
