@@ -199,6 +199,8 @@ fn run(args: Args) -> Result<String, String> {
     }
 
     let mut pick = Pick(0x9e37_79b9_7f4a_7c15);
+    // Room for the answers expected (a closed loop's count is not known
+    // before: a first guess, grown as needed).
     let expected = if args.closed {
         1e6
     } else {
@@ -214,11 +216,13 @@ fn run(args: Args) -> Result<String, String> {
         let now = Instant::now();
         let mut busy = false;
         for conn in conns.iter_mut() {
-            let due = match args.closed {
-                true => start <= now && now < stop,
-                false => conn.next_due <= now && conn.next_due < stop,
+            // Whether this connection's next request is due now, and
+            // whether it has any still to send.
+            let (due, more) = match args.closed {
+                true => (start <= now, now < stop),
+                false => (conn.next_due <= now, conn.next_due < stop),
             };
-            if conn.in_flight.is_none() && due {
+            if conn.in_flight.is_none() && due && more {
                 let request = &requests[if requests.len() == 1 {
                     0
                 } else {
@@ -240,12 +244,7 @@ fn run(args: Args) -> Result<String, String> {
                 conn.in_flight = Some(if args.closed { now } else { conn.next_due });
                 conn.next_due += interval;
             }
-            busy |= conn.in_flight.is_some()
-                || if args.closed {
-                    now < stop
-                } else {
-                    conn.next_due < stop
-                };
+            busy |= conn.in_flight.is_some() || more;
         }
         if !busy {
             break;

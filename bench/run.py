@@ -300,6 +300,21 @@ class Admin:
         return json.loads(data) if data else None
 
 
+def in_pairs(n, ours, theirs):
+    """`n` pairs of runs, one of each server per pair, the first of each
+    pair taking turns (cfgstore first, then nginx first, ...), so that the
+    machine's slow swings fall on both servers alike: (our results, their
+    results), in order."""
+    mine, yours = [], []
+    for i in range(n):
+        if i % 2 == 0:
+            mine.append(ours())
+        yours.append(theirs())
+        if i % 2 == 1:
+            mine.append(ours())
+    return mine, yours
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))]
@@ -461,20 +476,13 @@ def run_suite(args, binary, work):
                 rows.append(f"| {name} | {conns} | {rate:,.0f} | {nrate:,.0f} | {rate / nrate:.2f} | {p99:.2f} | {np99:.2f} |")
                 cpu_rows.append(f"| {name} | {conns} | {cpu:.1f} | {ncpu:.1f} | {cpu / max(ncpu, 0.001):.2f} |")
                 log(rows[-1])
-                # The same request mix at one fixed rate for both servers,
-                # half the lower of their two rates above: below both
-                # maxima, so neither the client nor either server saturates,
-                # and each p99 is that server's own at the same load.
                 # The same closed loop as wrk's from a client that costs
                 # less per request (no Lua, no timers): whether a closed-loop
                 # tail is the server's or wrk's own queue.
-                closed, nclosed = [], []
-                for i in range(args.runs):
-                    if i % 2 == 0:
-                        closed.append(pace(url, target, None, conns, args.pace_seconds, token))
-                    nclosed.append(pace(nurl, ntarget, None, conns, args.pace_seconds, token))
-                    if i % 2 == 1:
-                        closed.append(pace(url, target, None, conns, args.pace_seconds, token))
+                closed, nclosed = in_pairs(
+                    args.runs,
+                    lambda: pace(url, target, None, conns, args.pace_seconds, token),
+                    lambda: pace(nurl, ntarget, None, conns, args.pace_seconds, token))
                 crate = statistics.median(r for _, r in closed)
                 ncrate = statistics.median(r for _, r in nclosed)
                 cp99 = statistics.median(p for p, _ in closed)
@@ -484,19 +492,17 @@ def run_suite(args, binary, work):
                     f"| {cp99:.2f} | {ncp99:.2f} | {cp99 / max(ncp99, 0.001):.2f} "
                     f"| {' / '.join(f'{p:.2f}' for p, _ in closed)} | {' / '.join(f'{p:.2f}' for p, _ in nclosed)} |")
                 log(closed_rows[-1])
-                # Short runs in pairs, the first of each pair taking turns,
-                # so that the machine's slow swings fall on both servers
-                # alike; the median of many runs is what a few stalls of
+                # The same request mix at one fixed rate for both servers,
+                # half the lower of their two rates above: below both
+                # maxima, so neither the client nor either server saturates,
+                # and each p99 is that server's own at the same load. Many
+                # short runs in pairs: their median is what a few stalls of
                 # the host cannot move.
                 fixed = FIXED_SHARE * min(rate, nrate)
-                paced, npaced = [], []
-                for i in range(args.pace_runs):
-                    ours_first = i % 2 == 0
-                    if ours_first:
-                        paced.append(pace(url, target, fixed, conns, args.pace_seconds, token))
-                    npaced.append(pace(nurl, ntarget, fixed, conns, args.pace_seconds, token))
-                    if not ours_first:
-                        paced.append(pace(url, target, fixed, conns, args.pace_seconds, token))
+                paced, npaced = in_pairs(
+                    args.pace_runs,
+                    lambda: pace(url, target, fixed, conns, args.pace_seconds, token),
+                    lambda: pace(nurl, ntarget, fixed, conns, args.pace_seconds, token))
                 lag = lambda runs: max(l for _, l in runs)
                 fp99 = statistics.median(p for p, _ in paced)
                 nfp99 = statistics.median(p for p, _ in npaced)
