@@ -315,6 +315,16 @@ def in_pairs(n, ours, theirs):
     return mine, yours
 
 
+def sign_test(k, n):
+    """Two-sided exact sign test: the chance of a split at least as uneven
+    as `k` of `n` pairs if each pair were a coin toss (the two servers'
+    p99 alike). Small (below 0.05): the split is unlikely to be chance."""
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(0, min(k, n - k) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
 def percentile(values, p):
     values = sorted(values)
     return values[min(len(values) - 1, max(0, math.ceil(p / 100 * len(values)) - 1))]
@@ -509,7 +519,8 @@ def run_suite(args, binary, work):
                 lower = sum(1 for (p, _), (np, _) in zip(paced, npaced) if p <= np)
                 fixed_rows.append(
                     f"| {name} | {conns} | {fixed:,.0f} | {fp99:.2f} | {nfp99:.2f} | {fp99 / max(nfp99, 0.001):.2f} "
-                    f"| {lower} of {len(paced)} | {' / '.join(f'{p:.2f}' for p, _ in paced)} "
+                    f"| {lower} of {len(paced)} | {sign_test(lower, len(paced)):.2f} "
+                    f"| {' / '.join(f'{p:.2f}' for p, _ in paced)} "
                     f"| {' / '.join(f'{p:.2f}' for p, _ in npaced)} | {lag(paced):.3f} / {lag(npaced):.3f} |")
                 log(fixed_rows[-1])
             else:
@@ -584,11 +595,13 @@ wrk runs each server at its own maximum, cfgstore's higher, with wrk itself the 
 is taken at two different loads and mixes the server's time with wrk's queue; here neither client nor server is saturated.
 Medians of {args.pace_runs} run(s) of {args.pace_seconds:g} s per server, in pairs whose first run takes turns (cfgstore first, then nginx
 first, ...), so that the machine's swings fall on both alike; "cfgstore lower" counts the pairs in which cfgstore's p99 was
-the lower or equal. The client spins between sends; its own lateness (p99 of how long after a request was due, or its
+the lower or equal, and "chance" is the two-sided sign test's p of that split: how likely a split at least as uneven is if
+the two servers' p99 were alike (below 0.05, the difference is unlikely to be the machine's noise; near 1, the pairs split
+evenly and the two medians differ by chance). The client spins between sends; its own lateness (p99 of how long after a request was due, or its
 connection free, it went out; ms, the worst run, cfgstore / nginx) shows it kept to the schedule.
 
-| scenario | connections | rate | cfgstore p99 | nginx p99 | cfgstore/nginx | cfgstore lower | cfgstore runs | nginx runs | client lateness |
-|---|---|---|---|---|---|---|---|---|---|
+| scenario | connections | rate | cfgstore p99 | nginx p99 | cfgstore/nginx | cfgstore lower | chance | cfgstore runs | nginx runs | client lateness |
+|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(fixed_rows)}
 
 The recursive tree of the 20,000-file branch ({tree_entries:,} files) is read as clients page it: random pages of 100.
