@@ -17,7 +17,9 @@
 //! prints one JSON line: the rate reached, latency percentiles in µs, the
 //! client's own lateness (from when a request was due, or its connection
 //! free if later, to when it went out: if that grows, the client was the
-//! limit), and answers that were not 2xx/3xx.
+//! limit), how busy the client was (the share of the time it spent sending
+//! and receiving rather than waiting: near 1, its own queue is in every
+//! latency), and answers that were not 2xx/3xx.
 //!
 //! With `--closed` it is a closed loop instead, as wrk is: each connection
 //! sends its next request as soon as the answer to the one before is in,
@@ -212,8 +214,18 @@ fn run(args: Args) -> Result<String, String> {
     let mut events = Events::with_capacity(1024);
     let mut chunk = vec![0u8; 256 * 1024];
     let give_up = stop + Duration::from_secs(10);
+    // The client's own load: time spent in rounds of the loop that sent or
+    // received something, against the time from the start to the last
+    // answer. Near 1, the client itself was the limit and its queue is
+    // part of every latency.
+    let (mut working, mut round_began, mut round_worked) = (Duration::ZERO, start, false);
     loop {
         let now = Instant::now();
+        if round_worked {
+            working += now.saturating_duration_since(round_began);
+        }
+        round_began = now;
+        round_worked = false;
         let mut busy = false;
         for conn in conns.iter_mut() {
             // Whether this connection's next request is due now, and
@@ -243,6 +255,7 @@ fn run(args: Args) -> Result<String, String> {
                 );
                 conn.in_flight = Some(if args.closed { now } else { conn.next_due });
                 conn.next_due += interval;
+                round_worked = true;
             }
             busy |= conn.in_flight.is_some() || more;
         }
@@ -255,10 +268,18 @@ fn run(args: Args) -> Result<String, String> {
         poll.poll(&mut events, Some(Duration::ZERO))
             .map_err(|e| e.to_string())?;
         for event in events.iter() {
+            round_worked = true;
             let conn = &mut conns[event.token().0];
             loop {
                 match conn.stream.read(&mut chunk) {
                     Ok(0) => return Err("the server closed a keep-alive connection".into()),
+                    // Less than asked for: the socket is empty now, and
+                    // what arrives later raises a new event (as tokio
+                    // does), so no second read only to hear "would block".
+                    Ok(n) if n < chunk.len() => {
+                        conn.answer.extend_from_slice(&chunk[..n]);
+                        break;
+                    }
                     Ok(n) => conn.answer.extend_from_slice(&chunk[..n]),
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
@@ -276,12 +297,16 @@ fn run(args: Args) -> Result<String, String> {
             }
         }
     }
+    let elapsed = round_began
+        .saturating_duration_since(start)
+        .max(Duration::from_nanos(1));
+    let client_busy = working.as_secs_f64() / elapsed.as_secs_f64();
     latencies.sort_unstable();
     send_lag.sort_unstable();
     Ok(format!(
         "{{\"requests\": {}, \"rate\": {:.1}, \"target_rate\": {}, \"connections\": {}, \
          \"p50_us\": {:.1}, \"p90_us\": {:.1}, \"p99_us\": {:.1}, \"p999_us\": {:.1}, \"max_us\": {:.1}, \
-         \"send_lag_p99_us\": {:.1}, \"not_ok\": {}}}",
+         \"send_lag_p99_us\": {:.1}, \"client_busy\": {:.3}, \"not_ok\": {}}}",
         latencies.len(),
         latencies.len() as f64 / args.seconds,
         args.rate.map_or("null".to_string(), |r| r.to_string()),
@@ -292,6 +317,7 @@ fn run(args: Args) -> Result<String, String> {
         percentile(&latencies, 99.9),
         percentile(&latencies, 100.0),
         percentile(&send_lag, 99.0),
+        client_busy.min(1.0),
         not_ok,
     ))
 }
@@ -389,6 +415,10 @@ mod tests {
         let p50 = field(&out, "p50_us").as_f64().unwrap();
         assert!((2000.0..50_000.0).contains(&p50), "{out}");
         assert_eq!(field(&out, "not_ok"), 0, "{out}");
+        // The client waited on the peer most of the time: it worked in a
+        // small share of it, but in some.
+        let busy = field(&out, "client_busy").as_f64().unwrap();
+        assert!(busy > 0.0 && busy < 0.5, "{out}");
     }
 
     #[test]

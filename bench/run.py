@@ -168,7 +168,8 @@ def pace(url, target, rate, conns, duration, token):
     lateness in ms). The client spins between sends, so its CPU is always
     busy; its lateness is what says whether it kept to the schedule. With
     `rate` None, a closed loop as wrk's (latency from each send): (p99 ms,
-    requests/s)."""
+    requests/s, the share of the time the client spent sending and
+    receiving)."""
     addr = urllib.parse.urlsplit(url).netloc
     cmd = ["taskset", "-c", "1", PACE, "--addr", addr, "--connections", str(conns),
            "--seconds", str(duration), "--header", f"PRIVATE-TOKEN: {token}", "--target", target]
@@ -179,7 +180,9 @@ def pace(url, target, rate, conns, duration, token):
     out = json.loads(run.stdout)
     if out["not_ok"]:
         raise RuntimeError(f"{url}{target}: {out['not_ok']} answers not 2xx/3xx")
-    return out["p99_us"] / 1000, out["rate"] if rate is None else out["send_lag_p99_us"] / 1000
+    if rate is None:
+        return out["p99_us"] / 1000, out["rate"], out["client_busy"]
+    return out["p99_us"] / 1000, out["send_lag_p99_us"] / 1000
 
 
 def start_nginx(work, files, port, token):
@@ -493,14 +496,16 @@ def run_suite(args, binary, work):
                     args.runs,
                     lambda: pace(url, target, None, conns, args.pace_seconds, token),
                     lambda: pace(nurl, ntarget, None, conns, args.pace_seconds, token))
-                crate = statistics.median(r for _, r in closed)
-                ncrate = statistics.median(r for _, r in nclosed)
-                cp99 = statistics.median(p for p, _ in closed)
-                ncp99 = statistics.median(p for p, _ in nclosed)
+                crate = statistics.median(r for _, r, _ in closed)
+                ncrate = statistics.median(r for _, r, _ in nclosed)
+                cp99 = statistics.median(p for p, _, _ in closed)
+                ncp99 = statistics.median(p for p, _, _ in nclosed)
+                cbusy = statistics.median(b for _, _, b in closed)
+                ncbusy = statistics.median(b for _, _, b in nclosed)
                 closed_rows.append(
                     f"| {name} | {conns} | {crate:,.0f} | {ncrate:,.0f} | {crate / ncrate:.2f} "
-                    f"| {cp99:.2f} | {ncp99:.2f} | {cp99 / max(ncp99, 0.001):.2f} "
-                    f"| {' / '.join(f'{p:.2f}' for p, _ in closed)} | {' / '.join(f'{p:.2f}' for p, _ in nclosed)} |")
+                    f"| {cp99:.2f} | {ncp99:.2f} | {cp99 / max(ncp99, 0.001):.2f} | {cbusy:.0%} / {ncbusy:.0%} "
+                    f"| {' / '.join(f'{p:.2f}' for p, _, _ in closed)} | {' / '.join(f'{p:.2f}' for p, _, _ in nclosed)} |")
                 log(closed_rows[-1])
                 # The same request mix at one fixed rate for both servers,
                 # half the lower of their two rates above: below both
@@ -580,10 +585,12 @@ Server CPU per request (µs of user + system time of the serving process, from /
 
 The closed loop of the first table (each connection sends its next request as soon as its answer is in), from
 `pace --closed` instead of wrk: a client that costs less per request than wrk with a Lua script, so less of its p99 is the
-client's own queue. Medians of {args.runs} run(s) of {args.pace_seconds:g} s per server, alternating.
+client's own queue; but on a machine of two CPUs no client keeps up with either server unloaded. "client busy" is the share
+of the time `pace` spent sending and receiving rather than waiting for answers: near 100 %, its own queue is part of every
+latency, and more of it the faster the server. Medians of {args.runs} run(s) of {args.pace_seconds:g} s per server, alternating.
 
-| scenario | connections | cfgstore req/s | nginx req/s | cfgstore/nginx | cfgstore p99 | nginx p99 | cfgstore/nginx | cfgstore runs | nginx runs |
-|---|---|---|---|---|---|---|---|---|---|
+| scenario | connections | cfgstore req/s | nginx req/s | cfgstore/nginx | cfgstore p99 | nginx p99 | cfgstore/nginx | client busy, cfgstore / nginx | cfgstore runs | nginx runs |
+|---|---|---|---|---|---|---|---|---|---|---|
 {chr(10).join(closed_rows)}
 
 ## Reads at one fixed rate (p99 latency in ms)
