@@ -240,6 +240,11 @@ fn run(args: Args) -> Result<String, String> {
                 } else {
                     pick.below(requests.len())
                 }];
+                // A closed loop's latency runs from this send, not from
+                // the round's start: a round that sends on many
+                // connections takes a while, and the last would be
+                // charged for the sends before it.
+                let sent = Instant::now();
                 match conn.stream.write(request) {
                     Ok(n) if n == request.len() => {}
                     Ok(_) => {
@@ -253,7 +258,7 @@ fn run(args: Args) -> Result<String, String> {
                     now.duration_since(conn.next_due.max(conn.free_since))
                         .as_nanos() as u64,
                 );
-                conn.in_flight = Some(if args.closed { now } else { conn.next_due });
+                conn.in_flight = Some(if args.closed { sent } else { conn.next_due });
                 conn.next_due += interval;
                 round_worked = true;
             }
