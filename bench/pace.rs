@@ -240,10 +240,10 @@ fn run(args: Args) -> Result<String, String> {
                 } else {
                     pick.below(requests.len())
                 }];
-                // A closed loop's latency runs from this send, not from
-                // the round's start: a round that sends on many
-                // connections takes a while, and the last would be
-                // charged for the sends before it.
+                // A closed loop's latency, and the client's lateness, run
+                // from this send, not from the round's start: a round that
+                // sends on many connections takes a while, and the last
+                // would be charged for the sends before it.
                 let sent = Instant::now();
                 match conn.stream.write(request) {
                     Ok(n) if n == request.len() => {}
@@ -255,7 +255,7 @@ fn run(args: Args) -> Result<String, String> {
                 // The client's own lateness: from when the request was due,
                 // or its connection became free if that was later.
                 send_lag.push(
-                    now.duration_since(conn.next_due.max(conn.free_since))
+                    sent.saturating_duration_since(conn.next_due.max(conn.free_since))
                         .as_nanos() as u64,
                 );
                 conn.in_flight = Some(if args.closed { sent } else { conn.next_due });
@@ -280,8 +280,10 @@ fn run(args: Args) -> Result<String, String> {
                     Ok(0) => return Err("the server closed a keep-alive connection".into()),
                     // Less than asked for: the socket is empty now, and
                     // what arrives later raises a new event (as tokio
-                    // does), so no second read only to hear "would block".
-                    Ok(n) if n < chunk.len() => {
+                    // does), so no second read only to hear "would block";
+                    // unless the peer also closed, which the next read
+                    // reports.
+                    Ok(n) if n < chunk.len() && !event.is_read_closed() => {
                         conn.answer.extend_from_slice(&chunk[..n]);
                         break;
                     }
@@ -434,6 +436,45 @@ mod tests {
         let requests = field(&out, "requests").as_u64().unwrap();
         assert!((499..=501).contains(&requests), "{out}");
         assert_eq!(field(&out, "target_rate"), 1000, "{out}");
+    }
+
+    #[test]
+    fn a_peer_that_closes_mid_answer_fails_the_run_at_once() {
+        // Each connection gets the start of an answer and the close in one
+        // segment (corked until the close), so that one event says both.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    let mut chunk = [0u8; 1024];
+                    let _ = stream.read(&mut chunk);
+                    rustix::net::sockopt::set_tcp_cork(&stream, true).unwrap();
+                    let partial = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nok";
+                    stream.write_all(partial).unwrap();
+                    let _ = stream.shutdown(std::net::Shutdown::Write);
+                    // Held open until the client has seen the close.
+                    std::thread::sleep(Duration::from_secs(2));
+                });
+            }
+        });
+        let started = Instant::now();
+        let addr = addr.to_string();
+        let argv = [
+            "pace",
+            "--addr",
+            &addr,
+            "--connections",
+            "4",
+            "--seconds",
+            "0.5",
+        ];
+        let args = Args::parse_from(argv.iter().chain(&["--closed", "--target", "/x"]));
+        let err = run(args).unwrap_err();
+        // Said as what it is, not as answers missing ten seconds later.
+        assert!(err.contains("closed"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5), "{err}");
     }
 
     #[test]
