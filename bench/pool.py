@@ -6,9 +6,16 @@ a shared machine whose stalls set most of a short run's p99, that many
 pairs tell a clear difference from chance only when the difference is
 large. The same scenario over several runs of the same build, pooled,
 tells more. For each scenario and connection count found in every report:
-the pairs, how many of them had cfgstore's p99 at or below nginx's, the
-two-sided sign test's chance of a split at least that uneven if the two
-servers' p99 were alike, and the median p99 of each server over all pairs.
+the pairs, how many of them had cfgstore's p99 below nginx's and how many
+above, the two-sided sign test's chance of a split at least that uneven
+if the two servers' p99 were alike, and the median p99 of each server
+over all pairs. Pairs whose two figures are equal (as printed, to the
+hundredth of a millisecond) are counted apart and left out of the test.
+
+A chance below 0.05 speaks for one scenario taken on its own; over a
+dozen scenarios, one or two that low can come from noise alone. The Holm
+column allows for that: each chance adjusted for all the scenarios tested
+with it.
 
     python3 bench/pool.py bench/results/2026-12-07-*.md
 
@@ -65,15 +72,35 @@ def main():
     for path, table in tables:
         counts = sorted({len(p) for p in table.values()})
         print(f"{path}: {', '.join(map(str, counts))} pairs per scenario", file=sys.stderr)
-    print("| scenario | connections | pairs | cfgstore lower | chance | cfgstore p99 | nginx p99 | cfgstore/nginx |")
-    print("|---|---|---|---|---|---|---|---|")
+        for key in table:
+            if key not in rows:
+                print(f"{path}: {key[0]}, {key[1]} connections: not in every report, left out", file=sys.stderr)
+    results = []
     for key in rows:
         pairs = [pair for _, table in tables for pair in table[key]]
-        lower = sum(1 for mine, yours in pairs if mine <= yours)
+        lower = sum(1 for mine, yours in pairs if mine < yours)
+        higher = sum(1 for mine, yours in pairs if mine > yours)
+        results.append((key, pairs, lower, higher, sign_test(lower, lower + higher)))
+    holm = holm_adjusted([chance for *_, chance in results])
+    print("| scenario | connections | pairs | cfgstore lower | nginx lower | equal | chance | chance, Holm "
+          "| cfgstore p99 | nginx p99 | cfgstore/nginx |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (key, pairs, lower, higher, chance), adjusted in zip(results, holm):
         mine = statistics.median(m for m, _ in pairs)
         yours = statistics.median(y for _, y in pairs)
-        print(f"| {key[0]} | {key[1]} | {len(pairs)} | {lower} | {sign_test(lower, len(pairs)):.3f} "
-              f"| {mine:.2f} | {yours:.2f} | {mine / max(yours, 0.001):.2f} |")
+        print(f"| {key[0]} | {key[1]} | {len(pairs)} | {lower} | {higher} | {len(pairs) - lower - higher} "
+              f"| {chance:.3f} | {adjusted:.3f} | {mine:.2f} | {yours:.2f} | {mine / max(yours, 0.001):.2f} |")
+
+
+def holm_adjusted(chances):
+    """Holm's step-down adjustment of several tests' p-values, in their
+    order: each scenario's chance allowing for the others tested with it."""
+    order = sorted(range(len(chances)), key=lambda i: chances[i])
+    adjusted, running = [0.0] * len(chances), 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(chances) - rank) * chances[i]))
+        adjusted[i] = running
+    return adjusted
 
 
 if __name__ == "__main__":

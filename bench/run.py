@@ -521,10 +521,13 @@ def run_suite(args, binary, work):
                 lag = lambda runs: max(l for _, l in runs)
                 fp99 = statistics.median(p for p, _ in paced)
                 nfp99 = statistics.median(p for p, _ in npaced)
-                lower = sum(1 for (p, _), (np, _) in zip(paced, npaced) if p <= np)
+                lower = sum(1 for (p, _), (np, _) in zip(paced, npaced) if p < np)
+                higher = sum(1 for (p, _), (np, _) in zip(paced, npaced) if p > np)
+                equal = len(paced) - lower - higher
                 fixed_rows.append(
                     f"| {name} | {conns} | {fixed:,.0f} | {fp99:.2f} | {nfp99:.2f} | {fp99 / max(nfp99, 0.001):.2f} "
-                    f"| {lower} of {len(paced)} | {sign_test(lower, len(paced)):.2f} "
+                    f"| {lower} of {len(paced)}{f', {equal} equal' if equal else ''} "
+                    f"| {sign_test(lower, lower + higher):.2f} "
                     f"| {' / '.join(f'{p:.2f}' for p, _ in paced)} "
                     f"| {' / '.join(f'{p:.2f}' for p, _ in npaced)} | {lag(paced):.3f} / {lag(npaced):.3f} |")
                 log(fixed_rows[-1])
@@ -602,9 +605,9 @@ wrk runs each server at its own maximum, cfgstore's higher, with wrk itself the 
 is taken at two different loads and mixes the server's time with wrk's queue; here neither client nor server is saturated.
 Medians of {args.pace_runs} run(s) of {args.pace_seconds:g} s per server, in pairs whose first run takes turns (cfgstore first, then nginx
 first, ...), so that the machine's swings fall on both alike; "cfgstore lower" counts the pairs in which cfgstore's p99 was
-the lower or equal, and "chance" is the two-sided sign test's p of that split: how likely a split at least as uneven is if
-the two servers' p99 were alike (below 0.05, the difference is unlikely to be the machine's noise; near 1, the pairs split
-evenly and the two medians differ by chance). The client spins between sends; its own lateness (p99 of how long after a request was due, or its
+the lower (pairs with both equal are counted apart), and "chance" is the two-sided sign test's p over the unequal pairs:
+how likely a split at least as uneven is if the two servers' p99 were alike (below 0.05, taken on its own, the difference
+is unlikely to be the machine's noise; near 1, the pairs give no evidence either way). The client spins between sends; its own lateness (p99 of how long after a request was due, or its
 connection free, it went out; ms, the worst run, cfgstore / nginx) shows it kept to the schedule.
 
 | scenario | connections | rate | cfgstore p99 | nginx p99 | cfgstore/nginx | cfgstore lower | chance | cfgstore runs | nginx runs | client lateness |
