@@ -387,6 +387,11 @@ mod tests {
     /// `pace` against `addr` for half a second on 4 connections, with
     /// `mode` (`--closed` or `--rate N`): its JSON line.
     fn run_against(addr: SocketAddr, mode: &[&str]) -> String {
+        try_against(addr, mode).unwrap()
+    }
+
+    /// `run_against`, with what `pace` says when it fails.
+    fn try_against(addr: SocketAddr, mode: &[&str]) -> Result<String, String> {
         let addr = addr.to_string();
         let mut argv = vec![
             "pace",
@@ -399,7 +404,7 @@ mod tests {
         ];
         argv.extend_from_slice(mode);
         argv.extend_from_slice(&["--target", "/x"]);
-        run(Args::parse_from(argv)).unwrap()
+        run(Args::parse_from(argv))
     }
 
     fn field(json: &str, name: &str) -> serde_json::Value {
@@ -460,18 +465,7 @@ mod tests {
             }
         });
         let started = Instant::now();
-        let addr = addr.to_string();
-        let argv = [
-            "pace",
-            "--addr",
-            &addr,
-            "--connections",
-            "4",
-            "--seconds",
-            "0.5",
-        ];
-        let args = Args::parse_from(argv.iter().chain(&["--closed", "--target", "/x"]));
-        let err = run(args).unwrap_err();
+        let err = try_against(addr, &["--closed"]).unwrap_err();
         // Said as what it is, not as answers missing ten seconds later.
         assert!(err.contains("closed"), "{err}");
         assert!(started.elapsed() < Duration::from_secs(5), "{err}");

@@ -17,7 +17,7 @@ dozen scenarios, one or two that low can come from noise alone. The Holm
 column allows for that: each chance adjusted for all the scenarios tested
 with it.
 
-    python3 bench/pool.py bench/results/2026-12-07-*.md
+    python3 bench/pool.py bench/results/2026-12-07-run-*.md
 
 Reports of different builds, rates or run lengths should not be pooled:
 the script pools what it is given and says how many pairs each report gave.
